@@ -1,0 +1,113 @@
+"""The protocol every context strategy implements, and the registry that finds them by name.
+
+The decoder hands a strategy *pre-RoPE* queries and keys; the strategy decides where each one
+sits (which positions to rotate at), what to keep, and how to attend. One file per strategy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+import torch
+
+from longchat.errors import ConfigError
+from longchat.runtime.config import ModelConfig
+from longchat.runtime.rope import Rope
+
+
+@dataclass
+class StrategyParams:
+    """Base for a strategy's typed parameters (the `[strategy]` table of a profile)."""
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the key when a value is out of range."""
+
+
+class ContextStrategy:
+    """Holds the attention state of one sequence (batch size 1) across forward calls.
+
+    Call order per forward: `begin(positions)` once, then `attend(layer, q, k, v)` for every
+    layer in order. `positions` are absolute token indices in the sequence (T,).
+    """
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[StrategyParams]] = StrategyParams
+
+    def __init__(self, cfg: ModelConfig, rope: Rope, params: StrategyParams | None = None, *,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+        self.cfg = cfg
+        self.rope = rope
+        self.params = params if params is not None else self.Params()
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything: the next token is position 0."""
+        raise NotImplementedError  # abstract: every strategy defines its state
+
+    @property
+    def length(self) -> int:
+        """Tokens consumed so far."""
+        raise NotImplementedError  # abstract
+
+    def begin(self, positions: torch.Tensor) -> None:
+        """Prepare for a forward over `positions` (T,): rotation tables, masks, retrieval."""
+        raise NotImplementedError  # abstract
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q (B, Hq, T, D), k and v (B, Hkv, T, D), all before RoPE -> output (B, Hq, T, D)."""
+        raise NotImplementedError  # abstract
+
+    def truncate(self, n_tokens: int) -> bool:
+        """Rewind to the first `n_tokens` tokens if this strategy can; False means reset instead."""
+        return False
+
+    def memory_bytes(self) -> int:
+        """Bytes held for the attention state (for stats)."""
+        return 0
+
+
+STRATEGIES: dict[str, type[ContextStrategy]] = {}
+
+
+def register_strategy(cls: type[ContextStrategy]) -> type[ContextStrategy]:
+    """Class decorator: make a strategy available by its `name`."""
+    STRATEGIES[cls.name] = cls
+    return cls
+
+
+def strategy_class(name: str) -> type[ContextStrategy]:
+    """Look a strategy up; an unknown name fails with the valid ones."""
+    _load_builtins()
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown strategy {name!r}; valid: {', '.join(sorted(STRATEGIES))}"
+        ) from None
+
+
+def parse_params(cls: type[ContextStrategy], values: dict[str, Any], where: str) -> StrategyParams:
+    """Build a strategy's Params from a profile table; unknown keys and bad types name the key."""
+    known = {f.name: f for f in fields(cls.Params)}
+    for key in values:
+        if key not in known:
+            allowed = ", ".join(known) or "none"
+            raise ConfigError(f"{where}: unknown key {key!r} for strategy {cls.name!r}; allowed: {allowed}")
+    params = cls.Params(**values)
+    for f in fields(params):
+        expected = type(getattr(cls.Params(), f.name))
+        got = getattr(params, f.name)
+        if expected is float and isinstance(got, int) and not isinstance(got, bool):
+            setattr(params, f.name, float(got))
+        elif not isinstance(got, expected) or (expected is int and isinstance(got, bool)):
+            raise ConfigError(f"{where}: {f.name} must be {expected.__name__}, got {got!r}")
+    params.validate()
+    return params
+
+
+def _load_builtins() -> None:
+    # Importing the modules runs their @register_strategy decorators.
+    from longchat.context import full  # noqa: F401

@@ -1,0 +1,55 @@
+"""`full`: standard causal attention over every token, with a KV cache (the reference)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from longchat.context.base import ContextStrategy, register_strategy
+from longchat.context.kv import KVBuffer
+from longchat.runtime.rope import rotate
+
+
+@register_strategy
+class FullAttention(ContextStrategy):
+    """Keys are rotated at their true positions and cached; queries see all earlier keys."""
+
+    name = "full"
+
+    def reset(self) -> None:
+        self.layers = [KVBuffer() for _ in range(self.cfg.n_layers)]
+        self._length = 0
+
+    @property
+    def length(self) -> int:
+        return self._length
+
+    def begin(self, positions: torch.Tensor) -> None:
+        self.cos, self.sin = self.rope.cos_sin(positions.to(self.device), self.dtype)
+        past, t = self._length, positions.shape[0]
+        self.mask = None
+        if t > 1 and past > 0:
+            # Chunked prefill: SDPA's is_causal aligns top-left, which is wrong once there is a
+            # past, so the chunk gets an explicit (T, past+T) mask.
+            q_pos = torch.arange(past, past + t, device=self.device)
+            k_pos = torch.arange(past + t, device=self.device)
+            self.mask = k_pos[None, :] <= q_pos[:, None]
+        self.causal = t > 1 and past == 0
+        self._length += t
+
+    def attend(self, layer, q, k, v):
+        q = rotate(q, self.cos, self.sin)
+        k = rotate(k, self.cos, self.sin)
+        keys, values = self.layers[layer].append(k, v)  # (B, Hkv, S, D)
+        return F.scaled_dot_product_attention(
+            q, keys, values, attn_mask=self.mask, is_causal=self.causal, enable_gqa=True
+        )
+
+    def truncate(self, n_tokens: int) -> bool:
+        for buf in self.layers:
+            buf.truncate(n_tokens)
+        self._length = min(self._length, n_tokens)
+        return True
+
+    def memory_bytes(self) -> int:
+        return sum(buf.nbytes() for buf in self.layers)

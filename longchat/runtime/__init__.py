@@ -1,0 +1,1 @@
+"""Model loading, our decoder forward, RoPE, and the prefill/decode loop."""

