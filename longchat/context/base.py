@@ -6,12 +6,13 @@ sits (which positions to rotate at), what to keep, and how to attend. One file p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
 from longchat.errors import ConfigError
+from longchat.settings import build
 from longchat.runtime.config import ModelConfig
 from longchat.runtime.rope import Rope
 
@@ -20,7 +21,7 @@ from longchat.runtime.rope import Rope
 class StrategyParams:
     """Base for a strategy's typed parameters (the `[strategy]` table of a profile)."""
 
-    def validate(self) -> None:
+    def validate(self, where: str) -> None:
         """Raise ConfigError naming the key when a value is out of range."""
 
 
@@ -91,21 +92,7 @@ def strategy_class(name: str) -> type[ContextStrategy]:
 
 def parse_params(cls: type[ContextStrategy], values: dict[str, Any], where: str) -> StrategyParams:
     """Build a strategy's Params from a profile table; unknown keys and bad types name the key."""
-    known = {f.name: f for f in fields(cls.Params)}
-    for key in values:
-        if key not in known:
-            allowed = ", ".join(known) or "none"
-            raise ConfigError(f"{where}: unknown key {key!r} for strategy {cls.name!r}; allowed: {allowed}")
-    params = cls.Params(**values)
-    for f in fields(params):
-        expected = type(getattr(cls.Params(), f.name))
-        got = getattr(params, f.name)
-        if expected is float and isinstance(got, int) and not isinstance(got, bool):
-            setattr(params, f.name, float(got))
-        elif not isinstance(got, expected) or (expected is int and isinstance(got, bool)):
-            raise ConfigError(f"{where}: {f.name} must be {expected.__name__}, got {got!r}")
-    params.validate()
-    return params
+    return build(cls.Params, values, f"{where} [strategy] ({cls.name})")
 
 
 def _load_builtins() -> None:

@@ -30,6 +30,15 @@ class Sampling:
     repetition_penalty: float = 1.0
     seed: int = 0
 
+    def validate(self, where: str) -> None:
+        from longchat.settings import require
+
+        require(self.max_new_tokens >= 1, where, "max_new_tokens", "an integer >= 1")
+        require(self.temperature >= 0, where, "temperature", "a number >= 0 (0 = greedy)")
+        require(0 < self.top_p <= 1, where, "top_p", "a number in (0, 1]")
+        require(self.top_k >= 0, where, "top_k", "an integer >= 0 (0 = off)")
+        require(self.repetition_penalty > 0, where, "repetition_penalty", "a number > 0 (1 = off)")
+
 
 @dataclass
 class GenerationStats:

@@ -23,7 +23,7 @@ STDIN = "-"
 
 __all__ = [
     "READERS", "STDIN", "Document", "Note", "Reader", "Unreadable",
-    "get_reader", "iter_documents", "read_text", "reader_for",
+    "get_reader", "iter_documents", "iter_pieces", "read_text", "reader_for",
 ]
 
 
@@ -65,11 +65,9 @@ def read_text(
     `max_chars`, returning max_chars + 1 characters so the caller can tell it was cut.
     Raises `InputError` when the input holds nothing but whitespace.
     """
-    headers = len(specs) > 1 or any(spec != STDIN and os.path.isdir(spec) for spec in specs)
-    documents = iter_documents(specs, stdin=stdin, note=note)
     parts: list[str] = []
     total, has_text = 0, False
-    with closing(_layout(documents, headers)) as pieces:
+    with closing(iter_pieces(specs, stdin=stdin, note=note)) as pieces:
         for piece, is_text in pieces:
             has_text = has_text or (is_text and bool(piece) and not piece.isspace())
             if max_chars is not None and total + len(piece) > max_chars:
@@ -82,8 +80,18 @@ def read_text(
     return "".join(parts)
 
 
-def _layout(documents: Iterator[Document], headers: bool) -> Iterator[tuple[str, bool]]:
-    """The pieces of the joined input, each flagged True when it is document text."""
+def iter_pieces(
+    specs: Sequence[str],
+    *,
+    stdin: BinaryIO | None = None,
+    note: Note = note_to_stderr,
+) -> Iterator[tuple[str, bool]]:
+    """The joined input of `read_text` as a stream: (piece, True when it is document text).
+
+    For inputs too big to hold (a 2 GB log on stdin): memory stays at about one piece.
+    """
+    headers = len(specs) > 1 or any(spec != STDIN and os.path.isdir(spec) for spec in specs)
+    documents = iter_documents(specs, stdin=stdin, note=note)
     last = "\n"  # the last character so far, to end a document's final line before the next
     for index, document in enumerate(documents):
         if index:

@@ -1,0 +1,3 @@
+from longchat.cli import run
+
+run()

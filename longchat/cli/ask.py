@@ -1,0 +1,48 @@
+"""`longchat ask SOURCE... QUESTION`: one answer about files, PDFs, folders or stdin."""
+
+from __future__ import annotations
+
+import json
+from typing import List, Optional
+
+import typer
+
+from longchat.cli import app
+from longchat.cli.common import (DeviceOpt, MaxNewOpt, ModelOpt, ProfileOpt, SetOpt, StatsOpt, TemperatureOpt,
+                                 note, open_runner_cli, prefill_progress, print_stats, sampling_from, stream_out)
+
+
+@app.command()
+def ask(
+    sources: List[str] = typer.Argument(..., metavar="SOURCE...", help="Files, PDFs, folders, or - for stdin."),
+    question: str = typer.Argument(..., help="The question to answer from the sources."),
+    profile: str = ProfileOpt,
+    model: Optional[str] = ModelOpt,
+    device: Optional[str] = DeviceOpt,
+    set_: Optional[List[str]] = SetOpt,
+    max_new_tokens: Optional[int] = MaxNewOpt,
+    temperature: Optional[float] = TemperatureOpt,
+    system: Optional[str] = typer.Option(None, "--system", help="A system prompt for this question."),
+    truncate: bool = typer.Option(False, "--truncate", help="Keep the start of an input too long for the window (with a warning) instead of refusing it."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (answer and stats) instead of streaming text."),
+    stats: bool = StatsOpt,
+) -> None:
+    """Answer QUESTION about the SOURCEs. Only the answer goes to stdout.
+
+    Example: longchat ask book.pdf notes/ "Who betrays Ned?"
+    """
+    from longchat import pipeline
+
+    runner = open_runner_cli(profile, model, device, set_)
+    sampling = sampling_from(runner.profile, max_new_tokens, temperature)
+    with prefill_progress() as progress:
+        answer = pipeline.ask(runner, sources, question, sampling=sampling, truncate=truncate, system=system,
+                              on_text=None if as_json else stream_out, progress=progress, note=note)
+    info = runner.engine.stats
+    if as_json:
+        print(json.dumps({"answer": answer.strip(), "profile": runner.profile.name, "model": runner.model.name,
+                          "stats": info.as_dict()}))
+    else:
+        stream_out("\n")
+    if stats:
+        print_stats(runner, info)

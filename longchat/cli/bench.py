@@ -1,0 +1,1 @@
+"""`longchat bench ...`: placeholder module, filled in below."""

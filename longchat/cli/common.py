@@ -1,0 +1,94 @@
+"""Options and output helpers shared by the commands. stdout carries answers only."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Iterator, List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+err = Console(stderr=True, highlight=False)
+
+ProfileOpt = typer.Option("full", "--profile", "-p", help="Context strategy profile: a name (see `longchat profiles`) or a .toml path.")
+ModelOpt = typer.Option(None, "--model", "-m", help="A model folder, a .gguf file, a hub id, or 'default' (SmolLM2-135M-Instruct). Default: the profile's model, else 'default'.")
+DeviceOpt = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... Default: CUDA when available, else CPU.")
+SetOpt = typer.Option(None, "--set", "-s", help="Override a profile value, e.g. --set generation.temperature=0.7 (repeatable).")
+MaxNewOpt = typer.Option(None, "--max-new-tokens", "-n", help="Longest reply in tokens. Default: the profile's.")
+TemperatureOpt = typer.Option(None, "--temperature", "-t", help="0 = greedy (the default), higher = more random.")
+StatsOpt = typer.Option(False, "--stats", help="Print one JSON line of timing and memory figures as the last line on stderr.")
+
+
+def note(message: str) -> None:
+    """A line for the user on stderr; never mixed into the answer."""
+    err.print(f"longchat: {message}", markup=False, soft_wrap=True)
+
+
+def sampling_from(profile, max_new_tokens: Optional[int], temperature: Optional[float]):
+    """The profile's generation settings with the command-line flags on top, validated."""
+    from longchat.settings import build
+    from dataclasses import asdict
+
+    values = asdict(profile.generation)
+    if max_new_tokens is not None:
+        values["max_new_tokens"] = max_new_tokens
+    if temperature is not None:
+        values["temperature"] = temperature
+    return build(type(profile.generation), values, "command line")
+
+
+def open_runner_cli(profile: str, model: Optional[str], device: Optional[str], overrides: Optional[List[str]]):
+    from longchat.pipeline import open_runner
+
+    with err.status("loading model...", spinner="dots") if err.is_terminal else _nothing():
+        return open_runner(profile, model, device=device, overrides=overrides or [], note=note)
+
+
+@contextmanager
+def _nothing():
+    yield
+
+
+@contextmanager
+def prefill_progress(label: str = "reading") -> Iterator:
+    """A progress bar on stderr for long prefills; a callback (done, total) for the engine."""
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+                        TextColumn("{task.completed:,}/{task.total:,} tokens"), TimeRemainingColumn(),
+                        console=err, transient=True)
+    task = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            # Short prompts finish before a bar is worth drawing; logs get no redraw noise.
+            if total < 4096 or not err.is_terminal:
+                return
+            progress.start()
+            task = progress.add_task(label, total=total)
+        progress.update(task, completed=done)
+        if done >= total:
+            progress.stop()
+
+    try:
+        yield update
+    finally:
+        if task is not None:
+            progress.stop()
+
+
+def stream_out(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def print_stats(runner, stats, **extra) -> None:
+    """The --stats line: one JSON object, the last line on stderr."""
+    record = {**stats.as_dict(), "profile": runner.profile.name, "strategy": runner.profile.context.strategy,
+              "model": runner.model.name, "device": str(runner.model.device), "load_s": round(runner.model.load_s, 2),
+              **extra}
+    sys.stderr.flush()
+    print(json.dumps(record), file=sys.stderr, flush=True)

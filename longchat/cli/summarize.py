@@ -1,0 +1,48 @@
+"""`longchat summarize [SOURCE...]`: summaries of inputs of any length, stdin by default."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from longchat.cli import app
+from longchat.cli.common import (DeviceOpt, MaxNewOpt, ModelOpt, ProfileOpt, SetOpt, StatsOpt, TemperatureOpt, err,
+                                 note, open_runner_cli, print_stats, sampling_from)
+
+
+@app.command()
+def summarize(
+    sources: Optional[List[str]] = typer.Argument(None, metavar="[SOURCE...]", help="Files, PDFs, folders, or - ; stdin when none is given."),
+    profile: str = ProfileOpt,
+    model: Optional[str] = ModelOpt,
+    device: Optional[str] = DeviceOpt,
+    set_: Optional[List[str]] = SetOpt,
+    max_new_tokens: Optional[int] = MaxNewOpt,
+    temperature: Optional[float] = TemperatureOpt,
+    stats: bool = StatsOpt,
+) -> None:
+    """Summarise SOURCEs (or stdin) of any length.
+
+    Input longer than the model reads reliably is cut into chunks; each chunk is summarised,
+    and the chunk summaries are merged into one (hierarchically, in bounded memory).
+    Example: cat app.log | longchat summarize
+    """
+    from longchat import pipeline
+
+    runner = open_runner_cli(profile, model, device, set_)
+    sampling = sampling_from(runner.profile, max_new_tokens, temperature)
+    progress = Progress(SpinnerColumn(), TextColumn("[bold]summarising"), BarColumn(), DownloadColumn(),
+                        TextColumn("{task.fields[chunks]} chunks"), TimeElapsedColumn(),
+                        console=err, transient=True, disable=not err.is_terminal)
+    task = progress.add_task("summarising", total=None, chunks=0)
+
+    def update(done: int, total: int | None, chunks: int) -> None:
+        progress.update(task, completed=done, total=total, chunks=chunks)
+
+    with progress:
+        text, totals = pipeline.summarize(runner, sources or [], sampling=sampling, progress=update, note=note)
+    print(text.strip(), flush=True)
+    if stats:
+        print_stats(runner, totals)

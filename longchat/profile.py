@@ -1,0 +1,138 @@
+"""Context strategy profiles: TOML files shipped in `profiles/` or kept in the user config dir.
+
+A profile names a strategy and its parameters, the window, generation defaults, and the
+compression and memory sections later stages read. Every key is typed and validated on load.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from longchat.context.base import StrategyParams, parse_params, strategy_class
+from longchat.errors import ConfigError
+from longchat.paths import config_dir
+from longchat.runtime.generate import Sampling
+from longchat.settings import build, parse_assignment, require
+
+
+@dataclass
+class ContextSettings:
+    """[context]: which strategy, and how much the model may attend to at once."""
+
+    strategy: str = "full"
+    window: int = 0            # tokens of prompt + reply the strategy accepts; 0 = the model's trained length
+    effective_window: int = 0  # tokens the model reads reliably (summary chunk size); 0 = window
+    prefill_chunk: int = 512   # tokens per prefill forward: bounds activation memory
+
+    def validate(self, where: str) -> None:
+        require(self.window >= 0, where, "window", "an integer >= 0 (0 = the model's trained length)")
+        require(self.effective_window >= 0, where, "effective_window", "an integer >= 0 (0 = window)")
+        require(self.prefill_chunk >= 1, where, "prefill_chunk", "an integer >= 1")
+
+
+@dataclass
+class CompressSettings:
+    """[compress]: prompt compression before the model reads the input."""
+
+    method: str = "none"
+    rate: float = 1.0
+
+    def validate(self, where: str) -> None:
+        require(self.method in ("none",), where, "method", "one of: none")
+        require(0.0 < self.rate <= 1.0, where, "rate", "a number in (0, 1]")
+
+
+@dataclass
+class MemorySettings:
+    """[memory]: session memory paging for `chat`."""
+
+    paging: str = "none"
+
+    def validate(self, where: str) -> None:
+        require(self.paging in ("none",), where, "paging", "one of: none")
+
+
+@dataclass
+class Profile:
+    name: str
+    source: str
+    description: str = ""
+    model: str | None = None
+    context: ContextSettings = field(default_factory=ContextSettings)
+    strategy: StrategyParams = field(default_factory=StrategyParams)
+    generation: Sampling = field(default_factory=Sampling)
+    compress: CompressSettings = field(default_factory=CompressSettings)
+    memory: MemorySettings = field(default_factory=MemorySettings)
+
+
+
+SECTIONS = {"context": ContextSettings, "generation": Sampling, "compress": CompressSettings,
+            "memory": MemorySettings}
+TOP_LEVEL = {"description", "model", "strategy", *SECTIONS}
+
+
+def _shipped() -> dict[str, Path]:
+    folder = resources.files("longchat.profiles")
+    return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".toml")}
+
+
+def _user() -> dict[str, Path]:
+    folder = config_dir() / "profiles"
+    return {p.stem: p for p in sorted(folder.glob("*.toml"))} if folder.is_dir() else {}
+
+
+def available_profiles() -> dict[str, Path]:
+    """name -> file; user profiles shadow shipped ones of the same name."""
+    return {**_shipped(), **_user()}
+
+
+def find_profile(spec: str) -> Path:
+    """A name (`infllm`) or a path to a .toml file."""
+    if spec.endswith(".toml") or "/" in spec:
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"no such profile file: '{spec}'")
+        return path
+    profiles = available_profiles()
+    if spec not in profiles:
+        raise ConfigError(f"unknown profile {spec!r}; available: {', '.join(sorted(profiles))}")
+    return profiles[spec]
+
+
+def load_profile(spec: str = "full", overrides: list[str] = ()) -> Profile:
+    """Read, merge `--set section.key=value` overrides, and validate a profile."""
+    path = find_profile(spec)
+    where = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{where}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read profile {where}: {e.strerror}") from None
+    strategy_name = data.get("context", {}).get("strategy", ContextSettings.strategy)
+    for text in overrides:
+        (section, key), value = parse_assignment(text)
+        if section == strategy_name:  # `--set infllm.topk=8` is the same as `strategy.topk=8`
+            section = "strategy"
+        if section not in SECTIONS and section != "strategy":
+            raise ConfigError(f"--set {text!r}: unknown section {section!r}; allowed: "
+                              f"{', '.join(sorted([*SECTIONS, 'strategy', strategy_name]))}")
+        data.setdefault(section, {})[key] = value
+    return profile_from_dict(data, name=path.stem, where=where)
+
+
+def profile_from_dict(data: dict[str, Any], *, name: str, where: str) -> Profile:
+    for key in data:
+        if key not in TOP_LEVEL:
+            raise ConfigError(f"{where}: unknown key {key!r}; allowed: {', '.join(sorted(TOP_LEVEL))}")
+    sections = {key: build(cls, data.get(key, {}), f"{where} [{key}]") for key, cls in SECTIONS.items()}
+    strategy = parse_params(strategy_class(sections["context"].strategy), data.get("strategy", {}), where)
+    description, model = data.get("description", ""), data.get("model")
+    require(isinstance(description, str), where, "description", "a string")
+    require(model is None or isinstance(model, str), where, "model", "a model spec string")
+    return Profile(name=name, source=where, description=description, model=model,
+                   strategy=strategy, **sections)

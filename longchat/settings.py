@@ -1,0 +1,64 @@
+"""Typed settings: build a dataclass from a TOML table, rejecting unknown keys and bad types."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from typing import Any
+
+from longchat.errors import ConfigError
+
+
+def _allowed_types(cls, name: str) -> tuple[type, ...]:
+    hint = typing.get_type_hints(cls)[name]
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return tuple(a for a in args)
+    return (hint,)
+
+
+def _type_name(types_: tuple[type, ...]) -> str:
+    return " or ".join("none" if t is type(None) else t.__name__ for t in types_)
+
+
+def build(cls, values: dict[str, Any], where: str):
+    """cls(**values) with every key and type checked; errors name `where`, the key and what fits."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a table, got {values!r}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key {key!r}; allowed: {', '.join(sorted(known)) or 'none'}")
+        allowed = _allowed_types(cls, key)
+        if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+            values = {**values, key: float(value)}
+        elif not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise ConfigError(f"{where}: {key} must be {_type_name(allowed)}, got {value!r}")
+    obj = cls(**values)
+    check = getattr(obj, "validate", None)
+    if check:
+        check(where)
+    return obj
+
+
+def parse_assignment(text: str) -> tuple[list[str], Any]:
+    """`section.key=value` -> (["section", "key"], value); the value is read as TOML, else a string."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. generation.temperature=0.7")
+    key, raw = text.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    path = [p for p in key.strip().split(".") if p]
+    if len(path) != 2:
+        raise ConfigError(f"--set {text!r}: the key must be SECTION.KEY, e.g. generation.max_new_tokens")
+    return path, value
+
+
+def require(condition: bool, where: str, key: str, allowed: str) -> None:
+    """Raise a ConfigError naming the key and what is allowed unless `condition` holds."""
+    if not condition:
+        raise ConfigError(f"{where}: {key} must be {allowed}")
