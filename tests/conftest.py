@@ -1,0 +1,36 @@
+"""Shared fixtures: user dirs in tmp, the default model converted once, tiny model folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tiny_models import FAMILIES, make_tiny
+
+
+@pytest.fixture(scope="session")
+def default_model_dir() -> Path:
+    """The default model's converted folder in the real user cache (converted once, ~30 s)."""
+    from longchat.runtime.loader import resolve_model_dir
+
+    return resolve_model_dir("default")[1]
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch, default_model_dir) -> Path:
+    """LONGCHAT_HOME in tmp, with the converted default model linked in so nothing re-converts."""
+    root = tmp_path / "home"
+    models = root / "cache" / "models"
+    models.mkdir(parents=True)
+    os.symlink(default_model_dir, models / default_model_dir.name)
+    monkeypatch.setenv("LONGCHAT_HOME", str(root))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory) -> dict[str, Path]:
+    """family -> folder of a tiny random-weight checkpoint."""
+    base = tmp_path_factory.mktemp("tiny")
+    return {family: make_tiny(family, base / family) for family in FAMILIES}

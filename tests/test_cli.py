@@ -1,0 +1,143 @@
+"""The CLI as a user drives it, on the real default model (SmolLM2-135M, CPU).
+
+Answers are real model output: the checks look for the fact the document states.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from longchat.cli import main
+from longchat.errors import EXIT_CONFIG, EXIT_INPUT, EXIT_MODEL
+
+FACTS = ("The museum opened in 1897. Its first curator was Helena Marsh, who collected Roman coins. "
+         "The secret code word of the museum is PELICAN.\n")
+QUESTION = "What is the secret code word of the museum?"
+
+
+def run(capsys, *args, stdin: str | None = None, monkeypatch=None):
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode())))
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def make_pdf(path, pages):
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("helvetica", size=12)
+    for text in pages:
+        pdf.add_page()
+        pdf.multi_cell(0, 8, text)
+    pdf.output(str(path))
+    return path
+
+
+@pytest.fixture
+def facts_file(tmp_path):
+    path = tmp_path / "museum.txt"
+    path.write_text(FACTS)
+    return path
+
+
+def test_ask_text_file_with_stats(home, facts_file, capsys):
+    code, out, err = run(capsys, "ask", str(facts_file), QUESTION, "--max-new-tokens", "24", "--stats")
+    assert code == 0, err
+    assert "PELICAN" in out.upper()
+    stats = json.loads(err.strip().splitlines()[-1])
+    for key in ("prompt_tokens", "prefill_s", "new_tokens", "decode_s", "peak_rss_mb", "profile", "model"):
+        assert key in stats
+    assert stats["profile"] == "full" and stats["new_tokens"] > 0
+
+
+def test_ask_pdf(home, tmp_path, capsys):
+    pdf = make_pdf(tmp_path / "report.pdf", ["Annual report of the Harbor Museum.",
+                                             FACTS.replace("\n", " ")])
+    code, out, err = run(capsys, "ask", str(pdf), QUESTION, "-n", "24")
+    assert code == 0, err
+    assert "PELICAN" in out.upper()
+
+
+def test_ask_directory(home, tmp_path, capsys):
+    repo = tmp_path / "repo"
+    (repo / "docs").mkdir(parents=True)
+    (repo / "docs" / "museum.md").write_text(FACTS)
+    (repo / "main.py").write_text("print('hello')\n")
+    (repo / ".gitignore").write_text("secret.txt\n")
+    (repo / "secret.txt").write_text("The secret code word of the museum is WALRUS.\n")
+    code, out, err = run(capsys, "ask", str(repo), QUESTION, "-n", "24")
+    assert code == 0, err
+    assert "PELICAN" in out.upper() and "WALRUS" not in out.upper()
+
+
+def test_ask_stdin_json(home, capsys, monkeypatch):
+    code, out, err = run(capsys, "ask", "-", "Who was the first curator of the museum?", "--json", "-n", "24",
+                         stdin=FACTS, monkeypatch=monkeypatch)
+    assert code == 0, err
+    record = json.loads(out)
+    assert "Helena Marsh" in record["answer"]
+    assert record["stats"]["prompt_tokens"] > 0
+
+
+def test_summarize_stdin(home, capsys, monkeypatch):
+    code, out, err = run(capsys, "summarize", "-n", "48", stdin=FACTS, monkeypatch=monkeypatch)
+    assert code == 0, err
+    assert out.strip() and ("1897" in out or "Marsh" in out or "museum" in out.lower())
+
+
+def test_summarize_is_hierarchical_past_the_window(home, tmp_path, capsys):
+    # ~2.3k tokens with a 600-token effective window: several chunk summaries, then a merge.
+    text = "".join(f"Day {i}: the ship sailed {i * 3} miles north and the crew caught {i} fish.\n"
+                   for i in range(1, 120))
+    path = tmp_path / "log.txt"
+    path.write_text(text)
+    code, out, err = run(capsys, "summarize", str(path), "-n", "40", "--stats",
+                         "--set", "context.effective_window=600")
+    assert code == 0, err
+    stats = json.loads(err.strip().splitlines()[-1])
+    assert stats["prompt_tokens"] > 2300  # every chunk was read, plus the merge prompts
+    assert out.strip()
+
+
+def test_too_long_input_is_refused_then_truncated_with_warning(home, tmp_path, capsys):
+    path = tmp_path / "long.txt"
+    path.write_text("The grass is green. " * 400 + FACTS)
+    code, out, err = run(capsys, "ask", str(path), QUESTION, "--set", "context.window=512")
+    assert code == EXIT_INPUT and out == ""
+    assert "tokens but profile 'full' leaves room for" in err and "--truncate" in err
+    assert len(err.strip().splitlines()) == 1
+    code, out, err = run(capsys, "ask", str(path), QUESTION, "--set", "context.window=512", "--truncate", "-n", "8")
+    assert code == 0 and "warning: the input is" in err and "dropped the rest" in err
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["ask", "/no/such/file.txt", "q"], EXIT_INPUT, "no such file or directory"),
+    (["ask", "{empty}", "q"], EXIT_INPUT, "the input is empty"),
+    (["ask", "{facts}", "  "], EXIT_INPUT, "the question is empty"),
+    (["ask", "{facts}", "q", "--profile", "nope"], EXIT_CONFIG, "unknown profile 'nope'"),
+    (["ask", "{facts}", "q", "--set", "generation.top_p=2"], EXIT_CONFIG, "top_p must be"),
+    (["ask", "{facts}", "q", "--model", "/no/model"], EXIT_MODEL, "no such model"),
+    (["ask", "{broken_pdf}", "q"], EXIT_INPUT, "not a readable PDF"),
+])
+def test_bad_input_gives_one_line(home, tmp_path, capsys, facts_file, args, code, message):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n")
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"this is not a pdf at all")
+    args = [a.format(empty=empty, facts=facts_file, broken_pdf=broken) for a in args]
+    got, out, err = run(capsys, *args)
+    assert got == code
+    assert out == ""
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_installed_entry_point_runs(home):
+    proc = subprocess.run([sys.executable, "-m", "longchat", "profiles"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "full" in proc.stdout

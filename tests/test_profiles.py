@@ -1,0 +1,60 @@
+"""Profiles: shipped ones validate; bad files and overrides fail naming file, key and values."""
+
+from __future__ import annotations
+
+import pytest
+
+from longchat.errors import ConfigError
+from longchat.profile import available_profiles, load_profile
+
+
+def test_every_shipped_profile_loads():
+    shipped = available_profiles()
+    assert "full" in shipped
+    for name in shipped:
+        profile = load_profile(name)
+        assert profile.description
+
+
+def test_set_overrides_and_strategy_alias():
+    profile = load_profile("full", ["generation.temperature=0.5", "context.window=1024", "generation.top_k=5"])
+    assert profile.generation.temperature == 0.5
+    assert profile.context.window == 1024 and profile.generation.top_k == 5
+
+
+@pytest.mark.parametrize("override, words", [
+    (["generation.temperature=-1"], ["[generation]", "temperature", ">= 0"]),
+    (["generation.colour=1"], ["unknown key 'colour'", "max_new_tokens"]),
+    (["context.window='big'"], ["window must be int"]),
+    (["context.strategy='nope'"], ["unknown strategy 'nope'", "full"]),
+    (["full.topk=3"], ["[strategy] (full)", "unknown key 'topk'"]),
+    (["nosection.x=1"], ["unknown section 'nosection'"]),
+    (["novalue"], ["expected KEY=VALUE"]),
+    (["compress.method='magic'"], ["method must be one of: none"]),
+])
+def test_bad_values_name_the_key(override, words):
+    with pytest.raises(ConfigError) as err:
+        load_profile("full", override)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_bad_file_names_the_file(tmp_path):
+    bad = tmp_path / "mine.toml"
+    bad.write_text('description = "x"\ncolour = 3\n')
+    with pytest.raises(ConfigError, match=r"mine\.toml: unknown key 'colour'"):
+        load_profile(str(bad))
+    bad.write_text("not = [valid")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_profile(str(bad))
+    with pytest.raises(ConfigError, match="unknown profile 'nope'; available: .*full"):
+        load_profile("nope")
+
+
+def test_user_profile_shadows_and_extends(tmp_path, monkeypatch):
+    monkeypatch.setenv("LONGCHAT_HOME", str(tmp_path))
+    folder = tmp_path / "config" / "profiles"
+    folder.mkdir(parents=True)
+    (folder / "terse.toml").write_text('description = "short answers"\n[generation]\nmax_new_tokens = 32\n')
+    profile = load_profile("terse")
+    assert profile.generation.max_new_tokens == 32 and profile.context.strategy == "full"

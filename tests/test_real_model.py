@@ -1,0 +1,40 @@
+"""The real default model through our runtime: it finds a passkey in a short haystack."""
+
+from __future__ import annotations
+
+import re
+
+from longchat.pipeline import open_runner
+from longchat.runtime.generate import Sampling
+
+FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
+
+
+def passkey_prompt(key: int, before: int, after: int) -> str:
+    return ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize it. "
+            "I will quiz you about the important information there.\n" + FILLER * before
+            + f"The pass key is {key}. Remember it. {key} is the pass key. " + FILLER * after
+            + "\nWhat is the pass key? The pass key is")
+
+
+def test_smollm2_finds_a_passkey(home):
+    runner = open_runner("full")
+    found = []
+    for key, before, after in ((68142, 10, 30), (30917, 25, 15)):  # ~900 tokens each
+        ids = runner.tokenizer.encode(passkey_prompt(key, before, after))
+        runner.engine.reset()
+        text = runner.engine.generate_text(ids, Sampling(max_new_tokens=8))
+        match = re.search(r"\d+", text)
+        found.append(int(match.group()) if match else None)
+    assert found == [68142, 30917]
+
+
+def test_chat_turns_reuse_the_cache(home):
+    runner = open_runner("full")
+    from longchat.pipeline import chat_ids
+
+    messages = [{"role": "user", "content": "Name a colour."}]
+    first = runner.engine.generate_text(chat_ids(runner.tokenizer, messages), Sampling(max_new_tokens=6))
+    messages += [{"role": "assistant", "content": first}, {"role": "user", "content": "Another one?"}]
+    runner.engine.generate_text(chat_ids(runner.tokenizer, messages), Sampling(max_new_tokens=6))
+    assert runner.engine.stats.reused_tokens > 20
