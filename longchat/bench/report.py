@@ -1,0 +1,64 @@
+"""Benchmark results as a rich table (stdout), one progress line per sample (stderr), and JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.table import Table
+
+from longchat.bench.run import BenchResult, HFComparison, LengthResult, SampleResult, format_length
+from longchat.errors import LongchatError
+
+
+def sample_line(task: str, s: SampleResult, samples: int) -> str:
+    """One progress line: which prompt, what was expected, what came back, how long it took."""
+    got = "-" if s.got is None else s.got
+    return (f"{task} {format_length(s.length)} #{s.index + 1}/{samples} depth {s.depth:.2f} "
+            f"expected {s.expected} got {got} {'ok' if s.ok else 'FAIL'} {s.seconds:.1f} s "
+            f"({s.prompt_tokens} tok, prefill {s.prefill_tok_s:.0f} tok/s, decode {s.decode_tok_s:.1f} tok/s)")
+
+
+def hf_line(r: LengthResult) -> str:
+    h: HFComparison = r.hf
+    return (f"transformers {format_length(r.length)}: prefill {h.prefill_tok_s:.0f} tok/s, "
+            f"decode {h.decode_tok_s:.1f} tok/s, first tokens agree {h.agree}/{h.compared}, answer {h.answer!r}")
+
+
+def _ratio(ours: float, theirs: float) -> str:
+    return f"{ours / theirs:.2f}x" if ours > 0 and theirs > 0 else "-"
+
+
+def results_table(result: BenchResult) -> Table:
+    """length | tokens | accuracy | prefill | decode | peak RSS, plus transformers columns if run."""
+    with_hf = any(r.hf for r in result.lengths)
+    m = result.machine
+    table = Table(title=f"{result.task} - profile {m['profile']}, {m['model']}, {m['device']}, "
+                        f"{m['torch_threads']} threads, greedy")
+    for name in ("length", "tokens", "accuracy", "prefill tok/s", "decode tok/s", "peak RSS MiB"):
+        table.add_column(name, justify="right")
+    if with_hf:
+        for name in ("hf prefill tok/s", "hf decode tok/s", "prefill ours/hf", "decode ours/hf", "same tokens",
+                     "hf peak RSS MiB"):
+            table.add_column(name, justify="right")
+    for r in result.lengths:
+        if not r.ran:
+            table.add_row(format_length(r.length), "-", r.status, "-", "-", "-", *(["-"] * 6 if with_hf else []))
+            continue
+        prefill, decode = r.median("prefill_tok_s"), r.median("decode_tok_s")
+        row = [format_length(r.length), f"{r.prompt_tokens:,}", f"{r.correct}/{len(r.samples)}",
+               f"{prefill:.0f}", f"{decode:.1f}", f"{r.peak_rss_mb:,.0f}"]
+        if with_hf:
+            h = r.hf
+            row += [f"{h.prefill_tok_s:.0f}", f"{h.decode_tok_s:.1f}", _ratio(prefill, h.prefill_tok_s),
+                    _ratio(decode, h.decode_tok_s), f"{h.agree}/{h.compared}", f"{h.peak_rss_mb:,.0f}"]
+        table.add_row(*row)
+    return table
+
+
+def write_json(result: BenchResult, path: str | Path) -> None:
+    """All results (settings, machine, per-length summaries, per-sample records) as one JSON file."""
+    try:
+        Path(path).write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+    except OSError as e:
+        raise LongchatError(f"cannot write {path}: {e.strerror or e}") from None

@@ -1,0 +1,325 @@
+"""Run a task over lengths and samples through a profile's engine, optionally against transformers.
+
+For each length: every sample gets a fresh sequence (the prompts share their first line, and the
+engine would otherwise reuse its cached prefix and time a shorter prefill), then one peak-RSS
+figure covers the whole length. The transformers comparison runs after all of ours, so its model
+weights and activations never show up in our memory figures.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import re
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from longchat.bench.base import Task
+from longchat.errors import ConfigError, InputError
+from longchat.runtime.generate import Sampling, peak_rss_mb, reset_peak_rss
+
+Note = Callable[[str], None]
+
+_LENGTH = re.compile(r"(\d+(?:\.\d+)?)([km]?)")
+_UNITS = {"": 1, "k": 1024, "m": 1024 * 1024}
+
+
+def parse_lengths(spec: str) -> list[int]:
+    """Parse "1k,2k,1500,8k" into [1024, 2048, 1500, 8192] (k = 1024, m = 1024**2); repeats dropped."""
+    lengths: list[int] = []
+    for raw in spec.split(","):
+        item = raw.strip().lower()
+        match = _LENGTH.fullmatch(item)
+        value = float(match.group(1)) * _UNITS[match.group(2)] if match else 0
+        if not match or value < 1 or value != int(value):
+            raise ConfigError(
+                f"--lengths: {raw.strip()!r} is not a token count; give positive integers with an "
+                f"optional k (x1024) or m suffix, comma-separated, e.g. 1k,2k,1500,8k"
+            )
+        if int(value) not in lengths:
+            lengths.append(int(value))
+    return lengths
+
+
+def format_length(n: int) -> str:
+    """1024 -> "1k", 1536 -> "1.5k", 1500 -> "1500"."""
+    for suffix, unit in (("m", 1024 * 1024), ("k", 1024)):
+        if n >= unit and (n * 2) % unit == 0:
+            return f"{n / unit:g}{suffix}"
+    return str(n)
+
+
+def depths(samples: int) -> list[float]:
+    """Needle depths spread evenly over [0, 1]: 5 samples -> 0, .25, .5, .75, 1; one -> the middle."""
+    if samples == 1:
+        return [0.5]
+    return [i / (samples - 1) for i in range(samples)]
+
+
+@dataclass
+class SampleResult:
+    """One prompt: where the answer was, what came back, and how fast."""
+
+    length: int
+    index: int
+    depth: float
+    prompt_tokens: int
+    expected: Any
+    got: Any
+    ok: bool
+    answer: str
+    new_tokens: int
+    prefill_s: float
+    prefill_tok_s: float
+    decode_s: float
+    decode_tok_s: float
+    seconds: float
+    token_ids: list[int] = field(default_factory=list)  # the generated ids
+
+
+@dataclass
+class HFComparison:
+    """Plain `transformers` generate on the first sample's prompt of one length."""
+
+    prompt_tokens: int
+    prefill_s: float        # generate(max_new_tokens=1)
+    prefill_tok_s: float
+    decode_s: float         # generate(16 tokens) minus the prefill
+    decode_tok_s: float
+    peak_rss_mb: float
+    token_ids: list[int]    # its greedy tokens
+    agree: int              # leading tokens equal to ours
+    compared: int           # tokens compared (ours may stop early at a stop token)
+    answer: str
+
+
+@dataclass
+class LengthResult:
+    """One length: accuracy, median speeds over its samples, peak memory, the comparison."""
+
+    length: int
+    status: str                       # "ok" or "skipped (window N)"
+    samples: list[SampleResult] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+    hf: HFComparison | None = None
+
+    @property
+    def ran(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def correct(self) -> int:
+        return sum(s.ok for s in self.samples)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return int(statistics.median(s.prompt_tokens for s in self.samples)) if self.samples else 0
+
+    def median(self, key: str) -> float:
+        # A reply that stopped after one token has no decode steps: leave it out, not as 0.
+        values = [getattr(s, key) for s in self.samples if getattr(s, key) > 0]
+        return statistics.median(values) if values else 0.0
+
+    def summary(self) -> dict:
+        out = {"length": self.length, "status": self.status}
+        if not self.ran:
+            return out
+        out.update(prompt_tokens=self.prompt_tokens, correct=self.correct, total=len(self.samples),
+                   accuracy=round(self.correct / len(self.samples), 3),
+                   prefill_tok_s=round(self.median("prefill_tok_s"), 1),
+                   decode_tok_s=round(self.median("decode_tok_s"), 2), peak_rss_mb=round(self.peak_rss_mb, 1))
+        if self.hf:
+            out["hf"] = {k: v for k, v in asdict(self.hf).items() if k not in ("token_ids", "answer")}
+            out["hf"]["prefill_ratio"] = _ratio(self.median("prefill_tok_s"), self.hf.prefill_tok_s)
+            out["hf"]["decode_ratio"] = _ratio(self.median("decode_tok_s"), self.hf.decode_tok_s)
+        return out
+
+
+def _ratio(ours: float, theirs: float) -> float | None:
+    return round(ours / theirs, 3) if ours > 0 and theirs > 0 else None
+
+
+@dataclass
+class BenchResult:
+    task: str
+    settings: dict
+    machine: dict
+    lengths: list[LengthResult]
+
+    def as_dict(self) -> dict:
+        """Everything, JSON-ready: settings, machine, per-length summaries, per-sample records."""
+        samples = []
+        for lr in self.lengths:
+            for s in lr.samples:
+                record = asdict(s)
+                if lr.hf and s.index == 0:  # the comparison ran on each length's first prompt
+                    record["hf"] = asdict(lr.hf)
+                samples.append(record)
+        return {"task": self.task, "settings": self.settings, "machine": self.machine,
+                "lengths": [lr.summary() for lr in self.lengths], "samples": samples}
+
+
+def machine_info(runner) -> dict:
+    """What the numbers depend on: versions, threads, CPU, device, model and profile."""
+    import transformers
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    model = runner.model
+    return {
+        "python": platform.python_version(), "platform": platform.platform(), "cpu": cpu,
+        "cpu_count": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "transformers": transformers.__version__, "device": str(model.device), "dtype": str(model.decoder.dtype),
+        "model": model.name, "model_path": str(model.path), "model_load_s": round(model.load_s, 2),
+        "profile": runner.profile.name, "strategy": runner.profile.context.strategy, "window": runner.window,
+        "prefill_chunk": runner.profile.context.prefill_chunk,
+        # Other processes on the machine skew every speed figure; the load average shows it.
+        "load_avg_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def run_task(runner, task: Task, lengths: list[int], *, samples: int = 5, seed: int = 0,
+             vs_transformers: bool = False, on_sample: Callable[[SampleResult], None] | None = None,
+             on_hf: Callable[[LengthResult], None] | None = None, note: Note = lambda m: None) -> BenchResult:
+    """Run `task` at each length (prompt + reply tokens), `samples` prompts each, greedy.
+
+    A length over the profile's window is recorded as skipped, not run.
+    """
+    if samples < 1:
+        raise ConfigError(f"--samples must be >= 1, got {samples}")
+    sampling = Sampling(max_new_tokens=task.max_new_tokens, temperature=0.0)
+    tokenizer, engine = runner.tokenizer, runner.engine
+    machine = machine_info(runner)
+    _warm_up(engine, tokenizer)
+    # Every prompt is built before the first is run, so a bad length fails in seconds, not minutes.
+    plans = {n: build_prompts(task, tokenizer, n, samples, seed) for n in lengths if n <= runner.window}
+    results: list[LengthResult] = []
+    for length in lengths:
+        if length not in plans:
+            results.append(LengthResult(length, f"skipped (window {runner.window})"))
+            note(f"{task.name} {format_length(length)}: skipped, longer than the window ({runner.window} tokens)")
+            continue
+        result = LengthResult(length, "ok")
+        reset_peak_rss()
+        for index, (depth, prompt, expected) in enumerate(plans[length]):
+            engine.reset()
+            start = time.perf_counter()
+            ids = list(engine.generate(prompt, sampling))
+            seconds = time.perf_counter() - start
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            st = engine.stats
+            sample = SampleResult(
+                length=length, index=index, depth=round(depth, 4), prompt_tokens=len(prompt), expected=expected,
+                got=task.parse(text), ok=task.score(text, expected), answer=text, new_tokens=st.new_tokens,
+                prefill_s=round(st.prefill_s, 3), prefill_tok_s=round(st.prefill_tok_s, 1),
+                decode_s=round(st.decode_s, 3), decode_tok_s=round(st.decode_tok_s, 2), seconds=round(seconds, 2),
+                token_ids=ids,
+            )
+            result.samples.append(sample)
+            if on_sample:
+                on_sample(sample)
+        result.peak_rss_mb = peak_rss_mb()
+        engine.reset()  # free this length's KV before the next
+        results.append(result)
+
+    settings = {"lengths": lengths, "samples": samples, "seed": seed, "max_new_tokens": task.max_new_tokens,
+                "sampling": "greedy", "vs_transformers": vs_transformers}
+    if vs_transformers and plans:
+        reference = TransformersReference(runner.model.path, runner.model.device, runner.model.decoder.dtype, note)
+        machine["hf_load_s"] = round(reference.load_s, 2)
+        for result in results:
+            if result.ran:
+                first_prompt = plans[result.length][0][1]
+                result.hf = reference.compare(first_prompt, result.samples[0].token_ids, tokenizer)
+                if on_hf:
+                    on_hf(result)
+        del reference
+    machine["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+    return BenchResult(task.name, settings, machine, results)
+
+
+def build_prompts(task: Task, tokenizer, length: int, samples: int, seed: int) -> list[tuple[float, list[int], Any]]:
+    """(depth, prompt_ids, expected) for each sample of one length; the reply's tokens count in `length`."""
+    plan = []
+    for index, depth in enumerate(depths(samples)):
+        # A string seed per (task, seed, length, sample): the same prompt whatever else is run.
+        rng = random.Random(f"{task.name}:{seed}:{length}:{index}")
+        try:
+            prompt, expected = task.build_prompt(tokenizer, length - task.max_new_tokens, depth, rng)
+        except InputError as e:
+            raise InputError(f"length {length} is too short: {e} ({length} minus {task.max_new_tokens} "
+                             f"for the reply)") from None
+        plan.append((depth, prompt, expected))
+    return plan
+
+
+def _warm_up(engine, tokenizer) -> None:
+    # The first forward pays one-off costs (allocator growth, kernel selection); keep them out
+    # of the first sample's timings.
+    ids = tokenizer("The grass is green. The sky is blue. " * 8)["input_ids"]
+    engine.reset()
+    for _ in engine.generate(ids, Sampling(max_new_tokens=4)):
+        pass
+    engine.reset()
+
+
+class TransformersReference:
+    """The same model folder loaded by plain transformers: the speed and output to compare with."""
+
+    DECODE_TOKENS = 16
+
+    def __init__(self, path, device: torch.device, dtype: torch.dtype, note: Note = lambda m: None):
+        from transformers import AutoModelForCausalLM
+
+        from longchat.runtime.loader import _quiet_transformers
+
+        note(f"loading {path} with transformers for comparison")
+        start = time.perf_counter()
+        with _quiet_transformers():
+            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        self.load_s = time.perf_counter() - start
+        self.device = device
+        self._generate([1, 2, 3, 4] * 8, 4)  # warm-up, as for ours
+
+    def _generate(self, prompt: list[int], new_tokens: int) -> tuple[list[int], float]:
+        ids = torch.tensor([prompt], device=self.device)
+        config = self.model.generation_config
+        pad = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
+        if isinstance(pad, list):
+            pad = pad[0]
+        _sync(self.device)
+        start = time.perf_counter()
+        out = self.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                                  min_new_tokens=new_tokens, do_sample=False, temperature=None, top_p=None,
+                                  top_k=None, pad_token_id=pad)
+        _sync(self.device)
+        return out[0, len(prompt):].tolist(), time.perf_counter() - start
+
+    def compare(self, prompt: list[int], ours: list[int], tokenizer) -> HFComparison:
+        """Time prefill (1 new token) and decode (16 new tokens minus the prefill) on `prompt`."""
+        reset_peak_rss()
+        _, prefill_s = self._generate(prompt, 1)
+        tokens, total_s = self._generate(prompt, self.DECODE_TOKENS)
+        decode_s = max(total_s - prefill_s, 1e-9)
+        compared = min(len(ours), len(tokens))
+        agree = next((i for i in range(compared) if ours[i] != tokens[i]), compared)
+        return HFComparison(
+            prompt_tokens=len(prompt), prefill_s=round(prefill_s, 3), prefill_tok_s=round(len(prompt) / prefill_s, 1),
+            decode_s=round(decode_s, 3), decode_tok_s=round((self.DECODE_TOKENS - 1) / decode_s, 2),
+            peak_rss_mb=round(peak_rss_mb(), 1), token_ids=tokens, agree=agree, compared=compared,
+            answer=tokenizer.decode(tokens, skip_special_tokens=True),
+        )
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,196 @@
+"""Benchmarks: passkey prompts on the real tokenizer, scoring, length parsing, the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+
+import pytest
+
+from longchat.bench.passkey import FILLER, INSTRUCTION, NEEDLE, QUESTION, build_passkey_prompt, first_integer, score_passkey
+from longchat.bench.run import depths, format_length, parse_lengths
+from longchat.bench.tasks import TASKS, get_task
+from longchat.cli import main
+from longchat.errors import EXIT_CONFIG, EXIT_INPUT, ConfigError, InputError
+from tiny_models import make_tiny
+
+
+@pytest.fixture(scope="module")
+def tokenizer(default_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(default_model_dir)
+
+
+def filler_sentences(line: str) -> int:
+    return sum(line.count(s) for s in FILLER)
+
+
+def split_prompt(tokenizer, ids) -> tuple[str, int, int]:
+    """(text, filler sentences before the needle, after it)."""
+    text = tokenizer.decode(ids)
+    lines = text.split("\n")
+    at = next(i for i, line in enumerate(lines) if line.startswith("The pass key is "))
+    return text, sum(map(filler_sentences, lines[:at])), sum(map(filler_sentences, lines[at + 1:]))
+
+
+# ---------------------------------------------------------------- prompt building
+
+@pytest.mark.parametrize("length", [1000, 1024, 4096, 8184, 16384])
+@pytest.mark.parametrize("depth", [0.0, 0.3, 1.0])
+def test_prompt_length_within_one_percent_never_over(tokenizer, length, depth):
+    ids, _ = build_passkey_prompt(tokenizer, length, depth, random.Random(0))
+    assert length * 0.99 <= len(ids) <= length
+
+
+def test_short_prompt_is_short_by_less_than_one_sentence(tokenizer):
+    longest = max(len(tokenizer.encode(" " + s, add_special_tokens=False)) for s in FILLER)
+    for length in (100, 256, 300, 517):
+        ids, _ = build_passkey_prompt(tokenizer, length, 0.5, random.Random(1))
+        assert length - longest < len(ids) <= length
+
+
+@pytest.mark.parametrize("depth", [0.0, 0.25, 0.5, 0.75, 1.0])
+def test_needle_sits_at_its_depth(tokenizer, depth):
+    ids, key = build_passkey_prompt(tokenizer, 2048, depth, random.Random(7))
+    text, before, after = split_prompt(tokenizer, ids)
+    assert NEEDLE.format(key=key) in text
+    assert before / (before + after) == pytest.approx(depth, abs=1 / (before + after))
+    # The ids are the text's own tokenisation, not a splice the model would never see.
+    assert tokenizer(text)["input_ids"] == ids
+
+
+def test_depth_edges_touch_instruction_and_question(tokenizer):
+    ids, key = build_passkey_prompt(tokenizer, 512, 0.0, random.Random(3))
+    lines = tokenizer.decode(ids).split("\n")
+    assert lines[0] == INSTRUCTION and lines[1] == NEEDLE.format(key=key) and lines[-1] == QUESTION
+
+    ids, key = build_passkey_prompt(tokenizer, 512, 1.0, random.Random(3))
+    lines = tokenizer.decode(ids).split("\n")
+    assert lines[-2] == NEEDLE.format(key=key) and lines[-1] == QUESTION
+    assert tokenizer.decode(ids).endswith("What is the pass key? The pass key is")
+
+
+def test_keys_are_five_digits_and_seeded(tokenizer):
+    a = build_passkey_prompt(tokenizer, 300, 0.5, random.Random("s"))
+    b = build_passkey_prompt(tokenizer, 300, 0.5, random.Random("s"))
+    assert a == b and 10000 <= a[1] <= 99999
+    keys = {build_passkey_prompt(tokenizer, 300, 0.5, random.Random(i))[1] for i in range(5)}
+    assert len(keys) > 1
+
+
+def test_too_short_length_is_an_input_error(tokenizer):
+    with pytest.raises(InputError, match="needs at least"):
+        build_passkey_prompt(tokenizer, 20, 0.5, random.Random(0))
+
+
+def test_depths_spread_evenly():
+    assert depths(5) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert depths(2) == [0.0, 1.0]
+    assert depths(1) == [0.5]
+
+
+# ---------------------------------------------------------------- scoring and the registry
+
+@pytest.mark.parametrize("text, ok", [
+    (" 48213.", True), (" 48213. Remember it.", True), ("48213", True), (" is 48213", True),
+    (" 48214.", False), (" 4821", False), ("", False), (" the key", False), (" 1 48213", False),
+])
+def test_score_passkey_takes_the_first_integer(text, ok):
+    assert score_passkey(text, 48213) is ok
+
+
+def test_first_integer():
+    assert first_integer(" 123 456") == 123 and first_integer("none") is None
+
+
+def test_task_registry_names_the_valid_tasks():
+    assert get_task("passkey") is TASKS["passkey"]
+    with pytest.raises(ConfigError, match="valid: passkey"):
+        get_task("nope")
+
+
+# ---------------------------------------------------------------- lengths
+
+@pytest.mark.parametrize("spec, lengths", [
+    ("1k,2k,1500,8k", [1024, 2048, 1500, 8192]),
+    (" 4K , 128k ", [4096, 131072]),
+    ("1.5k", [1536]),
+    ("1m", [1048576]),
+    ("2k,2k,1k", [2048, 1024]),
+])
+def test_parse_lengths(spec, lengths):
+    assert parse_lengths(spec) == lengths
+
+
+@pytest.mark.parametrize("spec", ["", "abc", "0", "-1k", "1k,,2k", "1.3", "0.0001k", "1g", "2kk"])
+def test_parse_lengths_rejects(spec):
+    with pytest.raises(ConfigError, match="--lengths"):
+        parse_lengths(spec)
+
+
+def test_format_length():
+    assert [format_length(n) for n in (1024, 1536, 1500, 131072, 1048576, 256)] == ["1k", "1.5k", "1500", "128k", "1m", "256"]
+
+
+# ---------------------------------------------------------------- CLI
+
+def test_cli_passkey_on_the_default_model(home, tmp_path, capsys):
+    out_json = tmp_path / "bench.json"
+    code = main(["bench", "passkey", "--lengths", "256", "--samples", "1", "--json", str(out_json)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "accuracy" in out and "prefill tok/s" in out and "peak RSS MiB" in out
+    assert "1/1" in out  # the model finds the key at 256 tokens
+    assert "passkey 256 #1/1 depth 0.50" in err and " ok " in err
+
+    data = json.loads(out_json.read_text())
+    [summary] = data["lengths"]
+    assert summary["length"] == 256 and summary["correct"] == 1 and summary["total"] == 1
+    assert 248 * 0.95 <= summary["prompt_tokens"] <= 248  # 256 minus 8 for the reply
+    assert summary["prefill_tok_s"] > 0 and summary["peak_rss_mb"] > 0
+    [sample] = data["samples"]
+    assert sample["ok"] and sample["got"] == sample["expected"] and sample["depth"] == 0.5
+    for key in ("torch", "torch_threads", "model", "profile", "window"):
+        assert key in data["machine"]
+
+
+@pytest.fixture(scope="module")
+def tiny_with_tokenizer(tmp_path_factory, tokenizer):
+    """A 2-layer random Llama with the real tokenizer: the whole pipeline in a second or two."""
+    folder = make_tiny("llama", tmp_path_factory.mktemp("tiny-tok") / "llama", vocab_size=len(tokenizer),
+                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_cli_vs_transformers_and_skipped_lengths(home, tmp_path, tiny_with_tokenizer, capsys):
+    out_json = tmp_path / "bench.json"
+    code = main(["bench", "passkey", "--lengths", "200,300,1k", "--samples", "2", "--model", str(tiny_with_tokenizer),
+                 "--vs-transformers", "--json", str(out_json)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "skipped (window 512)" in out and "hf prefill tok/s" in out and "decode ours/hf" in out
+    assert err.count("passkey 200 #") == 2 and "transformers 300:" in err
+
+    data = json.loads(out_json.read_text())
+    assert [s["status"] for s in data["lengths"]] == ["ok", "ok", "skipped (window 512)"]
+    hf = data["lengths"][0]["hf"]
+    assert hf["prefill_tok_s"] > 0 and hf["decode_tok_s"] > 0
+    # Same weights, same prompt ids, greedy: our forward and transformers pick the same tokens.
+    assert hf["compared"] > 0 and hf["agree"] == hf["compared"]
+    assert len(data["samples"]) == 4 and "hf" in data["samples"][0] and "hf" not in data["samples"][1]
+
+
+def test_cli_bad_lengths_fail_in_one_line(home, capsys):
+    code = main(["bench", "passkey", "--lengths", "1k,lots"])
+    _, err = capsys.readouterr()
+    assert code == EXIT_CONFIG
+    assert err.strip().count("\n") == 0 and "'lots'" in err
+
+
+def test_cli_too_short_length_fails_before_running(home, tiny_with_tokenizer, capsys):
+    code = main(["bench", "passkey", "--lengths", "1k,40", "--model", str(tiny_with_tokenizer)])
+    _, err = capsys.readouterr()
+    assert code == EXIT_INPUT and "length 40 is too short" in err and "passkey 1k #" not in err
