@@ -129,6 +129,7 @@ class Detokenizer:
 def sample_next(logits: torch.Tensor, s: Sampling, history: list[int], gen: torch.Generator) -> int:
     """Pick the next token from logits (V,)."""
     if s.repetition_penalty != 1.0 and history:
+        logits = logits.clone()  # logits come out of inference mode: edit a copy
         seen = torch.tensor(sorted(set(history)), device=logits.device)
         picked = logits[seen]
         logits[seen] = torch.where(picked > 0, picked / s.repetition_penalty, picked * s.repetition_penalty)

@@ -125,6 +125,7 @@ def convert_gguf(path: Path, note=lambda msg: None) -> Path:
     target = cache_dir() / "models" / f"{path.stem}-{_gguf_cache_key(path)}"
     if (target / "config.json").is_file():
         return target
+    # transformers' de-quantiser draws its own progress bar on stderr: it doubles as ours.
     note(f"converting {path.name} once into {target} (takes ~30 s for the default model)")
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from safetensors.torch import save_file
@@ -160,10 +161,6 @@ class _quiet_transformers:
     def __enter__(self):
         from transformers.utils import logging as hf_logging
 
-        # The GGUF de-quantiser draws its own tqdm bar; TQDM_DISABLE silences it.
-        self._tqdm = os.environ.get("TQDM_DISABLE")
-        os.environ["TQDM_DISABLE"] = "1"
-
         self._level = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
@@ -174,10 +171,7 @@ class _quiet_transformers:
 
         hf_logging.set_verbosity(self._level)
         hf_logging.enable_progress_bar()
-        if self._tqdm is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = self._tqdm
+
 
 
 def _open_weights(folder: Path):
