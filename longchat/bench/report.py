@@ -21,16 +21,21 @@ def sample_line(task: str, s: SampleResult, samples: int) -> str:
 
 def hf_line(r: LengthResult) -> str:
     h: HFComparison = r.hf
-    return (f"transformers {format_length(r.length)}: prefill {h.prefill_tok_s:.0f} tok/s, "
-            f"decode {h.decode_tok_s:.1f} tok/s, first tokens agree {h.agree}/{h.compared}, answer {h.answer!r}")
+    return (f"transformers {format_length(r.length)}: prefill {h.prefill_tok_s:.0f} tok/s "
+            f"(ours {h.ours_prefill_tok_s:.0f}), decode {h.decode_tok_s:.1f} tok/s (ours {h.ours_decode_tok_s:.1f}), "
+            f"first tokens agree {h.agree}/{h.compared}, answer {h.answer!r}")
 
 
-def _ratio(ours: float, theirs: float) -> str:
-    return f"{ours / theirs:.2f}x" if ours > 0 and theirs > 0 else "-"
+def _times(ratio: float | None) -> str:
+    return f"{ratio:.2f}x" if ratio is not None else "-"
 
 
 def results_table(result: BenchResult) -> Table:
-    """length | tokens | accuracy | prefill | decode | peak RSS, plus transformers columns if run."""
+    """length | tokens | accuracy | prefill | decode | peak RSS, plus transformers columns if run.
+
+    Our speeds are medians over a length's samples; the ours/hf ratios come from the back-to-back
+    runs on its first prompt (see `HFComparison`).
+    """
     with_hf = any(r.hf for r in result.lengths)
     m = result.machine
     table = Table(title=f"{result.task} - profile {m['profile']}, {m['model']}, {m['device']}, "
@@ -50,8 +55,8 @@ def results_table(result: BenchResult) -> Table:
                f"{prefill:.0f}", f"{decode:.1f}", f"{r.peak_rss_mb:,.0f}"]
         if with_hf:
             h = r.hf
-            row += [f"{h.prefill_tok_s:.0f}", f"{h.decode_tok_s:.1f}", _ratio(prefill, h.prefill_tok_s),
-                    _ratio(decode, h.decode_tok_s), f"{h.agree}/{h.compared}", f"{h.peak_rss_mb:,.0f}"]
+            row += [f"{h.prefill_tok_s:.0f}", f"{h.decode_tok_s:.1f}", _times(h.prefill_ratio),
+                    _times(h.decode_ratio), f"{h.agree}/{h.compared}", f"{h.peak_rss_mb:,.0f}"]
         table.add_row(*row)
     return table
 

@@ -3,7 +3,8 @@
 For each length: every sample gets a fresh sequence (the prompts share their first line, and the
 engine would otherwise reuse its cached prefix and time a shorter prefill), then one peak-RSS
 figure covers the whole length. The transformers comparison runs after all of ours, so its model
-weights and activations never show up in our memory figures.
+weights and activations never show up in our memory figures; it times ours again on the same
+prompt right before transformers, so both see the same machine load.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ class SampleResult:
 
 @dataclass
 class HFComparison:
-    """Plain `transformers` generate on the first sample's prompt of one length."""
+    """Plain `transformers` generate on the first sample's prompt of one length, and ours run
+    on the same prompt just before it: on a busy machine only runs adjacent in time compare."""
 
     prompt_tokens: int
     prefill_s: float        # generate(max_new_tokens=1)
@@ -93,9 +95,19 @@ class HFComparison:
     decode_tok_s: float
     peak_rss_mb: float
     token_ids: list[int]    # its greedy tokens
+    answer: str
+    ours_prefill_tok_s: float
+    ours_decode_tok_s: float
     agree: int              # leading tokens equal to ours
     compared: int           # tokens compared (ours may stop early at a stop token)
-    answer: str
+
+    @property
+    def prefill_ratio(self) -> float | None:
+        return _ratio(self.ours_prefill_tok_s, self.prefill_tok_s)
+
+    @property
+    def decode_ratio(self) -> float | None:
+        return _ratio(self.ours_decode_tok_s, self.decode_tok_s)
 
 
 @dataclass
@@ -135,8 +147,7 @@ class LengthResult:
                    decode_tok_s=round(self.median("decode_tok_s"), 2), peak_rss_mb=round(self.peak_rss_mb, 1))
         if self.hf:
             out["hf"] = {k: v for k, v in asdict(self.hf).items() if k not in ("token_ids", "answer")}
-            out["hf"]["prefill_ratio"] = _ratio(self.median("prefill_tok_s"), self.hf.prefill_tok_s)
-            out["hf"]["decode_ratio"] = _ratio(self.median("decode_tok_s"), self.hf.decode_tok_s)
+            out["hf"].update(prefill_ratio=self.hf.prefill_ratio, decode_ratio=self.hf.decode_ratio)
         return out
 
 
@@ -238,8 +249,7 @@ def run_task(runner, task: Task, lengths: list[int], *, samples: int = 5, seed: 
         machine["hf_load_s"] = round(reference.load_s, 2)
         for result in results:
             if result.ran:
-                first_prompt = plans[result.length][0][1]
-                result.hf = reference.compare(first_prompt, result.samples[0].token_ids, tokenizer)
+                result.hf = reference.compare(engine, plans[result.length][0][1])
                 if on_hf:
                     on_hf(result)
         del reference
@@ -304,8 +314,12 @@ class TransformersReference:
         _sync(self.device)
         return out[0, len(prompt):].tolist(), time.perf_counter() - start
 
-    def compare(self, prompt: list[int], ours: list[int], tokenizer) -> HFComparison:
-        """Time prefill (1 new token) and decode (16 new tokens minus the prefill) on `prompt`."""
+    def compare(self, engine, prompt: list[int]) -> HFComparison:
+        """Time ours, then transformers, on `prompt`: prefill, and 16 greedy new tokens."""
+        engine.reset()
+        ours = list(engine.generate(prompt, Sampling(max_new_tokens=self.DECODE_TOKENS)))
+        ours_stats = engine.stats
+        engine.reset()
         reset_peak_rss()
         _, prefill_s = self._generate(prompt, 1)
         tokens, total_s = self._generate(prompt, self.DECODE_TOKENS)
@@ -315,8 +329,10 @@ class TransformersReference:
         return HFComparison(
             prompt_tokens=len(prompt), prefill_s=round(prefill_s, 3), prefill_tok_s=round(len(prompt) / prefill_s, 1),
             decode_s=round(decode_s, 3), decode_tok_s=round((self.DECODE_TOKENS - 1) / decode_s, 2),
-            peak_rss_mb=round(peak_rss_mb(), 1), token_ids=tokens, agree=agree, compared=compared,
-            answer=tokenizer.decode(tokens, skip_special_tokens=True),
+            peak_rss_mb=round(peak_rss_mb(), 1), token_ids=tokens,
+            answer=engine.model.tokenizer.decode(tokens, skip_special_tokens=True),
+            ours_prefill_tok_s=round(ours_stats.prefill_tok_s, 1), ours_decode_tok_s=round(ours_stats.decode_tok_s, 2),
+            agree=agree, compared=compared,
         )
 
 
