@@ -131,6 +131,7 @@ def profile_from_dict(data: dict[str, Any], *, name: str, where: str) -> Profile
             raise ConfigError(f"{where}: unknown key {key!r}; allowed: {', '.join(sorted(TOP_LEVEL))}")
     sections = {key: build(cls, data.get(key, {}), f"{where} [{key}]") for key, cls in SECTIONS.items()}
     strategy = parse_params(strategy_class(sections["context"].strategy), data.get("strategy", {}), where)
+    strategy.check_context(sections["context"], f"{where} [strategy] ({sections['context'].strategy})")
     description, model = data.get("description", ""), data.get("model")
     require(isinstance(description, str), where, "description", "a string")
     require(model is None or isinstance(model, str), where, "model", "a model spec string")

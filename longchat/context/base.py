@@ -24,6 +24,9 @@ class StrategyParams:
     def validate(self, where: str) -> None:
         """Raise ConfigError naming the key when a value is out of range."""
 
+    def check_context(self, context, where: str) -> None:
+        """Checks that involve the profile's [context] table (e.g. chunk vs window sizes)."""
+
 
 class ContextStrategy:
     """Holds the attention state of one sequence (batch size 1) across forward calls.
@@ -97,4 +100,4 @@ def parse_params(cls: type[ContextStrategy], values: dict[str, Any], where: str)
 
 def _load_builtins() -> None:
     # Importing the modules runs their @register_strategy decorators.
-    from longchat.context import full  # noqa: F401
+    from longchat.context import full, infllm, streaming  # noqa: F401

@@ -1,0 +1,138 @@
+"""Context strategies on tiny models: equal to `full` where the method says they must be,
+positions/distances as specified, memory tiers exact, bad parameters named."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers
+
+from longchat.context import strategy_class
+from longchat.context.blocks import BlockStore
+from longchat.errors import ConfigError
+from longchat.profile import load_profile
+from longchat.runtime.config import ModelConfig
+from longchat.runtime.loader import load_decoder
+from longchat.runtime.rope import Rope, rotate
+
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_dirs):
+    folder = tiny_dirs["qwen2"]
+    hf = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    cfg = ModelConfig.from_hf(hf.config)
+    return cfg, load_decoder(folder, cfg, torch.device("cpu"), torch.float32)
+
+
+def make(cfg, name, **params):
+    cls = strategy_class(name)
+    return cls(cfg, Rope(cfg.hf), cls.Params(**params))
+
+
+def run(decoder, strategy, ids, step):
+    return torch.cat([decoder.forward(ids[:, i : i + step], strategy, logits="all")
+                      for i in range(0, ids.shape[1], step)], dim=1)
+
+
+IDS = torch.randint(0, 300, (1, 200), generator=torch.Generator().manual_seed(5))
+
+
+@pytest.mark.parametrize("name, params", [
+    ("infllm", dict(n_init=8, n_local=256, block_size=16, topk=4)),
+    ("streaming", dict(n_sink=4, n_local=196)),  # 4 + 196 = 200: the window never fills
+])
+def test_equals_full_while_the_input_fits(tiny, name, params):
+    cfg, decoder = tiny
+    reference = run(decoder, make(cfg, "full"), IDS, 200)
+    for step in (200, 50, 1):
+        got = run(decoder, make(cfg, name, **params), IDS[:, :120] if step == 1 else IDS, step)
+        assert (got - reference[:, : got.shape[1]]).abs().max() <= TOL
+
+
+def test_relative_rotation_depends_only_on_distance(tiny):
+    cfg, _ = tiny
+    rope = Rope(cfg.hf)
+    q, k = torch.randn(1, 1, 1, cfg.head_dim), torch.randn(1, 1, 1, cfg.head_dim)
+
+    def logit(qpos, kpos):
+        cq, sq = rope.cos_sin(torch.tensor([qpos]), torch.float32)
+        ck, sk = rope.cos_sin(torch.tensor([kpos]), torch.float32)
+        return (rotate(q, cq, sq) * rotate(k, ck, sk)).sum()
+
+    assert torch.allclose(logit(90, 40), logit(50, 0), atol=1e-4)
+    # InfLLM: memory keys stay unrotated (= position 0) and the query sits at n_local, so
+    # every memory token is at distance n_local from every query.
+    cos0, sin0 = rope.cos_sin(torch.tensor([0]), torch.float32)
+    assert torch.allclose(rotate(k, cos0, sin0), k)
+
+
+def test_infllm_evicts_into_blocks_and_keeps_init_tokens(tiny):
+    cfg, decoder = tiny
+    s = make(cfg, "infllm", n_init=8, n_local=64, block_size=16, topk=2, max_cached_block=4)
+    run(decoder, s, IDS, 32)
+    # 200 tokens, window 64: 136 evicted = 8 init + 8 blocks of 16.
+    assert s.length == 200 and s.window == 64 and s.evicted == 136
+    assert s.init_k[0].shape[2] == 8 and s.stores[0].count == 8 and s.rem_k[0] is None
+    assert len(s.last_retrieved[0]) == 2
+    assert s.stores[0].representatives().shape == (8, cfg.n_kv_heads, 4, cfg.head_dim)
+
+
+def test_infllm_retrieves_the_block_its_query_matches(tiny):
+    cfg, _ = tiny
+    s = make(cfg, "infllm", n_init=0, n_local=64, block_size=4, topk=1, repr_topk=1, max_cached_block=4)
+    store = s.stores[0]
+    for b in range(5):
+        keys = torch.zeros(cfg.n_kv_heads, 4, cfg.head_dim)
+        keys[:, :, b] = 1.0  # block b points along axis b
+        store.append(keys, keys, keys[:, :1])
+    q = torch.zeros(1, cfg.n_heads, 3, cfg.head_dim)
+    q[..., 3] = 2.0
+    assert s.retrieve_blocks(0, q) == [3]
+
+
+def test_streaming_keeps_sinks_and_recent(tiny):
+    cfg, decoder = tiny
+    s = make(cfg, "streaming", n_sink=4, n_local=32)
+    run(decoder, s, IDS, 16)
+    assert s.length == 200 and s.k[0].shape[2] == 36
+    # The last query saw the 4 sinks and the last 32 tokens (itself included), nothing else.
+    row = s.mask[-1]
+    assert row[:4].all() and row[-32:].all() and not row[4:-32].any()
+
+
+@pytest.mark.parametrize("disk", [False, True])
+def test_block_store_round_trips_exactly(tmp_path, disk):
+    store = BlockStore(3, 8, 16, 2, disk_dir=str(tmp_path) if disk else None)
+    blocks = [torch.randn(3, 8, 16).half() for _ in range(20)]
+    for b in blocks:
+        store.append(b, -b, b[:, :2].float())
+    k, v = store.gather([2, 17], "cpu", torch.float16)
+    want = torch.cat([blocks[2], blocks[17]], dim=1)
+    assert torch.equal(k, want) and torch.equal(v, -want)
+    assert store.representatives().shape == (20, 3, 2, 16)
+    if disk:  # the blocks live in (already unlinked) temp files; RAM holds representatives only
+        assert store.nbytes_ram() == store.reprs.numel() * store.reprs.element_size()
+
+
+def test_infllm_disk_tier_matches_ram_tier(tiny, tmp_path):
+    cfg, decoder = tiny
+    params = dict(n_init=8, n_local=64, block_size=16, topk=2, max_cached_block=4)
+    ram = run(decoder, make(cfg, "infllm", **params), IDS, 32)
+    disk = run(decoder, make(cfg, "infllm", **params, disk=True, disk_dir=str(tmp_path)), IDS, 32)
+    assert torch.equal(ram, disk)
+
+
+@pytest.mark.parametrize("override, words", [
+    ("infllm.block_size=0", ["block_size must be"]),
+    ("infllm.topk=64", ["topk must be <= max_cached_block (32)"]),
+    ("infllm.n_local=256", ["n_local must be >= context.prefill_chunk (512)"]),
+    ("infllm.repr_topk=0", ["repr_topk"]),
+    ("streaming.n_local=0", ["n_local must be an integer >= 1"]),
+])
+def test_bad_parameters_name_the_key(override, words):
+    with pytest.raises(ConfigError) as err:
+        load_profile(override.split(".")[0], [override])
+    for word in words:
+        assert word in str(err.value)
