@@ -1,0 +1,300 @@
+"""A multi-turn conversation with one model, and the slash commands of `longchat chat`.
+
+No terminal code lives here: the CLI reads lines, hands them to `Conversation.send` or
+`handle_command`, and prints what comes back.
+
+Each turn re-sends the whole conversation; the engine keeps its KV state and only prefills
+what is new since the last call. When the conversation outgrows the window, the oldest turns
+are dropped, with a note.
+"""
+
+from __future__ import annotations
+
+import difflib
+from contextlib import closing
+from dataclasses import dataclass, field
+from typing import Callable
+
+from longchat.errors import InputError
+from longchat.pipeline import Note, Progress, Runner, chat_ids
+from longchat.runtime.generate import Detokenizer, GenerationStats, Sampling
+
+INTERRUPTED_MARK = " [interrupted]"  # shown after a cut-off reply; never sent to the model
+
+
+@dataclass
+class Turn:
+    """One exchange. `reply` is the model's text as generated (partial if interrupted)."""
+
+    user: str
+    reply: str
+    interrupted: bool = False
+
+    @property
+    def shown_reply(self) -> str:
+        return self.reply + (INTERRUPTED_MARK if self.interrupted else "")
+
+
+@dataclass
+class SessionTotals:
+    """Sums over every reply of the session (survive /reset, which only forgets the turns)."""
+
+    replies: int = 0
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    prefill_s: float = 0.0
+    new_tokens: int = 0
+    decode_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    dropped_turns: int = 0
+
+    def add(self, s: GenerationStats) -> None:
+        self.replies += 1
+        self.prompt_tokens += s.prompt_tokens
+        self.reused_tokens += s.reused_tokens
+        self.prefill_s += s.prefill_s
+        self.new_tokens += s.new_tokens
+        self.decode_s += s.decode_s
+        self.peak_rss_mb = max(self.peak_rss_mb, s.peak_rss_mb)
+
+
+class Conversation:
+    """The message list of one chat and the logic that keeps it inside the runner's window."""
+
+    def __init__(self, runner: Runner, system: str | None = None, sampling: Sampling | None = None, *,
+                 note: Note = lambda m: None):
+        self.runner = runner
+        self.system = system or None
+        self.sampling = sampling or runner.profile.generation
+        self.note = note
+        self.turns: list[Turn] = []
+        self.dropped = 0          # turns dropped from the front since the last reset
+        self.last_stats: GenerationStats | None = None
+        self.context_tokens = 0   # tokens the model held after the last reply
+        self.totals = SessionTotals()
+
+    # ------------------------------------------------------------ the prompt
+
+    def messages(self, user_text: str | None = None, first_turn: int = 0) -> list[dict]:
+        """System prompt, the turns from `first_turn` on, and optionally a new user message."""
+        out = [{"role": "system", "content": self.system}] if self.system else []
+        for turn in self.turns[first_turn:]:
+            out += [{"role": "user", "content": turn.user}, {"role": "assistant", "content": turn.reply}]
+        if user_text is not None:
+            out.append({"role": "user", "content": user_text})
+        return out
+
+    def _prompt_ids(self, user_text: str, first_turn: int = 0) -> list[int]:
+        return chat_ids(self.runner.tokenizer, self.messages(user_text, first_turn))
+
+    def fit_prompt(self, user_text: str) -> list[int]:
+        """Prompt ids for `user_text` after the history, dropping the oldest turns if needed."""
+        window, reply = self.runner.window, self.sampling.max_new_tokens
+        ids = self._prompt_ids(user_text)
+        if len(ids) + reply <= window:
+            return ids
+        alone = self._prompt_ids(user_text, first_turn=len(self.turns))
+        if len(alone) + reply > window:
+            what = "the system prompt and this message take" if self.system else "this message takes"
+            raise InputError(
+                f"{what} {len(alone):,} tokens; with max_new_tokens={reply} that exceeds the window "
+                f"({window:,} tokens of profile '{self.runner.profile.name}'). Shorten it, lower "
+                f"--max-new-tokens, or raise context.window"
+            )
+        # Dropping a turn changes the start of the prompt, so the next reply re-reads all of it.
+        # Free a quarter of the window at once rather than one turn at a time, so the turns that
+        # follow reuse the cache instead of each paying a full prefill.
+        target = min(window - reply, window * 3 // 4)
+        drop = 0
+        while drop < len(self.turns):
+            drop += 1
+            ids = self._prompt_ids(user_text, first_turn=drop)
+            if len(ids) <= target:
+                break
+        self.turns = self.turns[drop:]
+        self.dropped += drop
+        self.totals.dropped_turns += drop
+        oldest = "the oldest turn" if drop == 1 else f"the {drop} oldest turns"
+        self.note(f"dropped {oldest} to fit the window "
+                  f"({window:,} tokens); {_plural(len(self.turns), 'turn')} kept")
+        return ids
+
+    # ------------------------------------------------------------ a turn
+
+    def send(self, user_text: str, on_text: Callable[[str], None] | None = None,
+             progress: Progress | None = None) -> str:
+        """Reply to `user_text`, streaming deltas to `on_text`; the turn joins the history.
+
+        On KeyboardInterrupt the partial reply stays in the history marked interrupted (a turn
+        with no reply text at all is forgotten), then the interrupt propagates to the caller.
+        """
+        if not user_text.strip():
+            raise InputError("the message is empty")
+        prompt = self.fit_prompt(user_text)
+        engine = self.runner.engine
+        detok = Detokenizer(self.runner.tokenizer)
+        try:
+            # closing(): an interrupt in `on_text` leaves the generator suspended; close it now so
+            # its stats are final before we read them.
+            with closing(engine.generate(prompt, self.sampling, progress)) as tokens:
+                for token in tokens:
+                    delta = detok.push(token)
+                    if delta and on_text:
+                        on_text(delta)
+        except KeyboardInterrupt:
+            self._finish_turn(user_text, detok.emitted, prompt, interrupted=True)
+            raise
+        self._finish_turn(user_text, detok.emitted, prompt, interrupted=False)
+        return detok.emitted
+
+    def _finish_turn(self, user_text: str, reply: str, prompt: list[int], interrupted: bool) -> None:
+        stats = self.runner.engine.stats
+        if interrupted:
+            stats.stop_reason = "interrupted"
+        self.last_stats = stats
+        self.totals.add(stats)
+        self.context_tokens = len(prompt) + stats.new_tokens
+        if interrupted and not reply.strip():
+            return  # nothing was said: keep no half turn the model would have to answer around
+        self.turns.append(Turn(user_text, reply.strip(), interrupted))
+
+    def reset(self) -> None:
+        """Forget the turns (the system prompt and the session totals stay)."""
+        self.turns = []
+        self.dropped = 0
+        self.context_tokens = 0
+        self.last_stats = None
+        self.runner.engine.reset()
+
+    def handle_command(self, line: str) -> CommandResult:
+        """Run the slash command on `line`, e.g. '/system Be brief.' (see COMMANDS)."""
+        name, *rest = line.strip()[1:].split(None, 1) or [""]
+        arg = rest[0] if rest else ""
+        cmd = find_command(name.lower())
+        if cmd is None:
+            names = [n for c in COMMANDS.values() for n in (c.name, *c.aliases)]
+            close = difflib.get_close_matches(name.lower(), names, n=1)
+            hint = f"did you mean /{close[0]}? " if close else ""
+            valid = ", ".join(f"/{c.name}" for c in COMMANDS.values())
+            return CommandResult(f"unknown command '/{name}'; {hint}Valid commands: {valid}. Start a message "
+                                 f"with // to send a literal '/'", error=True)
+        return cmd.run(self, arg.strip())
+
+    def set_system(self, text: str | None) -> None:
+        """A new system prompt starts a new conversation: the old turns were answered without it."""
+        self.system = text or None
+        self.reset()
+
+
+# ---------------------------------------------------------------- slash commands
+
+@dataclass
+class CommandResult:
+    """What a slash command asks the CLI to do: show `output`, and stop when `exit`."""
+
+    output: str = ""
+    exit: bool = False
+    error: bool = False
+
+
+@dataclass
+class Command:
+    name: str
+    usage: str
+    help: str
+    run: Callable[[Conversation, str], CommandResult]
+    aliases: tuple[str, ...] = field(default=())
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, usage: str, help: str, aliases: tuple[str, ...] = ()):
+    """Register a slash command: `run(conversation, argument_text) -> CommandResult`."""
+    def register(run):
+        COMMANDS[name] = Command(name, usage, help, run, aliases)
+        return run
+    return register
+
+
+def is_command(line: str) -> bool:
+    """A line starting with one '/' is a command; '//' sends a message that starts with '/'."""
+    return line.startswith("/") and not line.startswith("//")
+
+
+def user_text(line: str) -> str:
+    """The message a non-command line sends ('//x' sends '/x')."""
+    return line[1:] if line.startswith("//") else line
+
+
+def find_command(name: str) -> Command | None:
+    for cmd in COMMANDS.values():
+        if name == cmd.name or name in cmd.aliases:
+            return cmd
+    return None
+
+
+@command("help", "/help", "list the commands")
+def _help(conv: Conversation, arg: str) -> CommandResult:
+    width = max(len(c.usage) for c in COMMANDS.values())
+    lines = [f"  {c.usage:<{width}}  {c.help}" for c in COMMANDS.values()]
+    return CommandResult("commands:\n" + "\n".join(lines) + "\n  a message starting with // sends a literal '/'")
+
+
+@command("exit", "/exit", "leave the chat (also /quit)", aliases=("quit",))
+def _exit(conv: Conversation, arg: str) -> CommandResult:
+    return CommandResult(exit=True)
+
+
+@command("reset", "/reset", "forget the conversation (the system prompt stays)")
+def _reset(conv: Conversation, arg: str) -> CommandResult:
+    n = len(conv.turns)
+    conv.reset()
+    return CommandResult(f"conversation reset ({_plural(n, 'turn')} forgotten)")
+
+
+@command("stats", "/stats", "timing and token counts of the last reply and of the session")
+def _stats(conv: Conversation, arg: str) -> CommandResult:
+    window = conv.runner.window
+    lines = []
+    s = conv.last_stats
+    if s is None:
+        lines.append("last reply: none yet")
+    else:
+        lines.append(f"last reply: {s.new_tokens:,} tokens in {s.decode_s:.2f} s ({s.decode_tok_s:.1f} tok/s), "
+                     f"stop: {s.stop_reason}")
+        lines.append(f"  prompt: {s.prompt_tokens:,} tokens, {s.reused_tokens:,} reused from the cache, "
+                     f"{s.prompt_tokens - s.reused_tokens:,} read in {s.prefill_s:.2f} s")
+    t = conv.totals
+    lines.append(f"session: {_plural(t.replies, 'reply', 'replies')}, {t.prompt_tokens - t.reused_tokens:,} "
+                 f"tokens read in {t.prefill_s:.1f} s, {t.new_tokens:,} generated in {t.decode_s:.1f} s")
+    lines.append(f"  peak RSS {t.peak_rss_mb:,.0f} MiB, {_plural(t.dropped_turns, 'turn')} dropped to fit the window")
+    lines.append(f"context: {conv.context_tokens:,} of {window:,} tokens, {_plural(len(conv.turns), 'turn')}")
+    return CommandResult("\n".join(lines))
+
+
+@command("system", "/system [TEXT]", "set the system prompt and reset; without TEXT, show it")
+def _system(conv: Conversation, arg: str) -> CommandResult:
+    if not arg:
+        return CommandResult(f"system prompt: {conv.system}" if conv.system else
+                             "no system prompt (the model's chat template default applies)")
+    conv.set_system(arg)
+    return CommandResult("system prompt set; conversation reset")
+
+
+@command("history", "/history", "show the conversation so far")
+def _history(conv: Conversation, arg: str) -> CommandResult:
+    lines = [f"system: {conv.system}"] if conv.system else []
+    if conv.dropped:
+        lines.append(f"({_plural(conv.dropped, 'earlier turn')} dropped to fit the window)")
+    for turn in conv.turns:
+        lines += [f"you: {_clip(turn.user)}", f"assistant: {_clip(turn.shown_reply)}"]
+    return CommandResult("\n".join(lines) if lines else "no turns yet")
+
+
+def _clip(text: str, limit: int = 500) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else plural or word + 's'}"
