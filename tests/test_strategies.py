@@ -42,6 +42,9 @@ IDS = torch.randint(0, 300, (1, 200), generator=torch.Generator().manual_seed(5)
 @pytest.mark.parametrize("name, params", [
     ("infllm", dict(n_init=8, n_local=256, block_size=16, topk=4)),
     ("streaming", dict(n_sink=4, n_local=196)),  # 4 + 196 = 200: the window never fills
+    ("lm-infinite", dict(local_branch=200, global_branch=4)),
+    ("self-extend", dict(neighbor_window=200, group_size=4)),
+    ("rope-scaled", dict(rope_type="dynamic", factor=2.0, original_max_position_embeddings=512)),
 ])
 def test_equals_full_while_the_input_fits(tiny, name, params):
     cfg, decoder = tiny
@@ -136,3 +139,52 @@ def test_bad_parameters_name_the_key(override, words):
         load_profile(override.split(".")[0], [override])
     for word in words:
         assert word in str(err.value)
+
+
+def test_lm_infinite_mask_is_lambda_shaped(tiny):
+    cfg, decoder = tiny
+    s = make(cfg, "lm-infinite", local_branch=32, global_branch=4, top_k=0)
+    run(decoder, s, IDS[:, :100], 100)
+    s.begin(torch.tensor([100]))  # a decode step at position 100
+    # The local slice starts 31 back; 4 global tokens sit apart; the rest is the masked middle.
+    assert s.lo == 69 and s.g == 4 and s.n_middle == 65
+    assert s.local_mask.shape == (1, 32) and s.local_mask.all()
+
+
+def test_lm_infinite_top_k_middle_only_for_the_last_query(tiny):
+    cfg, decoder = tiny
+    s = make(cfg, "lm-infinite", local_branch=32, global_branch=4, top_k=3, top_k_from_layer=0)
+    run(decoder, s, IDS[:, :100], 100)
+    q = torch.randn(1, cfg.n_heads, cfg.head_dim)
+    keys = torch.zeros(1, cfg.n_kv_heads, 10, cfg.head_dim)
+    keys[:, :, 7] = q.view(cfg.n_kv_heads, cfg.n_rep, cfg.head_dim).sum(1)  # the best match
+    m_k, _ = s.select_middle(q, keys, keys)
+    assert m_k.shape == (1, cfg.n_kv_heads, 3, cfg.head_dim)
+    assert torch.equal(m_k[:, :, 0], keys[:, :, 7])
+
+
+def test_self_extend_positions(tiny):
+    cfg, _ = tiny
+    s = make(cfg, "self-extend", neighbor_window=8, group_size=4)
+    pos = torch.arange(0, 40)
+    s.begin(pos)
+    # Grouped query position: pos // G + w - w // G; the largest grouped distance shrinks ~G times.
+    q_pos = pos // 4 + 8 - 2
+    assert int(q_pos[-1] - 0) == 15  # vs 39 with plain positions
+    assert s.mask_n[-1].sum() == 8 and s.mask_g[-1].sum() == 32
+    assert not (s.mask_n & s.mask_g).any()
+
+
+def test_rope_scaled_matches_a_checkpoint_with_that_scaling(tmp_path):
+    from tiny_models import make_tiny
+
+    plain = make_tiny("llama", tmp_path / "plain")
+    scaled = make_tiny("llama", tmp_path / "scaled", rope_parameters={
+        "rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0})
+    hf = transformers.AutoModelForCausalLM.from_pretrained(scaled, dtype=torch.float32)
+    with torch.no_grad():
+        reference = hf(IDS[:, :150]).logits
+    cfg = ModelConfig.from_hf(transformers.AutoConfig.from_pretrained(plain))
+    decoder = load_decoder(plain, cfg, torch.device("cpu"), torch.float32)
+    got = run(decoder, make(cfg, "rope-scaled", rope_type="linear", factor=4.0), IDS[:, :150], 50)
+    assert (got - reference).abs().max() <= TOL

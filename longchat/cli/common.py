@@ -20,7 +20,7 @@ DeviceOpt = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... Default: 
 SetOpt = typer.Option(None, "--set", "-s", help="Override a profile value, e.g. --set generation.temperature=0.7 (repeatable).")
 MaxNewOpt = typer.Option(None, "--max-new-tokens", "-n", help="Longest reply in tokens. Default: the profile's.")
 TemperatureOpt = typer.Option(None, "--temperature", "-t", help="0 = greedy (the default), higher = more random.")
-StatsOpt = typer.Option(False, "--stats", help="Print one JSON line of timing and memory figures as the last line on stderr.")
+StatsOpt = typer.Option(False, "--stats", help="Print timing and memory figures as one JSON line on stderr (after the answer).")
 
 
 def note(message: str) -> None:

@@ -100,4 +100,4 @@ def parse_params(cls: type[ContextStrategy], values: dict[str, Any], where: str)
 
 def _load_builtins() -> None:
     # Importing the modules runs their @register_strategy decorators.
-    from longchat.context import full, infllm, streaming  # noqa: F401
+    from longchat.context import full, infllm, lm_infinite, rope_scaled, self_extend, streaming  # noqa: F401

@@ -8,8 +8,7 @@ tokens. Each forward:
     chunk's mean query + the remainder. Global keys are unrotated and the query is rotated at
     position `n_local`, so every memory token sits at one fixed distance (the trained range
     is never exceeded, however long the input).
-Both parts share one softmax. Trick: queries [q_global | q_local] (2D wide) against keys
-[k_global | 0] and [0 | k_local] give each part its own logits in a single SDPA call.
+Both parts share one softmax (`two_part_attention`).
 While nothing has been evicted this is exactly full attention.
 """
 
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from longchat.context.attention import two_part_attention
 from longchat.context.base import ContextStrategy, StrategyParams, register_strategy
 from longchat.context.blocks import BlockStore
 from longchat.runtime.rope import rotate
@@ -131,7 +131,6 @@ class InfLLM(ContextStrategy):
         return ids
 
     def attend(self, layer, q, k, v):
-        c, p = self.cfg, self.params
         t = q.shape[2]
         if self.local_k[layer] is not None:
             lk = torch.cat([self.local_k[layer], k], dim=2)
@@ -145,14 +144,8 @@ class InfLLM(ContextStrategy):
         if gk is None:
             out = F.scaled_dot_product_attention(q_l, lk_rot, lv, attn_mask=self.local_mask, enable_gqa=True)
         else:
-            g = gk.shape[2]
-            q2 = torch.cat([q_g, q_l], dim=-1)                                   # (B, Hq, T, 2D)
-            k2 = torch.cat([torch.cat([gk, torch.zeros_like(gk)], dim=-1),
-                            torch.cat([torch.zeros_like(lk_rot), lk_rot], dim=-1)], dim=2)  # (B, Hkv, G+W+T, 2D)
-            v2 = torch.cat([gv, lv], dim=2)                                       # (B, Hkv, G+W+T, D)
-            mask = torch.cat([self.local_mask.new_ones(t, g), self.local_mask], dim=1)
-            out = F.scaled_dot_product_attention(q2, k2, v2, attn_mask=mask, enable_gqa=True,
-                                                 scale=c.head_dim ** -0.5)
+            out = two_part_attention(q_g, gk, gv, self.local_mask.new_ones(t, gk.shape[2]),
+                                     q_l, lk_rot, lv, self.local_mask)
         self._update_window(layer, q, lk, lv)
         return out
 

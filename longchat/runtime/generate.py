@@ -228,7 +228,7 @@ class Engine:
                 if len(new) >= sampling.max_new_tokens:
                     break
                 logits = self._forward([token], "last")[0]
-        except GeneratorExit:
+        except (GeneratorExit, KeyboardInterrupt):
             self.stats.stop_reason = "interrupted"
             raise
         finally:
@@ -239,8 +239,14 @@ class Engine:
                       on_text: Callable[[str], None] | None = None, progress=None) -> str:
         """Run `generate` and return the decoded reply, streaming deltas to `on_text`."""
         detok = Detokenizer(self.model.tokenizer)
-        for token in self.generate(prompt_ids, sampling, progress):
-            delta = detok.push(token)
-            if delta and on_text:
-                on_text(delta)
+        self.last_text = ""  # what was produced, also when Ctrl-C cuts the reply short
+        tokens = self.generate(prompt_ids, sampling, progress)
+        try:
+            for token in tokens:
+                delta = detok.push(token)
+                self.last_text = detok.emitted
+                if delta and on_text:
+                    on_text(delta)
+        finally:
+            tokens.close()  # finalises stats now, not at garbage collection
         return detok.emitted
