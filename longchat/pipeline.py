@@ -46,15 +46,21 @@ class Runner:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
 
-def open_runner(profile: str | Profile = "full", model: str | None = None, *, device: str | None = None,
-                overrides: Sequence[str] = (), note: Note = lambda m: None) -> Runner:
-    """Load the profile, then its model (`model` wins over the profile's), then the strategy."""
+def open_runner(profile: str | Profile = "auto", model: str | None = None, *, device: str | None = None,
+                overrides: Sequence[str] = (), note: Note = lambda m: None,
+                loaded: LoadedModel | None = None) -> Runner:
+    """Load the profile, then its model (`model` wins over the profile's), then the strategy.
+
+    `loaded`: an already loaded model to use instead (comparisons run several profiles on one).
+    """
     prof = profile if isinstance(profile, Profile) else load_profile(profile, list(overrides))
-    loaded = load_model(model or prof.model or "default", device=device, note=note)
+    loaded = loaded or load_model(model or prof.model or "default", device=device, note=note)
     cls = strategy_class(prof.context.strategy)
     dec = loaded.decoder
     strategy = cls(loaded.cfg, Rope(loaded.cfg.hf, dec.device), prof.strategy, device=dec.device, dtype=dec.dtype)
-    return Runner(prof, loaded, Engine(loaded, strategy, prefill_chunk=prof.context.prefill_chunk))
+    engine = Engine(loaded, strategy, prefill_chunk=prof.context.prefill_chunk, final_chunk=prof.context.final_chunk)
+    engine.on_note = note
+    return Runner(prof, loaded, engine)
 
 
 def chat_ids(tokenizer, messages: list[dict]) -> list[int]:

@@ -27,11 +27,14 @@ class ContextSettings:
     window: int = 0            # tokens of prompt + reply the strategy accepts; 0 = the model's trained length
     effective_window: int = 0  # tokens the model reads reliably (summary chunk size); 0 = window
     prefill_chunk: int = 512   # tokens per prefill forward: bounds activation memory
+    final_chunk: int = 0       # read the prompt's last N tokens as a forward of their own; 0 = off
 
     def validate(self, where: str) -> None:
         require(self.window >= 0, where, "window", "an integer >= 0 (0 = the model's trained length)")
         require(self.effective_window >= 0, where, "effective_window", "an integer >= 0 (0 = window)")
         require(self.prefill_chunk >= 1, where, "prefill_chunk", "an integer >= 1")
+        require(0 <= self.final_chunk <= self.prefill_chunk, where, "final_chunk",
+                f"an integer in 0..prefill_chunk ({self.prefill_chunk})")
 
 
 @dataclass

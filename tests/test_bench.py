@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 
 import pytest
 
+from longchat.bench.needles import N_NEEDLES, build_needles_prompt
 from longchat.bench.passkey import FILLER, INSTRUCTION, NEEDLE, QUESTION, build_passkey_prompt, first_integer, score_passkey
-from longchat.bench.run import depths, format_length, parse_lengths
+from longchat.bench.run import depths, format_length, overrides_for, parse_lengths
 from longchat.bench.tasks import TASKS, get_task
 from longchat.cli import main
 from longchat.errors import EXIT_CONFIG, EXIT_INPUT, ConfigError, InputError
@@ -107,7 +109,8 @@ def test_first_integer():
 
 def test_task_registry_names_the_valid_tasks():
     assert get_task("passkey") is TASKS["passkey"]
-    with pytest.raises(ConfigError, match="valid: passkey"):
+    assert get_task("needles") is TASKS["needles"]
+    with pytest.raises(ConfigError, match="valid: needles, passkey"):
         get_task("nope")
 
 
@@ -145,7 +148,7 @@ def test_cli_passkey_on_the_default_model(home, tmp_path, capsys):
     assert "1/1" in out  # the model finds the key at 256 tokens
     assert "passkey 256 #1/1 depth 0.50" in err and " ok " in err
 
-    data = json.loads(out_json.read_text())
+    data = json.loads(out_json.read_text())["runs"][0]
     [summary] = data["lengths"]
     assert summary["length"] == 256 and summary["correct"] == 1 and summary["total"] == 1
     assert 248 * 0.95 <= summary["prompt_tokens"] <= 248  # 256 minus 8 for the reply
@@ -174,7 +177,7 @@ def test_cli_vs_transformers_and_skipped_lengths(home, tmp_path, tiny_with_token
     assert "skipped (window 512)" in out and "hf prefill tok/s" in out and "decode ours/hf" in out
     assert err.count("passkey 200 #") == 2 and "transformers 300:" in err
 
-    data = json.loads(out_json.read_text())
+    data = json.loads(out_json.read_text())["runs"][0]
     assert [s["status"] for s in data["lengths"]] == ["ok", "ok", "skipped (window 512)"]
     hf = data["lengths"][0]["hf"]
     assert hf["prefill_tok_s"] > 0 and hf["decode_tok_s"] > 0
@@ -194,3 +197,48 @@ def test_cli_too_short_length_fails_before_running(home, tiny_with_tokenizer, ca
     code = main(["bench", "passkey", "--lengths", "1k,40", "--model", str(tiny_with_tokenizer)])
     _, err = capsys.readouterr()
     assert code == EXIT_INPUT and "length 40 is too short" in err and "passkey 1k #" not in err
+
+
+# ---------------------------------------------------------------- multi-needle task
+
+@pytest.mark.parametrize("length", [600, 4096])
+@pytest.mark.parametrize("depth", [0.0, 0.5, 1.0])
+def test_needles_prompt_holds_every_needle_and_fits(tokenizer, length, depth):
+    ids, value = build_needles_prompt(tokenizer, length, depth, random.Random(f"n{length}{depth}"))
+    text = tokenizer.decode(ids)
+    assert length * 0.97 <= len(ids) <= length and tokenizer(text)["input_ids"] == ids
+    needles = re.findall(r"The special magic number for (\w+) is (\d+)\.", text)
+    assert len(needles) == N_NEEDLES and len({k for k, _ in needles}) == N_NEEDLES
+    asked = re.search(r"What is the special magic number for (\w+)\?", text).group(1)
+    assert dict(needles)[asked] == str(value)
+    # The asked needle sits at its depth in the prose (counted in characters).
+    body = text[: text.rindex("\n")]
+    where = body.index(f"for {asked} is {value}.") / len(body)
+    assert where == pytest.approx(depth, abs=0.08)
+
+
+def test_needles_prompts_are_seeded(tokenizer):
+    a = build_needles_prompt(tokenizer, 500, 0.3, random.Random("x"))
+    assert a == build_needles_prompt(tokenizer, 500, 0.3, random.Random("x"))
+    assert a != build_needles_prompt(tokenizer, 500, 0.3, random.Random("y"))
+
+
+def test_overrides_reach_only_the_matching_strategy():
+    sets = ["infllm.topk=8", "context.prefill_chunk=256", "streaming.n_local=64"]
+    assert overrides_for("infllm", sets) == ["infllm.topk=8", "context.prefill_chunk=256"]
+    assert overrides_for("full", sets) == ["context.prefill_chunk=256"]
+
+
+def test_cli_compares_profiles_side_by_side_with_plot(home, tmp_path, tiny_with_tokenizer, capsys):
+    out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
+    code = main(["bench", "needles", "--lengths", "300,600", "--samples", "2", "--model", str(tiny_with_tokenizer),
+                 "-p", "full,infllm", "--set", "infllm.n_local=128", "--set", "context.prefill_chunk=64",
+                 "--json", str(out_json), "--plot", str(out_png)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "full" in out and "infllm" in out and err.count("needles 600 #") == 4
+    runs = json.loads(out_json.read_text())["runs"]
+    assert [r["machine"]["profile"] for r in runs] == ["full", "infllm"]
+    # Both profiles were judged on the very same prompts.
+    assert [s["expected"] for s in runs[0]["samples"]] == [s["expected"] for s in runs[1]["samples"]]
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out_png.stat().st_size > 10_000

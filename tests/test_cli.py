@@ -54,7 +54,8 @@ def test_ask_text_file_with_stats(home, facts_file, capsys):
     stats = json.loads(err.strip().splitlines()[-1])
     for key in ("prompt_tokens", "prefill_s", "new_tokens", "decode_s", "peak_rss_mb", "profile", "model"):
         assert key in stats
-    assert stats["profile"] == "full" and stats["new_tokens"] > 0
+    assert stats["profile"] == "auto" and stats["strategy_used"] == "full" and stats["new_tokens"] > 0
+    assert "using full attention" in err  # auto says what it chose
 
 
 def test_ask_pdf(home, tmp_path, capsys):
@@ -109,11 +110,12 @@ def test_summarize_is_hierarchical_past_the_window(home, tmp_path, capsys):
 def test_too_long_input_is_refused_then_truncated_with_warning(home, tmp_path, capsys):
     path = tmp_path / "long.txt"
     path.write_text("The grass is green. " * 400 + FACTS)
-    code, out, err = run(capsys, "ask", str(path), QUESTION, "--set", "context.window=512")
+    code, out, err = run(capsys, "ask", str(path), QUESTION, "-p", "full", "--set", "context.window=512")
     assert code == EXIT_INPUT and out == ""
     assert "tokens but profile 'full' leaves room for" in err and "--truncate" in err
     assert len(err.strip().splitlines()) == 1
-    code, out, err = run(capsys, "ask", str(path), QUESTION, "--set", "context.window=512", "--truncate", "-n", "8")
+    code, out, err = run(capsys, "ask", str(path), QUESTION, "-p", "full", "--set", "context.window=512", "--truncate",
+                         "-n", "8")
     assert code == 0 and "warning: the input is" in err and "dropped the rest" in err
 
 
@@ -141,3 +143,16 @@ def test_bad_input_gives_one_line(home, tmp_path, capsys, facts_file, args, code
 def test_installed_entry_point_runs(home):
     proc = subprocess.run([sys.executable, "-m", "longchat", "profiles"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "full" in proc.stdout
+
+
+def test_ask_past_the_window_switches_to_infllm_and_finds_the_needle(home, tmp_path, capsys):
+    # ~16k tokens, 5x the model's effective window: `auto` reads it with InfLLM.
+    filler = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.\n"
+    path = tmp_path / "long.txt"
+    path.write_text(filler * 330 + "The pass key is 71932. Remember it. 71932 is the pass key.\n" + filler * 330)
+    code, out, err = run(capsys, "ask", str(path), "What is the pass key?", "-n", "16", "--stats")
+    assert code == 0, err
+    assert "using infllm" in err and "tokens (50%)" in err  # the choice, then progress lines
+    assert "71932" in out
+    stats = json.loads(err.strip().splitlines()[-1])
+    assert stats["strategy_used"] == "infllm" and stats["prompt_tokens"] > 15000

@@ -148,7 +148,7 @@ def test_lm_infinite_mask_is_lambda_shaped(tiny):
     s.begin(torch.tensor([100]))  # a decode step at position 100
     # The local slice starts 31 back; 4 global tokens sit apart; the rest is the masked middle.
     assert s.lo == 69 and s.g == 4 and s.n_middle == 65
-    assert s.local_mask.shape == (1, 32) and s.local_mask.all()
+    assert s.local_mask.allowed.shape == (1, 32) and s.local_mask.allowed.all()
 
 
 def test_lm_infinite_top_k_middle_only_for_the_last_query(tiny):
@@ -188,3 +188,91 @@ def test_rope_scaled_matches_a_checkpoint_with_that_scaling(tmp_path):
     decoder = load_decoder(plain, cfg, torch.device("cpu"), torch.float32)
     got = run(decoder, make(cfg, "rope-scaled", rope_type="linear", factor=4.0), IDS[:, :150], 50)
     assert (got - reference).abs().max() <= TOL
+
+
+# ---------------------------------------------------------------- attention parts
+
+def test_merged_parts_equal_one_softmax_over_all_keys():
+    from longchat.context.attention import Mask, attention_lse, merge_attention
+
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 6, 5, 16, generator=g)
+    k = torch.randn(1, 2, 12, 16, generator=g)
+    v = torch.randn(1, 2, 12, 16, generator=g)
+    allowed = torch.rand(5, 12, generator=g) > 0.4
+    allowed[:, 0] = True
+    reference = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed, enable_gqa=True)
+    a, b = allowed[:, :7].clone(), allowed[:, 7:].clone()
+    b[2] = False  # a row that sees nothing in one part must weigh nothing there
+    reference_b2 = torch.nn.functional.scaled_dot_product_attention(
+        q[:, :, 2:3], k[:, :, :7], v[:, :, :7], attn_mask=a[2:3], enable_gqa=True)
+    got = merge_attention([attention_lse(q, k[:, :, :7], v[:, :, :7], Mask(a)),
+                           attention_lse(q, k[:, :, 7:], v[:, :, 7:], Mask(b))])
+    keep = [0, 1, 3, 4]
+    assert (got[:, :, keep] - reference[:, :, keep]).abs().max() <= 1e-5
+    assert (got[:, :, 2:3] - reference_b2).abs().max() <= 1e-5
+
+
+def test_cpu_kernel_and_fallback_agree(monkeypatch):
+    from longchat.context import attention
+
+    q, k, v = torch.randn(1, 4, 6, 8), torch.randn(1, 2, 9, 8), torch.randn(1, 2, 9, 8)
+    mask = attention.Mask(torch.ones(6, 9, dtype=torch.bool).tril(3))
+    fast = attention.attention_lse(q, k, v, mask)
+    monkeypatch.setattr(attention, "_cpu_flash", None)
+    slow = attention.attention_lse(q, k, v, attention.Mask(mask.allowed))
+    assert (fast[0] - slow[0]).abs().max() <= 1e-5 and (fast[1] - slow[1]).abs().max() <= 1e-5
+
+
+# ---------------------------------------------------------------- infllm internals
+
+def test_infllm_memory_keys_come_back_unrotated(tiny):
+    cfg, _ = tiny
+    s = make(cfg, "infllm", n_init=4, n_local=16, block_size=4, topk=2, max_cached_block=4)
+    k = torch.randn(1, cfg.n_kv_heads, 40, cfg.head_dim)
+    for start in range(0, 40, 8):  # layer 0 only: the eviction plan is per forward
+        s.begin(torch.arange(start, start + 8))
+        q = torch.randn(1, cfg.n_heads, 8, cfg.head_dim)
+        s.attend(0, q, k[:, :, start : start + 8], k[:, :, start : start + 8])
+    # 40 tokens, window 16: 4 init + 5 blocks of 4 evicted, stored as the pre-RoPE keys.
+    assert torch.allclose(s.init_k[0], k[:, :, :4], atol=1e-5)
+    blocks, _ = s.stores[0].gather(list(range(5)), "cpu", torch.float32)
+    assert torch.allclose(blocks, k[0, :, 4:24], atol=2e-3)  # fp16 storage
+
+
+def test_infllm_decode_slots_hold_exactly_the_retrieved_blocks(tiny):
+    cfg, decoder = tiny
+    s = make(cfg, "infllm", n_init=8, n_local=32, block_size=8, topk=3, max_cached_block=4)
+    run(decoder, s, IDS[:, :150], 16)
+    for token in IDS[0, 150:180]:
+        decoder.forward(token.view(1, 1), s)
+        for layer in (0, cfg.n_layers - 1):
+            slots, gk, gv = s.memory_kv[layer]
+            assert sorted(slots) == s.last_retrieved[layer]
+            for slot, block in enumerate(slots):
+                want_k, want_v = s.stores[layer].gather([block], "cpu", torch.float32)
+                got = slice(8 + slot * 8, 8 + (slot + 1) * 8)
+                assert torch.equal(gk[0, :, got], want_k) and torch.equal(gv[0, :, got], want_v)
+            assert len(s.cache[layer]) <= 4
+
+
+# ---------------------------------------------------------------- auto
+
+def test_auto_picks_full_inside_the_window_and_infllm_past_it(tiny):
+    cfg, decoder = tiny
+    s = make(cfg, "auto", n_init=8, n_local=64, block_size=16, topk=2, max_cached_block=4, full_up_to=100)
+    assert "using full attention" in s.prepare(90) and s.chosen == "full"
+    assert s.prepare(95) is None  # same choice: nothing new to say
+    reference = run(decoder, make(cfg, "full"), IDS[:, :90], 90)
+    assert torch.equal(run(decoder, s, IDS[:, :90], 90), reference)
+    message = s.prepare(200)
+    assert "200 tokens is past the effective window (100); using infllm" in message
+    assert s.chosen == "infllm" and s.length == 0
+    run(decoder, s, IDS, 32)
+    assert s.inner.evicted == 136
+
+
+def test_auto_window_defaults_to_the_profiles_effective_window():
+    prof = load_profile("auto", ["context.effective_window=1500"])
+    assert prof.context.strategy == "auto" and prof.strategy.full_up_to == 1500
+    assert load_profile("auto", ["auto.full_up_to=700"]).strategy.full_up_to == 700

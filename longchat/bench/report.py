@@ -30,40 +30,79 @@ def _times(ratio: float | None) -> str:
     return f"{ratio:.2f}x" if ratio is not None else "-"
 
 
-def results_table(result: BenchResult) -> Table:
-    """length | tokens | accuracy | prefill | decode | peak RSS, plus transformers columns if run.
+def results_table(results: list[BenchResult]) -> Table:
+    """profile | length | tokens | accuracy | prefill | decode | peak RSS, plus transformers columns if run.
 
     Our speeds are medians over a length's samples; the ours/hf ratios come from the back-to-back
     runs on its first prompt (see `HFComparison`).
     """
-    with_hf = any(r.hf for r in result.lengths)
-    m = result.machine
-    table = Table(title=f"{result.task} - profile {m['profile']}, {m['model']}, {m['device']}, "
-                        f"{m['torch_threads']} threads, greedy")
-    for name in ("length", "tokens", "accuracy", "prefill tok/s", "decode tok/s", "peak RSS MiB"):
-        table.add_column(name, justify="right")
+    with_hf = any(r.hf for result in results for r in result.lengths)
+    m = results[0].machine
+    table = Table(title=f"{results[0].task} - {m['model']}, {m['device']}, {m['torch_threads']} threads, greedy")
+    for name in ("profile", "length", "tokens", "accuracy", "prefill tok/s", "decode tok/s", "peak RSS MiB"):
+        table.add_column(name, justify="left" if name == "profile" else "right")
     if with_hf:
         for name in ("hf prefill tok/s", "hf decode tok/s", "prefill ours/hf", "decode ours/hf", "same tokens",
                      "hf peak RSS MiB"):
             table.add_column(name, justify="right")
-    for r in result.lengths:
-        if not r.ran:
-            table.add_row(format_length(r.length), "-", r.status, "-", "-", "-", *(["-"] * 6 if with_hf else []))
-            continue
-        prefill, decode = r.median("prefill_tok_s"), r.median("decode_tok_s")
-        row = [format_length(r.length), f"{r.prompt_tokens:,}", f"{r.correct}/{len(r.samples)}",
-               f"{prefill:.0f}", f"{decode:.1f}", f"{r.peak_rss_mb:,.0f}"]
-        if with_hf:
-            h = r.hf
-            row += [f"{h.prefill_tok_s:.0f}", f"{h.decode_tok_s:.1f}", _times(h.prefill_ratio),
-                    _times(h.decode_ratio), f"{h.agree}/{h.compared}", f"{h.peak_rss_mb:,.0f}"]
-        table.add_row(*row)
+    for result in results:
+        profile = result.machine["profile"]
+        for r in result.lengths:
+            if not r.ran:
+                table.add_row(profile, format_length(r.length), "-", r.status, "-", "-", "-",
+                              *(["-"] * 6 if with_hf else []))
+                continue
+            prefill, decode = r.median("prefill_tok_s"), r.median("decode_tok_s")
+            row = [profile, format_length(r.length), f"{r.prompt_tokens:,}", f"{r.correct}/{len(r.samples)}",
+                   f"{prefill:.0f}", f"{decode:.1f}", f"{r.peak_rss_mb:,.0f}"]
+            if with_hf:
+                h = r.hf
+                row += [f"{h.prefill_tok_s:.0f}", f"{h.decode_tok_s:.1f}", _times(h.prefill_ratio),
+                        _times(h.decode_ratio), f"{h.agree}/{h.compared}", f"{h.peak_rss_mb:,.0f}"] if h else ["-"] * 6
+            table.add_row(*row)
     return table
 
 
-def write_json(result: BenchResult, path: str | Path) -> None:
-    """All results (settings, machine, per-length summaries, per-sample records) as one JSON file."""
+def write_json(results: list[BenchResult], path: str | Path) -> None:
+    """Every profile's results (settings, machine, per-length summaries, per-sample records) as one JSON file."""
+    data = {"task": results[0].task, "runs": [r.as_dict() for r in results]}
     try:
-        Path(path).write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+        Path(path).write_text(json.dumps(data, indent=2) + "\n")
     except OSError as e:
         raise LongchatError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def write_plot(results: list[BenchResult], path: str | Path) -> None:
+    """A PNG: accuracy vs length (left) and prefill tokens/s vs length (right), one line per profile."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise LongchatError("--plot needs matplotlib: pip install matplotlib (or longchat[bench])") from None
+    matplotlib.use("Agg")  # files only: never open a window
+    import matplotlib.pyplot as plt
+
+    fig, (acc, speed) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for result in results:
+        ran = [r for r in result.lengths if r.ran]
+        if not ran:
+            continue
+        x = [r.length for r in ran]
+        label = result.machine["profile"]
+        acc.plot(x, [100 * r.correct / len(r.samples) for r in ran], marker="o", label=label)
+        speed.plot(x, [r.median("prefill_tok_s") for r in ran], marker="o", label=label)
+    m = results[0].machine
+    for ax, ylabel in ((acc, "accuracy (%)"), (speed, "prefill tokens/s (median)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("prompt length (tokens)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    acc.set_ylim(-5, 105)
+    fig.suptitle(f"{results[0].task}: {m['model']} on {m['device']} ({m['torch_threads']} threads)")
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as e:
+        raise LongchatError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)

@@ -199,12 +199,48 @@ def machine_info(runner) -> dict:
     }
 
 
+def overrides_for(profile_spec: str, overrides: list[str]) -> list[str]:
+    """The `--set` overrides that apply to one profile of a comparison: `infllm.topk=8` only
+    reaches profiles whose strategy is infllm; section overrides reach every profile."""
+    from longchat.context.base import STRATEGIES, _load_builtins
+    from longchat.profile import load_profile
+
+    _load_builtins()
+    strategy = load_profile(profile_spec).context.strategy
+    kept = []
+    for text in overrides:
+        section = text.split("=", 1)[0].split(".")[0].strip()
+        if section in STRATEGIES and section != strategy:
+            continue
+        kept.append(text)
+    return kept
+
+
+def run_profiles(profiles: list[str], task: Task, lengths: list[int], *, model: str | None = None,
+                 device: str | None = None, overrides: list[str] = (), note: Note = lambda m: None,
+                 **kw) -> list[BenchResult]:
+    """`run_task` for each profile in turn, on one loaded model and the same prompts."""
+    from longchat.pipeline import open_runner
+
+    if not profiles:
+        raise ConfigError("--profile: name at least one profile")
+    loaded, plans, results = None, {}, []
+    for spec in profiles:
+        runner = open_runner(spec, model, device=device, overrides=overrides_for(spec, list(overrides)),
+                             note=note, loaded=loaded)
+        loaded = runner.model
+        results.append(run_task(runner, task, lengths, plans=plans, note=note, **kw))
+    return results
+
+
 def run_task(runner, task: Task, lengths: list[int], *, samples: int = 5, seed: int = 0,
              vs_transformers: bool = False, on_sample: Callable[[SampleResult], None] | None = None,
-             on_hf: Callable[[LengthResult], None] | None = None, note: Note = lambda m: None) -> BenchResult:
+             on_hf: Callable[[LengthResult], None] | None = None, note: Note = lambda m: None,
+             plans: dict | None = None) -> BenchResult:
     """Run `task` at each length (prompt + reply tokens), `samples` prompts each, greedy.
 
-    A length over the profile's window is recorded as skipped, not run.
+    A length over the profile's window is recorded as skipped, not run. `plans` caches the
+    prompts by length, so several profiles are judged on exactly the same ones.
     """
     if samples < 1:
         raise ConfigError(f"--samples must be >= 1, got {samples}")
@@ -213,10 +249,13 @@ def run_task(runner, task: Task, lengths: list[int], *, samples: int = 5, seed: 
     machine = machine_info(runner)
     _warm_up(engine, tokenizer)
     # Every prompt is built before the first is run, so a bad length fails in seconds, not minutes.
-    plans = {n: build_prompts(task, tokenizer, n, samples, seed) for n in lengths if n <= runner.window}
+    plans = {} if plans is None else plans
+    for n in lengths:
+        if n <= runner.window and n not in plans:
+            plans[n] = build_prompts(task, tokenizer, n, samples, seed)
     results: list[LengthResult] = []
     for length in lengths:
-        if length not in plans:
+        if length > runner.window:
             results.append(LengthResult(length, f"skipped (window {runner.window})"))
             note(f"{task.name} {format_length(length)}: skipped, longer than the window ({runner.window} tokens)")
             continue
@@ -245,7 +284,7 @@ def run_task(runner, task: Task, lengths: list[int], *, samples: int = 5, seed: 
 
     settings = {"lengths": lengths, "samples": samples, "seed": seed, "max_new_tokens": task.max_new_tokens,
                 "sampling": "greedy", "vs_transformers": vs_transformers}
-    if vs_transformers and plans:
+    if vs_transformers and any(r.ran for r in results):
         reference = TransformersReference(runner.model.path, runner.model.device, runner.model.decoder.dtype, note)
         machine["hf_load_s"] = round(reference.load_s, 2)
         for result in results:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from longchat.bench.base import Task
+from longchat.bench.needles import NEEDLES
 from longchat.bench.passkey import PASSKEY
 from longchat.errors import ConfigError
 
-TASKS: dict[str, Task] = {task.name: task for task in (PASSKEY,)}
+TASKS: dict[str, Task] = {task.name: task for task in (PASSKEY, NEEDLES)}
 
 
 def register_task(task: Task) -> Task:

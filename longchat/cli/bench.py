@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from longchat.cli import app
-from longchat.cli.common import DeviceOpt, ModelOpt, ProfileOpt, SetOpt, err, note, open_runner_cli
+from longchat.cli.common import DeviceOpt, ModelOpt, SetOpt, err, note
 
 bench_app = typer.Typer(
     help="Measure accuracy, speed and memory on long-context tasks, and start-up time.",
@@ -31,52 +31,74 @@ def _stdout() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
+BenchProfileOpt = typer.Option("full", "--profile", "-p", help="Profile(s) to measure, comma-separated to compare side by side on the same prompts, e.g. full,infllm.")
+PlotOpt = typer.Option(None, "--plot", help="Also draw accuracy and prefill speed vs length per profile into this PNG file.")
+
+
 def run_bench_task(task_name: str, lengths: str, samples: int, profile: str, model: Optional[str],
                    device: Optional[str], set_: Optional[List[str]], seed: int, json_path: Optional[str],
-                   vs_transformers: bool) -> None:
-    """What every task command does: parse, run, print the table, write the JSON."""
-    from longchat.bench.report import hf_line, results_table, sample_line, write_json
-    from longchat.bench.run import parse_lengths, run_task
+                   vs_transformers: bool, plot_path: Optional[str]) -> None:
+    """What every task command does: parse, run each profile, print the table, write JSON and PNG."""
+    from longchat.bench.report import hf_line, results_table, sample_line, write_json, write_plot
+    from longchat.bench.run import parse_lengths, run_profiles
     from longchat.bench.tasks import get_task
     from longchat.errors import ConfigError
 
     task = get_task(task_name)
     wanted = parse_lengths(lengths)
-    if json_path and not Path(json_path).expanduser().parent.is_dir():
-        raise ConfigError(f"--json: the folder of {json_path} does not exist")
-    runner = open_runner_cli(profile, model, device, set_)
+    for flag, path in (("--json", json_path), ("--plot", plot_path)):
+        if path and not Path(path).expanduser().parent.is_dir():
+            raise ConfigError(f"{flag}: the folder of {path} does not exist")
+    profiles = [p.strip() for p in profile.split(",") if p.strip()]
 
     def progress(line: str) -> None:
         err.print(line, markup=False, highlight=False, soft_wrap=True)
 
-    result = run_task(runner, task, wanted, samples=samples, seed=seed, vs_transformers=vs_transformers,
-                      on_sample=lambda s: progress(sample_line(task.name, s, samples)),
-                      on_hf=lambda r: progress(hf_line(r)), note=note)
+    results = run_profiles(profiles, task, wanted, model=model, device=device, overrides=set_ or [], note=note,
+                           samples=samples, seed=seed, vs_transformers=vs_transformers,
+                           on_sample=lambda s: progress(sample_line(task.name, s, samples)),
+                           on_hf=lambda r: progress(hf_line(r)))
     if json_path:
-        write_json(result, Path(json_path).expanduser())
+        write_json(results, Path(json_path).expanduser())
         note(f"wrote {json_path}")
-    _stdout().print(results_table(result))
+    if plot_path:
+        write_plot(results, Path(plot_path).expanduser())
+        note(f"wrote {plot_path}")
+    _stdout().print(results_table(results))
 
 
-@bench_app.command()
-def passkey(
-    lengths: str = LengthsOpt,
-    samples: int = SamplesOpt,
-    profile: str = ProfileOpt,
-    model: Optional[str] = ModelOpt,
-    device: Optional[str] = DeviceOpt,
-    set_: Optional[List[str]] = SetOpt,
-    seed: int = SeedOpt,
-    json_path: Optional[str] = JsonOpt,
-    vs_transformers: bool = VsTransformersOpt,
-) -> None:
-    """Find a 5-digit pass key hidden in filler text, at each length; greedy, completion style.
+def _task_options(task_name: str, summary: str):
+    """A `longchat bench TASK` command; every task takes the same options."""
 
-    Prints a table (accuracy, prefill and decode tok/s, peak RSS) on stdout and one line per prompt on stderr. Lengths over the profile's window are reported as skipped.
+    def command(
+        lengths: str = LengthsOpt,
+        samples: int = SamplesOpt,
+        profile: str = BenchProfileOpt,
+        model: Optional[str] = ModelOpt,
+        device: Optional[str] = DeviceOpt,
+        set_: Optional[List[str]] = SetOpt,
+        seed: int = SeedOpt,
+        json_path: Optional[str] = JsonOpt,
+        vs_transformers: bool = VsTransformersOpt,
+        plot_path: Optional[str] = PlotOpt,
+    ) -> None:
+        run_bench_task(task_name, lengths, samples, profile, model, device, set_, seed, json_path,
+                       vs_transformers, plot_path)
 
-    Example: longchat bench passkey --lengths 1k,2k,4k,8k --samples 5 --json out.json
-    """
-    run_bench_task("passkey", lengths, samples, profile, model, device, set_, seed, json_path, vs_transformers)
+    command.__doc__ = summary
+    bench_app.command(name=task_name)(command)
+
+
+_task_options("passkey", """Find a 5-digit pass key hidden in filler text, at each length; greedy, completion style.
+
+    Prints a table (accuracy, prefill and decode tok/s, peak RSS per profile and length) on stdout and one line per prompt on stderr. Lengths over a profile's window are reported as skipped.
+
+    Example: longchat bench passkey --lengths 2k,16k,32k --samples 5 -p full,infllm --json out.json --plot out.png
+    """)
+_task_options("needles", """Several key/value needles in varied prose; ask for one. Same options and output as `passkey`.
+
+    Example: longchat bench needles --lengths 2k,32k --samples 10 -p infllm --plot needles.png
+    """)
 
 
 @bench_app.command()

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 err = Console(stderr=True, highlight=False)
 
-ProfileOpt = typer.Option("full", "--profile", "-p", help="Context strategy profile: a name (see `longchat profiles`) or a .toml path.")
+ProfileOpt = typer.Option("auto", "--profile", "-p", help="Context strategy profile: a name (see `longchat profiles`) or a .toml path. Default 'auto': full attention when the input fits the model's effective window, InfLLM past it.")
 ModelOpt = typer.Option(None, "--model", "-m", help="A model folder, a .gguf file, a hub id, or 'default' (SmolLM2-135M-Instruct). Default: the profile's model, else 'default'.")
 DeviceOpt = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... Default: CUDA when available, else CPU.")
 SetOpt = typer.Option(None, "--set", "-s", help="Override a profile value, e.g. --set generation.temperature=0.7 (repeatable).")
@@ -60,12 +60,20 @@ def prefill_progress(label: str = "reading") -> Iterator:
                         TextColumn("{task.completed:,}/{task.total:,} tokens"), TimeRemainingColumn(),
                         console=err, transient=True)
     task = None
+    logged = 0  # tenths of the prompt reported so far, when stderr is a log rather than a terminal
 
     def update(done: int, total: int) -> None:
-        nonlocal task
+        nonlocal task, logged
+        if not err.is_terminal:
+            # A log gets a plain line every 10% of a long prompt instead of bar redraws.
+            tenth = done * 10 // total
+            if total >= 16384 and tenth > logged:
+                logged = tenth
+                note(f"{label} {done:,}/{total:,} tokens ({tenth * 10}%)")
+            return
         if task is None:
-            # Short prompts finish before a bar is worth drawing; logs get no redraw noise.
-            if total < 4096 or not err.is_terminal:
+            # Short prompts finish before a bar is worth drawing.
+            if total < 4096:
                 return
             progress.start()
             task = progress.add_task(label, total=total)

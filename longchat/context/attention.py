@@ -1,23 +1,80 @@
-"""Attention helpers shared by the strategies."""
+"""Attention pieces shared by the strategies: attention that also returns its log-sum-exp,
+and the merge that turns several such parts into one softmax.
+
+Strategies that see one key set through two rotations of the query (InfLLM's memory at a
+fixed distance, LM-Infinite's clamped globals, Self-Extend's grouped positions) attend to
+each part separately and merge: with o_i and lse_i per part, the single-softmax result is
+    sum_i exp(lse_i - m) o_i / sum_i exp(lse_i - m),   m = max_i lse_i
+which equals one softmax over the union of the keys, exactly (up to float rounding).
+On CPU each part runs through PyTorch's fused flash kernel (no (T, S) score matrix, all
+cores); elsewhere a plain fp32 fallback computes the same thing.
+"""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+_cpu_flash = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
 
-def two_part_attention(q_a: torch.Tensor, k_a: torch.Tensor, v_a: torch.Tensor, mask_a: torch.Tensor,
-                       q_b: torch.Tensor, k_b: torch.Tensor, v_b: torch.Tensor, mask_b: torch.Tensor) -> torch.Tensor:
-    """One softmax over two key sets, each seen through its own rotation of the query.
+class Mask:
+    """A (T, S) bool mask (True = attend), built once per forward and shared by every layer.
 
-    q_* (B, Hq, T, D); k_*, v_* (B, Hkv, S_*, D); mask_* (T, S_*) bool, True = attend.
-    Queries [q_a | q_b] (2D wide) against keys [k_a | 0] and [0 | k_b] give exactly
-    q_a.k_a and q_b.k_b as logits, so a single fused SDPA call does the merged softmax.
+    The fused kernel wants it additive, in the query dtype and tiled over the folded
+    grouped-query rows; that form is made on first use and kept.
     """
-    d = q_a.shape[-1]
-    q = torch.cat([q_a, q_b], dim=-1)                                        # (B, Hq, T, 2D)
-    k = torch.cat([torch.cat([k_a, torch.zeros_like(k_a)], dim=-1),
-                   torch.cat([torch.zeros_like(k_b), k_b], dim=-1)], dim=2)  # (B, Hkv, Sa+Sb, 2D)
-    v = torch.cat([v_a, v_b], dim=2)                                         # (B, Hkv, Sa+Sb, D)
-    mask = torch.cat([mask_a, mask_b], dim=1)                                # (T, Sa+Sb)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True, scale=d ** -0.5)
+
+    def __init__(self, allowed: torch.Tensor):
+        self.allowed = allowed
+        self._folded: dict = {}
+
+    def folded(self, n_rep: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(allowed (n_rep*T, S), additive bias in `dtype`, rows that see nothing (n_rep*T,))."""
+        key = (n_rep, dtype)
+        if key not in self._folded:
+            allowed = self.allowed.repeat(n_rep, 1) if n_rep > 1 else self.allowed
+            bias = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, float("-inf"))
+            empty = ~allowed.any(dim=-1)
+            self._folded[key] = (allowed, bias, empty if empty.any() else None)
+        return self._folded[key]
+
+
+def attention_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                  mask: Mask | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax attention of q over k, v, and each row's log-sum-exp of the scaled logits.
+
+    q (B, Hq, T, D); k, v (B, Hkv, S, D) with Hq a multiple of Hkv (grouped-query heads share
+    a key head, as in transformers' repeat_kv); mask: which (T, S) pairs may attend, or None.
+    A row that sees no key gets lse -inf (weight 0 in `merge_attention`).
+    Returns out (B, Hq, T, D) and lse (B, Hq, T) fp32.
+    """
+    b, hq, t, d = q.shape
+    hkv = k.shape[1]
+    n_rep = hq // hkv
+    # Heads of one group share their keys, so they fold into the query rows: (B, Hkv, n_rep*T, D).
+    qf = q.reshape(b, hkv, n_rep * t, d)
+    allowed = bias = empty = None
+    if mask is not None:
+        allowed, bias, empty = mask.folded(n_rep, q.dtype)
+    if _cpu_flash is not None and q.device.type == "cpu":
+        out, lse = _cpu_flash(qf, k, v, attn_mask=bias)
+    else:
+        scores = torch.einsum("bhtd,bhsd->bhts", qf.float(), k.float()) * d ** -0.5  # (B, Hkv, n_rep*T, S)
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, float("-inf"))
+        lse = torch.logsumexp(scores, dim=-1)
+        out = torch.einsum("bhts,bhsd->bhtd", torch.exp(scores - lse[..., None]).nan_to_num(0.0), v.float()).to(q.dtype)
+    if empty is not None:  # the kernel reports lse 0 for a row with no key; it must weigh nothing
+        lse = lse.masked_fill(empty, float("-inf"))
+        out = out.masked_fill(empty[:, None], 0.0)
+    return out.reshape(b, hq, t, d), lse.reshape(b, hq, t)
+
+
+def merge_attention(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """One softmax over the union of the parts' keys, from each part's (out, lse)."""
+    if len(parts) == 1:
+        return parts[0][0]
+    lse = torch.stack([p[1] for p in parts])                        # (P, B, H, T)
+    weights = torch.softmax(lse, dim=0)[..., None]                  # (P, B, H, T, 1)
+    out = sum(w * o.float() for w, (o, _) in zip(weights, parts))   # (B, H, T, D)
+    return out.to(parts[0][0].dtype)

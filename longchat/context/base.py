@@ -64,6 +64,12 @@ class ContextStrategy:
         """q (B, Hq, T, D), k and v (B, Hkv, T, D), all before RoPE -> output (B, Hq, T, D)."""
         raise NotImplementedError  # abstract
 
+    def prepare(self, n_tokens: int) -> str | None:
+        """Called before a prompt whose prompt + reply is `n_tokens` long is run. A strategy
+        that adapts to the length (`auto`) may change itself here (dropping its state) and
+        return a line for the user saying what it chose; the rest return None."""
+        return None
+
     def truncate(self, n_tokens: int) -> bool:
         """Rewind to the first `n_tokens` tokens if this strategy can; False means reset instead."""
         return False
@@ -100,4 +106,4 @@ def parse_params(cls: type[ContextStrategy], values: dict[str, Any], where: str)
 
 def _load_builtins() -> None:
     # Importing the modules runs their @register_strategy decorators.
-    from longchat.context import full, infllm, lm_infinite, rope_scaled, self_extend, streaming  # noqa: F401
+    from longchat.context import auto, full, infllm, lm_infinite, rope_scaled, self_extend, streaming  # noqa: F401

@@ -59,8 +59,9 @@ class BlockStore:
         self.reprs[self.count] = reprs
         self.count += 1
 
-    def representatives(self) -> torch.Tensor:
-        return self.reprs[: self.count]
+    def representatives(self, device=None, dtype=None) -> torch.Tensor:
+        """(N, Hkv, r, D) representative keys of every block, for retrieval scoring."""
+        return self.reprs[: self.count].to(device=device or self.reprs.device, dtype=dtype or self.reprs.dtype)
 
     def gather(self, ids: list[int], device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """Blocks `ids` as K, V (Hkv, len(ids) * bs, D) in `dtype` on `device`."""

@@ -2,25 +2,30 @@
 
 Per layer the sequence splits into: the first `n_init` tokens (kept forever), memory blocks
 of `block_size` evicted tokens, a remainder not yet a full block, and the last `n_local`
-tokens. Each forward:
-  * local part: the window plus the new chunk, causal, normal RoPE at window indices;
+tokens. Each forward (a prefill chunk or one decoded token):
+  * local part: the window plus the new tokens, causal, at their true relative distances;
   * global part: init tokens + the `topk` blocks whose representative keys best match the
     chunk's mean query + the remainder. Global keys are unrotated and the query is rotated at
     position `n_local`, so every memory token sits at one fixed distance (the trained range
     is never exceeded, however long the input).
-Both parts share one softmax (`two_part_attention`).
+The parts are attended separately and merged into one softmax (`merge_attention`).
 While nothing has been evicted this is exactly full attention.
+
+Memory tiers: blocks live in a `BlockStore` (host RAM, 16-bit, or temp files on disk);
+the blocks in use sit in a bounded LRU cache on the compute device (`max_cached_block`).
+Window keys are kept rotated at their absolute positions (float64 angles), so a decode step
+rotates one key, not the window; they are un-rotated when they leave it.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from longchat.context.attention import two_part_attention
+from longchat.context.attention import Mask, attention_lse, merge_attention
 from longchat.context.base import ContextStrategy, StrategyParams, register_strategy
 from longchat.context.blocks import BlockStore
 from longchat.runtime.rope import rotate
@@ -34,9 +39,11 @@ class InfLLMParams(StrategyParams):
     block_size: int = 128      # tokens per memory block
     topk: int = 16             # blocks retrieved per chunk and per decoded token
     repr_topk: int = 4         # representative keys per block, used for retrieval
-    max_cached_block: int = 32 # blocks a GPU cache may hold; must be >= topk
+    max_cached_block: int = 32 # blocks the device cache may hold (LRU); must be >= topk
     disk: bool = False         # keep blocks in temp files instead of RAM (bounded host memory)
     disk_dir: str = ""         # where the disk tier writes ("" = the system temp dir)
+    memory_positions: str = "ordered"  # "ordered": memory keeps its word order just before the
+                                       # window; "fixed": every memory token at distance n_local
 
     def validate(self, where: str) -> None:
         require(self.n_init >= 0, where, "n_init", "an integer >= 0")
@@ -44,12 +51,59 @@ class InfLLMParams(StrategyParams):
         require(self.block_size >= 1, where, "block_size", "an integer >= 1")
         require(self.topk >= 1, where, "topk", "an integer >= 1")
         require(1 <= self.repr_topk <= self.block_size, where, "repr_topk", f"an integer in 1..block_size ({self.block_size})")
+        require(self.memory_positions in ("ordered", "fixed"), where, "memory_positions", "one of: ordered, fixed")
         require(self.max_cached_block >= self.topk, where, "topk",
                 f"<= max_cached_block ({self.max_cached_block}): retrieved blocks must fit the block cache")
 
     def check_context(self, context, where: str) -> None:
         require(context.prefill_chunk <= self.n_local, where, "n_local",
                 f">= context.prefill_chunk ({context.prefill_chunk}): a chunk must fit the local window")
+
+
+class _Window:
+    """One layer's local window: rotated keys, values and retrieval scores, oldest first.
+
+    A buffer with a moving start: appending writes after the last token, evicting moves the
+    start; the live part is copied to the front only when the end is reached.
+    """
+
+    def __init__(self):
+        self.k = self.v = self.score = None  # (1, Hkv, cap, D), (1, Hkv, cap, D), (Hkv, cap)
+        self.start = self.size = 0
+
+    def append(self, k_rot: torch.Tensor, v: torch.Tensor, room: int) -> None:
+        t = k_rot.shape[2]
+        if self.k is None or self.start + self.size + t > self.k.shape[2]:
+            cap = max(self.size + t + room, 64)
+            live = slice(self.start, self.start + self.size)
+            new_k = k_rot.new_empty((*k_rot.shape[:2], cap, k_rot.shape[3]))
+            new_v = v.new_empty(new_k.shape)
+            new_s = torch.zeros(k_rot.shape[1], cap, device=k_rot.device)
+            if self.k is not None:
+                new_k[:, :, : self.size] = self.k[:, :, live]
+                new_v[:, :, : self.size] = self.v[:, :, live]
+                new_s[:, : self.size] = self.score[:, live]
+            self.k, self.v, self.score, self.start = new_k, new_v, new_s, 0
+        end = self.start + self.size
+        self.k[:, :, end : end + t] = k_rot
+        self.v[:, :, end : end + t] = v
+        self.score[:, end : end + t] = 0
+        self.size += t
+
+    def live(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        sl = slice(self.start, self.start + self.size)
+        return self.k[:, :, sl], self.v[:, :, sl], self.score[:, sl]
+
+    def pop_front(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Remove the `n` oldest tokens; returns copies (the buffer is reused)."""
+        sl = slice(self.start, self.start + n)
+        out = self.k[:, :, sl].clone(), self.v[:, :, sl].clone(), self.score[:, sl].clone()
+        self.start += n
+        self.size -= n
+        return out
+
+    def nbytes(self) -> int:
+        return 0 if self.k is None else 2 * self.k.numel() * self.k.element_size() + self.score.numel() * 4
 
 
 @register_strategy
@@ -59,18 +113,21 @@ class InfLLM(ContextStrategy):
 
     def reset(self) -> None:
         p, c = self.params, self.cfg
+        for store in getattr(self, "stores", []):
+            store.close()
         disk = (p.disk_dir or tempfile.gettempdir()) if p.disk else None
         L = c.n_layers
-        self.local_k = [None] * L    # (B, Hkv, W, D) unrotated, W <= n_local
-        self.local_v = [None] * L
-        self.local_score = [None] * L  # (Hkv, W): how much local queries attended to each key
-        self.init_k = [None] * L     # (B, Hkv, <= n_init, D) unrotated
+        self.windows = [_Window() for _ in range(L)]
+        self.init_k = [None] * L     # (1, Hkv, <= n_init, D) unrotated
         self.init_v = [None] * L
-        self.rem_k = [None] * L      # (B, Hkv, < block_size, D): evicted, not yet a block
+        self.rem_k = [None] * L      # (1, Hkv, < block_size, D): evicted, not yet a block
         self.rem_v = [None] * L
-        self.rem_score = [None] * L
+        self.rem_score = [None] * L  # (Hkv, < block_size)
         self.stores = [BlockStore(c.n_kv_heads, p.block_size, c.head_dim, p.repr_topk, disk_dir=disk)
                        for _ in range(L)]
+        self.cache: list[OrderedDict] = [OrderedDict() for _ in range(L)]  # block id -> (k, v) on device
+        self.memory_kv: list = [None] * L  # (slot ids, K, V): init + retrieved blocks, unrotated
+        self.memory_rot: list = [None] * L  # ((slot ids, start), K rotated): `ordered` positions, reused while valid
         self._length = 0
         self.window = 0              # tokens in the local window (same for every layer)
         self.evicted = 0             # tokens that have left the window so far
@@ -86,87 +143,158 @@ class InfLLM(ContextStrategy):
         if t > p.n_local:
             raise ValueError(f"chunk of {t} tokens is larger than infllm n_local={p.n_local}")
         w = self.window
-        idx = torch.arange(w + t, device=self.device)
-        self.cos, self.sin = self.rope.cos_sin(idx, self.dtype)  # local: index in window + chunk
+        positions = positions.to(self.device)
+        self.cos, self.sin = self.rope.cos_sin(positions, self.dtype, exact=True)  # local: absolute
         fixed = torch.tensor([p.n_local], device=self.device)
         self.cos_g, self.sin_g = self.rope.cos_sin(fixed, self.dtype)  # global: one fixed position
-        self.local_mask = idx[None, :] <= idx[w:, None]  # (T, W + T) causal
+        idx = torch.arange(w + t, device=self.device)
+        self.local_mask = Mask(idx[None, :] <= idx[w:, None]) if t > 1 else None  # (T, W + T) causal
         # Eviction plan for this forward: what leaves the window, and how much of it is init.
         over = max(0, w + t - p.n_local)
         self.to_init = min(over, max(0, p.n_init - self.evicted))
         self.over = over
+        self.first_evicted = self._length - w  # absolute position of the window's oldest token
         self.evicted += over
         self.window = w + t - over
         self._length += t
 
-    def _global_kv(self, layer: int, q_g: torch.Tensor):
-        """Init tokens + retrieved blocks + remainder, unrotated: K, V (B, Hkv, G, D) or None."""
+    def attend(self, layer, q, k, v):
+        win = self.windows[layer]
+        win.append(rotate(k, self.cos, self.sin), v, room=self.params.n_local)
+        lk, lv, _ = win.live()                                   # (1, Hkv, W+T, D)
+        q_l = rotate(q, self.cos, self.sin)
+        parts = [attention_lse(q_l, lk, lv, self.local_mask)]
+        q_g = rotate(q, self.cos_g, self.sin_g)
+        gk, gv, slots = self.memory(layer, q_g)
+        rk, rv = self.rem_k[layer], self.rem_v[layer]
+        if self.params.memory_positions == "fixed":
+            # The reference: unrotated memory keys, query at n_local = one distance for all.
+            parts += [attention_lse(q_g, key, val) for key, val in ((gk, gv), (rk, rv)) if key is not None]
+        else:
+            parts += self._ordered_memory_parts(layer, q_l, gk, gv, slots, rk, rv)
+        out = merge_attention(parts)
+        self._update_window(layer, q_l)
+        return out
+
+    def _ordered_memory_parts(self, layer, q_l, gk, gv, slots, rk, rv):
+        """Memory laid out in its original order right before the window: [init | retrieved
+        blocks by id | remainder | window]. Keys are rotated at those virtual positions, so the
+        query (at its absolute position) reads a ~(n_init + topk*bs + n_local)-token context
+        with intact word order, still inside the trained range."""
+        parts = []
+        n_rem = 0 if rk is None else rk.shape[2]
+        start = self.first_evicted - n_rem  # virtual position just after the retrieved blocks
+        if rk is not None:
+            cos, sin = self._rotation(torch.arange(start, self.first_evicted, device=self.device))
+            parts.append(attention_lse(q_l, rotate(rk, cos, sin), rv))
+        if gk is not None:
+            key = (tuple(slots), start)
+            held = self.memory_rot[layer]
+            if held is None or held[0] != key:
+                n0, bs = self._n_init_held(layer), self.params.block_size
+                rank = {block: r for r, block in enumerate(sorted(slots))}
+                layout = [torch.arange(n0)] + [n0 + rank[b] * bs + torch.arange(bs) for b in slots]
+                pos = torch.cat(layout).to(self.device) + (start - n0 - len(slots) * bs)
+                held = (key, rotate(gk, *self._rotation(pos)))
+                self.memory_rot[layer] = held
+            parts.append(attention_lse(q_l, held[1], gv))
+        return parts
+
+    def _rotation(self, positions: torch.Tensor):
+        return self.rope.cos_sin(positions, self.dtype, exact=True)
+
+    def memory(self, layer: int, q_g: torch.Tensor):
+        """Init tokens + the retrieved blocks, unrotated: K, V (1, Hkv, G, D) and the block id
+        in each slot; (None, None, []) when there is nothing yet.
+
+        Kept per layer as one buffer [init | block slots]; when retrieval changes its mind only
+        the slots of blocks that left are overwritten (slot order is free: `fixed` puts every
+        memory token at one distance, `ordered` rotates each slot at its block's rank).
+        """
+        store = self.stores[layer]
+        ids = self.retrieve_blocks(layer, q_g) if store.count else []
+        held = self.memory_kv[layer]
+        if held is not None and len(held[0]) == len(ids):
+            slots, gk, gv = held
+            wanted = set(ids)
+            free = [i for i, block in enumerate(slots) if block not in wanted]
+            new = [block for block in ids if block not in set(slots)]
+            n0, bs = self._n_init_held(layer), self.params.block_size
+            for slot, block, (k, v) in zip(free, new, self.load_blocks(layer, new)):
+                gk[0, :, n0 + slot * bs : n0 + (slot + 1) * bs] = k
+                gv[0, :, n0 + slot * bs : n0 + (slot + 1) * bs] = v
+                slots[slot] = block
+            return gk, gv, slots
         parts_k, parts_v = [], []
         if self.init_k[layer] is not None:
-            parts_k.append(self.init_k[layer])
-            parts_v.append(self.init_v[layer])
-        store = self.stores[layer]
-        if store.count:
-            ids = self.retrieve_blocks(layer, q_g)
-            k, v = store.gather(ids, self.device, self.dtype)
-            parts_k.append(k[None])
-            parts_v.append(v[None])
-        if self.rem_k[layer] is not None:
-            parts_k.append(self.rem_k[layer])
-            parts_v.append(self.rem_v[layer])
+            parts_k.append(self.init_k[layer][0])
+            parts_v.append(self.init_v[layer][0])
+        for k, v in self.load_blocks(layer, ids):
+            parts_k.append(k)
+            parts_v.append(v)
         if not parts_k:
-            return None, None
-        return torch.cat(parts_k, dim=2), torch.cat(parts_v, dim=2)
+            return None, None, []
+        gk, gv = torch.cat(parts_k, dim=1)[None], torch.cat(parts_v, dim=1)[None]  # (1, Hkv, G, D)
+        # Init tokens stop changing once blocks exist, so the buffer stays valid from then on.
+        slots = list(ids)
+        self.memory_kv[layer] = (slots, gk, gv) if ids else None
+        self.memory_rot[layer] = None
+        return gk, gv, slots
+
+    def _n_init_held(self, layer: int) -> int:
+        return 0 if self.init_k[layer] is None else self.init_k[layer].shape[2]
+
+    def load_blocks(self, layer: int, ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Blocks `ids` as (k, v) (Hkv, bs, D) on the device, through the LRU block cache."""
+        cache = self.cache[layer]
+        missing = [i for i in ids if i not in cache]
+        if missing:
+            k, v = self.stores[layer].gather(missing, self.device, self.dtype)  # (Hkv, n*bs, D)
+            bs = self.params.block_size
+            for row, block in enumerate(missing):
+                cache[block] = (k[:, row * bs : (row + 1) * bs], v[:, row * bs : (row + 1) * bs])
+        for block in ids:
+            cache.move_to_end(block)
+        while len(cache) > self.params.max_cached_block:
+            cache.popitem(last=False)
+        return [cache[block] for block in ids]
 
     def retrieve_blocks(self, layer: int, q_g: torch.Tensor) -> list[int]:
         """Top-k blocks by the chunk's mean global query against representative keys."""
         c = self.cfg
         q_mean = q_g[0].mean(dim=1)  # (Hq, D)
         q_mean = q_mean.view(c.n_kv_heads, c.n_rep, c.head_dim).sum(dim=1)  # (Hkv, D)
-        reprs = self.stores[layer].representatives().to(q_mean)  # (N, Hkv, r, D)
-        scores = torch.einsum("hd,nhrd->n", q_mean, reprs)
+        reprs = self.stores[layer].representatives(q_mean.device, q_mean.dtype)  # (N, Hkv, r, D)
+        scores = torch.einsum("hd,nhrd->nhr", q_mean, reprs).amax(dim=2).sum(dim=1)  # (N,)
         k = min(self.params.topk, scores.shape[0])
         ids = sorted(torch.topk(scores, k).indices.tolist())
         self.last_retrieved[layer] = ids
         return ids
 
-    def attend(self, layer, q, k, v):
-        t = q.shape[2]
-        if self.local_k[layer] is not None:
-            lk = torch.cat([self.local_k[layer], k], dim=2)
-            lv = torch.cat([self.local_v[layer], v], dim=2)
-        else:
-            lk, lv = k, v
-        q_l = rotate(q, self.cos[-t:], self.sin[-t:])
-        lk_rot = rotate(lk, self.cos, self.sin)
-        q_g = rotate(q, self.cos_g, self.sin_g)
-        gk, gv = self._global_kv(layer, q_g)
-        if gk is None:
-            out = F.scaled_dot_product_attention(q_l, lk_rot, lv, attn_mask=self.local_mask, enable_gqa=True)
-        else:
-            out = two_part_attention(q_g, gk, gv, self.local_mask.new_ones(t, gk.shape[2]),
-                                     q_l, lk_rot, lv, self.local_mask)
-        self._update_window(layer, q, lk, lv)
-        return out
+    def _update_window(self, layer: int, q_l: torch.Tensor) -> None:
+        """Score the window's keys by this forward's queries, then evict what no longer fits.
 
-    def _update_window(self, layer: int, q: torch.Tensor, lk: torch.Tensor, lv: torch.Tensor) -> None:
-        """Score the window's keys by this chunk's queries, then evict what no longer fits."""
-        c, p = self.cfg, self.params
-        q_mean = q[0].mean(dim=1).view(c.n_kv_heads, c.n_rep, c.head_dim).sum(dim=1)  # (Hkv, D)
-        score = torch.einsum("hd,htd->ht", q_mean, lk[0]).float()  # (Hkv, W+T)
-        prev = self.local_score[layer]
-        if prev is not None:
-            score[:, : prev.shape[1]] += prev
+        A key's score sums, over the forwards it spends in the window, the logit of the mean
+        query: the keys local queries attended to most become the block's representatives.
+        """
+        c = self.cfg
+        win = self.windows[layer]
+        lk, _, score = win.live()
+        q_mean = q_l[0].mean(dim=1).view(c.n_kv_heads, c.n_rep, c.head_dim).sum(dim=1)  # (Hkv, D)
+        score += torch.einsum("hd,htd->ht", q_mean, lk[0]).float()
         over = self.over
-        if over:
-            n_init = self.to_init
-            if n_init:
-                self._append_init(layer, lk[:, :, :n_init], lv[:, :, :n_init])
-            if over > n_init:
-                self._append_remainder(layer, lk[:, :, n_init:over], lv[:, :, n_init:over], score[:, n_init:over])
-        self.local_k[layer] = lk[:, :, over:]
-        self.local_v[layer] = lv[:, :, over:]
-        self.local_score[layer] = score[:, over:]
+        if not over:
+            return
+        k_rot, v, score = win.pop_front(over)
+        # Un-rotate: memory keys are stored at position 0.
+        pos = torch.arange(self.first_evicted, self.first_evicted + over, device=self.device)
+        cos, sin = self.rope.cos_sin(pos, self.dtype, exact=True)
+        k = rotate(k_rot, cos, -sin)
+        n_init = self.to_init
+        if n_init:
+            self._append_init(layer, k[:, :, :n_init], v[:, :, :n_init])
+        if over > n_init:
+            self._append_remainder(layer, k[:, :, n_init:], v[:, :, n_init:], score[:, n_init:])
 
     def _append_init(self, layer, k, v):
         if self.init_k[layer] is None:
@@ -174,6 +302,7 @@ class InfLLM(ContextStrategy):
         else:
             self.init_k[layer] = torch.cat([self.init_k[layer], k], dim=2)
             self.init_v[layer] = torch.cat([self.init_v[layer], v], dim=2)
+        self.memory_kv[layer] = None
 
     def _append_remainder(self, layer, k, v, score):
         bs = self.params.block_size
@@ -195,6 +324,8 @@ class InfLLM(ContextStrategy):
             self.rem_k[layer] = self.rem_v[layer] = self.rem_score[layer] = None
 
     def memory_bytes(self) -> int:
-        tensors = self.local_k + self.local_v + self.init_k + self.init_v + self.rem_k + self.rem_v
+        tensors = self.init_k + self.init_v + self.rem_k + self.rem_v
         ram = sum(t.numel() * t.element_size() for t in tensors if t is not None)
+        ram += sum(w.nbytes() for w in self.windows)
+        ram += sum(k.numel() * k.element_size() * 2 for cache in self.cache for k, _ in cache.values())
         return ram + sum(s.nbytes_ram() for s in self.stores)

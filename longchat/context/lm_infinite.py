@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from longchat.context.attention import two_part_attention
+from longchat.context.attention import Mask, attention_lse, merge_attention
 from longchat.context.base import ContextStrategy, StrategyParams, register_strategy
 from longchat.context.kv import KVBuffer
 from longchat.runtime.rope import rotate
@@ -59,7 +59,7 @@ class LMInfinite(ContextStrategy):
         k_abs = torch.arange(self.lo, total, device=self.device)
         q_abs = k_abs[past - self.lo:]
         self.cos, self.sin = self.rope.cos_sin(k_abs - self.lo, self.dtype)
-        self.local_mask = (k_abs[None, :] <= q_abs[:, None]) & (q_abs[:, None] - k_abs[None, :] < p.local_branch)
+        self.local_mask = Mask((k_abs[None, :] <= q_abs[:, None]) & (q_abs[:, None] - k_abs[None, :] < p.local_branch))
         limit = p.limit_distance or p.local_branch
         self.cos_q, self.sin_q = self.rope.cos_sin(torch.tensor([limit], device=self.device), self.dtype)
         self.cos_g, self.sin_g = self.rope.cos_sin(torch.arange(self.g, device=self.device), self.dtype)
@@ -74,16 +74,20 @@ class LMInfinite(ContextStrategy):
         k_l = rotate(keys[:, :, self.lo:], self.cos, self.sin)
         v_l = values[:, :, self.lo:]
         q_g = rotate(q, self.cos_q, self.sin_q)
-        g_k = rotate(keys[:, :, : self.g], self.cos_g, self.sin_g)
-        g_v = values[:, :, : self.g]
-        g_mask = self.local_mask.new_ones(t, self.g)
+        parts = [attention_lse(q_l, k_l, v_l, self.local_mask)]
+        if self.g:
+            g_k = rotate(keys[:, :, : self.g], self.cos_g, self.sin_g)
+            parts.append(attention_lse(q_g, g_k, values[:, :, : self.g]))
         if p.top_k and layer >= p.top_k_from_layer and self.n_middle > 0:
+            # Only the last query reads the middle: its part is empty (-inf) for the other rows.
             m_k, m_v = self.select_middle(q_g[:, :, -1], keys[:, :, self.g : self.lo], values[:, :, self.g : self.lo])
-            g_k, g_v = torch.cat([g_k, m_k], dim=2), torch.cat([g_v, m_v], dim=2)
-            only_last = self.local_mask.new_zeros(t, m_k.shape[2])
-            only_last[-1] = True
-            g_mask = torch.cat([g_mask, only_last], dim=1)
-        return two_part_attention(q_g, g_k, g_v, g_mask, q_l, k_l, v_l, self.local_mask)
+            o_last, lse_last = attention_lse(q_g[:, :, -1:], m_k, m_v)
+            o_mid = o_last.new_zeros(q.shape)
+            o_mid[:, :, -1:] = o_last
+            lse_mid = lse_last.new_full(q.shape[:3], float("-inf"))
+            lse_mid[:, :, -1:] = lse_last
+            parts.append((o_mid, lse_mid))
+        return merge_attention(parts)
 
     def select_middle(self, q_last: torch.Tensor, m_k: torch.Tensor, m_v: torch.Tensor):
         """Top-k middle tokens per KV head for the last query (B, Hq, D); keys stay unrotated."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from longchat.context.attention import two_part_attention
+from longchat.context.attention import Mask, attention_lse, merge_attention
 from longchat.context.base import ContextStrategy, StrategyParams, register_strategy
 from longchat.context.kv import KVBuffer
 from longchat.runtime.rope import rotate
@@ -53,6 +53,7 @@ class SelfExtend(ContextStrategy):
         causal = k_abs[None, :] <= positions[:, None]
         near = positions[:, None] - k_abs[None, :] < w
         self.mask_n, self.mask_g = causal & near, causal & ~near
+        self.parts_masks = Mask(self.mask_n), Mask(self.mask_g)
         self._length += positions.shape[0]
 
     def attend(self, layer, q, k, v):
@@ -60,7 +61,8 @@ class SelfExtend(ContextStrategy):
         k_g, _ = self.grouped[layer].append(rotate(k, self.cos_k, self.sin_k), v)
         q_n = rotate(q, self.cos_n, self.sin_n)
         q_g = rotate(q, self.cos_q, self.sin_q)
-        return two_part_attention(q_g, k_g, v_all, self.mask_g, q_n, k_n, v_all, self.mask_n)
+        near, far = self.parts_masks
+        return merge_attention([attention_lse(q_n, k_n, v_all, near), attention_lse(q_g, k_g, v_all, far)])
 
     def memory_bytes(self) -> int:
         return sum(b.nbytes() for b in self.neighbor) + sum(b.nbytes() // 2 for b in self.grouped)

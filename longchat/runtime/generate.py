@@ -151,13 +151,18 @@ def sample_next(logits: torch.Tensor, s: Sampling, history: list[int], gen: torc
 class Engine:
     """Generates from one model through one context strategy, keeping its state between calls."""
 
-    def __init__(self, model: LoadedModel, strategy, *, prefill_chunk: int = 512):
+    def __init__(self, model: LoadedModel, strategy, *, prefill_chunk: int = 512, final_chunk: int = 0):
         self.model = model
         self.strategy = strategy
         self.prefill_chunk = prefill_chunk
+        # Strategies that retrieve memory by a chunk's mean query (InfLLM) choose what the
+        # first answer token sees from the prompt's last chunk: a short one that is mostly
+        # the question retrieves by the question, not by the text before it.
+        self.final_chunk = final_chunk
         self.stop_ids = stop_token_ids(model.tokenizer, model.cfg.hf)
         self.cached_ids: list[int] = []  # ids the strategy state holds, in order
         self.stats = GenerationStats()
+        self.on_note: Callable[[str], None] = lambda message: None  # what the strategy tells the user
 
     def reset(self) -> None:
         self.strategy.reset()
@@ -197,21 +202,34 @@ class Engine:
         self.stats = GenerationStats(prompt_tokens=len(prompt_ids), reused_tokens=reused)
         start = time.perf_counter()
         logits = None
-        for i in range(0, len(todo), self.prefill_chunk):
-            chunk = todo[i : i + self.prefill_chunk]
-            last = i + self.prefill_chunk >= len(todo)
-            logits = self._forward(chunk, "last" if last else "none")
+        for i, j in self.chunk_bounds(len(todo)):
+            logits = self._forward(todo[i:j], "last" if j == len(todo) else "none")
             if progress:
-                progress(reused + i + len(chunk), len(prompt_ids))
+                progress(reused + j, len(prompt_ids))
         self.stats.prefill_s = time.perf_counter() - start
         return logits[0]
+
+    def chunk_bounds(self, n: int) -> list[tuple[int, int]]:
+        """[start, end) of each prefill forward over `n` new tokens."""
+        tail = self.final_chunk if 0 < self.final_chunk < n else 0
+        body = n - tail
+        bounds = [(i, min(i + self.prefill_chunk, body)) for i in range(0, body, self.prefill_chunk)]
+        return bounds + ([(body, n)] if tail else [])
 
     def generate(self, prompt_ids: list[int], sampling: Sampling,
                  progress: Callable[[int, int], None] | None = None) -> Iterator[int]:
         """Yield new token ids until a stop token or the token limit. Stats land in `self.stats`."""
         if not prompt_ids:
             raise ValueError("empty prompt")
+        message = self.strategy.prepare(len(prompt_ids) + sampling.max_new_tokens)
+        if self.strategy.length != len(self.cached_ids):  # the strategy started afresh
+            self.reset()
+        if message:
+            self.on_note(message)
         logits = self.prefill(prompt_ids, progress)
+        chosen = getattr(self.strategy, "chosen", None)
+        if chosen:
+            self.stats.extra["strategy_used"] = chosen
         gen = torch.Generator().manual_seed(sampling.seed)
         new: list[int] = []
         start = time.perf_counter()

@@ -47,11 +47,18 @@ class Rope:
             self.inv_freq = self.original_inv_freq
             self._dynamic_len = self.max_position_embeddings
 
-    def cos_sin(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """Tables for `positions` (T,) -> cos, sin each (T, D), in `dtype`."""
+    def cos_sin(self, positions: torch.Tensor, dtype: torch.dtype, *,
+                exact: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tables for `positions` (T,) -> cos, sin each (T, D), in `dtype`.
+
+        `exact`: compute the angles in float64. fp32 angles (what transformers does, so the
+        default matches it) lose ~0.06 rad at position 1M; strategies that rotate keys at
+        absolute positions far past the trained length need the exact ones.
+        """
         if self.rope_type == "dynamic":
             self._update_dynamic(int(positions.max()))
-        freqs = positions.to(torch.float)[:, None] * self.inv_freq[None, :]  # (T, D/2)
+        work = torch.float64 if exact else torch.float
+        freqs = positions.to(work)[:, None] * self.inv_freq.to(work)[None, :]  # (T, D/2)
         emb = torch.cat((freqs, freqs), dim=-1)  # (T, D)
         return (emb.cos() * self.attention_scaling).to(dtype), (emb.sin() * self.attention_scaling).to(dtype)
 

@@ -1,0 +1,83 @@
+"""`auto`: full attention while the input fits what the model reads reliably, InfLLM past it.
+
+The choice is made per prompt, before its prefill (`prepare`), from the prompt + reply length
+against `full_up_to` (the profile's `context.effective_window` unless set): a model's
+*reliable* window, not its config's max_position_embeddings. Switching strategies drops the
+cached sequence, so a chat that outgrows the window is re-read once under InfLLM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from longchat.context.base import ContextStrategy, register_strategy
+from longchat.context.full import FullAttention
+from longchat.context.infllm import InfLLM, InfLLMParams
+from longchat.settings import require
+
+
+@dataclass
+class AutoParams(InfLLMParams):
+    # The InfLLM keys above apply past the window.
+    full_up_to: int = 0  # prompt + reply tokens read with full attention; 0 = context.effective_window
+
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        require(self.full_up_to >= 0, where, "full_up_to", "an integer >= 0 (0 = context.effective_window)")
+
+    def check_context(self, context, where: str) -> None:
+        super().check_context(context, where)
+        # Resolved here, where the profile's [context] table is at hand.
+        self.full_up_to = self.full_up_to or context.effective_window or 3072
+
+
+@register_strategy
+class Auto(ContextStrategy):
+    """Delegates every call to `full` or `infllm`, whichever `prepare` picked for the prompt."""
+
+    name = "auto"
+    Params = AutoParams
+
+    def reset(self) -> None:
+        if not hasattr(self, "inner"):
+            self.inner: ContextStrategy = self._make("full")
+        self.inner.reset()
+
+    def _make(self, name: str) -> ContextStrategy:
+        cls, params = (FullAttention, None) if name == "full" else (InfLLM, self._infllm_params())
+        return cls(self.cfg, self.rope, params, device=self.device, dtype=self.dtype)
+
+    def _infllm_params(self) -> InfLLMParams:
+        fields = {k: v for k, v in vars(self.params).items() if k in InfLLMParams.__dataclass_fields__}
+        return InfLLMParams(**fields)
+
+    @property
+    def chosen(self) -> str:
+        return self.inner.name
+
+    def prepare(self, n_tokens: int) -> str | None:
+        want = "full" if n_tokens <= self.params.full_up_to else "infllm"
+        if want == self.inner.name and getattr(self, "_announced", False):
+            return None
+        self._announced = True
+        if want != self.inner.name:
+            self.inner = self._make(want)
+        how = "fits" if want == "full" else "is past"
+        return (f"auto: {n_tokens:,} tokens {how} the effective window ({self.params.full_up_to:,}); "
+                f"using {'full attention' if want == 'full' else 'infllm'}")
+
+    @property
+    def length(self) -> int:
+        return self.inner.length
+
+    def begin(self, positions):
+        self.inner.begin(positions)
+
+    def attend(self, layer, q, k, v):
+        return self.inner.attend(layer, q, k, v)
+
+    def truncate(self, n_tokens: int) -> bool:
+        return self.inner.truncate(n_tokens)
+
+    def memory_bytes(self) -> int:
+        return self.inner.memory_bytes()
