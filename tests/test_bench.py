@@ -231,12 +231,12 @@ def test_overrides_reach_only_the_matching_strategy():
 
 def test_cli_compares_profiles_side_by_side_with_plot(home, tmp_path, tiny_with_tokenizer, capsys):
     out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
-    code = main(["bench", "needles", "--lengths", "300,600", "--samples", "2", "--model", str(tiny_with_tokenizer),
+    code = main(["bench", "needles", "--lengths", "200,400", "--samples", "2", "--model", str(tiny_with_tokenizer),
                  "-p", "full,infllm", "--set", "infllm.n_local=128", "--set", "context.prefill_chunk=64",
                  "--json", str(out_json), "--plot", str(out_png)])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert "full" in out and "infllm" in out and err.count("needles 600 #") == 4
+    assert "full" in out and "infllm" in out and err.count("needles 400 #") == 4
     runs = json.loads(out_json.read_text())["runs"]
     assert [r["machine"]["profile"] for r in runs] == ["full", "infllm"]
     # Both profiles were judged on the very same prompts.

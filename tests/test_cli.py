@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import subprocess
 import sys
 
 import pytest
 
+from longchat.bench.needles import prose_sentence
 from longchat.cli import main
 from longchat.errors import EXIT_CONFIG, EXIT_INPUT, EXIT_MODEL
 
@@ -146,13 +148,15 @@ def test_installed_entry_point_runs(home):
 
 
 def test_ask_past_the_window_switches_to_infllm_and_finds_the_needle(home, tmp_path, capsys):
-    # ~16k tokens, 5x the model's effective window: `auto` reads it with InfLLM.
-    filler = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.\n"
+    # ~13k tokens of varied prose, 4x the model's effective window: `auto` reads it with InfLLM.
+    rng = random.Random(1)
+    prose = [prose_sentence(rng) for _ in range(700)]
+    prose.insert(350, FACTS.strip())
     path = tmp_path / "long.txt"
-    path.write_text(filler * 330 + "The pass key is 71932. Remember it. 71932 is the pass key.\n" + filler * 330)
-    code, out, err = run(capsys, "ask", str(path), "What is the pass key?", "-n", "16", "--stats")
+    path.write_text(" ".join(prose))
+    code, out, err = run(capsys, "ask", str(path), QUESTION, "-n", "24", "--stats")
     assert code == 0, err
     assert "using infllm" in err and "tokens (50%)" in err  # the choice, then progress lines
-    assert "71932" in out
+    assert "PELICAN" in out.upper()
     stats = json.loads(err.strip().splitlines()[-1])
-    assert stats["strategy_used"] == "infllm" and stats["prompt_tokens"] > 15000
+    assert stats["strategy_used"] == "infllm" and stats["prompt_tokens"] > 12000

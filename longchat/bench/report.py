@@ -40,11 +40,11 @@ def results_table(results: list[BenchResult]) -> Table:
     m = results[0].machine
     table = Table(title=f"{results[0].task} - {m['model']}, {m['device']}, {m['torch_threads']} threads, greedy")
     for name in ("profile", "length", "tokens", "accuracy", "prefill tok/s", "decode tok/s", "peak RSS MiB"):
-        table.add_column(name, justify="left" if name == "profile" else "right")
+        table.add_column(name, justify="left" if name == "profile" else "right", no_wrap=True)
     if with_hf:
         for name in ("hf prefill tok/s", "hf decode tok/s", "prefill ours/hf", "decode ours/hf", "same tokens",
                      "hf peak RSS MiB"):
-            table.add_column(name, justify="right")
+            table.add_column(name, justify="right", no_wrap=True)
     for result in results:
         profile = result.machine["profile"]
         for r in result.lengths:

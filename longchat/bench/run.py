@@ -55,6 +55,25 @@ def format_length(n: int) -> str:
     return str(n)
 
 
+def parse_samples(spec: str, lengths: list[int]) -> dict[int, int]:
+    """"5" -> 5 prompts at every length; "5,16k:20,32k:20" -> 20 at 16k and 32k, 5 elsewhere."""
+    default, counts = None, {}
+    for raw in str(spec).split(","):
+        item = raw.strip()
+        length, _, count = item.rpartition(":")
+        if not count.isdigit() or int(count) < 1:
+            raise ConfigError(f"--samples: {item!r} is not a count; give N or LENGTH:N, comma-separated, "
+                              f"e.g. 5 or 5,16k:20,64k:3 (N >= 1)")
+        if length:
+            counts[parse_lengths(length)[0]] = int(count)
+        else:
+            default = int(count)
+    stray = sorted(set(counts) - set(lengths))
+    if stray:
+        raise ConfigError(f"--samples: {format_length(stray[0])} is not one of the --lengths")
+    return {n: counts.get(n, default or 5) for n in lengths}
+
+
 def depths(samples: int) -> list[float]:
     """Needle depths spread evenly over [0, 1]: 5 samples -> 0, .25, .5, .75, 1; one -> the middle."""
     if samples == 1:
@@ -233,7 +252,7 @@ def run_profiles(profiles: list[str], task: Task, lengths: list[int], *, model: 
     return results
 
 
-def run_task(runner, task: Task, lengths: list[int], *, samples: int = 5, seed: int = 0,
+def run_task(runner, task: Task, lengths: list[int], *, samples: int | dict[int, int] = 5, seed: int = 0,
              vs_transformers: bool = False, on_sample: Callable[[SampleResult], None] | None = None,
              on_hf: Callable[[LengthResult], None] | None = None, note: Note = lambda m: None,
              plans: dict | None = None) -> BenchResult:
@@ -242,8 +261,9 @@ def run_task(runner, task: Task, lengths: list[int], *, samples: int = 5, seed: 
     A length over the profile's window is recorded as skipped, not run. `plans` caches the
     prompts by length, so several profiles are judged on exactly the same ones.
     """
-    if samples < 1:
-        raise ConfigError(f"--samples must be >= 1, got {samples}")
+    counts = samples if isinstance(samples, dict) else {n: samples for n in lengths}
+    if min(counts.values(), default=1) < 1:
+        raise ConfigError(f"--samples must be >= 1, got {min(counts.values())}")
     sampling = Sampling(max_new_tokens=task.max_new_tokens, temperature=0.0)
     tokenizer, engine = runner.tokenizer, runner.engine
     machine = machine_info(runner)
@@ -252,7 +272,7 @@ def run_task(runner, task: Task, lengths: list[int], *, samples: int = 5, seed: 
     plans = {} if plans is None else plans
     for n in lengths:
         if n <= runner.window and n not in plans:
-            plans[n] = build_prompts(task, tokenizer, n, samples, seed)
+            plans[n] = build_prompts(task, tokenizer, n, counts[n], seed)
     results: list[LengthResult] = []
     for length in lengths:
         if length > runner.window:
@@ -282,7 +302,7 @@ def run_task(runner, task: Task, lengths: list[int], *, samples: int = 5, seed: 
         engine.reset()  # free this length's KV before the next
         results.append(result)
 
-    settings = {"lengths": lengths, "samples": samples, "seed": seed, "max_new_tokens": task.max_new_tokens,
+    settings = {"lengths": lengths, "samples": [counts[n] for n in lengths], "seed": seed, "max_new_tokens": task.max_new_tokens,
                 "sampling": "greedy", "vs_transformers": vs_transformers}
     if vs_transformers and any(r.ran for r in results):
         reference = TransformersReference(runner.model.path, runner.model.device, runner.model.decoder.dtype, note)

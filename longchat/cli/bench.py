@@ -20,7 +20,7 @@ bench_app = typer.Typer(
 app.add_typer(bench_app, name="bench")
 
 LengthsOpt = typer.Option("1k,2k,4k,8k", "--lengths", "-l", help="Comma-separated lengths in tokens (prompt + reply); k = 1024, e.g. 1k,2k,1500,8k.")
-SamplesOpt = typer.Option(5, "--samples", min=1, help="Prompts per length; the answer's depth is spread evenly from start (0) to end (1).")
+SamplesOpt = typer.Option("5", "--samples", help="Prompts per length, e.g. 5, or per length: 5,16k:20,64k:3. The answer's depth is spread evenly from start (0) to end (1).")
 SeedOpt = typer.Option(0, "--seed", help="Seed for the hidden answers.")
 JsonOpt = typer.Option(None, "--json", help="Also write every result (per sample, per length, machine info) to this JSON file.")
 VsTransformersOpt = typer.Option(False, "--vs-transformers", help="Also time plain transformers `generate` on each length's first prompt and compare.")
@@ -28,24 +28,25 @@ VsTransformersOpt = typer.Option(False, "--vs-transformers", help="Also time pla
 
 def _stdout() -> Console:
     # Piped output gets a wide table instead of rich's 80-column default, so no header wraps.
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 320)
 
 
 BenchProfileOpt = typer.Option("full", "--profile", "-p", help="Profile(s) to measure, comma-separated to compare side by side on the same prompts, e.g. full,infllm.")
 PlotOpt = typer.Option(None, "--plot", help="Also draw accuracy and prefill speed vs length per profile into this PNG file.")
 
 
-def run_bench_task(task_name: str, lengths: str, samples: int, profile: str, model: Optional[str],
+def run_bench_task(task_name: str, lengths: str, samples: str, profile: str, model: Optional[str],
                    device: Optional[str], set_: Optional[List[str]], seed: int, json_path: Optional[str],
                    vs_transformers: bool, plot_path: Optional[str]) -> None:
     """What every task command does: parse, run each profile, print the table, write JSON and PNG."""
     from longchat.bench.report import hf_line, results_table, sample_line, write_json, write_plot
-    from longchat.bench.run import parse_lengths, run_profiles
+    from longchat.bench.run import parse_lengths, parse_samples, run_profiles
     from longchat.bench.tasks import get_task
     from longchat.errors import ConfigError
 
     task = get_task(task_name)
     wanted = parse_lengths(lengths)
+    counts = parse_samples(samples, wanted)
     for flag, path in (("--json", json_path), ("--plot", plot_path)):
         if path and not Path(path).expanduser().parent.is_dir():
             raise ConfigError(f"{flag}: the folder of {path} does not exist")
@@ -55,8 +56,8 @@ def run_bench_task(task_name: str, lengths: str, samples: int, profile: str, mod
         err.print(line, markup=False, highlight=False, soft_wrap=True)
 
     results = run_profiles(profiles, task, wanted, model=model, device=device, overrides=set_ or [], note=note,
-                           samples=samples, seed=seed, vs_transformers=vs_transformers,
-                           on_sample=lambda s: progress(sample_line(task.name, s, samples)),
+                           samples=counts, seed=seed, vs_transformers=vs_transformers,
+                           on_sample=lambda s: progress(sample_line(task.name, s, counts[s.length])),
                            on_hf=lambda r: progress(hf_line(r)))
     if json_path:
         write_json(results, Path(json_path).expanduser())
@@ -72,7 +73,7 @@ def _task_options(task_name: str, summary: str):
 
     def command(
         lengths: str = LengthsOpt,
-        samples: int = SamplesOpt,
+        samples: str = SamplesOpt,
         profile: str = BenchProfileOpt,
         model: Optional[str] = ModelOpt,
         device: Optional[str] = DeviceOpt,

@@ -67,7 +67,7 @@ def prefill_progress(label: str = "reading") -> Iterator:
         if not err.is_terminal:
             # A log gets a plain line every 10% of a long prompt instead of bar redraws.
             tenth = done * 10 // total
-            if total >= 16384 and tenth > logged:
+            if total >= 8192 and tenth > logged:
                 logged = tenth
                 note(f"{label} {done:,}/{total:,} tokens ({tenth * 10}%)")
             return

@@ -35,9 +35,9 @@ from longchat.settings import require
 @dataclass
 class InfLLMParams(StrategyParams):
     n_init: int = 128          # initial tokens (attention sinks), always attended
-    n_local: int = 2048        # local window; the bundled model reads ~2-4k tokens reliably
+    n_local: int = 1024        # local window; the bundled model reads ~2-4k tokens reliably
     block_size: int = 128      # tokens per memory block
-    topk: int = 16             # blocks retrieved per chunk and per decoded token
+    topk: int = 8              # blocks retrieved per chunk and per decoded token
     repr_topk: int = 4         # representative keys per block, used for retrieval
     max_cached_block: int = 32 # blocks the device cache may hold (LRU); must be >= topk
     disk: bool = False         # keep blocks in temp files instead of RAM (bounded host memory)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The long-context benchmark figures quoted in the notes, in one sequential run (2-core CPU:
+# ~1.5 h; nothing else should run meanwhile, every figure is a speed). Output in bench-out/.
+set -euo pipefail
+out=${1:-bench-out}
+mkdir -p "$out"
+# full on its home ground and past it, vs plain transformers on the same prompts.
+longchat bench passkey -p full --lengths 1k,2k,4k,8k,16k --samples 5,16k:2 --set context.window=16400 \
+  --vs-transformers --json "$out/full.json" 2> "$out/full.log" | tee "$out/full.txt"
+longchat bench startup | tee "$out/startup.txt"
+# infllm (disk tier on) far past the window; 4k/8k in the same run for the scaling ratios.
+longchat bench passkey -p infllm --set infllm.disk=true --lengths 4k,8k,16k,32k,64k,128k \
+  --samples 2,16k:20,32k:20,64k:5,128k:5 --json "$out/infllm.json" --plot "$out/infllm.png" \
+  2> "$out/infllm.log" | tee "$out/infllm.txt"
+longchat bench needles -p full,infllm --lengths 2k,32k --samples 10 --json "$out/needles.json" \
+  --plot "$out/needles.png" 2> "$out/needles.log" | tee "$out/needles.txt"
