@@ -255,7 +255,6 @@ def _reset(conv: Conversation, arg: str) -> CommandResult:
 
 @command("stats", "/stats", "timing and token counts of the last reply and of the session")
 def _stats(conv: Conversation, arg: str) -> CommandResult:
-    window = conv.runner.window
     lines = []
     s = conv.last_stats
     if s is None:
@@ -269,7 +268,8 @@ def _stats(conv: Conversation, arg: str) -> CommandResult:
     lines.append(f"session: {_plural(t.replies, 'reply', 'replies')}, {t.prompt_tokens - t.reused_tokens:,} "
                  f"tokens read in {t.prefill_s:.1f} s, {t.new_tokens:,} generated in {t.decode_s:.1f} s")
     lines.append(f"  peak RSS {t.peak_rss_mb:,.0f} MiB, {_plural(t.dropped_turns, 'turn')} dropped to fit the window")
-    lines.append(f"context: {conv.context_tokens:,} of {window:,} tokens, {_plural(len(conv.turns), 'turn')}")
+    lines.append(f"context: {conv.context_tokens:,} tokens (window: {conv.runner.window_label}), "
+                 f"{_plural(len(conv.turns), 'turn')}")
     return CommandResult("\n".join(lines))
 
 

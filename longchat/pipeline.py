@@ -39,6 +39,11 @@ class Runner:
         return self.profile.context.window or self.model.cfg.max_position_embeddings
 
     @property
+    def window_label(self) -> str:
+        """The window for people: strategies with bounded attention take any length."""
+        return "any length" if self.window >= 10_000_000 else f"{self.window:,} tokens"
+
+    @property
     def effective_window(self) -> int:
         return min(self.profile.context.effective_window or self.window, self.window)
 

@@ -160,3 +160,21 @@ def test_ask_past_the_window_switches_to_infllm_and_finds_the_needle(home, tmp_p
     assert "PELICAN" in out.upper()
     stats = json.loads(err.strip().splitlines()[-1])
     assert stats["strategy_used"] == "infllm" and stats["prompt_tokens"] > 12000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["txt", "pdf"])
+def test_ask_a_100k_token_book(home, tmp_path, capsys, kind):
+    # ~100k tokens of prose with one fact in the middle: a text file, and a ~250-page PDF.
+    rng = random.Random(7)
+    prose = [prose_sentence(rng) for _ in range(5600)]
+    prose.insert(3100, FACTS.strip())
+    if kind == "txt":
+        path = tmp_path / "book.txt"
+        path.write_text(" ".join(prose))
+    else:
+        path = make_pdf(tmp_path / "book.pdf", [" ".join(prose[i : i + 22]) for i in range(0, len(prose), 22)])
+    code, out, err = run(capsys, "ask", str(path), QUESTION, "-n", "24", "--stats")
+    assert code == 0, err
+    assert "using infllm" in err and "PELICAN" in out.upper()
+    assert json.loads(err.strip().splitlines()[-1])["prompt_tokens"] > 95000

@@ -105,8 +105,8 @@ def run_terminal(conversation: Conversation, stats: bool) -> None:
     runner = conversation.runner
     session = prompt_session(conversation)
     out = Console(highlight=False)  # stdout
-    err.print(f"longchat chat · {runner.model.name} · profile {runner.profile.name} (window {runner.window:,} "
-              f"tokens)\n{KEYS}", style="dim", markup=False, highlight=False)
+    err.print(f"longchat chat · {runner.model.name} · profile {runner.profile.name} (window: {runner.window_label})"
+              f"\n{KEYS}", style="dim", markup=False, highlight=False)
     while True:
         try:
             line = session.prompt()
@@ -181,8 +181,8 @@ def prompt_session(conversation: Conversation):
     runner = conversation.runner
 
     def toolbar() -> str:
-        return (f" {runner.model.name} · {runner.profile.name} · context {conversation.context_tokens:,}/"
-                f"{runner.window:,} · Alt-Enter new line · /help · Ctrl-D quit")
+        return (f" {runner.model.name} · {runner.profile.name} · context {conversation.context_tokens:,} tokens "
+                f"({runner.window_label}) · Alt-Enter new line · /help · Ctrl-D quit")
 
     folder = paths.data_dir()
     folder.mkdir(parents=True, exist_ok=True)
