@@ -51,10 +51,12 @@ class ContextStrategy:
         """Forget everything: the next token is position 0."""
         raise NotImplementedError  # abstract: every strategy defines its state
 
+    _length: int = 0  # tokens consumed so far; strategies keep it in step
+
     @property
     def length(self) -> int:
         """Tokens consumed so far."""
-        raise NotImplementedError  # abstract
+        return self._length
 
     def begin(self, positions: torch.Tensor) -> None:
         """Prepare for a forward over `positions` (T,): rotation tables, masks, retrieval."""

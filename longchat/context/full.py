@@ -20,10 +20,6 @@ class FullAttention(ContextStrategy):
         self.layers = [KVBuffer() for _ in range(self.cfg.n_layers)]
         self._length = 0
 
-    @property
-    def length(self) -> int:
-        return self._length
-
     def begin(self, positions: torch.Tensor) -> None:
         self.cos, self.sin = self.rope.cos_sin(positions.to(self.device), self.dtype)
         past, t = self._length, positions.shape[0]

@@ -133,10 +133,6 @@ class InfLLM(ContextStrategy):
         self.evicted = 0             # tokens that have left the window so far
         self.last_retrieved: list[list[int]] = [[] for _ in range(L)]
 
-    @property
-    def length(self) -> int:
-        return self._length
-
     def begin(self, positions: torch.Tensor) -> None:
         p = self.params
         t = positions.shape[0]

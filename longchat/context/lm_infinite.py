@@ -46,10 +46,6 @@ class LMInfinite(ContextStrategy):
         self.layers = [KVBuffer() for _ in range(self.cfg.n_layers)]  # unrotated keys
         self._length = 0
 
-    @property
-    def length(self) -> int:
-        return self._length
-
     def begin(self, positions: torch.Tensor) -> None:
         p = self.params
         t = positions.shape[0]

@@ -39,10 +39,6 @@ class SelfExtend(ContextStrategy):
         self.grouped = [KVBuffer() for _ in range(self.cfg.n_layers)]   # keys rotated at pos // G
         self._length = 0
 
-    @property
-    def length(self) -> int:
-        return self._length
-
     def begin(self, positions: torch.Tensor) -> None:
         w, g = self.params.neighbor_window, self.params.group_size
         positions = positions.to(self.device)

@@ -38,10 +38,6 @@ class StreamingLLM(ContextStrategy):
         self._length = 0
         self.cached = 0  # tokens in the cache (sinks + recent)
 
-    @property
-    def length(self) -> int:
-        return self._length
-
     def begin(self, positions: torch.Tensor) -> None:
         p = self.params
         t = positions.shape[0]
