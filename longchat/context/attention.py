@@ -39,6 +39,21 @@ class Mask:
         return self._folded[key]
 
 
+def causal_attention_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`attention_lse` of T queries over the same T positions, causal.
+
+    The fused kernel skips the masked half of the blocks here, which an explicit mask cannot.
+    Grouped heads cannot fold into rows under a causal mask, so k and v (T keys) are expanded.
+    """
+    b, hq, t, d = q.shape
+    if _cpu_flash is None or q.device.type != "cpu":
+        return attention_lse(q, k, v, Mask(torch.ones(t, t, dtype=torch.bool, device=q.device).tril()))
+    n_rep = hq // k.shape[1]
+    if n_rep > 1:
+        k, v = k.repeat_interleave(n_rep, dim=1), v.repeat_interleave(n_rep, dim=1)  # (B, Hq, T, D)
+    return _cpu_flash(q, k, v, is_causal=True)
+
+
 def attention_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                   mask: Mask | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax attention of q over k, v, and each row's log-sum-exp of the scaled logits.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from longchat.context.attention import attention_lse, causal_attention_lse, merge_attention
 from longchat.context.base import ContextStrategy, register_strategy
 from longchat.context.kv import KVBuffer
 from longchat.runtime.rope import rotate
@@ -23,13 +24,10 @@ class FullAttention(ContextStrategy):
     def begin(self, positions: torch.Tensor) -> None:
         self.cos, self.sin = self.rope.cos_sin(positions.to(self.device), self.dtype)
         past, t = self._length, positions.shape[0]
-        self.mask = None
-        if t > 1 and past > 0:
-            # Chunked prefill: SDPA's is_causal aligns top-left, which is wrong once there is a
-            # past, so the chunk gets an explicit (T, past+T) mask.
-            q_pos = torch.arange(past, past + t, device=self.device)
-            k_pos = torch.arange(past + t, device=self.device)
-            self.mask = k_pos[None, :] <= q_pos[:, None]
+        # A later prefill chunk sees its past unmasked and itself causally: two parts merged
+        # into one softmax, so the fused kernel can skip the masked half (one (T, past+T)
+        # mask would make it compute every block).
+        self.split = t > 1 and past > 0
         self.causal = t > 1 and past == 0
         self._length += t
 
@@ -37,9 +35,11 @@ class FullAttention(ContextStrategy):
         q = rotate(q, self.cos, self.sin)
         k = rotate(k, self.cos, self.sin)
         keys, values = self.layers[layer].append(k, v)  # (B, Hkv, S, D)
-        return F.scaled_dot_product_attention(
-            q, keys, values, attn_mask=self.mask, is_causal=self.causal, enable_gqa=True
-        )
+        if self.split:
+            t = q.shape[2]
+            return merge_attention([attention_lse(q, keys[:, :, :-t], values[:, :, :-t]),
+                                    causal_attention_lse(q, k, v)])
+        return F.scaled_dot_product_attention(q, keys, values, is_causal=self.causal, enable_gqa=True)
 
     def truncate(self, n_tokens: int) -> bool:
         for buf in self.layers:
