@@ -37,6 +37,7 @@ class Auto(ContextStrategy):
 
     name = "auto"
     Params = AutoParams
+    _announced = False  # the first choice is always stated; later ones only when they change
 
     def reset(self) -> None:
         if not hasattr(self, "inner"):
@@ -57,7 +58,7 @@ class Auto(ContextStrategy):
 
     def prepare(self, n_tokens: int) -> str | None:
         want = "full" if n_tokens <= self.params.full_up_to else "infllm"
-        if want == self.inner.name and getattr(self, "_announced", False):
+        if want == self.inner.name and self._announced:
             return None
         self._announced = True
         if want != self.inner.name:
