@@ -6,10 +6,14 @@ The CLI parses and prints; everything here can be called from Python and from te
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, replace
 from typing import BinaryIO, Callable, Sequence
 
+from longchat import memory as memories
 from longchat.context import strategy_class
+from longchat.memory.encode import (PREAMBLE, QUESTION, collect_sources, encode_rendered, frame, question_suffix,
+                                    read_ids, render_chat)
 from longchat.errors import ConfigError, InputError
 from longchat.profile import Profile, load_profile
 from longchat.runtime.generate import Engine, GenerationStats, Sampling
@@ -70,15 +74,10 @@ def open_runner(profile: str | Profile = "auto", model: str | None = None, *, de
 
 def chat_ids(tokenizer, messages: list[dict]) -> list[int]:
     """Token ids of `messages` in the model's chat template, ready for the assistant's reply."""
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return tokenizer.encode(text, add_special_tokens=False)
-    # Base models have no template: a plain transcript they can continue.
-    text = "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in messages) + "Assistant:"
-    return tokenizer.encode(text)
+    return encode_rendered(tokenizer, render_chat(tokenizer, messages))
 
 
-ASK_PROMPT = "Read the document below, then answer the question that follows it.\n\n{document}\n\nQuestion: {question}"
+ASK_PROMPT = PREAMBLE + "{document}" + QUESTION
 
 
 def ask_messages(document: str, question: str, system: str | None = None) -> list[dict]:
@@ -115,14 +114,70 @@ def fit_document(runner: Runner, sources: Sequence[str], question: str, sampling
 def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Sampling | None = None,
         stdin: BinaryIO | None = None, truncate: bool = False, system: str | None = None,
         on_text: Callable[[str], None] | None = None, progress: Progress | None = None,
-        note: Note = lambda m: None) -> str:
-    """Answer `question` about the sources; the reply streams to `on_text` and is returned."""
+        note: Note = lambda m: None, cache: bool = True, memory: str | None = None) -> str:
+    """Answer `question` about the sources (or the named `memory`); the reply streams to
+    `on_text` and is returned.
+
+    With a profile that keeps block memory (infllm, auto past the effective window) the sources
+    are encoded once into the automatic cache and later questions only read the question
+    (`cache=False`: encode, answer, keep nothing). Other strategies read the whole prompt.
+    """
     if not question.strip():
         raise InputError("the question is empty")
     sampling = sampling or runner.profile.generation
-    document = fit_document(runner, sources, question, sampling, stdin=stdin, truncate=truncate, note=note)
-    prompt = chat_ids(runner.tokenizer, ask_messages(document, question, system))
-    return runner.engine.generate_text(prompt, sampling, on_text=on_text, progress=progress)
+    suffix = question_suffix(runner.tokenizer, question, system)
+    if memory is not None:
+        if sources:
+            raise InputError("give SOURCEs or --memory, not both")
+        mem = memories.find(memory)
+        return _answer_from(runner, mem, suffix, sampling, system, on_text, progress, note, hit="named")
+    params = memories.infllm_for_params(runner)
+    if params is None:
+        document = fit_document(runner, sources, question, sampling, stdin=stdin, truncate=truncate, note=note)
+        prompt = chat_ids(runner.tokenizer, ask_messages(document, question, system))
+        return runner.engine.generate_text(prompt, sampling, on_text=on_text, progress=progress)
+    srcs = collect_sources(sources, stdin=stdin, read_stdin=True, note=note)
+    headers = len(sources) > 1 or any(s != STDIN and os.path.isdir(s) for s in sources)
+    head, _ = frame(runner.tokenizer, system)
+    if cache and (mem := memories.cached(runner, srcs, head, headers)) is not None:
+        return _answer_from(runner, mem, suffix, sampling, system, on_text, progress, note, hit="hit")
+    ids = read_ids(runner.tokenizer, srcs, 0, headers)
+    if not any(x is None or src.has_text for x, src in zip(ids, srcs)):
+        raise InputError("the input is empty")
+    head_ids = encode_rendered(runner.tokenizer, head)
+    total = None if any(x is None for x in ids) else len(head_ids) + sum(len(x) for x in ids) + len(suffix)
+    engine = runner.engine
+    if total is not None and total + sampling.max_new_tokens <= memories.full_up_to(runner):
+        prompt = head_ids + [int(t) for x in ids for t in x] + suffix  # fits: read whole (`auto` picks full)
+        return engine.generate_text(prompt, sampling, on_text=on_text, progress=progress)
+    strategy, message = memories.infllm_for(runner, (total or 1 << 40) + sampling.max_new_tokens)
+    if message:
+        note(message)
+    engine.base = None
+    result = memories.encode_for_ask(runner, strategy, srcs, head, headers, ids, cache=cache,
+                                     progress=progress or (lambda d, t: None), note=note)
+    answer = engine.generate_text(list(engine.cached_ids) + suffix, sampling, on_text=on_text)
+    engine.stats.extra.update(memory=result.memory.name if result.memory else None, cache="miss" if cache else "off",
+                              encoded_tokens=result.encoded, encode_s=round(result.seconds, 3),
+                              encode_tok_s=round(result.tokens_per_s, 1))
+    if result.memory is not None:
+        result.memory.touch()
+        memories.evict_cache(memories.cache_limit(), keep=result.memory.path, note=note)
+    return answer
+
+
+def _answer_from(runner, mem, suffix, sampling, system, on_text, progress, note, hit: str) -> str:
+    """Answer from an encoded memory: only the question's tokens are read."""
+    mem.lock(exclusive=False)
+    try:
+        start = time.perf_counter()
+        prefix = memories.attach(runner, mem, system=system, note=note)
+        load_s = time.perf_counter() - start
+        answer = runner.engine.generate_text(prefix + suffix, sampling, on_text=on_text, progress=progress)
+    finally:
+        mem.unlock()
+    runner.engine.stats.extra.update(memory=mem.name, cache=hit, memory_load_s=round(load_s, 3))
+    return answer
 
 
 SUMMARY_PROMPT = ("Summarize the following text in a short paragraph. Keep names, numbers, dates "

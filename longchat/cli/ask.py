@@ -14,8 +14,10 @@ from longchat.cli.common import (DeviceOpt, MaxNewOpt, ModelOpt, ProfileOpt, Set
 
 @app.command()
 def ask(
-    sources: List[str] = typer.Argument(..., metavar="SOURCE...", help="Files, PDFs, folders, or - for stdin."),
+    sources: Optional[List[str]] = typer.Argument(None, metavar="[SOURCE]...", help="Files, PDFs, folders, or - for stdin (none with --memory)."),
     question: str = typer.Argument(..., help="The question to answer from the sources."),
+    memory: Optional[str] = typer.Option(None, "--memory", help="Answer from a memory made by `longchat ingest` (see `longchat memories list`)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not keep or reuse the encoded input (long inputs are otherwise cached, so a second question is fast)."),
     profile: str = ProfileOpt,
     model: Optional[str] = ModelOpt,
     device: Optional[str] = DeviceOpt,
@@ -29,15 +31,23 @@ def ask(
 ) -> None:
     """Answer QUESTION about the SOURCEs. Only the answer goes to stdout.
 
+    Inputs past the effective window are encoded once into a cache; asking again about the
+    same files reads only the question.
+
     Example: longchat ask book.pdf notes/ "Who betrays Ned?"
     """
     from longchat import pipeline
+    from longchat.errors import InputError
+
+    if not sources and memory is None:
+        raise InputError("give at least one SOURCE (or --memory NAME) before the question")
 
     runner = open_runner_cli(profile, model, device, set_)
     sampling = sampling_from(runner.profile, max_new_tokens, temperature)
     with prefill_progress() as progress:
-        answer = pipeline.ask(runner, sources, question, sampling=sampling, truncate=truncate, system=system,
-                              on_text=None if as_json else stream_out, progress=progress, note=note)
+        answer = pipeline.ask(runner, sources or [], question, sampling=sampling, truncate=truncate, system=system,
+                              on_text=None if as_json else stream_out, progress=progress, note=note,
+                              cache=not no_cache, memory=memory)
     info = runner.engine.stats
     if as_json:
         print(json.dumps({"answer": answer.strip(), "profile": runner.profile.name, "model": runner.model.name,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Iterator, List, Optional
@@ -54,30 +55,41 @@ def _nothing():
 
 
 @contextmanager
-def prefill_progress(label: str = "reading") -> Iterator:
+def prefill_progress(label: str = "reading", always: bool = False) -> Iterator:
     """A progress bar on stderr for long prefills; a callback (done, total) for the engine."""
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
-                        TextColumn("{task.completed:,}/{task.total:,} tokens"), TimeRemainingColumn(),
+                        TextColumn("{task.completed:,}/{task.total:,} tokens"), TextColumn("{task.fields[rate]}"),
+                        TimeRemainingColumn(),
                         console=err, transient=True)
     task = None
     logged = 0  # tenths of the prompt reported so far, when stderr is a log rather than a terminal
+    first: tuple[float, int] | None = None  # (time, tokens done) at the first call: a resumed run starts past 0
+    done_now = 0
+
+    def rate() -> str:
+        elapsed = time.perf_counter() - first[0]
+        return f"{(done_now - first[1]) / elapsed:,.0f} tok/s" if elapsed > 1 else ""
 
     def update(done: int, total: int) -> None:
-        nonlocal task, logged
+        nonlocal task, logged, first, done_now
+        done_now = done
+        first = first or (time.perf_counter(), done)
+        if first[1] >= total:
+            return  # all of it was already there (an attached memory): nothing to show
         if not err.is_terminal:
             # A log gets a plain line every 10% of a long prompt instead of bar redraws.
             tenth = done * 10 // total
-            if total >= 8192 and tenth > logged:
+            if (always or total >= 8192) and tenth > logged:
                 logged = tenth
-                note(f"{label} {done:,}/{total:,} tokens ({tenth * 10}%)")
+                note(f"{label} {done:,}/{total:,} tokens ({tenth * 10}%, {rate()})")
             return
         if task is None:
             # Short prompts finish before a bar is worth drawing.
-            if total < 4096:
+            if total < 4096 and not always:
                 return
             progress.start()
-            task = progress.add_task(label, total=total)
-        progress.update(task, completed=done)
+            task = progress.add_task(label, total=total, rate="")
+        progress.update(task, completed=done, total=max(total, done), rate=rate())
         if done >= total:
             progress.stop()
 

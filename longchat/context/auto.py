@@ -57,7 +57,10 @@ class Auto(ContextStrategy):
         return self.inner.name
 
     def prepare(self, n_tokens: int) -> str | None:
-        want = "full" if n_tokens <= self.params.full_up_to else "infllm"
+        return self.use("full" if n_tokens <= self.params.full_up_to else "infllm", n_tokens)
+
+    def use(self, want: str, n_tokens: int) -> str | None:
+        """Switch to `want` for a prompt + reply of `n_tokens`; the line for the user, if any."""
         if want == self.inner.name and self._announced:
             return None
         self._announced = True

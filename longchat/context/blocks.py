@@ -1,63 +1,126 @@
-"""Block memory for InfLLM: evicted key/value blocks of one layer, in RAM or on disk.
+"""Block memory for InfLLM: evicted key/value blocks of one layer, in RAM or in files.
 
-A block is `block_size` consecutive tokens' unrotated keys and values (Hkv, bs, D), stored
-16-bit. Representative keys (Hkv, r, D) stay in RAM in every tier: retrieval scores them
-at each step. The disk tier appends blocks to two files and reads the chosen ones back with
-positional reads; unlike a memory map, that keeps the blocks out of the process's resident
-set, so host RAM stays flat however long the input is.
+A block is `block_size` consecutive tokens' unrotated keys and values (Hkv, bs, D), stored as
+one fixed-size record: 16-bit floats, or 8-bit integers with one 16-bit scale per token and
+head (absmax). Representative keys (Hkv, r, D) stay in RAM in every tier: retrieval scores
+them at each step.
+
+Tiers: RAM; temp files (unlinked at once, so the OS frees them even after a crash); or the
+files of a persistent memory (`path`), which outlive the process. Files are read back with
+positional reads; unlike a memory map, that keeps blocks out of the resident set, so host RAM
+stays flat however long the input is.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
+
+REPR_DTYPE = torch.float32
 
 
 class BlockStore:
     """Append-only blocks + representatives; `gather(ids)` returns (K, V) for chosen blocks."""
 
-    def __init__(self, n_kv_heads: int, block_size: int, head_dim: int, repr_topk: int,
-                 dtype: torch.dtype = torch.float16, disk_dir: str | None = None):
+    def __init__(self, n_kv_heads: int, block_size: int, head_dim: int, repr_topk: int, *,
+                 bits: int = 16, disk_dir: str | None = None, path: Path | None = None, count: int = 0):
+        """`path`: persistent files `<path>.kv` and `<path>.repr`, of which the first `count`
+        blocks are kept (anything after them, from an interrupted run, is overwritten)."""
+        if bits not in (8, 16):
+            raise ValueError("bits must be 8 or 16")
         self.shape = (n_kv_heads, block_size, head_dim)
-        self.dtype = dtype
+        self.bits = bits
+        n = n_kv_heads * block_size * head_dim
+        self.half_bytes = n * 2 if bits == 16 else n + n_kv_heads * block_size * 2  # k or v
+        self.record_bytes = 2 * self.half_bytes
+        self.repr_shape = (n_kv_heads, repr_topk, head_dim)
         self.count = 0
-        self.reprs = torch.empty(0, n_kv_heads, repr_topk, head_dim)  # (N, Hkv, r, D)
-        self._k = self._v = None          # RAM tier: (cap, Hkv, bs, D)
-        self._files = None
-        if disk_dir is not None:
-            fd_k, self._path_k = tempfile.mkstemp(prefix="infllm-k-", dir=disk_dir)
-            fd_v, self._path_v = tempfile.mkstemp(prefix="infllm-v-", dir=disk_dir)
-            self._files = (fd_k, fd_v)
-            # Unlinked at once: the OS frees the space when we close, even after a crash.
-            os.unlink(self._path_k)
-            os.unlink(self._path_v)
-        self.block_bytes = int(np.prod(self.shape)) * torch.empty(0, dtype=dtype).element_size()
+        self.reprs = torch.empty(0, *self.repr_shape, dtype=REPR_DTYPE)  # (N, Hkv, r, D)
+        self._ram = None                   # RAM tier: (cap, record_bytes) uint8
+        self._fd = self._repr_fd = None
+        if path is not None:
+            self._fd = os.open(f"{path}.kv", os.O_RDWR | os.O_CREAT, 0o644)
+            self._repr_fd = os.open(f"{path}.repr", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                self._load_reprs(count)
+            except BaseException:
+                self.close()
+                raise
+        elif disk_dir is not None:
+            self._fd, temp = tempfile.mkstemp(prefix="infllm-", dir=disk_dir)
+            os.unlink(temp)
+
+    @property
+    def persistent(self) -> bool:
+        return self._repr_fd is not None
+
+    # -- records ---------------------------------------------------------------------------
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(Hkv, bs, D) -> uint8 record half."""
+        x = x.detach().cpu()
+        if self.bits == 16:
+            return x.to(torch.float16).contiguous().view(torch.uint8).reshape(-1)
+        scale = x.float().abs().amax(dim=-1, keepdim=True).clamp_min(1e-8) / 127
+        q = torch.round(x.float() / scale).clamp(-127, 127).to(torch.int8)
+        return torch.cat([q.view(torch.uint8).reshape(-1), scale.to(torch.float16).view(torch.uint8).reshape(-1)])
+
+    def _decode(self, raw: torch.Tensor, dtype) -> torch.Tensor:
+        """uint8 (n, half_bytes) -> (n, Hkv, bs, D) in `dtype`."""
+        n = raw.shape[0]
+        if self.bits == 16:
+            return raw.contiguous().view(torch.float16).reshape(n, *self.shape).to(dtype)
+        h, bs, d = self.shape
+        q = raw[:, : h * bs * d].contiguous().view(torch.int8).reshape(n, h, bs, d)
+        scale = raw[:, h * bs * d :].contiguous().view(torch.float16).reshape(n, h, bs, 1)
+        return (q.to(torch.float32) * scale.to(torch.float32)).to(dtype)
+
+    # -- writing ---------------------------------------------------------------------------
 
     def append(self, k: torch.Tensor, v: torch.Tensor, reprs: torch.Tensor) -> None:
         """k, v (Hkv, bs, D); reprs (Hkv, r, D)."""
-        k16, v16 = k.to(self.dtype).cpu().contiguous(), v.to(self.dtype).cpu().contiguous()
-        if self._files is not None:
-            offset = self.count * self.block_bytes
-            os.pwrite(self._files[0], k16.view(torch.uint8).numpy().tobytes(), offset)
-            os.pwrite(self._files[1], v16.view(torch.uint8).numpy().tobytes(), offset)
+        record = torch.cat([self._encode(k), self._encode(v)])
+        if self._fd is not None:
+            os.pwrite(self._fd, record.numpy().tobytes(), self.count * self.record_bytes)
         else:
-            if self._k is None or self.count == self._k.shape[0]:
-                cap = max(16, 2 * self.count)
-                new_k = torch.empty(cap, *self.shape, dtype=self.dtype)
-                new_v = torch.empty(cap, *self.shape, dtype=self.dtype)
-                if self._k is not None:
-                    new_k[: self.count], new_v[: self.count] = self._k[: self.count], self._v[: self.count]
-                self._k, self._v = new_k, new_v
-            self._k[self.count], self._v[self.count] = k16, v16
+            if self._ram is None or self.count == self._ram.shape[0]:
+                grown = torch.empty(max(16, 2 * self.count), self.record_bytes, dtype=torch.uint8)
+                if self._ram is not None:
+                    grown[: self.count] = self._ram[: self.count]
+                self._ram = grown
+            self._ram[self.count] = record
+        reprs = reprs.detach().to("cpu", REPR_DTYPE)
+        if self._repr_fd is not None:
+            size = reprs.numel() * reprs.element_size()
+            os.pwrite(self._repr_fd, reprs.contiguous().view(torch.uint8).numpy().tobytes(), self.count * size)
         if self.count == self.reprs.shape[0]:
-            grown = torch.empty(max(16, 2 * self.count), *self.reprs.shape[1:], dtype=reprs.dtype, device=reprs.device)
-            grown[: self.count] = self.reprs[: self.count].to(grown)
+            grown = torch.empty(max(16, 2 * self.count), *self.repr_shape, dtype=REPR_DTYPE)
+            grown[: self.count] = self.reprs[: self.count]
             self.reprs = grown
         self.reprs[self.count] = reprs
         self.count += 1
+
+    def sync(self) -> None:
+        """Make what was appended durable (persistent files only)."""
+        if self.persistent:
+            os.fsync(self._fd)
+            os.fsync(self._repr_fd)
+
+    def _load_reprs(self, count: int) -> None:
+        size = int(np.prod(self.repr_shape)) * torch.empty(0, dtype=REPR_DTYPE).element_size()
+        for fd, need, what in ((self._fd, count * self.record_bytes, "blocks"), (self._repr_fd, count * size, "representatives")):
+            if os.fstat(fd).st_size < need:
+                raise ValueError(f"the {what} file is shorter than its manifest says (truncated?)")
+        raw = os.pread(self._repr_fd, count * size, 0)
+        self.reprs = torch.frombuffer(bytearray(raw), dtype=REPR_DTYPE).reshape(count, *self.repr_shape).clone() \
+            if count else torch.empty(0, *self.repr_shape, dtype=REPR_DTYPE)
+        self.count = count
+
+    # -- reading ---------------------------------------------------------------------------
 
     def representatives(self, device=None, dtype=None) -> torch.Tensor:
         """(N, Hkv, r, D) representative keys of every block, for retrieval scoring."""
@@ -65,34 +128,30 @@ class BlockStore:
 
     def gather(self, ids: list[int], device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """Blocks `ids` as K, V (Hkv, len(ids) * bs, D) in `dtype` on `device`."""
-        if self._files is None:
-            index = torch.tensor(ids)
-            k, v = self._k[index], self._v[index]  # (n, Hkv, bs, D)
+        if self._fd is None:
+            raw = self._ram[torch.tensor(ids)]
         else:
-            k = torch.empty(len(ids), *self.shape, dtype=self.dtype)
-            v = torch.empty_like(k)
+            raw = torch.empty(len(ids), self.record_bytes, dtype=torch.uint8)
             for row, block in enumerate(ids):
-                offset = block * self.block_bytes
-                k[row].view(-1).view(torch.uint8).numpy()[:] = np.frombuffer(
-                    os.pread(self._files[0], self.block_bytes, offset), dtype=np.uint8)
-                v[row].view(-1).view(torch.uint8).numpy()[:] = np.frombuffer(
-                    os.pread(self._files[1], self.block_bytes, offset), dtype=np.uint8)
+                raw[row].numpy()[:] = np.frombuffer(
+                    os.pread(self._fd, self.record_bytes, block * self.record_bytes), dtype=np.uint8)
         h, bs, d = self.shape
-        k = k.to(device=device, dtype=dtype).permute(1, 0, 2, 3).reshape(h, len(ids) * bs, d)
-        v = v.to(device=device, dtype=dtype).permute(1, 0, 2, 3).reshape(h, len(ids) * bs, d)
-        return k, v
+        out = []
+        for half in (raw[:, : self.half_bytes], raw[:, self.half_bytes :]):
+            x = self._decode(half, dtype).to(device)  # (n, Hkv, bs, D)
+            out.append(x.permute(1, 0, 2, 3).reshape(h, len(ids) * bs, d))
+        return out[0], out[1]
 
     def nbytes_ram(self) -> int:
         ram = self.reprs.numel() * self.reprs.element_size()
-        if self._k is not None:
-            ram += 2 * self._k.numel() * self._k.element_size()
-        return ram
+        return ram + (self._ram.numel() if self._ram is not None else 0)
 
     def close(self) -> None:
-        if self._files is not None:
-            for fd in self._files:
+        for name in ("_fd", "_repr_fd"):
+            fd = getattr(self, name, None)
+            if fd is not None:
                 os.close(fd)
-            self._files = None
+                setattr(self, name, None)
 
     def __del__(self):
         self.close()

@@ -38,10 +38,11 @@ class InfLLMParams(StrategyParams):
     n_local: int = 1024        # local window; the bundled model reads ~2-4k tokens reliably
     block_size: int = 128      # tokens per memory block
     topk: int = 8              # blocks retrieved per chunk and per decoded token
-    repr_topk: int = 4         # representative keys per block, used for retrieval
+    repr_topk: int = 16        # representative keys per block, used for retrieval
     max_cached_block: int = 32 # blocks the device cache may hold (LRU); must be >= topk
     disk: bool = False         # keep blocks in temp files instead of RAM (bounded host memory)
     disk_dir: str = ""         # where the disk tier writes ("" = the system temp dir)
+    store_bits: int = 16       # 16: blocks kept as float16; 8: int8 + a scale per token and head
     memory_positions: str = "ordered"  # "ordered": memory keeps its word order just before the
                                        # window; "fixed": every memory token at distance n_local
 
@@ -51,6 +52,7 @@ class InfLLMParams(StrategyParams):
         require(self.block_size >= 1, where, "block_size", "an integer >= 1")
         require(self.topk >= 1, where, "topk", "an integer >= 1")
         require(1 <= self.repr_topk <= self.block_size, where, "repr_topk", f"an integer in 1..block_size ({self.block_size})")
+        require(self.store_bits in (8, 16), where, "store_bits", "8 or 16")
         require(self.memory_positions in ("ordered", "fixed"), where, "memory_positions", "one of: ordered, fixed")
         require(self.max_cached_block >= self.topk, where, "topk",
                 f"<= max_cached_block ({self.max_cached_block}): retrieved blocks must fit the block cache")
@@ -115,7 +117,6 @@ class InfLLM(ContextStrategy):
         p, c = self.params, self.cfg
         for store in getattr(self, "stores", []):
             store.close()
-        disk = (p.disk_dir or tempfile.gettempdir()) if p.disk else None
         L = c.n_layers
         self.windows = [_Window() for _ in range(L)]
         self.init_k = [None] * L     # (1, Hkv, <= n_init, D) unrotated
@@ -123,8 +124,7 @@ class InfLLM(ContextStrategy):
         self.rem_k = [None] * L      # (1, Hkv, < block_size, D): evicted, not yet a block
         self.rem_v = [None] * L
         self.rem_score = [None] * L  # (Hkv, < block_size)
-        self.stores = [BlockStore(c.n_kv_heads, p.block_size, c.head_dim, p.repr_topk, disk_dir=disk)
-                       for _ in range(L)]
+        self.stores = [self._store() for _ in range(L)]
         self.cache: list[OrderedDict] = [OrderedDict() for _ in range(L)]  # block id -> (k, v) on device
         self.memory_kv: list = [None] * L  # (slot ids, K, V): init + retrieved blocks, unrotated
         self.memory_rot: list = [None] * L  # ((slot ids, start), K rotated): `ordered` positions, reused while valid
@@ -132,6 +132,66 @@ class InfLLM(ContextStrategy):
         self.window = 0              # tokens in the local window (same for every layer)
         self.evicted = 0             # tokens that have left the window so far
         self.last_retrieved: list[list[int]] = [[] for _ in range(L)]
+
+    def _store(self, path=None, count: int = 0) -> BlockStore:
+        p, c = self.params, self.cfg
+        disk = (p.disk_dir or tempfile.gettempdir()) if p.disk else None
+        return BlockStore(c.n_kv_heads, p.block_size, c.head_dim, p.repr_topk, bits=p.store_bits,
+                          disk_dir=disk, path=path, count=count)
+
+    # -- persistence (longchat.memory): the state after a prefix, to continue from later ------
+
+    def persist(self, directory, count: int = 0) -> None:
+        """Keep memory blocks in files under `directory` (one pair per layer), of which the
+        first `count` blocks are already there. Call right after `reset` or `restore`."""
+        for store in self.stores:
+            store.close()
+        self.stores = [self._store(directory / f"L{layer:03d}", count) for layer in range(self.cfg.n_layers)]
+        for layer, store in enumerate(self.stores):
+            self.cache[layer].clear()
+
+    def sync(self) -> None:
+        for store in self.stores:
+            store.sync()
+
+    def snapshot(self) -> dict:
+        """Everything but the blocks themselves (those are in the persistent files): small."""
+        def copy(tensors):
+            return [None if t is None else t.detach().to("cpu").clone() for t in tensors]
+        live = [w.live() if w.k is not None else (None, None, None) for w in self.windows]
+        return {
+            "length": self._length, "window": self.window, "evicted": self.evicted,
+            "blocks": self.stores[0].count,
+            "win_k": copy(t[0] for t in live), "win_v": copy(t[1] for t in live), "win_score": copy(t[2] for t in live),
+            "init_k": copy(self.init_k), "init_v": copy(self.init_v),
+            "rem_k": copy(self.rem_k), "rem_v": copy(self.rem_v), "rem_score": copy(self.rem_score),
+            "slots": [None if held is None else list(held[0]) for held in self.memory_kv],
+        }
+
+    def restore(self, state: dict, directory) -> None:
+        """Continue from `snapshot()`'s state, with the blocks in `directory`."""
+        self.reset()
+        self.persist(directory, state["blocks"])
+        dev = self.device
+
+        def put(t):
+            return None if t is None else t.to(dev)
+        self._length, self.window, self.evicted = state["length"], state["window"], state["evicted"]
+        for layer in range(self.cfg.n_layers):
+            if state["win_k"][layer] is not None:
+                self.windows[layer].append(put(state["win_k"][layer]), put(state["win_v"][layer]), room=self.params.n_local)
+                self.windows[layer].score[:, : self.windows[layer].size] = put(state["win_score"][layer])
+            self.init_k[layer], self.init_v[layer] = put(state["init_k"][layer]), put(state["init_v"][layer])
+            self.rem_k[layer], self.rem_v[layer] = put(state["rem_k"][layer]), put(state["rem_v"][layer])
+            self.rem_score[layer] = put(state["rem_score"][layer])
+            slots = state["slots"][layer]
+            if slots is not None:  # the memory buffer in its slot order, so sums run as before
+                parts = [(self.init_k[layer][0], self.init_v[layer][0])] if self.init_k[layer] is not None else []
+                parts += self.load_blocks(layer, slots)
+                gk = torch.cat([k for k, _ in parts], dim=1)[None]
+                gv = torch.cat([v for _, v in parts], dim=1)[None]
+                self.memory_kv[layer] = (list(slots), gk, gv)
+                self.last_retrieved[layer] = sorted(slots)
 
     def begin(self, positions: torch.Tensor) -> None:
         p = self.params

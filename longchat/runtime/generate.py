@@ -163,6 +163,8 @@ class Engine:
         self.cached_ids: list[int] = []  # ids the strategy state holds, in order
         self.stats = GenerationStats()
         self.on_note: Callable[[str], None] = lambda message: None  # what the strategy tells the user
+        # (ids, restore): an attached memory that prompts start with, and how to go back to it.
+        self.base: tuple[list[int], Callable[[], None]] | None = None
 
     def reset(self) -> None:
         self.strategy.reset()
@@ -181,7 +183,11 @@ class Engine:
         return out
 
     def _reuse_prefix(self, prompt_ids: list[int]) -> int:
-        """Keep the longest cached prefix of the prompt (minus one token, to get its logits)."""
+        """Keep the longest cached prefix of the prompt (minus one token, to get its logits).
+
+        When the strategy cannot rewind to it, fall back to `base` (an attached memory the
+        prompt starts with): restoring it costs a file read, not re-reading the memory.
+        """
         n = 0
         for a, b in zip(self.cached_ids, prompt_ids):
             if a != b:
@@ -189,10 +195,16 @@ class Engine:
             n += 1
         n = min(n, len(prompt_ids) - 1)
         if n < len(self.cached_ids):
-            if n == 0 or not self.strategy.truncate(n):
+            if n and self.strategy.truncate(n):
+                self.cached_ids = self.cached_ids[:n]
+            else:
+                n = 0
                 self.reset()
-                return 0
-            self.cached_ids = self.cached_ids[:n]
+        if self.base is not None:
+            base_ids, restore = self.base
+            if n < len(base_ids) < len(prompt_ids) and prompt_ids[: len(base_ids)] == base_ids:
+                restore()
+                n = len(base_ids)
         return n
 
     def prefill(self, prompt_ids: list[int], progress: Callable[[int, int], None] | None = None) -> torch.Tensor:

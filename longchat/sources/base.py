@@ -26,6 +26,7 @@ class Document:
     kind: str         # the reader that made it: "text", "pdf", "stdin", ...
     size: int | None  # bytes on disk when known (for progress bars); None for stdin
     open_pieces: Callable[[], Iterator[str]] = field(repr=False, compare=False)
+    path: Path | None = field(default=None, compare=False)  # the file, when there is one
 
     def pieces(self) -> Iterator[str]:
         """The text, streamed in pieces; nothing is read until this is iterated.

@@ -38,4 +38,6 @@ def open_file(path: Path, label: str, note: Note) -> Document:
         os.stat(path)
     except OSError as error:
         raise cannot_open(label, error) from None
-    return reader_for(path).open(path, label, note)
+    document = reader_for(path).open(path, label, note)
+    document.path = path
+    return document

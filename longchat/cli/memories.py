@@ -1,0 +1,127 @@
+"""`longchat ingest` and `longchat memories`: encoded memories that later questions reuse."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from longchat.cli import app
+from longchat.cli.common import (DeviceOpt, ModelOpt, ProfileOpt, SetOpt, note, open_runner_cli, prefill_progress)
+
+memories_app = typer.Typer(help="List, inspect and remove encoded memories (named, and the automatic ask cache).",
+                           no_args_is_help=True)
+app.add_typer(memories_app, name="memories")
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+@app.command()
+def ingest(
+    sources: List[str] = typer.Argument(..., metavar="SOURCE...", help="Files, PDFs, folders (repositories), or - for stdin."),
+    name: Optional[str] = typer.Option(None, "--name", help="The memory's name. Default: the first source's file or folder name."),
+    append: bool = typer.Option(False, "--append", help="Add SOURCEs to the existing memory NAME (a grown log is continued, not re-read)."),
+    profile: str = ProfileOpt,
+    model: Optional[str] = ModelOpt,
+    device: Optional[str] = DeviceOpt,
+    set_: Optional[List[str]] = SetOpt,
+    checkpoint_every: int = typer.Option(32768, "--checkpoint-every", min=1, help="Tokens between checkpoints: where an interrupted ingest resumes, and where a changed source is re-encoded from."),
+) -> None:
+    """Encode SOURCEs once into a named memory; then `ask --memory NAME` answers from it fast.
+
+    Running it again on the same memory resumes an interrupted ingest, says which source changed
+    and re-encodes from there, or reports that the memory is up to date.
+
+    Example: longchat ingest ./myrepo --name myrepo && longchat ask --memory myrepo "Where is main()?"
+    """
+    from longchat import memory
+
+    runner = open_runner_cli(profile, model, device, set_)
+    with prefill_progress("encoding", always=True) as progress:
+        result = memory.ingest(runner, sources, name=name, append=append, progress=progress, note=note,
+                               checkpoint_every=checkpoint_every)
+    mem = result.memory
+    if result.up_to_date:
+        note(f"memory '{mem.name}' is up to date")
+    else:
+        note(f"encoded {result.encoded:,} tokens in {result.seconds:.1f} s ({result.tokens_per_s:,.0f} tokens/s)")
+    print(memory.describe(mem))
+
+
+@memories_app.command("list")
+def list_(as_json: bool = typer.Option(False, "--json", help="One JSON object per memory.")) -> None:
+    """Every memory with its size; `cache` ones are made by `ask` and evicted least-recently-used
+    past LONGCHAT_CACHE_MAX (default 20GB)."""
+    from longchat.memory.store import Memory, MemoryStoreError, all_memories, dir_size, human_bytes
+
+    rows = []
+    for kind, path in all_memories():
+        try:
+            mem = Memory.open(path)
+            info = {"name": path.name, "kind": kind, "tokens": mem.tokens, "documents": len(mem.documents),
+                    "complete": mem.complete, "model": mem.manifest.get("key", {}).get("model"),
+                    "bytes": dir_size(path), "last_used": mem.last_used()}
+        except MemoryStoreError as e:
+            info = {"name": path.name, "kind": kind, "tokens": 0, "documents": 0, "complete": False, "model": None,
+                    "bytes": dir_size(path), "last_used": 0, "error": str(e)}
+        rows.append(info)
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    if not rows:
+        out.print("no memories yet: `longchat ingest SOURCE...` makes one, and `longchat ask` caches long inputs")
+        return
+    table = Table("name", "kind", "tokens", "docs", "size", "model", "last used", "state")
+    for r in rows:
+        used = datetime.fromtimestamp(r["last_used"]).strftime("%Y-%m-%d %H:%M") if r["last_used"] else "-"
+        state = "ok" if r["complete"] else ("corrupt" if "error" in r else "incomplete")
+        table.add_row(r["name"], r["kind"], f"{r['tokens']:,}", str(r["documents"]), human_bytes(r["bytes"]),
+                      r["model"] or "-", used, state)
+    out.print(table)
+
+
+@memories_app.command()
+def show(name: str = typer.Argument(..., help="A memory name (see `longchat memories list`).")) -> None:
+    """The manifest of one memory: model, settings, documents and checkpoints."""
+    from longchat.memory import describe
+    from longchat.memory.store import find
+
+    mem = find(name)
+    print(describe(mem))
+    m = mem.manifest
+    print(f"path: {mem.path}")
+    print(f"created: {time.ctime(m.get('created', 0))}   updated: {time.ctime(m.get('updated', 0))}")
+    key = {k: v for k, v in m.get("key", {}).items() if k != "head"}
+    print("settings: " + ", ".join(f"{k}={v}" for k, v in key.items()))
+    for doc in mem.documents:
+        span = f"{doc['start']:,}-{doc['end']:,}" if doc.get("end") is not None else f"{doc['start']:,}- (partial)"
+        print(f"  {doc['label']}  [{doc['kind']}, {doc.get('size') or 0:,} bytes, tokens {span}]")
+    print(f"checkpoints: {', '.join(f'{c.tokens:,}' for c in mem.checkpoints) or 'none'}")
+
+
+@memories_app.command()
+def rm(names: List[str] = typer.Argument(..., metavar="NAME...", help="Memories to delete.")) -> None:
+    """Delete memories (refused while another longchat process uses one)."""
+    from longchat.memory.store import find, remove
+
+    for name in names:
+        mem = find(name)
+        remove(mem.path)
+        note(f"removed memory '{name}'")
+
+
+@memories_app.command()
+def path(name: Optional[str] = typer.Argument(None, help="A memory; without it, the folders memories live in.")) -> None:
+    """Where a memory lives on disk (or where named and cached memories go)."""
+    from longchat.memory.store import cache_root, find, named_root
+
+    if name:
+        print(find(name).path)
+    else:
+        print(f"named: {named_root()}\ncache: {cache_root()}")

@@ -1,0 +1,339 @@
+"""Encoding sources into InfLLM memory: in one pass, with checkpoints, resumable.
+
+The encoded memory is the strategy's state after the *prefix* of an ask prompt: the chat
+template's head, a one-line instruction, then every document (each after a "### File:" line
+in named memories). A question is only its suffix ("\\n\\nQuestion: ...", the template's tail),
+so answering from a memory prefills a few dozen tokens.
+
+Token ids go to the model in `prefill_chunk`-sized forwards counted from the prompt's first
+token, whether the memory is kept or not, so a cached answer and a fresh one see exactly the
+same computation. A checkpoint (every `checkpoint_every` tokens and at the end) records the
+strategy's small state and where in which document the next token comes from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterator, Sequence
+
+import numpy as np
+
+from longchat.errors import InputError
+from longchat.memory.store import Checkpoint, Memory, MemoryStoreError, file_sha256
+from longchat.paths import cache_dir
+from longchat.sources import STDIN, Document, iter_documents
+from longchat.sources.text import decode_blocks
+
+PREAMBLE = "Read the document below, then answer the question that follows it.\n\n"
+QUESTION = "\n\nQuestion: {question}"
+HEADER = "### File: {label}\n"
+SEPARATOR = "\n\n"
+SENTINEL = "\x00"
+STREAM_ABOVE = 64_000_000  # bytes: larger text files are tokenized as they are encoded
+# Keys of [strategy] that change no stored key or value: storage and retrieval cache only.
+STORAGE_ONLY = ("max_cached_block", "disk", "disk_dir", "full_up_to")
+
+Progress = Callable[[int, int], None]  # (tokens done, tokens expected)
+
+
+# ------------------------------------------------------------------ prompt frame
+
+
+def render_chat(tokenizer, messages: list[dict]) -> str:
+    """The chat template applied to `messages`, ready for the assistant's reply."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    # Base models have no template: a plain transcript they can continue.
+    return "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in messages) + "Assistant:"
+
+
+def encode_rendered(tokenizer, text: str) -> list[int]:
+    """Ids of a whole rendered prompt (a template brings its own special tokens)."""
+    return tokenizer.encode(text, add_special_tokens=not getattr(tokenizer, "chat_template", None))
+
+
+def frame(tokenizer, system: str | None, first_user: str = "") -> tuple[str, str]:
+    """(head, tail): the prompt text before the document, and after `first_user`'s text."""
+    messages = ([{"role": "system", "content": system}] if system else [])
+    rendered = render_chat(tokenizer, messages + [{"role": "user", "content": PREAMBLE + SENTINEL + first_user}])
+    head, tail = rendered.split(SENTINEL)
+    return head, tail
+
+
+def question_suffix(tokenizer, question: str, system: str | None = None) -> list[int]:
+    _, tail = frame(tokenizer, system, QUESTION.format(question=question))
+    return tokenizer.encode(tail, add_special_tokens=False)
+
+
+# ------------------------------------------------------------------ identity
+
+
+def model_sha256(folder: Path) -> str:
+    """A hash of a model folder's weights, tokenizer and config, cached by size and mtime."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin", ".json", ".model"))
+    ident = "|".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+    index = cache_dir() / "model-hashes.json"
+    try:
+        known = json.loads(index.read_text())
+    except (OSError, ValueError):
+        known = {}
+    key = f"{folder.resolve()}|{ident}"
+    if key not in known:
+        h = hashlib.sha256()
+        for p in files:
+            h.update(p.name.encode())
+            h.update(file_sha256(p).encode())
+        known[key] = h.hexdigest()
+        index.parent.mkdir(parents=True, exist_ok=True)
+        tmp = index.with_name(f".model-hashes.{os.getpid()}")
+        tmp.write_text(json.dumps(known))
+        os.replace(tmp, index)
+    return known[key]
+
+
+def memory_key(runner, params, head: str) -> dict:
+    """Everything that changes the encoded keys and values: a memory is only used when equal."""
+    strategy = {f"infllm.{k}": v for k, v in vars(params).items() if k not in STORAGE_ONLY}
+    model = runner.model
+    return {"model": model.name, "model_sha256": model_sha256(model.path), "dtype": str(model.decoder.dtype).removeprefix("torch."),
+            "prefill_chunk": runner.profile.context.prefill_chunk, "head": head, **strategy}
+
+
+# ------------------------------------------------------------------ sources
+
+
+@dataclass
+class Source:
+    """One document to encode, identified by its content."""
+
+    label: str
+    kind: str
+    path: str | None
+    size: int | None
+    sha256: str | None                 # of its bytes (None: stdin, known once read)
+    document: Document | None = field(default=None, repr=False)
+    data: bytes | None = field(default=None, repr=False)  # stdin, read whole for a cache key
+    skip_bytes: int = 0                # a grown log: only the bytes after this are new
+    has_text: bool = False             # set once read: anything but whitespace in it
+
+    def entry(self) -> dict:
+        return {"label": self.label, "kind": self.kind, "path": self.path, "size": self.size, "sha256": self.sha256}
+
+    def same(self, entry: dict) -> bool:
+        return self.label == entry["label"] and self.sha256 == entry["sha256"]
+
+    def grew_from(self, entry: dict) -> bool:
+        """A text file that only gained bytes at its end since `entry` (a growing log)."""
+        old = entry.get("size") or 0
+        return (self.label == entry["label"] and self.kind == "text" and self.path is not None and old > 0
+                and (self.size or 0) > old and file_sha256(Path(self.path), old) == entry["sha256"])
+
+
+def collect_sources(specs: Sequence[str], *, stdin: BinaryIO | None = None, read_stdin: bool = False,
+                    note=lambda m: None) -> list[Source]:
+    """The documents named by `specs` (folders walked), each with its content hash."""
+    out = []
+    for doc in iter_documents(specs, stdin=stdin, note=note):
+        if doc.kind == "stdin":
+            data = None
+            if read_stdin:
+                data = (stdin if stdin is not None else sys.stdin.buffer).read()
+            out.append(Source(doc.label, "stdin", None, len(data) if data is not None else None,
+                              hashlib.sha256(data).hexdigest() if data is not None else None, doc, data))
+        else:
+            path = doc.path
+            out.append(Source(doc.label, doc.kind, str(Path(path).resolve()), os.stat(path).st_size, file_sha256(path), doc))
+    return out
+
+
+def reopen(entry: dict, note=lambda m: None) -> Source:
+    """A source recorded in a manifest, read again from its path."""
+    if not entry.get("path"):
+        raise MemoryStoreError(f"cannot re-read {entry['label']} (it came from stdin); ingest into a new memory")
+    found = collect_sources([entry["path"]], note=note)
+    if not found:
+        raise MemoryStoreError(f"{entry['label']} is no longer readable")
+    src = found[0]
+    src.label = entry["label"]
+    return src
+
+
+def _pieces(src: Source) -> Iterator[str]:
+    if src.data is not None:
+        yield src.data.decode("utf-8", errors="replace")
+    elif src.skip_bytes:
+        with open(src.path, "rb") as f:
+            f.seek(src.skip_bytes)
+            yield from decode_blocks(f)
+    else:
+        yield from src.document.pieces()
+
+
+def source_ids(tokenizer, src: Source, index: int, headers: bool) -> Iterator[list[int]]:
+    """The ids of document `index` in the prompt: separator, "### File:" line, its text."""
+    if not src.skip_bytes:
+        if index:
+            yield tokenizer.encode(SEPARATOR, add_special_tokens=False)
+        if headers:
+            yield tokenizer.encode(HEADER.format(label=src.label), add_special_tokens=False)
+    hasher = hashlib.sha256() if src.sha256 is None else None
+    for piece in _pieces(src):
+        if hasher:
+            hasher.update(piece.encode())
+        src.has_text = src.has_text or not piece.isspace()
+        yield tokenizer.encode(piece, add_special_tokens=False)
+    if hasher:
+        src.sha256 = hasher.hexdigest()
+
+
+def read_ids(tokenizer, sources: list[Source], first: int, headers: bool) -> list[np.ndarray | None]:
+    """Ids of each source from index `first` on, read now; None for big files (streamed later)."""
+    out = []
+    for i, src in enumerate(sources[first:], start=first):
+        if src.kind == "text" and (src.size or 0) - src.skip_bytes > STREAM_ABOVE or (src.kind == "stdin" and src.data is None):
+            out.append(None)
+        else:
+            parts = list(source_ids(tokenizer, src, i, headers))
+            out.append(np.concatenate([np.asarray(p, dtype=np.int32) for p in parts]) if parts else np.zeros(0, np.int32))
+    return out
+
+
+# ------------------------------------------------------------------ the encoder
+
+
+class Encoder:
+    """Feeds ids through the engine in fixed chunks; checkpoints into `memory` when there is one."""
+
+    def __init__(self, engine, strategy, memory: Memory | None, *, progress: Progress = lambda d, t: None,
+                 checkpoint_every: int = 32768, keep_checkpoints: bool = True):
+        self.engine, self.strategy, self.memory = engine, strategy, memory
+        self.chunk = engine.prefill_chunk
+        self.progress = progress
+        self.checkpoint_every = checkpoint_every
+        self.keep_checkpoints = keep_checkpoints
+        self.buffer: list[int] = []
+        self.docs: list[dict] = memory.documents if memory else []
+        self.ids_written = 0
+        self.last_checkpoint = 0
+        self.expected = 0
+        self.start_time = time.perf_counter()
+        self.encoded = 0  # tokens forwarded by this run
+
+    @property
+    def consumed(self) -> int:
+        return len(self.engine.cached_ids)
+
+    def start(self, head_ids: list[int]) -> None:
+        self.engine.reset()
+        if self.memory:
+            self.strategy.persist(self.memory.blocks_dir, 0)
+        self.docs.clear()
+        self.buffer = list(head_ids)
+
+    def resume(self, ckpt: Checkpoint) -> None:
+        """Continue from a checkpoint: its state, its ids, and the documents before it."""
+        state = self.memory.load_checkpoint(ckpt)
+        self.engine.reset()
+        self.strategy.restore(state, self.memory.blocks_dir)
+        self.engine.cached_ids = self.memory.ids(ckpt.tokens)
+        self.ids_written = self.last_checkpoint = ckpt.tokens
+        del self.docs[ckpt.doc + (1 if ckpt.offset else 0):]
+        if ckpt.offset:
+            self.docs[-1]["end"] = None
+
+    def add(self, src: Source, index: int, ids: np.ndarray | None, headers: bool, skip: int = 0,
+            grow: bool = False) -> None:
+        """Encode document `index` (its first `skip` ids were encoded before)."""
+        if grow:
+            self.docs[index].update(src.entry(), end=None)
+        elif not skip:
+            self.docs.append({**src.entry(), "start": self.consumed + len(self.buffer), "end": None})
+        pieces = [ids] if ids is not None else source_ids(self.engine.model.tokenizer, src, index, headers)
+        for piece in pieces:
+            piece = list(piece)
+            if skip:
+                cut = min(skip, len(piece))
+                piece, skip = piece[cut:], skip - cut
+            self.buffer.extend(int(t) for t in piece)
+            self._drain()
+        self.docs[index].update(src.entry(), end=self.consumed + len(self.buffer))
+
+    def _drain(self) -> None:
+        while len(self.buffer) >= self.chunk:
+            self._forward(self.buffer[: self.chunk])
+            del self.buffer[: self.chunk]
+            if (self.memory and self.docs and self.consumed >= self.docs[0]["start"]
+                    and self.consumed - self.last_checkpoint >= self.checkpoint_every):
+                self.checkpoint(complete=False)
+
+    def _forward(self, ids: list[int]) -> None:
+        self.engine._forward(ids, "none")
+        self.encoded += len(ids)
+        self.progress(self.consumed, max(self.expected, self.consumed))
+
+    def finish(self) -> None:
+        if self.buffer:
+            self._forward(self.buffer)
+            self.buffer = []
+        if self.memory:
+            self.checkpoint(complete=True)
+
+    def checkpoint(self, *, complete: bool) -> None:
+        """Make the state so far durable: block files, ids, the small state, then the manifest."""
+        g = self.consumed
+        doc = len(self.docs)
+        offset = 0
+        if not complete:
+            doc = max(i for i, d in enumerate(self.docs) if d["start"] <= g)
+            offset = g - self.docs[doc]["start"]
+        self.strategy.sync()
+        self.memory.write_ids(self.engine.cached_ids, self.ids_written)
+        self.ids_written = g
+        ckpt = Checkpoint(file=f"ckpt-{g}.pt", tokens=g, blocks=self.strategy.stores[0].count, doc=doc, offset=offset, sha256="")
+        self.memory.commit(self.strategy.snapshot(), ckpt, complete=complete, keep_old=self.keep_checkpoints)
+        self.last_checkpoint = g
+
+    @property
+    def tokens_per_s(self) -> float:
+        elapsed = time.perf_counter() - self.start_time
+        return self.encoded / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass
+class Plan:
+    """Where encoding starts and what it covers."""
+
+    checkpoint: Checkpoint | None   # resume from here (None: from scratch)
+    first: int                      # index of the first source to (re-)encode
+    skip: int                       # ids of sources[first] already encoded
+    grow: bool                      # sources[first] is a grown log: only its new bytes
+    message: str | None             # what changed, for the user
+
+
+def plan(memory: Memory, sources: list[Source]) -> Plan:
+    """Compare the memory's documents with `sources` and pick the latest usable checkpoint."""
+    old = memory.documents
+    p = 0
+    while p < min(len(old), len(sources)) and sources[p].same(old[p]):
+        p += 1
+    message = None
+    if p < len(old) and old[p].get("end") is not None:
+        if p == len(old) - 1 and p < len(sources) and memory.complete and sources[p].grew_from(old[p]):
+            final = memory.checkpoints[-1]
+            sources[p].skip_bytes = old[p]["size"]
+            return Plan(final, p, 0, True, f"{old[p]['label']} grew; encoding its new part")
+        if p < len(sources) and sources[p].label == old[p]["label"]:
+            message = f"{old[p]['label']} changed since it was ingested; re-encoding from it"
+        else:
+            message = f"the sources differ from the memory's from {old[p]['label']} on; re-encoding from there"
+    usable = [c for c in memory.checkpoints if c.doc < p or (c.doc == p and c.offset == 0)]
+    if not usable:
+        return Plan(None, 0, 0, False, message)
+    ckpt = usable[-1]
+    return Plan(ckpt, min(ckpt.doc, len(sources)), ckpt.offset, False, message)

@@ -1,0 +1,244 @@
+"""Persistent memories (ingest, the ask cache): identity, atomicity, laziness, exactness.
+
+A tiny random-weight Llama with SmolLM2's real tokenizer runs the real pipeline in seconds;
+what it says is noise, so the tests compare logits and files, never answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from longchat import memory as memories
+from longchat.cli import main
+from longchat.memory.encode import frame, question_suffix
+from longchat.memory.store import Memory, MemoryStoreError, atomic_write, find
+from longchat.pipeline import open_runner
+from tiny_models import make_tiny
+
+SMALL = ["strategy.n_init=4", "strategy.n_local=64", "strategy.block_size=16", "strategy.topk=2",
+         "strategy.repr_topk=2", "strategy.max_cached_block=4", "context.prefill_chunk=32", "context.final_chunk=0"]
+WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model(tmp_path_factory, default_model_dir):
+    """A tiny Llama with the bundled model's tokenizer: the whole pipeline, in seconds."""
+    folder = make_tiny("llama", tmp_path_factory.mktemp("tinychat") / "tiny", vocab_size=49152,
+                       max_position_embeddings=4096)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (default_model_dir / name).is_file():
+            shutil.copy(default_model_dir / name, folder / name)
+    return folder
+
+
+def runner_for(model, *extra):
+    return open_runner("infllm", str(model), overrides=SMALL + list(extra))
+
+
+def text_file(path, n_words, seed=0):
+    import random
+
+    rng = random.Random(seed)
+    path.write_text(" ".join(rng.choice(WORDS) for _ in range(n_words)) + "\n")
+    return path
+
+
+def next_logits(runner, ids):
+    """Logits after `ids`, continuing from the engine's cached state when it is a prefix."""
+    return runner.engine.prefill(ids).clone()
+
+
+def test_cache_hit_gives_the_same_logits_as_a_fresh_encode(home, tiny_chat_model, tmp_path):
+    doc = text_file(tmp_path / "doc.txt", 1500)
+    r = runner_for(tiny_chat_model)
+    head, _ = frame(r.tokenizer, None)
+    suffix = question_suffix(r.tokenizer, "what?")
+    srcs = memories.collect_sources([str(doc)])
+    strategy, _ = memories.infllm_for(r, 1 << 40)
+    # Fresh, nothing kept:
+    memories.encode_for_ask(r, strategy, srcs, head, False, memories.read_ids(r.tokenizer, srcs, 0, False), cache=False)
+    fresh = next_logits(r, list(r.engine.cached_ids) + suffix)
+    # Encoded into the cache, then answered from it in a new runner (a second process):
+    r2 = runner_for(tiny_chat_model)
+    s2, _ = memories.infllm_for(r2, 1 << 40)
+    srcs2 = memories.collect_sources([str(doc)])
+    result = memories.encode_for_ask(r2, s2, srcs2, head, False, memories.read_ids(r2.tokenizer, srcs2, 0, False), cache=True)
+    assert result.memory.complete and result.encoded == result.tokens > 1500
+    r3 = runner_for(tiny_chat_model)
+    mem = memories.cached(r3, memories.collect_sources([str(doc)]), head, False)
+    assert mem is not None and mem.path == result.memory.path
+    prefix = memories.attach(r3, mem)
+    assert r3.engine.strategy.stores[0].persistent
+    hit = next_logits(r3, prefix + suffix)
+    assert r3.engine.stats.reused_tokens == len(prefix)  # only the question was read
+    assert torch.equal(fresh, hit)
+
+
+def test_resume_after_an_interrupted_ingest_equals_one_pass(home, tiny_chat_model, tmp_path):
+    docs = [text_file(tmp_path / f"d{i}.txt", 700, seed=i) for i in range(3)]
+    specs = [str(d) for d in docs]
+    one = runner_for(tiny_chat_model)
+    whole = memories.ingest(one, specs, name="whole", checkpoint_every=256)
+    assert whole.memory.complete and len(whole.memory.checkpoints) > 3
+
+    # Interrupt a second ingest after a few chunks, as Ctrl-C would.
+    calls = {"n": 0}
+
+    def stop(done, total):
+        calls["n"] += 1
+        if calls["n"] == 20:
+            raise KeyboardInterrupt
+
+    two = runner_for(tiny_chat_model)
+    with pytest.raises(KeyboardInterrupt):
+        memories.ingest(two, specs, name="split", progress=stop, checkpoint_every=256)
+    partial = find("split")
+    assert not partial.complete and 0 < partial.tokens < whole.tokens
+    with pytest.raises(MemoryStoreError, match="incomplete"):
+        memories.attach(runner_for(tiny_chat_model), partial)
+    resumed = memories.ingest(runner_for(tiny_chat_model), specs, name="split", checkpoint_every=256)
+    assert resumed.memory.complete and resumed.tokens == whole.tokens
+    assert resumed.encoded < whole.tokens  # only what the interrupted run had not made durable
+    a, b = runner_for(tiny_chat_model), runner_for(tiny_chat_model)
+    suffix = question_suffix(a.tokenizer, "q")
+    la = next_logits(a, memories.attach(a, find("whole")) + suffix)
+    lb = next_logits(b, memories.attach(b, find("split")) + suffix)
+    assert torch.equal(la, lb)
+
+
+def test_a_changed_source_is_reencoded_from_it_and_a_grown_log_only_its_tail(home, tiny_chat_model, tmp_path):
+    docs = [text_file(tmp_path / f"d{i}.txt", 600, seed=i) for i in range(3)]
+    specs = [str(d) for d in docs]
+    notes = []
+    memories.ingest(runner_for(tiny_chat_model), specs, name="m", checkpoint_every=200)
+    again = memories.ingest(runner_for(tiny_chat_model), specs, name="m", checkpoint_every=200)
+    assert again.up_to_date and again.encoded == 0
+    start_d2 = find("m").documents[2]["start"]
+    text_file(docs[2], 650, seed=9)  # the last document changed
+    redo = memories.ingest(runner_for(tiny_chat_model), specs, name="m", note=notes.append, checkpoint_every=200)
+    assert any("d2.txt changed" in n for n in notes)
+    assert redo.encoded < redo.tokens - start_d2 + 200  # from the checkpoint before d2, not from the start
+    # A log that grows: --append continues it.
+    log = text_file(tmp_path / "app.log", 500, seed=3)
+    base = memories.ingest(runner_for(tiny_chat_model), [str(log)], name="log")
+    with open(log, "a") as f:
+        f.write("gamma delta " * 100 + "\n")
+    notes.clear()
+    grown = memories.ingest(runner_for(tiny_chat_model), [str(log)], name="log", append=True, note=notes.append)
+    assert any("grew" in n for n in notes)
+    assert 0 < grown.encoded < 300 and grown.tokens == base.tokens + grown.encoded
+    assert len(find("log").documents) == 1
+
+
+def test_mismatched_or_corrupt_memories_are_refused(home, tiny_chat_model, tmp_path):
+    doc = text_file(tmp_path / "doc.txt", 400)
+    memories.ingest(runner_for(tiny_chat_model), [str(doc)], name="m")
+    other = runner_for(tiny_chat_model, "strategy.topk=3")
+    with pytest.raises(MemoryStoreError, match="other settings.*topk"):
+        memories.attach(other, find("m"))
+    with pytest.raises(MemoryStoreError, match="system prompt"):
+        memories.attach(runner_for(tiny_chat_model), find("m"), system="Be brief.")
+    mem = find("m")
+    ckpt = mem.path / mem.checkpoints[-1].file
+    ckpt.write_bytes(ckpt.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(MemoryStoreError, match="does not match its hash"):
+        memories.attach(runner_for(tiny_chat_model), find("m"))
+    (mem.path / "manifest.json").write_text("{not json")
+    with pytest.raises(MemoryStoreError, match="corrupt"):
+        find("m")
+
+
+def test_atomic_write_keeps_the_old_file_when_the_writer_dies(tmp_path):
+    target = tmp_path / "manifest.json"
+    atomic_write(target, b"old")
+    # A writer killed mid-write leaves only its temp file; the name still holds the old bytes.
+    code = ("import os, sys; sys.path.insert(0, %r)\n"
+            "from longchat.memory import store\n"
+            "def die(*a, **k): os._exit(9)\n"
+            "os.replace = die\n"
+            "store.atomic_write(__import__('pathlib').Path(%r), b'new' * 1000)\n") % (os.getcwd(), str(target))
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 9
+    assert target.read_bytes() == b"old"
+
+
+def test_attach_reads_blocks_lazily(home, tiny_chat_model, tmp_path):
+    doc = text_file(tmp_path / "doc.txt", 3000)
+    memories.ingest(runner_for(tiny_chat_model), [str(doc)], name="big")
+    r = runner_for(tiny_chat_model)
+    read = []
+    original = os.pread
+
+    def counting(fd, n, offset):
+        read.append(n)
+        return original(fd, n, offset)
+
+    os.pread = counting
+    try:
+        prefix = memories.attach(r, find("big"))
+        next_logits(r, prefix + question_suffix(r.tokenizer, "q"))
+    finally:
+        os.pread = original
+    store = r.engine.strategy.stores[0]
+    blocks_read = sum(n for n in read if n == store.record_bytes) // store.record_bytes
+    layers = len(r.engine.strategy.stores)
+    assert store.count > 20 and blocks_read <= layers * 2 * 2  # topk=2 blocks per layer (+ the restored slots)
+
+
+def test_eight_bit_store_halves_the_bytes_and_stays_close(tiny_chat_model):
+    from longchat.context.blocks import BlockStore
+
+    s16, s8 = BlockStore(2, 16, 32, 2), BlockStore(2, 16, 32, 2, bits=8)
+    k = torch.randn(2, 16, 32)
+    for s in (s16, s8):
+        s.append(k, -k, k[:, :2])
+    assert s8.record_bytes < 0.6 * s16.record_bytes
+    k8, v8 = s8.gather([0], "cpu", torch.float32)
+    assert torch.allclose(k8, k, atol=k.abs().max().item() / 100) and torch.allclose(v8, -k, atol=k.abs().max().item() / 100)
+
+
+def test_cli_ingest_list_ask_and_rm(home, tiny_chat_model, tmp_path, capsys):
+    doc = text_file(tmp_path / "notes.txt", 800)
+    sets = sum((["--set", s] for s in SMALL), [])
+    args = ["-p", "infllm", "-m", str(tiny_chat_model), *sets]
+    assert main(["ingest", str(doc), "--name", "notes", *args]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("notes: ") and "tokens" in out
+    assert main(["memories", "list", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["name"], r["kind"], r["complete"]) for r in rows] == [("notes", "named", True)] and rows[0]["bytes"] > 0
+    assert main(["ask", "--memory", "notes", "what?", "-n", "3", "--stats", *args]) == 0
+    stats = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert stats["cache"] == "named" and stats["reused_tokens"] > 800
+    assert main(["ask", "--memory", "nope", "what?", *args]) != 0
+    assert "no memory named 'nope'" in capsys.readouterr().err
+    assert main(["memories", "rm", "notes"]) == 0
+    assert not (home / "data" / "memories" / "notes").exists()
+
+
+def test_kill_9_during_ingest_leaves_a_loadable_or_resumable_memory(home, tiny_chat_model, tmp_path):
+    doc = text_file(tmp_path / "doc.txt", 6000)
+    sets = sum((["--set", s] for s in SMALL), [])
+    cmd = [sys.executable, "-m", "longchat", "ingest", str(doc), "--name", "k", "-p", "infllm",
+           "-m", str(tiny_chat_model), "--checkpoint-every", "512", *sets]
+    env = dict(os.environ)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (home / "data" / "memories" / "k" / "manifest.json").exists():
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    mem = find("k")  # the manifest that exists is whole
+    assert mem.checkpoints
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert find("k").complete
