@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from longchat.errors import InputError
+from longchat.memory.encode import PREAMBLE, QUESTION, SENTINEL, render_chat
 from longchat.pipeline import Note, Progress, Runner, chat_ids
 from longchat.runtime.generate import Detokenizer, GenerationStats, Sampling
 
@@ -72,6 +73,8 @@ class Conversation:
         self.last_stats: GenerationStats | None = None
         self.context_tokens = 0   # tokens the model held after the last reply
         self.totals = SessionTotals()
+        self.memory_ids: list[int] | None = None  # an attached memory's prompt prefix
+        self.memory_name: str | None = None
 
     # ------------------------------------------------------------ the prompt
 
@@ -85,7 +88,25 @@ class Conversation:
         return out
 
     def _prompt_ids(self, user_text: str, first_turn: int = 0) -> list[int]:
-        return chat_ids(self.runner.tokenizer, self.messages(user_text, first_turn))
+        messages = self.messages(user_text, first_turn)
+        if self.memory_ids is None:
+            return chat_ids(self.runner.tokenizer, messages)
+        # With a memory, the first user message carries its documents, like an ask prompt:
+        # everything before the sentinel is what the memory holds, already encoded.
+        first = next(i for i, m in enumerate(messages) if m["role"] == "user")
+        messages[first] = {"role": "user", "content": PREAMBLE + SENTINEL + QUESTION.format(question=messages[first]["content"])}
+        rest = render_chat(self.runner.tokenizer, messages).split(SENTINEL, 1)[1]
+        return self.memory_ids + self.runner.tokenizer.encode(rest, add_special_tokens=False)
+
+    def attach_memory(self, name: str) -> str:
+        """Answer every turn with the named memory's documents in front (see `longchat ingest`)."""
+        from longchat import memory
+
+        mem = memory.find(name)
+        mem.lock(exclusive=False)  # held for the chat: nobody rewrites it under us
+        self.memory_ids = memory.attach(self.runner, mem, system=self.system, note=self.note)
+        self.memory_name = name
+        return memory.describe(mem)
 
     def fit_prompt(self, user_text: str) -> list[int]:
         """Prompt ids for `user_text` after the history, dropping the oldest turns if needed."""
@@ -182,6 +203,9 @@ class Conversation:
 
     def set_system(self, text: str | None) -> None:
         """A new system prompt starts a new conversation: the old turns were answered without it."""
+        if self.memory_ids is not None and (text or None) != self.system:
+            raise InputError(f"memory '{self.memory_name}' was encoded with the system prompt this chat started with; "
+                             f"it cannot change")
         self.system = text or None
         self.reset()
 
@@ -278,7 +302,10 @@ def _system(conv: Conversation, arg: str) -> CommandResult:
     if not arg:
         return CommandResult(f"system prompt: {conv.system}" if conv.system else
                              "no system prompt (the model's chat template default applies)")
-    conv.set_system(arg)
+    try:
+        conv.set_system(arg)
+    except InputError as e:
+        return CommandResult(str(e), error=True)
     return CommandResult("system prompt set; conversation reset")
 
 

@@ -30,6 +30,7 @@ def chat(
     temperature: Optional[float] = TemperatureOpt,
     system: Optional[str] = typer.Option(None, "--system", help="A system prompt for the conversation (/system changes it)."),
     stats: bool = typer.Option(False, "--stats", help="After each reply, print one JSON line of timing and memory figures on stderr."),
+    memory: Optional[str] = typer.Option(None, "--memory", help="Chat about a memory made by `longchat ingest` (its documents come before the first message)."),
 ) -> None:
     """Chat with the model. Type /help in the chat for its commands.
 
@@ -42,6 +43,8 @@ def chat(
     runner = open_runner_cli(profile, model, device, set_)
     sampling = sampling_from(runner.profile, max_new_tokens, temperature)
     conversation = Conversation(runner, system, sampling, note=note)
+    if memory:
+        note(f"memory {conversation.attach_memory(memory)}")
     if sys.stdin.isatty():
         run_terminal(conversation, stats)
     else:
