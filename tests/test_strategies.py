@@ -79,7 +79,7 @@ def test_infllm_evicts_into_blocks_and_keeps_init_tokens(tiny):
     assert s.length == 200 and s.window == 64 and s.evicted == 136
     assert s.init_k[0].shape[2] == 8 and s.stores[0].count == 8 and s.rem_k[0] is None
     assert len(s.last_retrieved[0]) == 2
-    assert s.stores[0].representatives().shape == (8, cfg.n_kv_heads, 4, cfg.head_dim)
+    assert s.stores[0].representatives().shape == (8, cfg.n_kv_heads, s.params.repr_topk, cfg.head_dim)
 
 
 def test_infllm_retrieves_the_block_its_query_matches(tiny):
