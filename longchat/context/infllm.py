@@ -38,7 +38,7 @@ class InfLLMParams(StrategyParams):
     n_local: int = 1024        # local window; the bundled model reads ~2-4k tokens reliably
     block_size: int = 128      # tokens per memory block
     topk: int = 8              # blocks retrieved per chunk and per decoded token
-    repr_topk: int = 16        # representative keys per block, used for retrieval
+    repr_topk: int = 16        # representative keys per block, used for retrieval (at most block_size)
     max_cached_block: int = 32 # blocks the device cache may hold (LRU); must be >= topk
     disk: bool = False         # keep blocks in temp files instead of RAM (bounded host memory)
     disk_dir: str = ""         # where the disk tier writes ("" = the system temp dir)
@@ -51,7 +51,7 @@ class InfLLMParams(StrategyParams):
         require(self.n_local >= 1, where, "n_local", "an integer >= 1")
         require(self.block_size >= 1, where, "block_size", "an integer >= 1")
         require(self.topk >= 1, where, "topk", "an integer >= 1")
-        require(1 <= self.repr_topk <= self.block_size, where, "repr_topk", f"an integer in 1..block_size ({self.block_size})")
+        require(self.repr_topk >= 1, where, "repr_topk", "an integer >= 1 (capped at block_size)")
         require(self.store_bits in (8, 16), where, "store_bits", "8 or 16")
         require(self.memory_positions in ("ordered", "fixed"), where, "memory_positions", "one of: ordered, fixed")
         require(self.max_cached_block >= self.topk, where, "topk",
@@ -133,10 +133,14 @@ class InfLLM(ContextStrategy):
         self.evicted = 0             # tokens that have left the window so far
         self.last_retrieved: list[list[int]] = [[] for _ in range(L)]
 
+    @property
+    def n_reprs(self) -> int:
+        return min(self.params.repr_topk, self.params.block_size)
+
     def _store(self, path=None, count: int = 0) -> BlockStore:
         p, c = self.params, self.cfg
         disk = (p.disk_dir or tempfile.gettempdir()) if p.disk else None
-        return BlockStore(c.n_kv_heads, p.block_size, c.head_dim, p.repr_topk, bits=p.store_bits,
+        return BlockStore(c.n_kv_heads, p.block_size, c.head_dim, self.n_reprs, bits=p.store_bits,
                           disk_dir=disk, path=path, count=count)
 
     # -- persistence (longchat.memory): the state after a prefix, to continue from later ------
@@ -370,7 +374,7 @@ class InfLLM(ContextStrategy):
         for b in range(full):
             sl = slice(b * bs, (b + 1) * bs)
             block_k, block_v = k[0, :, sl], v[0, :, sl]  # (Hkv, bs, D)
-            top = torch.topk(score[:, sl], self.params.repr_topk, dim=1).indices  # (Hkv, r)
+            top = torch.topk(score[:, sl], self.n_reprs, dim=1).indices  # (Hkv, r)
             reprs = torch.gather(block_k, 1, top[..., None].expand(-1, -1, block_k.shape[-1]))
             self.stores[layer].append(block_k, block_v, reprs)
         rest = full * bs
