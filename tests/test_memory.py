@@ -242,3 +242,40 @@ def test_kill_9_during_ingest_leaves_a_loadable_or_resumable_memory(home, tiny_c
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert find("k").complete
+
+
+def test_the_ask_cache_evicts_least_recently_used_first(home, tiny_chat_model, tmp_path):
+    from longchat.memory.store import all_memories, evict_cache
+
+    r = runner_for(tiny_chat_model)
+    head, _ = frame(r.tokenizer, None)
+    made = []
+    for i in range(3):
+        srcs = memories.collect_sources([str(text_file(tmp_path / f"c{i}.txt", 500, seed=i))])
+        strategy, _ = memories.infllm_for(r, 1 << 40)
+        made.append(memories.encode_for_ask(r, strategy, srcs, head, False, None, cache=True).memory)
+    for i, mem in enumerate(made):  # used in the order 1, 0, 2
+        os.utime(mem.path / "used", (1000 + [1, 0, 2][i], 1000 + [1, 0, 2][i]))
+    size = made[0].size()
+    evict_cache(int(size * 2.5), keep=made[2].path)
+    left = [p.name for kind, p in all_memories() if kind == "cache"]
+    assert left == sorted([made[0].name, made[2].name])  # made[1], the least recently used, went
+
+
+def test_chat_with_a_memory_reads_only_the_new_turns(home, tiny_chat_model, tmp_path):
+    from longchat.chat import Conversation
+    from longchat.runtime.generate import Sampling
+
+    memories.ingest(runner_for(tiny_chat_model), [str(text_file(tmp_path / "d.txt", 900))], name="d")
+    r = runner_for(tiny_chat_model)
+    conv = Conversation(r, None, Sampling(max_new_tokens=4))
+    conv.attach_memory("d")
+    n = find("d").tokens
+    conv.send("first question")
+    assert r.engine.stats.reused_tokens == n
+    conv.send("second question")
+    assert r.engine.stats.reused_tokens >= n
+    conv.reset()  # forgets the turns, not the memory: back to it by a file read
+    conv.send("third")
+    assert r.engine.stats.reused_tokens == n
+    assert conv.handle_command("/system other").error

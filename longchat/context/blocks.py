@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPR_DTYPE = torch.float32
+# Representatives are scored against every step's query: 16-bit halves their RAM, and a
+# batched matmul over a head-major layout is ~3x faster than an einsum over (N, H, r, D) here.
+REPR_DTYPE = torch.float16
 
 
 class BlockStore:
@@ -39,7 +41,7 @@ class BlockStore:
         self.record_bytes = 2 * self.half_bytes
         self.repr_shape = (n_kv_heads, repr_topk, head_dim)
         self.count = 0
-        self.reprs = torch.empty(0, *self.repr_shape, dtype=REPR_DTYPE)  # (N, Hkv, r, D)
+        self.reprs = torch.empty(n_kv_heads, 0, repr_topk, head_dim, dtype=REPR_DTYPE)  # (Hkv, cap, r, D)
         self._ram = None                   # RAM tier: (cap, record_bytes) uint8
         self._fd = self._repr_fd = None
         if path is not None:
@@ -97,11 +99,12 @@ class BlockStore:
         if self._repr_fd is not None:
             size = reprs.numel() * reprs.element_size()
             os.pwrite(self._repr_fd, reprs.contiguous().view(torch.uint8).numpy().tobytes(), self.count * size)
-        if self.count == self.reprs.shape[0]:
-            grown = torch.empty(max(16, 2 * self.count), *self.repr_shape, dtype=REPR_DTYPE)
-            grown[: self.count] = self.reprs[: self.count]
+        if self.count == self.reprs.shape[1]:
+            h, _, r, d = self.reprs.shape
+            grown = torch.empty(h, max(16, 2 * self.count), r, d, dtype=REPR_DTYPE)
+            grown[:, : self.count] = self.reprs[:, : self.count]
             self.reprs = grown
-        self.reprs[self.count] = reprs
+        self.reprs[:, self.count] = reprs
         self.count += 1
 
     def sync(self) -> None:
@@ -116,15 +119,26 @@ class BlockStore:
             if os.fstat(fd).st_size < need:
                 raise ValueError(f"the {what} file is shorter than its manifest says (truncated?)")
         raw = os.pread(self._repr_fd, count * size, 0)
-        self.reprs = torch.frombuffer(bytearray(raw), dtype=REPR_DTYPE).reshape(count, *self.repr_shape).clone() \
-            if count else torch.empty(0, *self.repr_shape, dtype=REPR_DTYPE)
+        flat = torch.frombuffer(bytearray(raw), dtype=REPR_DTYPE) if count else torch.empty(0, dtype=REPR_DTYPE)
+        self.reprs = flat.reshape(count, *self.repr_shape).permute(1, 0, 2, 3).contiguous()
         self.count = count
 
     # -- reading ---------------------------------------------------------------------------
 
     def representatives(self, device=None, dtype=None) -> torch.Tensor:
         """(N, Hkv, r, D) representative keys of every block, for retrieval scoring."""
-        return self.reprs[: self.count].to(device=device or self.reprs.device, dtype=dtype or self.reprs.dtype)
+        return self.reprs[:, : self.count].permute(1, 0, 2, 3).to(device=device or self.reprs.device,
+                                                                    dtype=dtype or self.reprs.dtype)
+
+    def scores(self, q: torch.Tensor) -> torch.Tensor:
+        """Each block's retrieval score for queries q (Hkv, D): its best representative's
+        logit, summed over heads -> (N,) float32."""
+        h, _, r, d = self.reprs.shape
+        reprs = self.reprs[:, : self.count]
+        if q.device.type != "cpu":
+            reprs = reprs.to(q.device)
+        logits = torch.bmm(reprs.reshape(h, self.count * r, d), q.to(reprs)[:, :, None])  # (Hkv, N*r, 1)
+        return logits.view(h, self.count, r).amax(dim=2).float().sum(dim=0)
 
     def gather(self, ids: list[int], device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """Blocks `ids` as K, V (Hkv, len(ids) * bs, D) in `dtype` on `device`."""

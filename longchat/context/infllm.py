@@ -324,8 +324,7 @@ class InfLLM(ContextStrategy):
         c = self.cfg
         q_mean = q_g[0].mean(dim=1)  # (Hq, D)
         q_mean = q_mean.view(c.n_kv_heads, c.n_rep, c.head_dim).sum(dim=1)  # (Hkv, D)
-        reprs = self.stores[layer].representatives(q_mean.device, q_mean.dtype)  # (N, Hkv, r, D)
-        scores = torch.einsum("hd,nhrd->nhr", q_mean, reprs).amax(dim=2).sum(dim=1)  # (N,)
+        scores = self.stores[layer].scores(q_mean)  # (N,)
         k = min(self.params.topk, scores.shape[0])
         ids = sorted(torch.topk(scores, k).indices.tolist())
         self.last_retrieved[layer] = ids

@@ -250,6 +250,7 @@ class Memory:
         self.manifest.update(checkpoints=[vars(c) for c in kept + [ckpt]], tokens=ckpt.tokens,
                              complete=complete, updated=time.time())
         self.save_manifest()
+        self.touch()
         for c in old:  # files no longer named (after the manifest stopped naming them)
             if c.file not in {k.file for k in kept + [ckpt]}:
                 (self.path / c.file).unlink(missing_ok=True)
