@@ -19,7 +19,7 @@ from longchat.profile import Profile, load_profile
 from longchat.runtime.generate import Engine, GenerationStats, Sampling
 from longchat.runtime.loader import LoadedModel, load_model
 from longchat.runtime.rope import Rope
-from longchat.sources import STDIN, iter_pieces, read_text
+from longchat.sources import STDIN, iter_pieces, read_text, wants_headers
 
 Note = Callable[[str], None]
 Progress = Callable[[int, int], None]
@@ -137,7 +137,7 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
         prompt = chat_ids(runner.tokenizer, ask_messages(document, question, system))
         return runner.engine.generate_text(prompt, sampling, on_text=on_text, progress=progress)
     srcs = collect_sources(sources, stdin=stdin, read_stdin=True, note=note)
-    headers = len(sources) > 1 or any(s != STDIN and os.path.isdir(s) for s in sources)
+    headers = wants_headers(sources)
     head, _ = frame(runner.tokenizer, system)
     if cache and (mem := memories.cached(runner, srcs, head, headers)) is not None:
         return _answer_from(runner, mem, suffix, sampling, system, on_text, progress, note, hit="hit")

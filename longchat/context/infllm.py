@@ -151,8 +151,8 @@ class InfLLM(ContextStrategy):
         for store in self.stores:
             store.close()
         self.stores = [self._store(directory / f"L{layer:03d}", count) for layer in range(self.cfg.n_layers)]
-        for layer, store in enumerate(self.stores):
-            self.cache[layer].clear()
+        for cache in self.cache:
+            cache.clear()
 
     def sync(self) -> None:
         for store in self.stores:

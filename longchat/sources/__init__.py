@@ -23,7 +23,7 @@ STDIN = "-"
 
 __all__ = [
     "READERS", "STDIN", "Document", "Note", "Reader", "Unreadable",
-    "get_reader", "iter_documents", "iter_pieces", "read_text", "reader_for",
+    "get_reader", "iter_documents", "iter_pieces", "read_text", "reader_for", "wants_headers",
 ]
 
 
@@ -80,6 +80,11 @@ def read_text(
     return "".join(parts)
 
 
+def wants_headers(specs: Sequence[str]) -> bool:
+    """Whether each document gets a "### File:" line: several specs, or a folder among them."""
+    return len(specs) > 1 or any(spec != STDIN and os.path.isdir(spec) for spec in specs)
+
+
 def iter_pieces(
     specs: Sequence[str],
     *,
@@ -90,7 +95,7 @@ def iter_pieces(
 
     For inputs too big to hold (a 2 GB log on stdin): memory stays at about one piece.
     """
-    headers = len(specs) > 1 or any(spec != STDIN and os.path.isdir(spec) for spec in specs)
+    headers = wants_headers(specs)
     documents = iter_documents(specs, stdin=stdin, note=note)
     last = "\n"  # the last character so far, to end a document's final line before the next
     for index, document in enumerate(documents):
