@@ -15,7 +15,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Callable
 
-from longchat.errors import InputError
+from longchat.errors import InputError, LongchatError
 from longchat.memory.encode import PREAMBLE, QUESTION, SENTINEL, render_chat
 from longchat.pipeline import Note, Progress, Runner, chat_ids
 from longchat.runtime.generate import Detokenizer, GenerationStats, Sampling
@@ -75,6 +75,7 @@ class Conversation:
         self.totals = SessionTotals()
         self.memory_ids: list[int] | None = None  # an attached memory's prompt prefix
         self.memory_name: str | None = None
+        self.documents = ""       # attached files (compressed when the profile says so)
 
     # ------------------------------------------------------------ the prompt
 
@@ -90,6 +91,10 @@ class Conversation:
     def _prompt_ids(self, user_text: str, first_turn: int = 0) -> list[int]:
         messages = self.messages(user_text, first_turn)
         if self.memory_ids is None:
+            if self.documents:  # the first user message carries the documents, like an ask prompt
+                first = next(i for i, m in enumerate(messages) if m["role"] == "user")
+                content = PREAMBLE + self.documents + QUESTION.format(question=messages[first]["content"])
+                messages[first] = {"role": "user", "content": content}
             return chat_ids(self.runner.tokenizer, messages)
         # With a memory, the first user message carries its documents, like an ask prompt:
         # everything before the sentinel is what the memory holds, already encoded.
@@ -107,6 +112,31 @@ class Conversation:
         self.memory_ids = memory.attach(self.runner, mem, system=self.system, note=self.note)
         self.memory_name = name
         return memory.describe(mem)
+
+    def attach_files(self, specs: list[str], progress: Progress | None = None) -> str:
+        """Put files in front of the conversation (compressed first when [compress] is on);
+        the conversation starts again, since the model must read them before the turns."""
+        from longchat import compress
+        from longchat.sources import read_text
+
+        if self.memory_ids is not None:
+            raise InputError(f"this chat reads memory '{self.memory_name}'; files cannot be added to it")
+        if self.runner.profile.compress.on:
+            # Compressed once, before any question is known: ranked by the text itself (llmlingua).
+            result = compress.compress_sources(compress.compressor_for(self.runner, self.note), specs,
+                                               progress=progress, note=self.note, method="llmlingua")
+            text, what = result.text, f"{compress.describe(result)}"
+        else:
+            text = read_text(specs, note=self.note)
+            what = f"{len(self.runner.encode(text)):,} tokens"
+        joined = (self.documents + "\n\n" + text) if self.documents else text
+        need = len(self.runner.encode(joined)) + self.sampling.max_new_tokens
+        if need > self.runner.window:
+            raise InputError(f"the files need {need:,} tokens with a reply but the window holds "
+                             f"{self.runner.window:,}; use --compress RATE, or `longchat ingest` and --memory")
+        self.documents = joined
+        self.reset()
+        return what
 
     def fit_prompt(self, user_text: str) -> list[int]:
         """Prompt ids for `user_text` after the history, dropping the oldest turns if needed."""
@@ -307,6 +337,20 @@ def _system(conv: Conversation, arg: str) -> CommandResult:
     except InputError as e:
         return CommandResult(str(e), error=True)
     return CommandResult("system prompt set; conversation reset")
+
+
+@command("file", "/file PATH...", "read files (PDF, text, folders) into the chat; it starts again with them",
+         aliases=("attach",))
+def _file(conv: Conversation, arg: str) -> CommandResult:
+    import shlex
+
+    if not arg:
+        return CommandResult("usage: /file PATH... (the files come before the conversation)", error=True)
+    try:
+        what = conv.attach_files(shlex.split(arg))
+    except (LongchatError, ValueError) as e:
+        return CommandResult(str(e), error=True)
+    return CommandResult(f"attached {arg} ({what}); conversation reset")
 
 
 @command("history", "/history", "show the conversation so far")

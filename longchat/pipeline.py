@@ -86,8 +86,9 @@ def ask_messages(document: str, question: str, system: str | None = None) -> lis
 
 
 def fit_document(runner: Runner, sources: Sequence[str], question: str, sampling: Sampling, *,
-                 stdin: BinaryIO | None = None, truncate: bool = False, note: Note = lambda m: None) -> str:
-    """Read the sources and make sure prompt + reply fit the window; never cut silently."""
+                 stdin: BinaryIO | None = None, truncate: bool = False, note: Note = lambda m: None,
+                 text: str | None = None) -> str:
+    """Read the sources (or take `text`) and make sure prompt + reply fit the window; never cut silently."""
     overhead = len(chat_ids(runner.tokenizer, ask_messages("", question)))
     budget = runner.window - sampling.max_new_tokens - overhead - 8  # 8: re-tokenising at the seams
     if budget <= 0:
@@ -97,8 +98,9 @@ def fit_document(runner: Runner, sources: Sequence[str], question: str, sampling
         )
     # No tokenizer yields more than ~12 characters a token on real text: read one char past that.
     max_chars = budget * 12
-    text = read_text(sources, stdin=stdin, max_chars=max_chars, note=note)
-    ids = runner.encode(text)
+    if text is None:
+        text = read_text(sources, stdin=stdin, max_chars=max_chars, note=note)
+    ids = runner.encode(text[: max_chars + 1])
     if len(ids) <= budget and len(text) <= max_chars:
         return text
     size = f"more than {len(ids):,}" if len(text) > max_chars else f"{len(ids):,}"
@@ -111,16 +113,40 @@ def fit_document(runner: Runner, sources: Sequence[str], question: str, sampling
     return runner.tokenizer.decode(ids[:budget])
 
 
+def compress_input(runner: Runner, sources: Sequence[str], question: str | None, *, stdin: BinaryIO | None = None,
+                   keep: Sequence[str] = (), progress: Progress | None = None, note: Note = lambda m: None):
+    """The sources compressed by the profile's [compress] settings (a `compress.Result`)."""
+    from longchat import compress
+
+    result = compress.compress_sources(compress.compressor_for(runner, note=note), sources, question=question,
+                                       keep=keep, stdin=stdin, progress=progress, note=note)
+    note(compress.describe(result))
+    return result
+
+
+def text_source(text: str, label: str = "<compressed>"):
+    """A document held in memory (compressed text), encoded like stdin."""
+    import hashlib
+
+    from longchat.memory.encode import Source
+
+    data = text.encode("utf-8")
+    return Source(label, "stdin", None, len(data), hashlib.sha256(data).hexdigest(), None, data)
+
+
 def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Sampling | None = None,
         stdin: BinaryIO | None = None, truncate: bool = False, system: str | None = None,
         on_text: Callable[[str], None] | None = None, progress: Progress | None = None,
-        note: Note = lambda m: None, cache: bool = True, memory: str | None = None) -> str:
+        note: Note = lambda m: None, cache: bool = True, memory: str | None = None,
+        keep: Sequence[str] = (), compress_progress: Progress | None = None) -> str:
     """Answer `question` about the sources (or the named `memory`); the reply streams to
     `on_text` and is returned.
 
     With a profile that keeps block memory (infllm, auto past the effective window) the sources
     are encoded once into the automatic cache and later questions only read the question
     (`cache=False`: encode, answer, keep nothing). Other strategies read the whole prompt.
+    With [compress] on, the sources are compressed first (question-aware for longllmlingua)
+    and the model reads only what is left.
     """
     if not question.strip():
         raise InputError("the question is empty")
@@ -131,13 +157,21 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
             raise InputError("give SOURCEs or --memory, not both")
         mem = memories.find(memory)
         return _answer_from(runner, mem, suffix, sampling, system, on_text, progress, note, hit="named")
+    squeezed = None
+    if runner.profile.compress.on:
+        squeezed = compress_input(runner, sources, question, stdin=stdin, keep=keep, progress=compress_progress,
+                                  note=note).text
     params = memories.infllm_for_params(runner)
     if params is None:
-        document = fit_document(runner, sources, question, sampling, stdin=stdin, truncate=truncate, note=note)
+        document = fit_document(runner, sources, question, sampling, stdin=stdin, truncate=truncate, note=note,
+                                text=squeezed)
         prompt = chat_ids(runner.tokenizer, ask_messages(document, question, system))
         return runner.engine.generate_text(prompt, sampling, on_text=on_text, progress=progress)
-    srcs = collect_sources(sources, stdin=stdin, read_stdin=True, note=note)
-    headers = wants_headers(sources)
+    if squeezed is None:
+        srcs = collect_sources(sources, stdin=stdin, read_stdin=True, note=note)
+        headers = wants_headers(sources)
+    else:
+        srcs, headers = [text_source(squeezed)], False
     head, _ = frame(runner.tokenizer, system)
     if cache and (mem := memories.cached(runner, srcs, head, headers)) is not None:
         return _answer_from(runner, mem, suffix, sampling, system, on_text, progress, note, hit="hit")
@@ -244,6 +278,17 @@ def summarize(runner: Runner, sources: Sequence[str], *, sampling: Sampling | No
     read = 0
     summarizer = Summarizer(runner, sampling, on_chunk=lambda n: progress and progress(read, total, n))
     limit = summarizer.chunk_tokens
+    squeeze = lambda text: text  # noqa: E731
+    if runner.profile.compress.on:
+        # Each chunk is read 1/rate times larger and compressed back to a chunk before it is
+        # summarised: fewer, fuller chunks. No question is known, so passages rank by their own
+        # perplexity (llmlingua).
+        from longchat import compress
+
+        compressor = compress.compressor_for(runner, note=note)
+        rate = runner.profile.compress.rate
+        limit = int(limit / rate)
+        squeeze = lambda text: compressor.compress([text], method="llmlingua", rate=rate, target_tokens=0).text  # noqa: E731
     buffer, has_text = "", False
     for piece, is_text in iter_pieces(sources, stdin=stdin, note=note):
         has_text = has_text or (is_text and not piece.isspace())
@@ -253,7 +298,7 @@ def summarize(runner: Runner, sources: Sequence[str], *, sampling: Sampling | No
         while len(buffer) >= limit * 8:
             head, buffer = buffer[: limit * 8], buffer[limit * 8:]
             ids = runner.encode(head)
-            summarizer.add_chunk(runner.tokenizer.decode(ids[:limit]))
+            summarizer.add_chunk(squeeze(runner.tokenizer.decode(ids[:limit])))
             if len(ids) > limit:
                 buffer = runner.tokenizer.decode(ids[limit:]) + buffer
         if progress:
@@ -263,7 +308,8 @@ def summarize(runner: Runner, sources: Sequence[str], *, sampling: Sampling | No
     # What is left may still be more than one chunk (short inputs never entered the loop).
     ids = runner.encode(buffer)
     while len(ids) > limit:
-        summarizer.add_chunk(runner.tokenizer.decode(ids[:limit]))
+        summarizer.add_chunk(squeeze(runner.tokenizer.decode(ids[:limit])))
         ids = ids[limit:]
-    text = summarizer.finish(runner.tokenizer.decode(ids))
+    tail = runner.tokenizer.decode(ids)
+    text = summarizer.finish(squeeze(tail) if tail.strip() else tail)
     return text, summarizer.total

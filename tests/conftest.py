@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,14 @@ def tiny_dirs(tmp_path_factory) -> dict[str, Path]:
     """family -> folder of a tiny random-weight checkpoint."""
     base = tmp_path_factory.mktemp("tiny")
     return {family: make_tiny(family, base / family) for family in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model(tmp_path_factory, default_model_dir):
+    """A tiny Llama with the bundled model's tokenizer: the whole pipeline, in seconds."""
+    folder = make_tiny("llama", tmp_path_factory.mktemp("tinychat") / "tiny", vocab_size=49152,
+                       max_position_embeddings=4096)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (default_model_dir / name).is_file():
+            shutil.copy(default_model_dir / name, folder / name)
+    return folder

@@ -29,17 +29,6 @@ SMALL = ["strategy.n_init=4", "strategy.n_local=64", "strategy.block_size=16", "
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
 
 
-@pytest.fixture(scope="session")
-def tiny_chat_model(tmp_path_factory, default_model_dir):
-    """A tiny Llama with the bundled model's tokenizer: the whole pipeline, in seconds."""
-    folder = make_tiny("llama", tmp_path_factory.mktemp("tinychat") / "tiny", vocab_size=49152,
-                       max_position_embeddings=4096)
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        if (default_model_dir / name).is_file():
-            shutil.copy(default_model_dir / name, folder / name)
-    return folder
-
-
 def runner_for(model, *extra):
     return open_runner("infllm", str(model), overrides=SMALL + list(extra))
 

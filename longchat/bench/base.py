@@ -28,6 +28,9 @@ class Task:
     score: Callable[[str, Any], bool]
     parse: Callable[[str], Any]
     max_new_tokens: int = 8
+    # split(prompt_text) -> (head, context, tail, question): what compression may shrink (the
+    # context) and what it must keep; the question guides question-aware compression.
+    split: Callable[[str], "tuple[str, str, str, str]"] | None = None
 
 
 def encode_prompt(tokenizer, text: str) -> list[int]:

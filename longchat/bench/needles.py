@@ -91,6 +91,13 @@ def score_needles(text: str, expected: int) -> bool:
     return first_integer(text) == expected
 
 
+def split_needles(text: str) -> tuple[str, str, str, str]:
+    """(instruction, haystack, question line, question) of a needles prompt."""
+    head = INSTRUCTION + " "
+    body, tail = text[len(head):].rsplit("\n", 1)
+    return head, body, "\n" + tail, tail.split("?")[0] + "?"
+
+
 NEEDLES = Task(
     name="needles",
     description=f"{N_NEEDLES} key/value needles in varied narrative prose; ask one, the first integer answered must match.",
@@ -98,4 +105,5 @@ NEEDLES = Task(
     score=score_needles,
     parse=first_integer,
     max_new_tokens=12,
+    split=split_needles,
 )

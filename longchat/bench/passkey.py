@@ -61,6 +61,13 @@ def score_passkey(text: str, expected: int) -> bool:
     return first_integer(text) == expected
 
 
+def split_passkey(text: str) -> tuple[str, str, str, str]:
+    """(instruction line, haystack, question line, question) of a passkey prompt."""
+    head, rest = text.split("\n", 1)
+    body, tail = rest.rsplit("\n", 1)
+    return head + "\n", body, "\n" + tail, tail.split("?")[0] + "?"
+
+
 PASSKEY = Task(
     name="passkey",
     description="A 5-digit pass key hidden in repeated filler text; the first integer answered must match.",
@@ -68,4 +75,5 @@ PASSKEY = Task(
     score=score_passkey,
     parse=first_integer,
     max_new_tokens=8,
+    split=split_passkey,
 )

@@ -14,9 +14,11 @@ from longchat.errors import LongchatError
 def sample_line(task: str, s: SampleResult, samples: int) -> str:
     """One progress line: which prompt, what was expected, what came back, how long it took."""
     got = "-" if s.got is None else s.got
+    squeezed = (f", compressed {s.context_tokens} -> {s.compressed_tokens} tok in {s.compress_s:.1f} s"
+                if s.compress_s else "")
     return (f"{task} {format_length(s.length)} #{s.index + 1}/{samples} depth {s.depth:.2f} "
             f"expected {s.expected} got {got} {'ok' if s.ok else 'FAIL'} {s.seconds:.1f} s "
-            f"({s.prompt_tokens} tok, prefill {s.prefill_tok_s:.0f} tok/s, decode {s.decode_tok_s:.1f} tok/s)")
+            f"({s.prompt_tokens} tok, prefill {s.prefill_tok_s:.0f} tok/s, decode {s.decode_tok_s:.1f} tok/s{squeezed})")
 
 
 def hf_line(r: LengthResult) -> str:
@@ -37,10 +39,14 @@ def results_table(results: list[BenchResult]) -> Table:
     runs on its first prompt (see `HFComparison`).
     """
     with_hf = any(r.hf for result in results for r in result.lengths)
+    squeezed = any(s.compress_s for result in results for r in result.lengths for s in r.samples)
     m = results[0].machine
     table = Table(title=f"{results[0].task} - {m['model']}, {m['device']}, {m['torch_threads']} threads, greedy")
     for name in ("profile", "length", "tokens", "accuracy", "prefill tok/s", "decode tok/s", "peak RSS MiB"):
         table.add_column(name, justify="left" if name == "profile" else "right", no_wrap=True)
+    if squeezed:
+        for name in ("kept", "compress s", "compress tok/s", "end-to-end s"):
+            table.add_column(name, justify="right", no_wrap=True)
     if with_hf:
         for name in ("hf prefill tok/s", "hf decode tok/s", "prefill ours/hf", "decode ours/hf", "same tokens",
                      "hf peak RSS MiB"):
@@ -50,11 +56,15 @@ def results_table(results: list[BenchResult]) -> Table:
         for r in result.lengths:
             if not r.ran:
                 table.add_row(profile, format_length(r.length), "-", r.status, "-", "-", "-",
-                              *(["-"] * 6 if with_hf else []))
+                              *(["-"] * 4 if squeezed else []), *(["-"] * 6 if with_hf else []))
                 continue
             prefill, decode = r.median("prefill_tok_s"), r.median("decode_tok_s")
             row = [profile, format_length(r.length), f"{r.prompt_tokens:,}", f"{r.correct}/{len(r.samples)}",
                    f"{prefill:.0f}", f"{decode:.1f}", f"{r.peak_rss_mb:,.0f}"]
+            if squeezed:
+                c = r.summary().get("compress")
+                row += ([f"{c['ratio']:.0%}", f"{c['seconds']:.1f}", f"{c['tok_s']:.0f}", f"{c['end_to_end_s']:.1f}"]
+                        if c else ["-"] * 4)
             if with_hf:
                 h = r.hf
                 row += [f"{h.prefill_tok_s:.0f}", f"{h.decode_tok_s:.1f}", _times(h.prefill_ratio),

@@ -98,8 +98,11 @@ class SampleResult:
     prefill_tok_s: float
     decode_s: float
     decode_tok_s: float
-    seconds: float
+    seconds: float                                      # end to end, compression included
     token_ids: list[int] = field(default_factory=list)  # the generated ids
+    compress_s: float = 0.0       # with [compress] on: seconds spent compressing the context
+    context_tokens: int = 0       # the context's tokens before compression ...
+    compressed_tokens: int = 0    # ... and after
 
 
 @dataclass
@@ -161,6 +164,13 @@ class LengthResult:
         out = {"length": self.length, "status": self.status}
         if not self.ran:
             return out
+        if any(s.compress_s for s in self.samples):
+            out["compress"] = {"seconds": round(self.median("compress_s"), 2),
+                               "ratio": round(statistics.median(s.compressed_tokens / s.context_tokens
+                                                                for s in self.samples), 4),
+                               "tok_s": round(statistics.median(s.context_tokens / s.compress_s
+                                                                for s in self.samples), 1),
+                               "end_to_end_s": round(self.median("seconds"), 2)}
         out.update(prompt_tokens=self.prompt_tokens, correct=self.correct, total=len(self.samples),
                    accuracy=round(self.correct / len(self.samples), 3),
                    prefill_tok_s=round(self.median("prefill_tok_s"), 1),
@@ -267,6 +277,14 @@ def run_task(runner, task: Task, lengths: list[int], *, samples: int | dict[int,
     sampling = Sampling(max_new_tokens=task.max_new_tokens, temperature=0.0)
     tokenizer, engine = runner.tokenizer, runner.engine
     machine = machine_info(runner)
+    compressor = None
+    if runner.profile.compress.on:
+        from longchat import compress
+
+        if task.split is None:
+            raise ConfigError(f"task {task.name} cannot be compressed (it does not mark its context)")
+        compressor = compress.compressor_for(runner, note=note)
+        machine["compress"] = {k: v for k, v in vars(runner.profile.compress).items()}
     _warm_up(engine, tokenizer)
     # Every prompt is built before the first is run, so a bad length fails in seconds, not minutes.
     plans = {} if plans is None else plans
@@ -284,6 +302,9 @@ def run_task(runner, task: Task, lengths: list[int], *, samples: int | dict[int,
         for index, (depth, prompt, expected) in enumerate(plans[length]):
             engine.reset()
             start = time.perf_counter()
+            squeezed = compress_prompt(compressor, task, tokenizer, prompt) if compressor else None
+            if squeezed:
+                prompt = squeezed[0]
             ids = list(engine.generate(prompt, sampling))
             seconds = time.perf_counter() - start
             text = tokenizer.decode(ids, skip_special_tokens=True)
@@ -295,6 +316,10 @@ def run_task(runner, task: Task, lengths: list[int], *, samples: int | dict[int,
                 decode_s=round(st.decode_s, 3), decode_tok_s=round(st.decode_tok_s, 2), seconds=round(seconds, 2),
                 token_ids=ids,
             )
+            if squeezed:
+                r = squeezed[1]
+                sample.compress_s, sample.context_tokens, sample.compressed_tokens = \
+                    round(r.seconds, 3), r.tokens_in, r.tokens_out
             result.samples.append(sample)
             if on_sample:
                 on_sample(sample)
@@ -315,6 +340,15 @@ def run_task(runner, task: Task, lengths: list[int], *, samples: int | dict[int,
         del reference
     machine["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     return BenchResult(task.name, settings, machine, results)
+
+
+def compress_prompt(compressor, task: Task, tokenizer, prompt: list[int]):
+    """(the prompt with its context compressed, the compression result)."""
+    from longchat.bench.base import encode_prompt
+
+    head, context, tail, question = task.split(tokenizer.decode(prompt, skip_special_tokens=True))
+    result = compressor.compress([context], question=question)
+    return encode_prompt(tokenizer, head + result.text + tail), result
 
 
 def build_prompts(task: Task, tokenizer, length: int, samples: int, seed: int) -> list[tuple[float, list[int], Any]]:

@@ -8,8 +8,9 @@ from typing import List, Optional
 import typer
 
 from longchat.cli import app
-from longchat.cli.common import (DeviceOpt, MaxNewOpt, ModelOpt, ProfileOpt, SetOpt, StatsOpt, TemperatureOpt,
-                                 note, open_runner_cli, prefill_progress, print_stats, sampling_from, stream_out)
+from longchat.cli.common import (CompressOpt, DeviceOpt, KeepOpt, MaxNewOpt, ModelOpt, ProfileOpt, SetOpt, StatsOpt,
+                                 TemperatureOpt, note, open_runner_cli, prefill_progress, print_stats, sampling_from,
+                                 stream_out, use_compression)
 
 
 @app.command()
@@ -18,6 +19,8 @@ def ask(
     question: str = typer.Argument(..., help="The question to answer from the sources."),
     memory: Optional[str] = typer.Option(None, "--memory", help="Answer from a memory made by `longchat ingest` (see `longchat memories list`)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not keep or reuse the encoded input (long inputs are otherwise cached, so a second question is fast)."),
+    compress: Optional[float] = CompressOpt,
+    keep: Optional[List[str]] = KeepOpt,
     profile: str = ProfileOpt,
     model: Optional[str] = ModelOpt,
     device: Optional[str] = DeviceOpt,
@@ -43,11 +46,12 @@ def ask(
         raise InputError("give at least one SOURCE (or --memory NAME) before the question")
 
     runner = open_runner_cli(profile, model, device, set_)
+    use_compression(runner, compress)
     sampling = sampling_from(runner.profile, max_new_tokens, temperature)
-    with prefill_progress() as progress:
+    with prefill_progress("compressing") as squeezing, prefill_progress() as progress:
         answer = pipeline.ask(runner, sources or [], question, sampling=sampling, truncate=truncate, system=system,
                               on_text=None if as_json else stream_out, progress=progress, note=note,
-                              cache=not no_cache, memory=memory)
+                              cache=not no_cache, memory=memory, keep=keep or [], compress_progress=squeezing)
     info = runner.engine.stats
     if as_json:
         print(json.dumps({"answer": answer.strip(), "profile": runner.profile.name, "model": runner.model.name,

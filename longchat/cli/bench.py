@@ -37,7 +37,7 @@ PlotOpt = typer.Option(None, "--plot", help="Also draw accuracy and prefill spee
 
 def run_bench_task(task_name: str, lengths: str, samples: str, profile: str, model: Optional[str],
                    device: Optional[str], set_: Optional[List[str]], seed: int, json_path: Optional[str],
-                   vs_transformers: bool, plot_path: Optional[str]) -> None:
+                   vs_transformers: bool, plot_path: Optional[str], compress: Optional[float] = None) -> None:
     """What every task command does: parse, run each profile, print the table, write JSON and PNG."""
     from longchat.bench.report import hf_line, results_table, sample_line, write_json, write_plot
     from longchat.bench.run import parse_lengths, parse_samples, run_profiles
@@ -51,6 +51,11 @@ def run_bench_task(task_name: str, lengths: str, samples: str, profile: str, mod
         if path and not Path(path).expanduser().parent.is_dir():
             raise ConfigError(f"{flag}: the folder of {path} does not exist")
     profiles = [p.strip() for p in profile.split(",") if p.strip()]
+    set_ = list(set_ or [])
+    if compress is not None:
+        set_.append(f"compress.rate={compress}")
+        if not any(x.replace(" ", "").startswith("compress.method=") for x in set_):
+            set_.append('compress.method="longllmlingua"')
 
     def progress(line: str) -> None:
         err.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -82,9 +87,10 @@ def _task_options(task_name: str, summary: str):
         json_path: Optional[str] = JsonOpt,
         vs_transformers: bool = VsTransformersOpt,
         plot_path: Optional[str] = PlotOpt,
+        compress: Optional[float] = typer.Option(None, "--compress", help="Compress each prompt's haystack to this share of its tokens first (question-aware LongLLMLingua), then answer; adds compression columns."),
     ) -> None:
         run_bench_task(task_name, lengths, samples, profile, model, device, set_, seed, json_path,
-                       vs_transformers, plot_path)
+                       vs_transformers, plot_path, compress)
 
     command.__doc__ = summary
     bench_app.command(name=task_name)(command)

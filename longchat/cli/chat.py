@@ -11,8 +11,9 @@ import typer
 from longchat import paths
 from longchat.chat import CommandResult, Conversation, is_command, user_text
 from longchat.cli import app
-from longchat.cli.common import (DeviceOpt, MaxNewOpt, ModelOpt, ProfileOpt, SetOpt, TemperatureOpt, err,
-                                 note, open_runner_cli, print_stats, sampling_from, stream_out)
+from longchat.cli.common import (CompressOpt, DeviceOpt, MaxNewOpt, ModelOpt, ProfileOpt, SetOpt, TemperatureOpt, err,
+                                 note, open_runner_cli, prefill_progress, print_stats, sampling_from, stream_out,
+                                 use_compression)
 from longchat.errors import LongchatError
 
 BLOCK = '"""'  # a line starting with this opens a multi-line message, a line of just this closes it
@@ -31,6 +32,8 @@ def chat(
     system: Optional[str] = typer.Option(None, "--system", help="A system prompt for the conversation (/system changes it)."),
     stats: bool = typer.Option(False, "--stats", help="After each reply, print one JSON line of timing and memory figures on stderr."),
     memory: Optional[str] = typer.Option(None, "--memory", help="Chat about a memory made by `longchat ingest` (its documents come before the first message)."),
+    files: Optional[List[str]] = typer.Option(None, "--file", "-f", help="A file, PDF or folder the chat is about (repeatable; /file adds more)."),
+    compress: Optional[float] = CompressOpt,
 ) -> None:
     """Chat with the model. Type /help in the chat for its commands.
 
@@ -42,9 +45,13 @@ def chat(
     """
     runner = open_runner_cli(profile, model, device, set_)
     sampling = sampling_from(runner.profile, max_new_tokens, temperature)
+    use_compression(runner, compress)
     conversation = Conversation(runner, system, sampling, note=note)
     if memory:
         note(f"memory {conversation.attach_memory(memory)}")
+    if files:
+        with prefill_progress("compressing") as progress:
+            note(f"attached {len(files)} source(s): {conversation.attach_files(list(files), progress)}")
     if sys.stdin.isatty():
         run_terminal(conversation, stats)
     else:

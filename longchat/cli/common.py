@@ -21,6 +21,8 @@ DeviceOpt = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... Default: 
 SetOpt = typer.Option(None, "--set", "-s", help="Override a profile value, e.g. --set generation.temperature=0.7 (repeatable).")
 MaxNewOpt = typer.Option(None, "--max-new-tokens", "-n", help="Longest reply in tokens. Default: the profile's.")
 TemperatureOpt = typer.Option(None, "--temperature", "-t", help="0 = greedy (the default), higher = more random.")
+CompressOpt = typer.Option(None, "--compress", "--rate", help="Compress the input first, keeping this share of its tokens (0-1, e.g. 0.3); question-aware LongLLMLingua unless the profile's compress.method says otherwise.")
+KeepOpt = typer.Option(None, "--keep", help="A string compression must keep (repeatable).")
 StatsOpt = typer.Option(False, "--stats", help="Print timing and memory figures as one JSON line on stderr (after the answer).")
 
 
@@ -47,6 +49,13 @@ def open_runner_cli(profile: str, model: Optional[str], device: Optional[str], o
 
     with err.status("loading model...", spinner="dots") if err.is_terminal else _nothing():
         return open_runner(profile, model, device=device, overrides=overrides or [], note=note)
+
+
+def use_compression(runner, rate: Optional[float], target_tokens: Optional[int] = None) -> None:
+    """`--compress RATE` / `--target-tokens N` on top of the profile's [compress] section."""
+    from longchat.compress import with_rate
+
+    runner.profile.compress = with_rate(runner.profile.compress, rate, target_tokens)
 
 
 @contextmanager

@@ -8,13 +8,15 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from longchat.cli import app
-from longchat.cli.common import (DeviceOpt, MaxNewOpt, ModelOpt, ProfileOpt, SetOpt, StatsOpt, TemperatureOpt, err,
-                                 note, open_runner_cli, print_stats, sampling_from)
+from longchat.cli.common import (CompressOpt, DeviceOpt, MaxNewOpt, ModelOpt, ProfileOpt, SetOpt, StatsOpt,
+                                 TemperatureOpt, err, note, open_runner_cli, print_stats, sampling_from,
+                                 use_compression)
 
 
 @app.command()
 def summarize(
     sources: Optional[List[str]] = typer.Argument(None, metavar="[SOURCE...]", help="Files, PDFs, folders, or - ; stdin when none is given."),
+    compress: Optional[float] = CompressOpt,
     profile: str = ProfileOpt,
     model: Optional[str] = ModelOpt,
     device: Optional[str] = DeviceOpt,
@@ -32,6 +34,7 @@ def summarize(
     from longchat import pipeline
 
     runner = open_runner_cli(profile, model, device, set_)
+    use_compression(runner, compress)
     sampling = sampling_from(runner.profile, max_new_tokens, temperature)
     progress = Progress(SpinnerColumn(), TextColumn("[bold]summarising"), BarColumn(), DownloadColumn(),
                         TextColumn("{task.fields[chunks]} chunks"), TimeElapsedColumn(),

@@ -74,11 +74,12 @@ class Decoder:
         return F.linear(F.silu(gate) * up, w.down, w.down_bias)
 
     @torch.inference_mode()
-    def forward(self, input_ids: torch.Tensor, strategy, *, logits: str = "last") -> torch.Tensor | None:
+    def forward(self, input_ids: torch.Tensor, strategy, *, logits: str | int = "last") -> torch.Tensor | None:
         """Run `input_ids` (B, T) as the next T tokens of the strategy's sequence.
 
-        `logits`: "last" -> (B, V) for the final position, "all" -> (B, T, V), "none" -> None
-        (intermediate prefill chunks need no vocabulary projection).
+        `logits`: "last" -> (B, V) for the final position, "all" -> (B, T, V), an int n ->
+        (B, n, V) for the last n positions, "none" -> None (intermediate prefill chunks need no
+        vocabulary projection).
         """
         t = input_ids.shape[1]
         positions = torch.arange(strategy.length, strategy.length + t, device=self.device)
@@ -92,6 +93,8 @@ class Decoder:
             return None
         if logits == "last":
             x = x[:, -1]
+        elif isinstance(logits, int):
+            x = x[:, x.shape[1] - logits:]
         return F.linear(rms_norm(x, self.final_norm, eps), self.lm_head).float()
 
     def n_params(self) -> int:

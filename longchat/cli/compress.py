@@ -1,0 +1,57 @@
+"""`longchat compress SOURCE...`: the compressed text on stdout, figures on stderr."""
+
+from __future__ import annotations
+
+import json
+from typing import List, Optional
+
+import typer
+
+from longchat.cli import app
+from longchat.cli.common import (CompressOpt, DeviceOpt, KeepOpt, ProfileOpt, SetOpt, note, open_runner_cli,
+                                 prefill_progress, use_compression)
+
+
+@app.command()
+def compress(
+    sources: Optional[List[str]] = typer.Argument(None, metavar="[SOURCE]...", help="Files, PDFs, folders, or - ; stdin when none is given."),
+    rate: Optional[float] = CompressOpt,
+    target_tokens: Optional[int] = typer.Option(None, "--target-tokens", help="Keep about this many tokens of the input instead of a rate."),
+    question: Optional[str] = typer.Option(None, "--question", "-q", help="What the text will be asked: passages and words that answer it are kept first (longllmlingua)."),
+    method: Optional[str] = typer.Option(None, "--method", help="longllmlingua (question-aware; the default) or llmlingua."),
+    keep: Optional[List[str]] = KeepOpt,
+    profile: str = ProfileOpt,
+    compressor: Optional[str] = typer.Option(None, "--compressor", help="The model that scores tokens. Default: the profile's compress.model (the bundled small model)."),
+    device: Optional[str] = DeviceOpt,
+    set_: Optional[List[str]] = SetOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (text and figures) instead of the text."),
+) -> None:
+    """Compress SOURCEs (or stdin) so a model reads fewer tokens; print the result on stdout.
+
+    Only words the compressor finds informative survive (LLMLingua); with --question,
+    passages and words that help answer it are preferred (LongLLMLingua). Numbers, names,
+    code lines and --keep strings are kept or dropped whole, never cut. The ratio, tokens
+    in/out and time go to stderr, so the output can feed another tool.
+
+    Example: longchat compress book.txt --rate 0.3 -q "Who is the killer?" | llm "..."
+    """
+    from longchat import compress as squeeze
+    from longchat import pipeline
+    from longchat.errors import InputError
+
+    overrides = list(set_ or [])
+    if compressor:
+        overrides.append(f"compress.model={json.dumps(compressor)}")
+    if method:
+        if method not in squeeze.METHODS:
+            raise InputError(f"--method must be one of: {', '.join(squeeze.METHODS)}")
+        overrides.append(f"compress.method={json.dumps(method)}")
+    runner = open_runner_cli(profile, compressor, device, overrides)
+    use_compression(runner, 0.5 if rate is None and not target_tokens else rate, target_tokens)
+    with prefill_progress("compressing") as progress:
+        result = pipeline.compress_input(runner, sources or ["-"], question, keep=keep or [], progress=progress,
+                                         note=note)
+    if as_json:
+        print(json.dumps({"text": result.text, **result.as_dict()}, ensure_ascii=False))
+    else:
+        print(result.text, flush=True)

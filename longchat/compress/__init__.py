@@ -1,0 +1,69 @@
+"""Prompt compression: shrink what the model must read (LLMLingua / LongLLMLingua-style).
+
+`compress_sources` reads files, folders, PDFs or stdin and returns the compressed text with its
+figures; `ask`, `summarize` and `chat` call it when the profile's [compress] method is set (or
+`--compress RATE` is given). The compressor is the bundled small model unless
+`compress.model` names another, and it reuses the main model when they are the same.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO, Callable, Sequence
+
+from longchat.compress.lingua import METHODS, Compressor, Progress, Result
+from longchat.errors import InputError
+from longchat.sources import iter_documents, wants_headers
+
+__all__ = ["METHODS", "Compressor", "Result", "compressor_for", "compress_sources", "read_documents", "with_rate"]
+
+
+def compressor_for(runner, note: Callable[[str], None] = lambda m: None) -> Compressor:
+    """The profile's compressor, sharing the runner's model when it is the same one."""
+    from longchat.runtime.loader import load_model, resolve_model_dir
+
+    settings = runner.profile.compress
+    model = runner.model
+    if resolve_model_dir(settings.model)[1].resolve() != model.path.resolve():
+        model = load_model(settings.model, device=str(runner.model.device), note=note)
+    return Compressor(model, settings, note=note)
+
+
+def with_rate(settings, rate: float | None, target_tokens: int | None = None):
+    """Settings for `--compress RATE` / `--target-tokens N`: the method defaults to longllmlingua."""
+    if rate is None and not target_tokens:
+        return settings
+    from longchat.settings import build
+
+    values = {**vars(settings), "method": settings.method if settings.on else "longllmlingua"}
+    if rate is not None:
+        values["rate"] = float(rate)
+    if target_tokens:
+        values["target_tokens"] = int(target_tokens)
+    return build(type(settings), values, "command line")
+
+
+def read_documents(specs: Sequence[str], *, stdin: BinaryIO | None = None,
+                   note: Callable[[str], None] = lambda m: None) -> tuple[list[str], list[str] | None]:
+    """(texts, labels): one text per file; labels (for "### File:" lines) when there are several."""
+    texts, labels = [], []
+    for doc in iter_documents(specs, stdin=stdin, note=note):
+        texts.append("".join(doc.pieces()))
+        labels.append(doc.label)
+    if not any(t.strip() for t in texts):
+        raise InputError("the input is empty")
+    return texts, labels if wants_headers(specs) else None
+
+
+def compress_sources(compressor: Compressor, specs: Sequence[str], *, question: str | None = None,
+                     keep: Sequence[str] = (), stdin: BinaryIO | None = None, progress: Progress | None = None,
+                     note: Callable[[str], None] = lambda m: None, method: str | None = None) -> Result:
+    texts, labels = read_documents(specs, stdin=stdin, note=note)
+    return compressor.compress(texts, question=question, labels=labels, keep=keep, method=method,
+                               progress=progress or (lambda d, t: None))
+
+
+def describe(result: Result) -> str:
+    """One line for stderr: what compression did."""
+    return (f"compressed {result.tokens_in:,} -> {result.tokens_out:,} tokens ({result.ratio:.0%} kept, "
+            f"target {result.target:,}, {result.method}) in {result.seconds:.1f} s")
+
