@@ -70,12 +70,25 @@ class CompressSettings:
 
 @dataclass
 class MemorySettings:
-    """[memory]: session memory paging for `chat`."""
+    """[memory]: how `chat --session` keeps a long conversation inside the window (MemGPT-style)."""
 
-    paging: str = "none"
+    paging: str = "system"     # system: summaries + searched memories, done by longchat for any model;
+                               # functions: that, plus memory functions the model may call;
+                               # truncate: a baseline that just drops the oldest messages
+    budget: int = 0            # tokens of prompt + reply per turn; 0 = the profile's effective window
+    pressure: float = 0.75     # share of the budget that starts the memory-pressure step
+    keep_last: int = 4         # messages that never leave the window when older ones are summarised
+    relevant: int = 3          # searched memories placed before each message
+    max_steps: int = 4         # functions: calls chained by request_heartbeat per user message
 
     def validate(self, where: str) -> None:
-        require(self.paging in ("none",), where, "paging", "one of: none")
+        require(self.paging in ("system", "functions", "truncate"), where, "paging",
+                "one of: system, functions, truncate")
+        require(self.budget == 0 or self.budget >= 256, where, "budget", "0 or an integer >= 256")
+        require(0.1 <= self.pressure < 1.0, where, "pressure", "a number in [0.1, 1)")
+        require(self.keep_last >= 1, where, "keep_last", "an integer >= 1")
+        require(0 <= self.relevant <= 20, where, "relevant", "an integer in 0..20")
+        require(1 <= self.max_steps <= 20, where, "max_steps", "an integer in 1..20")
 
 
 @dataclass

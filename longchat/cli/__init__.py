@@ -27,7 +27,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 
 def _register() -> None:
-    from longchat.cli import ask, bench, chat, compress, info, memories, summarize  # noqa: F401  (commands register on import)
+    from longchat.cli import ask, bench, chat, compress, info, memories, sessions, summarize  # noqa: F401  (commands register on import)
 
 
 def main(argv: list[str] | None = None) -> int:

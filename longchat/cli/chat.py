@@ -10,11 +10,12 @@ import typer
 
 from longchat import paths
 from longchat.chat import CommandResult, Conversation, is_command, user_text
+from longchat.sessions import commands as _session_commands  # noqa: F401  (registers /remember, /core ...)
 from longchat.cli import app
 from longchat.cli.common import (CompressOpt, DeviceOpt, MaxNewOpt, ModelOpt, ProfileOpt, SetOpt, TemperatureOpt, err,
                                  note, open_runner_cli, prefill_progress, print_stats, sampling_from, stream_out,
                                  use_compression)
-from longchat.errors import LongchatError
+from longchat.errors import InputError, LongchatError
 
 BLOCK = '"""'  # a line starting with this opens a multi-line message, a line of just this closes it
 KEYS = ('Enter sends, Alt-Enter adds a line, """ opens a block that a """ line closes, /help lists commands, '
@@ -34,6 +35,8 @@ def chat(
     memory: Optional[str] = typer.Option(None, "--memory", help="Chat about a memory made by `longchat ingest` (its documents come before the first message)."),
     files: Optional[List[str]] = typer.Option(None, "--file", "-f", help="A file, PDF or folder the chat is about (repeatable; /file adds more)."),
     compress: Optional[float] = CompressOpt,
+    session: Optional[str] = typer.Option(None, "--session", "-S", help="Keep this conversation in a named session: resumed next time, remembered past the window (summaries, searched memories). See `longchat sessions`."),
+    paging: Optional[str] = typer.Option(None, "--paging", help="With --session: system (default: longchat pages for any model), functions (the model may also call memory functions), truncate (baseline: drop old messages)."),
 ) -> None:
     """Chat with the model. Type /help in the chat for its commands.
 
@@ -46,16 +49,32 @@ def chat(
     runner = open_runner_cli(profile, model, device, set_)
     sampling = sampling_from(runner.profile, max_new_tokens, temperature)
     use_compression(runner, compress)
-    conversation = Conversation(runner, system, sampling, note=note)
+    if session:
+        from longchat.sessions.chat import SessionConversation
+
+        if paging not in (None, "system", "functions", "truncate"):
+            raise InputError("--paging must be one of: system, functions, truncate")
+        if memory or files:
+            raise InputError("--session cannot be combined with --memory or --file yet")
+        conversation = SessionConversation(runner, session, system, sampling, note=note, paging=paging)
+        told = len(conversation.store.messages(conversation.sid))
+        note(f"session '{session}': " + (f"resumed, {told} messages stored" if told else "new") +
+             f" (paging: {conversation.paging})")
+    else:
+        conversation = Conversation(runner, system, sampling, note=note)
     if memory:
         note(f"memory {conversation.attach_memory(memory)}")
     if files:
         with prefill_progress("compressing") as progress:
             note(f"attached {len(files)} source(s): {conversation.attach_files(list(files), progress)}")
-    if sys.stdin.isatty():
-        run_terminal(conversation, stats)
-    else:
-        run_piped(conversation, sys.stdin, stats)
+    try:
+        if sys.stdin.isatty():
+            run_terminal(conversation, stats)
+        else:
+            run_piped(conversation, sys.stdin, stats)
+    finally:
+        if session:
+            conversation.close()
 
 
 def show(result: CommandResult) -> None:

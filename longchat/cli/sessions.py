@@ -1,0 +1,116 @@
+"""`longchat sessions list|show|rm|export`: the stored chat sessions."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from longchat.cli import app
+from longchat.cli.common import err, note
+
+sessions_app = typer.Typer(help="Stored chat sessions (`longchat chat --session NAME`).", no_args_is_help=True)
+app.add_typer(sessions_app, name="sessions")
+
+
+def _store():
+    from longchat.sessions.store import Store
+
+    return Store()
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+@sessions_app.command("list")
+def list_(as_json: bool = typer.Option(False, "--json", help="One JSON array instead of a table.")) -> None:
+    """Sessions, most recently used first, with their message counts."""
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = _store().sessions()
+    if as_json:
+        print(json.dumps(rows))
+        return
+    if not rows:
+        note("no sessions yet: `longchat chat --session NAME` starts one")
+        return
+    table = Table()
+    for col in ("name", "messages", "in window", "archival", "model", "last used"):
+        table.add_column(col, justify="right" if col in ("messages", "in window", "archival") else "left")
+    for r in rows:
+        table.add_row(r["name"], f"{r['messages']:,}", f"{r['in_context']:,}", f"{r['archival']:,}", r["model"],
+                      _when(r["updated"]))
+    Console().print(table)
+
+
+@sessions_app.command()
+def show(name: str = typer.Argument(..., help="The session."),
+         last: int = typer.Option(20, "--last", "-n", help="How many of the latest messages to print.")) -> None:
+    """A session's core memory, summary and latest messages."""
+    data = _store().export(name)
+    print(f"session {data['name']} · {len(data['messages'])} messages · last used {_when(data['updated'])}")
+    for label, value in data["core"].items():
+        print(f"[core {label}] {value}")
+    if data["summary"]:
+        print(f"[summary] {data['summary']}")
+    for m in data["messages"][-last:]:
+        mark = "" if m["in_context"] else " (paged out)"
+        print(f"{_when(m['created'])} {m['role']}{mark}: {m['content']}")
+
+
+@sessions_app.command()
+def rm(name: str = typer.Argument(..., help="The session to delete."),
+       yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask.")) -> None:
+    """Delete a session and everything it remembers."""
+    from longchat.errors import InputError
+    from longchat.sessions.store import SessionLock
+
+    store = _store()
+    store.session_id(name)  # unknown -> a clear error
+    if not yes:
+        import sys
+
+        if not sys.stdin.isatty():
+            raise InputError(f"rm {name}: pass --yes to delete without a prompt")
+        typer.confirm(f"delete session {name!r} and all its messages?", abort=True)
+    lock = SessionLock(name)  # not while a chat has it open
+    try:
+        store.remove(name)
+    finally:
+        lock.release()
+    err.print(f"deleted session {name}", markup=False)
+
+
+@sessions_app.command()
+def export(name: str = typer.Argument(..., help="The session."),
+           fmt: str = typer.Option("md", "--format", "-f", help="md (readable) or json (everything)."),
+           output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of stdout.")) -> None:
+    """Everything a session holds, as Markdown or JSON."""
+    from longchat.errors import InputError
+
+    if fmt not in ("md", "json"):
+        raise InputError("--format must be md or json")
+    data = _store().export(name)
+    if fmt == "json":
+        text = json.dumps(data, indent=2, ensure_ascii=False)
+    else:
+        lines = [f"# Session {data['name']}", "", f"Last used {_when(data['updated'])}, model {data['model']}.", ""]
+        lines += ["## Core memory", ""] + [f"- **{k}**: {v}" for k, v in data["core"].items()] + [""]
+        if data["summary"]:
+            lines += ["## Summary", "", data["summary"], ""]
+        lines += ["## Messages", ""]
+        for m in data["messages"]:
+            lines += [f"**{m['role']}** ({_when(m['created'])}):", "", m["content"], ""]
+        if data["archival"]:
+            lines += ["## Archival memory", ""] + [f"- {a['content']}" for a in data["archival"]]
+        text = "\n".join(lines)
+    if output:
+        output.write_text(text + "\n", encoding="utf-8")
+        note(f"wrote {output}")
+    else:
+        print(text)

@@ -1,0 +1,323 @@
+"""A chat that lasts: `longchat chat --session NAME`, MemGPT-style.
+
+Each turn the prompt is assembled inside a token budget (measured with the real tokenizer):
+
+    system instructions (+ the memory functions, in `functions` paging)
+    core memory blocks, each shown as "label (n/limit chars)"
+    the recursive summary of everything that left the window
+    recent messages (those still in the window)
+    relevant memories: recall and archival storage searched for the new message
+    the new message
+
+Paging is done by longchat itself, for every model: when a turn's prompt would pass
+`pressure` (75%) of the budget a memory-pressure step runs (a note; in `functions` paging
+also a system alert asking the model to save what matters); when it would overflow, the
+oldest ~75% of the window's messages (never the last `keep_last`) are summarised by the
+model into the recursive summary and leave the window. Nothing is deleted: every message
+stays in recall storage and can be searched. The user's message is committed before the
+reply starts and the reply when it ends, so Ctrl-C or kill -9 loses at most the reply.
+"""
+
+from __future__ import annotations
+
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import datetime
+
+from longchat.chat import Conversation, Turn
+from longchat.errors import InputError
+from longchat.pipeline import Note, Progress, Runner, chat_ids
+from longchat.runtime.generate import Detokenizer, Sampling
+from longchat.sessions import functions as fn
+from longchat.sessions.store import SessionLock, Store
+
+INSTRUCTIONS = ("You are a helpful assistant with a long-term memory. Use the memory sections below and what "
+                "the user told you earlier to answer. Answer briefly.")
+SUMMARY_PROMPT = ("Summarize the conversation below between a user and an assistant in a few sentences. Keep "
+                  "every name, number, date, preference and fact the user stated.\n\n{previous}{dialogue}")
+PRESSURE_ALERT = ("[system] Memory pressure: the conversation fills {pct}% of the context window. Older "
+                  "messages will soon be summarised; save anything important with core_memory_append or "
+                  "archival_memory_insert.")
+
+
+@dataclass
+class Part:
+    name: str
+    tokens: int
+    detail: str = ""
+
+
+class SessionConversation(Conversation):
+    """A `Conversation` whose history lives in the session store, paged MemGPT-style."""
+
+    def __init__(self, runner: Runner, name: str, system: str | None = None, sampling: Sampling | None = None, *,
+                 note: Note = lambda m: None, store: Store | None = None, paging: str | None = None):
+        super().__init__(runner, system, sampling, note=note)
+        self.settings = runner.profile.memory
+        self.paging = paging or self.settings.paging
+        self.name = name
+        self.store = store or Store()
+        self.sid = self.store.session_id(name, create=True)
+        self.lock = SessionLock(name)
+        self.store.touch(self.sid, runner.model.name, runner.profile.name)
+        window = self.settings.budget or runner.effective_window
+        self.budget = window - self.sampling.max_new_tokens
+        if self.budget < 256:
+            raise InputError(f"the session budget ({window} tokens) leaves under 256 after max_new_tokens="
+                             f"{self.sampling.max_new_tokens}; raise memory.budget or lower --max-new-tokens")
+        self.parts: list[Part] = []
+        self.alerted = False
+        self.step = self._generate  # (prompt ids, on_text) -> text: a test may put a scripted model here
+        self.turns = self._turns()
+
+    def close(self) -> None:
+        self.lock.release()
+        self.store.close()
+
+    # ------------------------------------------------------------ what the model sees
+
+    def _turns(self) -> list[Turn]:
+        """The window's messages as turns (for /history and the base class's bookkeeping)."""
+        out, pending = [], None
+        for m in self.store.messages(self.sid, in_context=True):
+            if m.role == "user":
+                pending = m.content
+            elif m.role == "assistant" and pending is not None:
+                out.append(Turn(pending, m.content, m.interrupted))
+                pending = None
+        return out
+
+    def system_text(self) -> str:
+        parts = [self.system or INSTRUCTIONS]
+        if self.paging == "functions":
+            parts.append(fn.describe(self._functions(lambda m: None)))
+        core = self.store.core(self.sid)
+        if core and self.paging != "truncate":
+            blocks = [f"[{label} ({len(value)}/{limit} chars)]\n{value}" for label, (value, limit) in core.items()]
+            parts.append("### Core memory\n" + "\n".join(blocks))
+        summary, _ = self.store.summary(self.sid)
+        if summary and self.paging != "truncate":
+            parts.append("### Summary of the earlier conversation\n" + summary)
+        return "\n\n".join(parts)
+
+    def relevant(self, text: str) -> list[str]:
+        """Recall (outside the window) and archival hits for `text`, best first."""
+        n = self.settings.relevant
+        if not n or self.paging == "truncate":
+            return []
+        hits, _ = self.store.search_messages(self.sid, text, limit=n, outside_context=True)
+        archived, _ = self.store.search_archival(self.sid, text, limit=n)
+        lines = [f"{'I' if h.role == 'assistant' else 'you'} said ({_day(h.created)}): {_clip(h.content)}"
+                 for h in hits]
+        lines += [f"noted ({_day(h.created)}): {_clip(h.content)}" for h in archived]
+        return lines[:n]
+
+    def _history(self, upto: int | None) -> list[dict]:
+        out = []
+        for m in self.store.messages(self.sid, in_context=True):
+            if upto is not None and m.id >= upto:
+                break
+            if m.role == "function":
+                out.append({"role": "user", "content": m.content})
+            else:
+                out.append({"role": m.role, "content": m.content})
+        return out
+
+    def assemble(self, user_text: str, user_id: int | None = None, extra: list[dict] = ()) -> list[int]:
+        """The prompt for `user_text` within the budget, paging out old messages when needed."""
+        notes = self.relevant(user_text)
+        while True:
+            system = self.system_text()
+            last = user_text
+            if notes:
+                last = "Things from earlier in our conversation:\n" + "\n".join(f"- {x}" for x in notes) + \
+                       "\n\n" + user_text
+            history = self._history(user_id)
+            messages = [{"role": "system", "content": system}, *history, {"role": "user", "content": last},
+                        *extra]
+            ids = chat_ids(self.runner.tokenizer, messages)
+            tok = self.runner.tokenizer
+            n_system = len(chat_ids(tok, messages[:1]))
+            n_notes = len(tok.encode(last, add_special_tokens=False)) - len(tok.encode(user_text, add_special_tokens=False))
+            self.parts = [Part("system + core memory + summary", n_system),
+                          Part("recent messages", len(ids) - n_system - len(tok.encode(last, add_special_tokens=False)),
+                               f"{len(history)} messages"),
+                          Part("relevant memories", max(0, n_notes), f"{len(notes)} found"),
+                          Part("new message", len(tok.encode(user_text, add_special_tokens=False)))]
+            if len(ids) <= self.budget:
+                self._pressure(len(ids))
+                return ids
+            if self._page_out(user_id, len(ids)):
+                continue
+            if notes:  # nothing left to page out: the searched memories go first
+                notes = notes[:-1]
+                continue
+            break
+        raise InputError(f"this message needs {len(ids):,} tokens but the session budget is {self.budget:,}; "
+                         f"shorten it or raise memory.budget")
+
+    def _pressure(self, used: int) -> None:
+        pct = round(100 * used / self.budget)
+        if used > self.settings.pressure * self.budget and not self.alerted:
+            self.alerted = True
+            self.note(f"memory pressure: {pct}% of the session budget ({self.budget:,} tokens) used; "
+                      f"older messages will be summarised when it overflows")
+            if self.paging == "functions":
+                self.store.add_message(self.sid, "function", PRESSURE_ALERT.format(pct=pct))
+
+    def _page_out(self, before: int | None, used: int) -> bool:
+        """Move the oldest ~75% of the window's messages out (summarised, unless truncating)."""
+        window = [m for m in self.store.messages(self.sid, in_context=True) if before is None or m.id < before]
+        keep = self.settings.keep_last
+        if len(window) <= keep:
+            if not window:
+                return False
+            keep = 0  # the message alone overflows with its neighbours: let them go too
+        n = max(1, min(len(window) - keep, round(len(window) * 0.75)))
+        out = window[:n]
+        if self.paging == "truncate":
+            self.store.evict(self.sid, out[-1].id)
+            self.note(f"dropped the {n} oldest messages from the window (truncate paging)")
+        else:
+            previous, _ = self.store.summary(self.sid)
+            summary = self._summarise(previous, out)
+            self.store.page_out(self.sid, summary, out[-1].id)
+            self.note(f"summarised the {n} oldest messages into the session summary "
+                      f"(window was {used:,}/{self.budget:,} tokens); they stay searchable")
+        self.alerted = False
+        self.runner.engine.reset()
+        return True
+
+    def _summarise(self, previous: str, messages) -> str:
+        tok = self.runner.tokenizer
+        head = f"Earlier summary: {previous}\n\n" if previous else ""
+        lines = [f"{'User' if m.role == 'user' else 'Assistant' if m.role == 'assistant' else 'Note'}: {m.content}"
+                 for m in messages]
+        limit = self.runner.effective_window - 200 - len(tok.encode(SUMMARY_PROMPT + head, add_special_tokens=False))
+        while lines and len(tok.encode("\n".join(lines), add_special_tokens=False)) > limit:
+            lines = [_clip(x, 300) for x in lines] if any(len(x) > 300 for x in lines) else lines[1:]
+        prompt = chat_ids(tok, [{"role": "user", "content": SUMMARY_PROMPT.format(previous=head,
+                                                                                  dialogue="\n".join(lines))}])
+        self.runner.engine.reset()
+        cap = min(160, self.budget // 4)  # the summary never takes more than a quarter of the budget
+        text = self.runner.engine.generate_text(prompt, Sampling(max_new_tokens=cap, temperature=0.0))
+        return text.strip() or previous
+
+    # ------------------------------------------------------------ a turn
+
+    def _generate(self, prompt: list[int], on_text) -> str:
+        detok = Detokenizer(self.runner.tokenizer)
+        try:
+            with closing(self.runner.engine.generate(prompt, self.sampling, None)) as tokens:
+                for token in tokens:
+                    delta = detok.push(token)
+                    if delta and on_text:
+                        on_text(delta)
+        except KeyboardInterrupt:
+            self._partial = detok.emitted
+            raise
+        return detok.emitted
+
+    def send(self, user_text: str, on_text=None, progress: Progress | None = None) -> str:
+        if not user_text.strip():
+            raise InputError("the message is empty")
+        user_id = self.store.add_message(self.sid, "user", user_text, self._count(user_text))
+        if self.paging == "functions":
+            return self._send_with_functions(user_text, user_id, on_text)
+        prompt = self.assemble(user_text, user_id)
+        self._partial = ""
+        try:
+            reply = self.step(prompt, on_text)
+        except KeyboardInterrupt:
+            self._keep_reply(self._partial, prompt, interrupted=True)
+            raise
+        self._keep_reply(reply, prompt, interrupted=False)
+        return reply
+
+    def _send_with_functions(self, user_text: str, user_id: int, on_text) -> str:
+        """Steps until the model sends a message without asking for another step (or max_steps)."""
+        said: list[str] = []
+
+        def say(message: str) -> None:
+            said.append(message)
+            if on_text:
+                on_text(message)
+
+        table = self._functions(say)
+        extra: list[dict] = []
+        prompt: list[int] = []
+        for _ in range(self.settings.max_steps):
+            prompt = self.assemble(user_text, user_id, extra)
+            text = self.step(prompt, None).strip()
+            try:
+                call = fn.parse_call(text)
+            except fn.CallError as e:
+                result, ok, call = f"Error: {e}", False, None
+            else:
+                if call is None:  # plain text: the message itself (small models forget send_message)
+                    say(text)
+                    break
+                result, ok = fn.run_call(table, call)
+            extra += [{"role": "assistant", "content": text}, {"role": "user", "content": f"[function result] {result}"}]
+            if ok and call.name == "send_message" and not call.heartbeat:
+                break
+        reply = "\n".join(said)
+        for message in extra:
+            role = "assistant" if message["role"] == "assistant" else "function"
+            self.store.add_message(self.sid, role, message["content"], self._count(message["content"]))
+        self._keep_reply(reply, prompt, interrupted=False, store=bool(reply))
+        return reply
+
+    def _keep_reply(self, reply: str, prompt: list[int], interrupted: bool, store: bool = True) -> None:
+        stats = self.runner.engine.stats
+        if interrupted:
+            stats.stop_reason = "interrupted"
+        self.last_stats = stats
+        self.totals.add(stats)
+        self.context_tokens = len(prompt) + stats.new_tokens
+        if store and (reply.strip() or not interrupted):
+            self.store.add_message(self.sid, "assistant", reply.strip(), self._count(reply), interrupted)
+        self.turns = self._turns()
+
+    def _count(self, text: str) -> int:
+        return len(self.runner.tokenizer.encode(text, add_special_tokens=False)) + 5
+
+    def _functions(self, say):
+        return fn.builtin_functions(self.store, self.sid, say)
+
+    def reset(self) -> None:
+        """Everything leaves the window (it stays in recall storage and the summary stays)."""
+        msgs = self.store.messages(self.sid, in_context=True)
+        if msgs:
+            self.store.evict(self.sid, msgs[-1].id)
+        self.turns = []
+        self.runner.engine.reset()
+
+    # ------------------------------------------------------------ for /memory
+
+    def memory_report(self) -> str:
+        total = self.store.count_messages(self.sid)
+        in_window = len(self.store.messages(self.sid, in_context=True))
+        core = self.store.core(self.sid)
+        summary, upto = self.store.summary(self.sid)
+        used = sum(p.tokens for p in self.parts)
+        lines = [f"session '{self.name}' · paging {self.paging} · budget {self.budget:,} tokens per prompt "
+                 f"(+{self.sampling.max_new_tokens} for the reply)"]
+        if self.parts:
+            lines.append(f"last prompt: {used:,}/{self.budget:,} tokens ({100 * used // self.budget}%)")
+            lines += [f"  {p.name}: {p.tokens:,}" + (f" ({p.detail})" if p.detail else "") for p in self.parts]
+        lines.append(f"recall storage: {total:,} messages, {in_window:,} in the window")
+        lines.append("core memory: " + ", ".join(f"{k} {len(v)}/{lim}" for k, (v, lim) in core.items()))
+        lines.append(f"summary: {len(summary):,} characters" + (f" (covers messages up to #{upto})" if upto else ""))
+        archival = self.store.db.execute("SELECT count(*) FROM archival WHERE session_id = ?", (self.sid,)).fetchone()[0]
+        lines.append(f"archival storage: {archival:,} passages")
+        return "\n".join(lines)
+
+
+def _day(ts: float) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d")
+
+
+def _clip(text: str, limit: int = 240) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,340 @@
+"""The session store: one SQLite file in the data dir (WAL, numbered append-only migrations).
+
+Tables: sessions; messages (recall storage: every message ever said, with its token count and
+whether it is still in the model's window) and their FTS5 index; core-memory blocks with
+character limits; archival passages and their FTS5 index; recursive summaries (each one
+records the last message it covers). Every write commits at once, so a kill -9 loses at most
+what was not yet written: the reply being generated.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from longchat import paths
+from longchat.errors import InputError, LongchatError
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+CORE_LIMIT = 2000  # characters per core-memory block
+DEFAULT_CORE = {"persona": "I am longchat's assistant. I remember what the user tells me across sessions.",
+                "human": ""}
+
+MIGRATIONS = [
+    # 1: the first schema
+    """
+    CREATE TABLE sessions (
+        id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created REAL NOT NULL, updated REAL NOT NULL,
+        model TEXT NOT NULL DEFAULT '', profile TEXT NOT NULL DEFAULT '');
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY, session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        role TEXT NOT NULL, content TEXT NOT NULL, created REAL NOT NULL, tokens INTEGER NOT NULL DEFAULT 0,
+        in_context INTEGER NOT NULL DEFAULT 1, interrupted INTEGER NOT NULL DEFAULT 0);
+    CREATE INDEX messages_session ON messages(session_id, id);
+    CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages', content_rowid='id',
+                                                 tokenize='porter unicode61');
+    CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content); END;
+    CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content); END;
+    CREATE TRIGGER messages_au AFTER UPDATE OF content ON messages BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+        INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content); END;
+    CREATE TABLE core_blocks (
+        session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE, label TEXT NOT NULL,
+        value TEXT NOT NULL DEFAULT '', char_limit INTEGER NOT NULL, PRIMARY KEY (session_id, label));
+    CREATE TABLE archival (
+        id INTEGER PRIMARY KEY, session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        content TEXT NOT NULL, created REAL NOT NULL);
+    CREATE VIRTUAL TABLE archival_fts USING fts5(content, content='archival', content_rowid='id',
+                                                 tokenize='porter unicode61');
+    CREATE TRIGGER archival_ai AFTER INSERT ON archival BEGIN
+        INSERT INTO archival_fts(rowid, content) VALUES (new.id, new.content); END;
+    CREATE TRIGGER archival_ad AFTER DELETE ON archival BEGIN
+        INSERT INTO archival_fts(archival_fts, rowid, content) VALUES ('delete', old.id, old.content); END;
+    CREATE TABLE summaries (
+        id INTEGER PRIMARY KEY, session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        upto_message INTEGER NOT NULL, content TEXT NOT NULL, created REAL NOT NULL);
+    """,
+]
+
+STOPWORDS = set("""a an and are as at be but by can could did do does for from had has have he her hers him his how
+i if in into is it its me my mine no not of on or our ours she so than that the their them then there these they
+this those to too us was we were what when where which who whom why will with would you your yours s t d ll re ve
+m am been being just about tell remember recall know said say please again any some""".split())
+
+
+class SessionError(LongchatError):
+    """A session that cannot be used: unknown, busy, or a store that cannot be opened."""
+
+    exit_code = 3
+
+
+@dataclass
+class Message:
+    id: int
+    role: str
+    content: str
+    created: float
+    tokens: int
+    in_context: bool
+    interrupted: bool = False
+
+
+@dataclass
+class Hit:
+    id: int
+    content: str
+    created: float
+    role: str = "archival"
+
+
+def store_path() -> Path:
+    return paths.data_dir() / "sessions.db"
+
+
+def check_name(name: str) -> str:
+    if not NAME.match(name):
+        raise InputError(f"bad session name {name!r}: use letters, digits, '.', '_' or '-' (at most 64)")
+    return name
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 query matching any content word of `text` (stop words left out), or None."""
+    words = [w for w in re.findall(r"[^\W_]+", text.lower()) if w not in STOPWORDS and len(w) > 1]
+    seen = list(dict.fromkeys(words))[:24]
+    return " OR ".join(f'"{w}"' for w in seen) or None
+
+
+class Store:
+    """All sessions in one SQLite database."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = Path(path) if path else store_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.migrate()
+        except sqlite3.DatabaseError as e:
+            raise SessionError(f"cannot open the session store {self.path}: {e}") from None
+
+    def migrate(self) -> int:
+        """Apply the migrations this file has not seen yet, each in one transaction."""
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise SessionError(f"{self.path} was written by a newer longchat (schema {version}); upgrade longchat")
+        for number in range(version, len(MIGRATIONS)):
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                if self.db.execute("PRAGMA user_version").fetchone()[0] == number:  # another process may have done it
+                    for statement in _statements(MIGRATIONS[number]):
+                        self.db.execute(statement)
+                    self.db.execute(f"PRAGMA user_version={number + 1}")
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        return len(MIGRATIONS)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- sessions --------------------------------------------------------------------------
+    def session_id(self, name: str, *, create: bool = False) -> int:
+        row = self.db.execute("SELECT id FROM sessions WHERE name = ?", (name,)).fetchone()
+        if row:
+            return row["id"]
+        if not create:
+            raise SessionError(f"no session named {name!r} (see `longchat sessions list`)")
+        now = time.time()
+        with self._tx():
+            sid = self.db.execute("INSERT INTO sessions(name, created, updated) VALUES (?, ?, ?)",
+                                  (check_name(name), now, now)).lastrowid
+            for label, value in DEFAULT_CORE.items():
+                self.db.execute("INSERT INTO core_blocks(session_id, label, value, char_limit) VALUES (?, ?, ?, ?)",
+                                (sid, label, value, CORE_LIMIT))
+        return sid
+
+    def sessions(self) -> list[dict]:
+        rows = self.db.execute(
+            "SELECT s.name, s.created, s.updated, s.model, "
+            "(SELECT count(*) FROM messages m WHERE m.session_id = s.id) AS messages, "
+            "(SELECT count(*) FROM messages m WHERE m.session_id = s.id AND m.in_context) AS in_context, "
+            "(SELECT count(*) FROM archival a WHERE a.session_id = s.id) AS archival "
+            "FROM sessions s ORDER BY s.updated DESC").fetchall()
+        return [dict(r) for r in rows]
+
+    def remove(self, name: str) -> None:
+        sid = self.session_id(name)
+        with self._tx():
+            self.db.execute("DELETE FROM sessions WHERE id = ?", (sid,))
+
+    def touch(self, sid: int, model: str = "", profile: str = "") -> None:
+        self.db.execute("UPDATE sessions SET updated = ?, model = COALESCE(NULLIF(?, ''), model), "
+                        "profile = COALESCE(NULLIF(?, ''), profile) WHERE id = ?", (time.time(), model, profile, sid))
+
+    # -- recall storage --------------------------------------------------------------------
+    def add_message(self, sid: int, role: str, content: str, tokens: int = 0, interrupted: bool = False) -> int:
+        mid = self.db.execute(
+            "INSERT INTO messages(session_id, role, content, created, tokens, interrupted) VALUES (?, ?, ?, ?, ?, ?)",
+            (sid, role, content, time.time(), tokens, int(interrupted))).lastrowid
+        self.touch(sid)
+        return mid
+
+    def messages(self, sid: int, *, in_context: bool | None = None) -> list[Message]:
+        where = "" if in_context is None else f" AND in_context = {int(in_context)}"
+        rows = self.db.execute(f"SELECT * FROM messages WHERE session_id = ?{where} ORDER BY id", (sid,)).fetchall()
+        return [_message(r) for r in rows]
+
+    def count_messages(self, sid: int) -> int:
+        return self.db.execute("SELECT count(*) FROM messages WHERE session_id = ?", (sid,)).fetchone()[0]
+
+    def evict(self, sid: int, upto: int) -> None:
+        """Messages up to id `upto` leave the window (they stay in recall storage)."""
+        self.db.execute("UPDATE messages SET in_context = 0 WHERE session_id = ? AND id <= ?", (sid, upto))
+
+    def search_messages(self, sid: int, query: str, *, limit: int = 5, offset: int = 0,
+                        outside_context: bool = False) -> tuple[list[Hit], int]:
+        """Messages matching any content word of `query`, best first; and how many match."""
+        q = fts_query(query)
+        if q is None:
+            return [], 0
+        extra = " AND m.in_context = 0" if outside_context else ""
+        base = (f"FROM messages_fts f JOIN messages m ON m.id = f.rowid "
+                f"WHERE messages_fts MATCH ? AND m.session_id = ?{extra}")
+        total = self.db.execute(f"SELECT count(*) {base}", (q, sid)).fetchone()[0]
+        rows = self.db.execute(f"SELECT m.id, m.content, m.created, m.role {base} ORDER BY bm25(messages_fts) "
+                               f"LIMIT ? OFFSET ?", (q, sid, limit, offset)).fetchall()
+        return [Hit(r["id"], r["content"], r["created"], r["role"]) for r in rows], total
+
+    def messages_between(self, sid: int, start: float, end: float, *, limit: int = 5,
+                         offset: int = 0) -> tuple[list[Hit], int]:
+        args = (sid, start, end)
+        where = "FROM messages WHERE session_id = ? AND created >= ? AND created < ?"
+        total = self.db.execute(f"SELECT count(*) {where}", args).fetchone()[0]
+        rows = self.db.execute(f"SELECT id, content, created, role {where} ORDER BY id LIMIT ? OFFSET ?",
+                               (*args, limit, offset)).fetchall()
+        return [Hit(r["id"], r["content"], r["created"], r["role"]) for r in rows], total
+
+    # -- core memory -----------------------------------------------------------------------
+    def core(self, sid: int) -> dict[str, tuple[str, int]]:
+        rows = self.db.execute("SELECT label, value, char_limit FROM core_blocks WHERE session_id = ? ORDER BY label",
+                               (sid,)).fetchall()
+        return {r["label"]: (r["value"], r["char_limit"]) for r in rows}
+
+    def set_core(self, sid: int, label: str, value: str) -> None:
+        blocks = self.core(sid)
+        if label not in blocks:
+            raise InputError(f"no core memory block {label!r}; blocks: {', '.join(blocks)}")
+        limit = blocks[label][1]
+        if len(value) > limit:
+            raise InputError(f"core memory '{label}' would hold {len(value)} characters; its limit is {limit}")
+        self.db.execute("UPDATE core_blocks SET value = ? WHERE session_id = ? AND label = ?", (value, sid, label))
+
+    # -- archival storage ------------------------------------------------------------------
+    def archive(self, sid: int, content: str) -> int:
+        if not content.strip():
+            raise InputError("nothing to archive: the text is empty")
+        return self.db.execute("INSERT INTO archival(session_id, content, created) VALUES (?, ?, ?)",
+                               (sid, content.strip(), time.time())).lastrowid
+
+    def search_archival(self, sid: int, query: str, *, limit: int = 5, offset: int = 0) -> tuple[list[Hit], int]:
+        q = fts_query(query)
+        if q is None:
+            return [], 0
+        base = "FROM archival_fts f JOIN archival a ON a.id = f.rowid WHERE archival_fts MATCH ? AND a.session_id = ?"
+        total = self.db.execute(f"SELECT count(*) {base}", (q, sid)).fetchone()[0]
+        rows = self.db.execute(f"SELECT a.id, a.content, a.created {base} ORDER BY bm25(archival_fts) LIMIT ? OFFSET ?",
+                               (q, sid, limit, offset)).fetchall()
+        return [Hit(r["id"], r["content"], r["created"]) for r in rows], total
+
+    # -- recursive summary -----------------------------------------------------------------
+    def summary(self, sid: int) -> tuple[str, int]:
+        """(the latest summary, the last message id it covers); ("", 0) before the first."""
+        row = self.db.execute("SELECT content, upto_message FROM summaries WHERE session_id = ? ORDER BY id DESC LIMIT 1",
+                              (sid,)).fetchone()
+        return (row["content"], row["upto_message"]) if row else ("", 0)
+
+    def page_out(self, sid: int, summary: str, upto: int) -> None:
+        """A new summary covering messages up to `upto`, and those messages leave the window: one transaction."""
+        with self._tx():
+            self.db.execute("INSERT INTO summaries(session_id, upto_message, content, created) VALUES (?, ?, ?, ?)",
+                            (sid, upto, summary, time.time()))
+            self.evict(sid, upto)
+
+    # -- export ----------------------------------------------------------------------------
+    def export(self, name: str) -> dict:
+        sid = self.session_id(name)
+        row = dict(self.db.execute("SELECT * FROM sessions WHERE id = ?", (sid,)).fetchone())
+        summary, upto = self.summary(sid)
+        return {"name": row["name"], "created": row["created"], "updated": row["updated"], "model": row["model"],
+                "core": {k: v for k, (v, _) in self.core(sid).items()}, "summary": summary, "summary_upto": upto,
+                "messages": [vars(m) for m in self.messages(sid)],
+                "archival": [dict(r) for r in self.db.execute(
+                    "SELECT id, content, created FROM archival WHERE session_id = ? ORDER BY id", (sid,))]}
+
+    def _tx(self):
+        return _Transaction(self.db)
+
+
+class _Transaction:
+    def __init__(self, db):
+        self.db = db
+
+    def __enter__(self):
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind, value, tb):
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (CREATE TRIGGER bodies hold ';' before their END)."""
+    out, buf = [], ""
+    for part in script.split(";"):
+        buf += part + ";"
+        if buf.strip() == ";":
+            buf = ""
+            continue
+        if "BEGIN" in buf.upper() and not buf.rstrip().upper().endswith("END;"):
+            continue
+        out.append(buf.strip())
+        buf = ""
+    return out
+
+
+def _message(r) -> Message:
+    return Message(r["id"], r["role"], r["content"], r["created"], r["tokens"], bool(r["in_context"]),
+                   bool(r["interrupted"]))
+
+
+class SessionLock:
+    """One chat process per session: an exclusive flock, released when the process ends."""
+
+    def __init__(self, name: str):
+        folder = paths.data_dir() / "sessions"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"{name}.lock"
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(self.fd)
+            raise SessionError(f"session {name!r} is busy: another longchat (pid {owner}) has it open") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
