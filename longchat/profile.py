@@ -52,8 +52,10 @@ class CompressSettings:
     reorder: str = "auto"        # auto (sort with a question, else original) | sort | original
 
     def validate(self, where: str) -> None:
-        require(self.method in ("none", "llmlingua", "longllmlingua"), where, "method",
-                "one of: none, llmlingua, longllmlingua")
+        from longchat.compress import methods
+
+        known = ["none", *methods()]
+        require(self.method in known, where, "method", f"one of: {', '.join(known)}")
         require(0.0 < self.rate <= 1.0, where, "rate", "a number in (0, 1]")
         require(self.target_tokens >= 0, where, "target_tokens", "an integer >= 0 (0 = use rate)")
         require(self.passage_tokens >= 16, where, "passage_tokens", "an integer >= 16")
@@ -120,9 +122,15 @@ def _user() -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.glob("*.toml"))} if folder.is_dir() else {}
 
 
+def _from_plugins() -> dict[str, Path]:
+    from longchat import plugins
+
+    return {Path(str(p)).stem: Path(str(p)) for name, p in plugins.collect("longchat_profiles") if name != "builtin"}
+
+
 def available_profiles() -> dict[str, Path]:
-    """name -> file; user profiles shadow shipped ones of the same name."""
-    return {**_shipped(), **_user()}
+    """name -> file; plugin profiles add to the shipped ones, user profiles shadow both."""
+    return {**_from_plugins(), **_shipped(), **_user()}
 
 
 def find_profile(spec: str) -> Path:

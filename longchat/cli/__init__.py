@@ -27,7 +27,17 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 
 def _register() -> None:
-    from longchat.cli import ask, bench, chat, compress, info, memories, sessions, summarize  # noqa: F401  (commands register on import)
+    """Commands come through the plugins' `longchat_commands` hook (the built-in ones too)."""
+    global _registered
+    if _registered:
+        return
+    _registered = True
+    from longchat import plugins
+
+    plugins.collect("longchat_commands", app=app)
+
+
+_registered = False
 
 
 def main(argv: list[str] | None = None) -> int:

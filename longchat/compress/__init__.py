@@ -14,10 +14,26 @@ from longchat.compress.lingua import METHODS, Compressor, Progress, Result
 from longchat.errors import InputError
 from longchat.sources import iter_documents, wants_headers
 
-__all__ = ["METHODS", "Compressor", "Result", "compressor_for", "compress_sources", "read_documents", "with_rate"]
+__all__ = ["METHODS", "Compressor", "Result", "compressor_for", "compress_sources", "methods", "read_documents",
+           "with_rate"]
 
 
-def compressor_for(runner, note: Callable[[str], None] = lambda m: None) -> Compressor:
+def methods() -> dict[str, Callable]:
+    """method name -> compressor factory(model, settings, note), from every plugin (built-ins first)."""
+    from longchat import plugins
+
+    out: dict[str, Callable] = {}
+    for plugin, item in plugins.collect("longchat_compressors"):
+        try:
+            name, factory = item
+        except (TypeError, ValueError):
+            plugins.warn(f"plugin {plugin!r} registered a compressor that is not a (name, factory) pair; skipped")
+            continue
+        out.setdefault(name, factory)
+    return out
+
+
+def compressor_for(runner, note: Callable[[str], None] = lambda m: None):
     """The profile's compressor, sharing the runner's model when it is the same one."""
     from longchat.runtime.loader import load_model, resolve_model_dir
 
@@ -25,7 +41,8 @@ def compressor_for(runner, note: Callable[[str], None] = lambda m: None) -> Comp
     model = runner.model
     if resolve_model_dir(settings.model)[1].resolve() != model.path.resolve():
         model = load_model(settings.model, device=str(runner.model.device), note=note)
-    return Compressor(model, settings, note=note)
+    factory = methods().get(settings.method, Compressor)
+    return factory(model, settings, note=note)
 
 
 def with_rate(settings, rate: float | None, target_tokens: int | None = None):

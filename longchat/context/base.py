@@ -106,6 +106,27 @@ def parse_params(cls: type[ContextStrategy], values: dict[str, Any], where: str)
     return build(cls.Params, values, f"{where} [strategy] ({cls.name})")
 
 
+_seen_plugins = -1
+_from_plugins: set[str] = set()
+
+
 def _load_builtins() -> None:
-    # Importing the modules runs their @register_strategy decorators.
-    from longchat.context import auto, full, infllm, lm_infinite, rope_scaled, self_extend, streaming  # noqa: F401
+    """Register the strategies every plugin offers (the built-ins first); once per plugin change."""
+    global _seen_plugins
+    from longchat import plugins
+
+    if _seen_plugins == plugins.generation():
+        return
+    _seen_plugins = plugins.generation()
+    for name in _from_plugins:  # a plugin that went away takes its strategies with it
+        STRATEGIES.pop(name, None)
+    _from_plugins.clear()
+    for plugin, cls in plugins.collect("longchat_strategies"):
+        if not (isinstance(cls, type) and issubclass(cls, ContextStrategy) and getattr(cls, "name", None)):
+            plugins.warn(f"plugin {plugin!r} registered a strategy that is not a named ContextStrategy; skipped")
+        elif STRATEGIES.get(cls.name, cls) is not cls:
+            plugins.warn(f"plugin {plugin!r}: a strategy named {cls.name!r} exists already; skipped")
+        else:
+            if plugin != "builtin":
+                _from_plugins.add(cls.name)
+            STRATEGIES[cls.name] = cls

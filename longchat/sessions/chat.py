@@ -283,7 +283,17 @@ class SessionConversation(Conversation):
         return len(self.runner.tokenizer.encode(text, add_special_tokens=False)) + 5
 
     def _functions(self, say):
-        return fn.builtin_functions(self.store, self.sid, say)
+        """send_message, then every plugin's memory functions (the built-ins first)."""
+        from longchat import plugins
+
+        table = {"send_message": fn.builtin_functions(self.store, self.sid, say)["send_message"]}
+        for plugin, f in plugins.collect("longchat_memory_functions", store=self.store, session_id=self.sid):
+            if isinstance(f, fn.Function) and f.name not in table:
+                table[f.name] = f
+            else:
+                plugins.warn(f"plugin {plugin!r}: memory function {getattr(f, 'name', f)!r} skipped "
+                             f"(not a Function, or the name is taken)")
+        return table
 
     def reset(self) -> None:
         """Everything leaves the window (it stays in recall storage and the summary stays)."""

@@ -7,17 +7,38 @@ from pathlib import Path
 
 from longchat.errors import InputError
 from longchat.sources.base import Document, Note, Reader, cannot_open
-from longchat.sources.pdf import PDF
-from longchat.sources.text import TEXT
 
-READERS: dict[str, Reader] = {reader.name: reader for reader in (TEXT, PDF)}
+# name -> reader, filled from the plugins' `longchat_readers` hook (the built-ins first).
+READERS: dict[str, Reader] = {}
 FALLBACK = "text"  # the reader for every suffix that no other reader claims
+
+
+def reload() -> None:
+    """(Re)read the readers every plugin registers; a later plugin does not replace a name."""
+    from longchat import plugins
+
+    found: dict[str, Reader] = {}
+    for plugin, reader in plugins.collect("longchat_readers"):
+        if not isinstance(reader, Reader):
+            plugins.warn(f"plugin {plugin!r} registered a reader that is not a longchat.sources.Reader; skipped")
+        elif reader.name in found:
+            plugins.warn(f"plugin {plugin!r}: a reader named {reader.name!r} exists already; skipped")
+        else:
+            found[reader.name] = reader
+    READERS.clear()
+    READERS.update(found)
+
+
+def _readers() -> dict[str, Reader]:
+    if not READERS:
+        reload()
+    return READERS
 
 
 def get_reader(name: str) -> Reader:
     """The reader called `name`; an unknown name fails with the list of valid ones."""
     try:
-        return READERS[name]
+        return _readers()[name]
     except KeyError:
         valid = ", ".join(sorted(READERS))
         raise InputError(f"unknown reader {name!r} (valid readers: {valid})") from None
@@ -26,7 +47,7 @@ def get_reader(name: str) -> Reader:
 def reader_for(path: Path) -> Reader:
     """The reader that claims this file's suffix, else the text reader."""
     suffix = path.suffix.lower()
-    for reader in READERS.values():
+    for reader in _readers().values():
         if suffix in reader.extensions:
             return reader
     return READERS[FALLBACK]
