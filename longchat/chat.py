@@ -198,13 +198,17 @@ class Conversation:
         self._finish_turn(user_text, detok.emitted, prompt, interrupted=False)
         return detok.emitted
 
-    def _finish_turn(self, user_text: str, reply: str, prompt: list[int], interrupted: bool) -> None:
+    def _record_stats(self, prompt: list[int], interrupted: bool) -> None:
+        """The engine's figures for the reply just made join the last-reply and session totals."""
         stats = self.runner.engine.stats
         if interrupted:
             stats.stop_reason = "interrupted"
         self.last_stats = stats
         self.totals.add(stats)
         self.context_tokens = len(prompt) + stats.new_tokens
+
+    def _finish_turn(self, user_text: str, reply: str, prompt: list[int], interrupted: bool) -> None:
+        self._record_stats(prompt, interrupted)
         if interrupted and not reply.strip():
             return  # nothing was said: keep no half turn the model would have to answer around
         self.turns.append(Turn(user_text, reply.strip(), interrupted))

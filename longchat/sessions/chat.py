@@ -269,12 +269,7 @@ class SessionConversation(Conversation):
         return reply
 
     def _keep_reply(self, reply: str, prompt: list[int], interrupted: bool, store: bool = True) -> None:
-        stats = self.runner.engine.stats
-        if interrupted:
-            stats.stop_reason = "interrupted"
-        self.last_stats = stats
-        self.totals.add(stats)
-        self.context_tokens = len(prompt) + stats.new_tokens
+        self._record_stats(prompt, interrupted)
         if store and (reply.strip() or not interrupted):
             self.store.add_message(self.sid, "assistant", reply.strip(), self._count(reply), interrupted)
         self.turns = self._turns()

@@ -25,6 +25,22 @@ CORE_LIMIT = 2000  # characters per core-memory block
 DEFAULT_CORE = {"persona": "I am longchat's assistant. I remember what the user tells me across sessions.",
                 "human": ""}
 
+def _fts_index(table: str) -> str:
+    """An FTS5 index over `table`.content (Porter stemming), kept in step by triggers."""
+    fts = f"{table}_fts"
+    return f"""
+    CREATE VIRTUAL TABLE {fts} USING fts5(content, content='{table}', content_rowid='id',
+                                         tokenize='porter unicode61');
+    CREATE TRIGGER {table}_ai AFTER INSERT ON {table} BEGIN
+        INSERT INTO {fts}(rowid, content) VALUES (new.id, new.content); END;
+    CREATE TRIGGER {table}_ad AFTER DELETE ON {table} BEGIN
+        INSERT INTO {fts}({fts}, rowid, content) VALUES ('delete', old.id, old.content); END;
+    CREATE TRIGGER {table}_au AFTER UPDATE OF content ON {table} BEGIN
+        INSERT INTO {fts}({fts}, rowid, content) VALUES ('delete', old.id, old.content);
+        INSERT INTO {fts}(rowid, content) VALUES (new.id, new.content); END;
+    """
+
+
 MIGRATIONS = [
     # 1: the first schema
     """
@@ -36,27 +52,14 @@ MIGRATIONS = [
         role TEXT NOT NULL, content TEXT NOT NULL, created REAL NOT NULL, tokens INTEGER NOT NULL DEFAULT 0,
         in_context INTEGER NOT NULL DEFAULT 1, interrupted INTEGER NOT NULL DEFAULT 0);
     CREATE INDEX messages_session ON messages(session_id, id);
-    CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages', content_rowid='id',
-                                                 tokenize='porter unicode61');
-    CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN
-        INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content); END;
-    CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN
-        INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content); END;
-    CREATE TRIGGER messages_au AFTER UPDATE OF content ON messages BEGIN
-        INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
-        INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content); END;
+    """ + _fts_index("messages") + """
     CREATE TABLE core_blocks (
         session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE, label TEXT NOT NULL,
         value TEXT NOT NULL DEFAULT '', char_limit INTEGER NOT NULL, PRIMARY KEY (session_id, label));
     CREATE TABLE archival (
         id INTEGER PRIMARY KEY, session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
         content TEXT NOT NULL, created REAL NOT NULL);
-    CREATE VIRTUAL TABLE archival_fts USING fts5(content, content='archival', content_rowid='id',
-                                                 tokenize='porter unicode61');
-    CREATE TRIGGER archival_ai AFTER INSERT ON archival BEGIN
-        INSERT INTO archival_fts(rowid, content) VALUES (new.id, new.content); END;
-    CREATE TRIGGER archival_ad AFTER DELETE ON archival BEGIN
-        INSERT INTO archival_fts(archival_fts, rowid, content) VALUES ('delete', old.id, old.content); END;
+    """ + _fts_index("archival") + """
     CREATE TABLE summaries (
         id INTEGER PRIMARY KEY, session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
         upto_message INTEGER NOT NULL, content TEXT NOT NULL, created REAL NOT NULL);
