@@ -103,13 +103,17 @@ class Conversation:
         rest = render_chat(self.runner.tokenizer, messages).split(SENTINEL, 1)[1]
         return self.memory_ids + self.runner.tokenizer.encode(rest, add_special_tokens=False)
 
+    def memory_system(self) -> str | None:
+        """The system prompt an attached memory was encoded under (it is part of its prefix)."""
+        return self.system
+
     def attach_memory(self, name: str) -> str:
         """Answer every turn with the named memory's documents in front (see `longchat ingest`)."""
         from longchat import memory
 
         mem = memory.find(name)
         mem.lock(exclusive=False)  # held for the chat: nobody rewrites it under us
-        self.memory_ids = memory.attach(self.runner, mem, system=self.system, note=self.note)
+        self.memory_ids = memory.attach(self.runner, mem, system=self.memory_system(), note=self.note)
         self.memory_name = name
         return memory.describe(mem)
 

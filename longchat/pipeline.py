@@ -72,9 +72,9 @@ def open_runner(profile: str | Profile = "auto", model: str | None = None, *, de
     return Runner(prof, loaded, engine)
 
 
-def chat_ids(tokenizer, messages: list[dict]) -> list[int]:
+def chat_ids(tokenizer, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
     """Token ids of `messages` in the model's chat template, ready for the assistant's reply."""
-    return encode_rendered(tokenizer, render_chat(tokenizer, messages))
+    return encode_rendered(tokenizer, render_chat(tokenizer, messages, tools))
 
 
 ASK_PROMPT = PREAMBLE + "{document}" + QUESTION

@@ -294,3 +294,42 @@ def test_a_fact_survives_a_restart_with_the_real_model(home):
     reply = second.send("What is my sister's name?")
     second.close()
     assert "Alma" in reply
+
+
+# -- tool templates and attached memories ---------------------------------------------------------
+
+TOOL_TEMPLATE = ("{% if tools %}<tools>{{ tools | tojson }}</tools>{% endif %}"
+                 "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}<|assistant|>")
+
+
+def test_functions_use_the_chat_templates_tool_format_when_it_has_one(tiny_runner):
+    tiny_runner.tokenizer.chat_template = TOOL_TEMPLATE
+    conv = session(tiny_runner, "tools", paging="functions")
+    assert conv.native_tools
+    conv.step = model = ScriptedModel(
+        '<tool_call>{"name": "send_message", "arguments": {"message": "hi there"}}</tool_call>')
+    assert conv.send("hello") == "hi there"
+    prompt = tiny_runner.tokenizer.decode(model.prompts[0])
+    assert "<tools>" in prompt and '"core_memory_append"' in prompt
+    assert "reply with only a JSON object" not in prompt  # no JSON instructions: the template has a format
+    conv.close()
+
+
+def test_a_session_can_read_an_ingested_memory(home, tiny_chat_model, tmp_path):
+    from longchat import memory as memories
+    from test_memory import SMALL, text_file
+
+    runner = open_runner("infllm", str(tiny_chat_model), overrides=SMALL + ["generation.max_new_tokens=4"])
+    memories.ingest(runner, [str(text_file(tmp_path / "d.txt", 900))], name="doc")
+    runner = open_runner("infllm", str(tiny_chat_model), overrides=SMALL + ["generation.max_new_tokens=4"])
+    runner.profile.memory.budget = 600
+    conv = session(runner, "withdoc")
+    conv.attach_memory("doc")
+    n = memories.find("doc").tokens
+    conv.step = model = ScriptedModel("first reply", "second reply")
+    conv.send("What does the document say?")
+    conv.send("And then?")
+    assert all(p[:n] == conv.memory_ids for p in model.prompts)  # the memory first, already encoded
+    assert all(len(p) - n <= conv.budget for p in model.prompts)  # the budget counts what follows it
+    assert "What does the document say?" in runner.tokenizer.decode(model.prompts[1][n:])
+    conv.close()

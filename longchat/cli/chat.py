@@ -54,8 +54,9 @@ def chat(
 
         if paging not in (None, "system", "functions", "truncate"):
             raise InputError("--paging must be one of: system, functions, truncate")
-        if memory or files:
-            raise InputError("--session cannot be combined with --memory or --file yet")
+        if files:
+            raise InputError("--session keeps documents in a memory: `longchat ingest FILE --name N`, then "
+                             "`chat --session S --memory N`")
         conversation = SessionConversation(runner, session, system, sampling, note=note, paging=paging)
         told = len(conversation.store.messages(conversation.sid))
         note(f"session '{session}': " + (f"resumed, {told} messages stored" if told else "new") +

@@ -45,10 +45,12 @@ Progress = Callable[[int, int], None]  # (tokens done, tokens expected)
 # ------------------------------------------------------------------ prompt frame
 
 
-def render_chat(tokenizer, messages: list[dict]) -> str:
-    """The chat template applied to `messages`, ready for the assistant's reply."""
+def render_chat(tokenizer, messages: list[dict], tools: list[dict] | None = None) -> str:
+    """The chat template applied to `messages` (and `tools`, for templates that take them),
+    ready for the assistant's reply."""
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        extra = {"tools": tools} if tools else {}
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra)
     # Base models have no template: a plain transcript they can continue.
     return "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in messages) + "Assistant:"
 

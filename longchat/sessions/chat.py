@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from longchat.chat import Conversation, Turn
+from longchat.memory.encode import PREAMBLE, SENTINEL, render_chat
 from longchat.errors import InputError
 from longchat.pipeline import Note, Progress, Runner, chat_ids
 from longchat.runtime.generate import Detokenizer, Sampling
@@ -87,9 +88,19 @@ class SessionConversation(Conversation):
                 pending = None
         return out
 
+    @property
+    def native_tools(self) -> bool:
+        """Function calling through the chat template's own tool format (when it has one)."""
+        return self.paging == "functions" and "tools" in (getattr(self.runner.tokenizer, "chat_template", "") or "")
+
+    def memory_system(self) -> str | None:
+        return None  # the session's instructions travel in its first message, after the memory
+
     def system_text(self) -> str:
         parts = [self.system or INSTRUCTIONS]
-        if self.paging == "functions":
+        if self.native_tools:
+            parts.append("Manage your memory with the functions you have; reply to the user with send_message.")
+        elif self.paging == "functions":
             parts.append(fn.describe(self._functions(lambda m: None)))
         core = self.store.core(self.sid)
         if core and self.paging != "truncate":
@@ -124,7 +135,8 @@ class SessionConversation(Conversation):
         return out
 
     def assemble(self, user_text: str, user_id: int | None = None, extra: list[dict] = ()) -> list[int]:
-        """The prompt for `user_text` within the budget, paging out old messages when needed."""
+        """The prompt for `user_text` within the budget, paging out old messages when needed
+        (an attached memory's prefix comes first and is not counted)."""
         notes = self.relevant(user_text)
         while True:
             system = self.system_text()
@@ -135,9 +147,9 @@ class SessionConversation(Conversation):
             history = self._history(user_id)
             messages = [{"role": "system", "content": system}, *history, {"role": "user", "content": last},
                         *extra]
-            ids = chat_ids(self.runner.tokenizer, messages)
             tok = self.runner.tokenizer
-            n_system = len(chat_ids(tok, messages[:1]))
+            ids = self._ids(messages)
+            n_system = len(self._ids(messages[:1]))
             n_notes = len(tok.encode(last, add_special_tokens=False)) - len(tok.encode(user_text, add_special_tokens=False))
             self.parts = [Part("system + core memory + summary", n_system),
                           Part("recent messages", len(ids) - n_system - len(tok.encode(last, add_special_tokens=False)),
@@ -146,7 +158,7 @@ class SessionConversation(Conversation):
                           Part("new message", len(tok.encode(user_text, add_special_tokens=False)))]
             if len(ids) <= self.budget:
                 self._pressure(len(ids))
-                return ids
+                return self._prompt(ids)
             if self._page_out(user_id, len(ids)):
                 continue
             if notes:  # nothing left to page out: the searched memories go first
@@ -155,6 +167,24 @@ class SessionConversation(Conversation):
             break
         raise InputError(f"this message needs {len(ids):,} tokens but the session budget is {self.budget:,}; "
                          f"shorten it or raise memory.budget")
+
+    def _ids(self, messages: list[dict]) -> list[int]:
+        """Prompt ids of `messages`. With an attached memory, its documents come first (already
+        encoded) and the session's system text opens the first message after them; only what
+        follows the memory counts against the budget."""
+        tok = self.runner.tokenizer
+        tools = fn.tool_schemas(self._functions(lambda m: None)) if self.native_tools else None
+        if self.memory_ids is None:
+            return chat_ids(tok, messages, tools)
+        system, rest = messages[0]["content"], [dict(m) for m in messages[1:]]
+        if not rest:
+            rest = [{"role": "user", "content": ""}]
+        rest[0]["content"] = PREAMBLE + SENTINEL + "\n\n" + system + "\n\n" + rest[0]["content"]
+        after = render_chat(tok, rest, tools).split(SENTINEL, 1)[1]
+        return tok.encode(after, add_special_tokens=False)
+
+    def _prompt(self, ids: list[int]) -> list[int]:
+        return (self.memory_ids or []) + ids
 
     def _pressure(self, used: int) -> None:
         pct = round(100 * used / self.budget)
