@@ -8,17 +8,17 @@ from typing import List, Optional
 import typer
 
 from longchat.cli import app
-from longchat.cli.common import (CompressOpt, DeviceOpt, KeepOpt, ProfileOpt, SetOpt, note, open_runner_cli,
+from longchat.cli.common import (DeviceOpt, KeepOpt, ProfileOpt, SetOpt, note, open_runner_cli,
                                  prefill_progress, use_compression)
 
 
 @app.command()
 def compress(
     sources: Optional[List[str]] = typer.Argument(None, metavar="[SOURCE]...", help="Files, PDFs, folders, or - ; stdin when none is given."),
-    rate: Optional[float] = CompressOpt,
+    rate: Optional[float] = typer.Option(None, "--rate", "-r", help="Share of the input's tokens to keep, 0-1 (default 0.5)."),
     target_tokens: Optional[int] = typer.Option(None, "--target-tokens", help="Keep about this many tokens of the input instead of a rate."),
     question: Optional[str] = typer.Option(None, "--question", "-q", help="What the text will be asked: passages and words that answer it are kept first (longllmlingua)."),
-    method: Optional[str] = typer.Option(None, "--method", help="longllmlingua (question-aware; the default) or llmlingua."),
+    method: Optional[str] = typer.Option(None, "--method", help="longllmlingua (question-aware; the default), llmlingua, or a plugin's method (see `longchat plugins`)."),
     keep: Optional[List[str]] = KeepOpt,
     profile: str = ProfileOpt,
     compressor: Optional[str] = typer.Option(None, "--compressor", help="The model that scores tokens. Default: the profile's compress.model (the bundled small model)."),
@@ -43,8 +43,9 @@ def compress(
     if compressor:
         overrides.append(f"compress.model={json.dumps(compressor)}")
     if method:
-        if method not in squeeze.METHODS:
-            raise InputError(f"--method must be one of: {', '.join(squeeze.METHODS)}")
+        known = squeeze.methods()
+        if method not in known:
+            raise InputError(f"--method must be one of: {', '.join(known)}")
         overrides.append(f"compress.method={json.dumps(method)}")
     runner = open_runner_cli(profile, compressor, device, overrides)
     use_compression(runner, 0.5 if rate is None and not target_tokens else rate, target_tokens)
