@@ -317,13 +317,17 @@ class Compressor:
 
     def _settle(self, passages, order, masks, labels, target) -> tuple[str, int]:
         """Render, count, and trim or refill by unit score until the count is within 2% of the
-        target: joining kept words re-tokenises a little differently from the original."""
-        text = ""
-        for _ in range(4):
+        target: joining kept words re-tokenises a little differently from the original. Refills
+        skip units larger than what is missing (a code line can be 25 tokens); the closest
+        result seen is the one returned."""
+        best: tuple[int, str, int] | None = None
+        for _ in range(6):
             pieces = {i: render(passages[i].text, passages[i].units, masks[i]) for i in order}
             text = self._join(passages, order, pieces, labels)
             n = len(self.encode(text)) if text else 0
             miss = n - target
+            if best is None or abs(miss) < best[0]:
+                best = (abs(miss), text, n)
             if abs(miss) <= 0.02 * target + 1:
                 break
             over = miss > 0
@@ -334,11 +338,14 @@ class Compressor:
             for _, i, k in pool:
                 if moved >= abs(miss):
                     break
+                size = passages[i].units[k].tokens
+                if not over and moved + size > abs(miss) + 0.02 * target + 1:
+                    continue  # too big to add: look for a smaller one
                 masks[i][k] = not over
-                moved += passages[i].units[k].tokens
+                moved += size
             if not moved:
                 break
-        return text, n
+        return best[1], best[2]
 
     @staticmethod
     def _join(passages: list[Passage], order: list[int], pieces: dict[int, str], labels) -> str:
