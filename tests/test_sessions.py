@@ -333,3 +333,42 @@ def test_a_session_can_read_an_ingested_memory(home, tiny_chat_model, tmp_path):
     assert all(len(p) - n <= conv.budget for p in model.prompts)  # the budget counts what follows it
     assert "What does the document say?" in runner.tokenizer.decode(model.prompts[1][n:])
     conv.close()
+
+
+def test_kill_9_mid_reply_loses_only_the_reply(home, tiny_chat_model):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "longchat", "chat", "--session", "k", "-m", str(tiny_chat_model),
+                             "-p", "full", "-n", "2000", "--set", "memory.budget=4000"], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
+    proc.stdin.write(b"remember this line\n")
+    proc.stdin.flush()
+    db = home / "data" / "sessions.db"
+    deadline = time.time() + 120
+    seen = []
+    while time.time() < deadline and not seen:
+        time.sleep(0.2)
+        if db.exists():
+            try:
+                store = Store(db)
+                seen = [m.content for m in store.messages(store.session_id("k"))]
+                store.close()
+            except SessionError:
+                seen = []
+    alive = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)  # while the 2000-token reply is being generated
+    _, err = proc.communicate()
+    assert alive and seen == ["remember this line"], err.decode()[-500:]
+    store = Store(db)
+    assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert [m.role for m in store.messages(store.session_id("k"))] == ["user"]
+    store.close()
+    resumed = session(open_runner("full", str(tiny_chat_model), overrides=["generation.max_new_tokens=4"]), "k")
+    resumed.step = ScriptedModel("fine")
+    resumed.send("still there?")
+    assert [m.content for m in resumed.store.messages(resumed.sid)] == ["remember this line", "still there?", "fine"]
+    resumed.close()
