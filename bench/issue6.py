@@ -147,8 +147,7 @@ def dual(out: Path, home: Path) -> dict:
     first.stdin.flush()
     time.sleep(20)  # it has loaded the model and holds the session
     second = subprocess.run(cmd, input="Hello from the second process.\n", capture_output=True, text=True, env=env)
-    first.stdin.close()
-    first_out, first_err = first.communicate(timeout=300)
+    first_out, first_err = first.communicate(timeout=300)  # closes its stdin: it ends
     from longchat.sessions.store import Store
 
     store = Store(home / "data" / "sessions.db")

@@ -212,7 +212,9 @@ class Store:
         if q is None:
             return [], 0
         extra = " AND m.in_context = 0" if outside_context else ""
-        base = (f"FROM messages_fts f JOIN messages m ON m.id = f.rowid "
+        # CROSS JOIN: the full-text matches drive the loop (a plain JOIN let SQLite scan the
+        # session's messages and run the match per row: 1.6 s instead of 2 ms at 10,000 messages).
+        base = (f"FROM messages_fts f CROSS JOIN messages m ON m.id = f.rowid "
                 f"WHERE messages_fts MATCH ? AND m.session_id = ?{extra}")
         total = self.db.execute(f"SELECT count(*) {base}", (q, sid)).fetchone()[0]
         rows = self.db.execute(f"SELECT m.id, m.content, m.created, m.role {base} ORDER BY bm25(messages_fts) "
@@ -254,7 +256,8 @@ class Store:
         q = fts_query(query)
         if q is None:
             return [], 0
-        base = "FROM archival_fts f JOIN archival a ON a.id = f.rowid WHERE archival_fts MATCH ? AND a.session_id = ?"
+        base = ("FROM archival_fts f CROSS JOIN archival a ON a.id = f.rowid "
+                "WHERE archival_fts MATCH ? AND a.session_id = ?")
         total = self.db.execute(f"SELECT count(*) {base}", (q, sid)).fetchone()[0]
         rows = self.db.execute(f"SELECT a.id, a.content, a.created {base} ORDER BY bm25(archival_fts) LIMIT ? OFFSET ?",
                                (q, sid, limit, offset)).fetchall()
