@@ -46,12 +46,15 @@ def script() -> list[str]:
     return [f for f, _, _ in FACTS] + FILLER + [q for _, q, _ in FACTS]
 
 
+OVERRIDES = ["generation.max_new_tokens=48"]
+
+
 def run_part(name: str, paging: str, lines: list[str], first: int) -> list[dict]:
     """Send `lines` in this process; the answers to the questions among them."""
     from longchat.pipeline import open_runner
     from longchat.sessions.chat import SessionConversation
 
-    runner = open_runner("auto", overrides=["generation.max_new_tokens=48"])
+    runner = open_runner("auto", overrides=OVERRIDES + [x for x in os.environ.get("ISSUE6_SET", "").split(";") if x])
     conv = SessionConversation(runner, name, paging=paging, note=lambda m: print("  note:", m, file=sys.stderr))
     out = []
     questions = {q: k for _, q, k in FACTS}
@@ -73,7 +76,7 @@ def run_part(name: str, paging: str, lines: list[str], first: int) -> list[dict]
 def deep(out: Path, home: Path) -> dict:
     lines = script()
     results = {}
-    for paging in ("system", "truncate"):
+    for paging in os.environ.get("ISSUE6_PAGING", "system,truncate").split(","):
         name = f"deep-{paging}"
         first = run_part(name, paging, lines[:55], 1)
         # The last five questions come from a new process resuming the session.

@@ -32,10 +32,11 @@ from longchat.runtime.generate import Detokenizer, Sampling
 from longchat.sessions import functions as fn
 from longchat.sessions.store import SessionLock, Store
 
-INSTRUCTIONS = ("You are a helpful assistant with a long-term memory. Use the memory sections below and what "
-                "the user told you earlier to answer. Answer briefly.")
-SUMMARY_PROMPT = ("Summarize the conversation below between a user and an assistant in a few sentences. Keep "
-                  "every name, number, date, preference and fact the user stated.\n\n{previous}{dialogue}")
+INSTRUCTIONS = ("You are a helpful assistant talking with one user. When the user tells you a fact about their "
+                "life, reply with one short sentence that acknowledges it. Answer questions briefly, using the notes "
+                "and what the user told you.")
+SUMMARY_PROMPT = ("Summarize the conversation below between a user and an assistant in at most five sentences. "
+                  "Keep every name, number, date, preference and fact the user stated.\n\n{previous}{dialogue}")
 PRESSURE_ALERT = ("[system] Memory pressure: the conversation fills {pct}% of the context window. Older "
                   "messages will soon be summarised; save anything important with core_memory_append or "
                   "archival_memory_insert.")
@@ -104,11 +105,14 @@ class SessionConversation(Conversation):
             parts.append(fn.describe(self._functions(lambda m: None)))
         core = self.store.core(self.sid)
         if core and self.paging != "truncate":
-            blocks = [f"[{label} ({len(value)}/{limit} chars)]\n{value}" for label, (value, limit) in core.items()]
-            parts.append("### Core memory\n" + "\n".join(blocks))
+            # Empty blocks are left out: a 135M model reads headings with nothing under them as topics.
+            blocks = [f"{label} ({len(value)}/{limit} chars): {value}" for label, (value, limit) in core.items()
+                      if value.strip()]
+            if blocks:
+                parts.append("Notes you keep:\n" + "\n".join(blocks))
         summary, _ = self.store.summary(self.sid)
         if summary and self.paging != "truncate":
-            parts.append("### Summary of the earlier conversation\n" + summary)
+            parts.append("Summary of the earlier conversation: " + summary)
         return "\n\n".join(parts)
 
     def relevant(self, text: str) -> list[str]:
@@ -116,7 +120,10 @@ class SessionConversation(Conversation):
         n = self.settings.relevant
         if not n or self.paging == "truncate":
             return []
-        hits, _ = self.store.search_messages(self.sid, text, limit=n, outside_context=True)
+        # Everything said before the last few messages is searched, in the window or not: a small
+        # model uses a fact placed next to the question far better than one 2,000 tokens up.
+        recent = self.store.messages(self.sid, in_context=True)[-(self.settings.keep_last + 1):]
+        hits, _ = self.store.search_messages(self.sid, text, limit=n, before=recent[0].id if recent else None)
         archived, _ = self.store.search_archival(self.sid, text, limit=n)
         lines = [f"{'I' if h.role == 'assistant' else 'you'} said ({_day(h.created)}): {_clip(h.content)}"
                  for h in hits]
@@ -221,8 +228,9 @@ class SessionConversation(Conversation):
     def _summarise(self, previous: str, messages) -> str:
         tok = self.runner.tokenizer
         head = f"Earlier summary: {previous}\n\n" if previous else ""
-        lines = [f"{'User' if m.role == 'user' else 'Assistant' if m.role == 'assistant' else 'Note'}: {m.content}"
-                 for m in messages]
+        # The user's words carry the facts; a small model's own replies are clipped (they are often noise).
+        lines = [f"User: {m.content}" if m.role == "user" else
+                 f"{'Assistant' if m.role == 'assistant' else 'Note'}: {_clip(m.content, 120)}" for m in messages]
         limit = self.runner.effective_window - 200 - len(tok.encode(SUMMARY_PROMPT + head, add_special_tokens=False))
         while lines and len(tok.encode("\n".join(lines), add_special_tokens=False)) > limit:
             lines = [_clip(x, 300) for x in lines] if any(len(x) > 300 for x in lines) else lines[1:]
