@@ -44,6 +44,8 @@ def ask(
 
     if not sources and memory is None:
         raise InputError("give at least one SOURCE (or --memory NAME) before the question")
+    if memory is not None and compress is not None:
+        raise InputError("--compress shrinks SOURCEs before they are read; a --memory is already encoded")
 
     runner = open_runner_cli(profile, model, device, set_)
     use_compression(runner, compress)
