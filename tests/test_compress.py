@@ -219,3 +219,8 @@ def test_a_passkey_survives_4x_compression(home, real_runner):
         real_runner.engine.reset()
         answer = real_runner.engine.generate_text(squeezed, Sampling(max_new_tokens=8))
         assert PASSKEY.score(answer, key), (answer, real_runner.tokenizer.decode(squeezed)[:400])
+
+
+def test_ask_refuses_compress_with_a_memory(capsys):
+    assert main(["ask", "--memory", "m", "question?", "--compress", "0.3"]) == 3
+    assert "already encoded" in capsys.readouterr().err
