@@ -278,7 +278,7 @@ def summarize(runner: Runner, sources: Sequence[str], *, sampling: Sampling | No
     read = 0
     summarizer = Summarizer(runner, sampling, on_chunk=lambda n: progress and progress(read, total, n))
     limit = summarizer.chunk_tokens
-    squeeze = lambda text: text  # noqa: E731
+    compressor = None
     if runner.profile.compress.on:
         # Each chunk is read 1/rate times larger and compressed back to a chunk before it is
         # summarised: fewer, fuller chunks. No question is known, so passages rank by their own
@@ -286,9 +286,12 @@ def summarize(runner: Runner, sources: Sequence[str], *, sampling: Sampling | No
         from longchat import compress
 
         compressor = compress.compressor_for(runner, note=note)
-        rate = runner.profile.compress.rate
-        limit = int(limit / rate)
-        squeeze = lambda text: compressor.compress([text], method="llmlingua", rate=rate, target_tokens=0).text  # noqa: E731
+        limit = int(limit / runner.profile.compress.rate)
+
+    def squeeze(text: str) -> str:
+        if compressor is None:
+            return text
+        return compressor.compress([text], method="llmlingua", rate=runner.profile.compress.rate, target_tokens=0).text
     buffer, has_text = "", False
     for piece, is_text in iter_pieces(sources, stdin=stdin, note=note):
         has_text = has_text or (is_text and not piece.isspace())

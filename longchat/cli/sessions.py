@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
@@ -11,6 +10,7 @@ import typer
 
 from longchat.cli import app
 from longchat.cli.common import err, note
+from longchat.sessions.store import when as _when
 
 sessions_app = typer.Typer(help="Stored chat sessions (`longchat chat --session NAME`).", no_args_is_help=True)
 app.add_typer(sessions_app, name="sessions")
@@ -20,10 +20,6 @@ def _store():
     from longchat.sessions.store import Store
 
     return Store()
-
-
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
 
 
 @sessions_app.command("list")

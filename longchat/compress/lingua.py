@@ -81,13 +81,23 @@ class Result:
                 "passages_in": self.passages_in, "passages_kept": self.passages_kept}
 
 
+def _fresh_state(model) -> FullAttention:
+    """An empty full-attention KV state for the compressor model."""
+    return FullAttention(model.cfg, Rope(model.cfg.hf, model.device), device=model.device, dtype=model.decoder.dtype)
+
+
+def _token_losses(prev_logits: torch.Tensor, ids: list[int]) -> torch.Tensor:
+    """-log p(ids[i]) from the logits that predict each of them (one row per id)."""
+    target = torch.tensor(ids, device=prev_logits.device)
+    return -prev_logits.log_softmax(-1).gather(1, target[:, None])[:, 0]
+
+
 class _Reader:
     """The compressor reading one passage left to right, its KV holding only kept tokens."""
 
     def __init__(self, model, lead: list[int]):
         self.model = model
-        cfg = model.cfg
-        self.state = FullAttention(cfg, Rope(cfg.hf, model.device), device=model.device, dtype=model.decoder.dtype)
+        self.state = _fresh_state(model)
         self.last = self._run(lead)[-1]
         self.logits: torch.Tensor | None = None
 
@@ -98,9 +108,7 @@ class _Reader:
     def losses(self, ids: list[int]) -> torch.Tensor:
         """-log p(token) for each of `ids`, read after everything kept so far."""
         self.logits = self._run(ids)
-        prev = torch.cat([self.last[None], self.logits[:-1]])
-        target = torch.tensor(ids, device=prev.device)
-        return -prev.log_softmax(-1).gather(1, target[:, None])[:, 0]
+        return _token_losses(torch.cat([self.last[None], self.logits[:-1]]), ids)
 
     @torch.inference_mode()
     def keep(self, mask: list[bool]) -> None:
@@ -183,15 +191,12 @@ class Compressor:
         cond = self.encode(question.strip() + RESTRICTION) if question else []
         lead = self.encode("\n")
         scores = []
-        for i, p in enumerate(passages):
-            state = FullAttention(self.model.cfg, Rope(self.model.cfg.hf, self.model.device),
-                                  device=self.model.device, dtype=self.model.decoder.dtype)
+        for p in passages:
             ids = lead + p.ids + cond
             n = len(cond) if cond else len(p.ids)
-            logits = self.model.decoder.forward(torch.tensor([ids], device=self.model.device), state,
+            logits = self.model.decoder.forward(torch.tensor([ids], device=self.model.device), _fresh_state(self.model),
                                                 logits=n + 1)[0, :-1].float()
-            target = torch.tensor(ids[len(ids) - n:], device=logits.device)
-            loss = -logits.log_softmax(-1).gather(1, target[:, None])[:, 0].mean().item()
+            loss = _token_losses(logits, ids[len(ids) - n:]).mean().item()
             scores.append(loss if cond else -loss)  # lower question loss / higher own loss first
             progress(len(p.ids))
         return sorted(range(len(passages)), key=lambda i: (scores[i], i))
@@ -290,7 +295,8 @@ class Compressor:
                                                  self.s.coarse_slack)
         else:
             order = chosen = list(range(len(passages)))
-        by_rank = [i for i in order if i in set(chosen)]
+        chosen_set = set(chosen)
+        by_rank = [i for i in order if i in chosen_set]
         offsets = budget.rank_offsets(len(by_rank), self.s.dynamic_ratio if aware else 0.0)
         kept_passages = [passages[i] for i in by_rank]
         ratios = budget.keep_ratios([p.free for p in kept_passages], [p.forced for p in kept_passages],

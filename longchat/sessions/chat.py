@@ -69,6 +69,7 @@ class SessionConversation(Conversation):
                              f"{self.sampling.max_new_tokens}; raise memory.budget or lower --max-new-tokens")
         self.parts: list[Part] = []
         self.alerted = False
+        self._tools: list[dict] | None = None
         self.step = self._generate  # (prompt ids, on_text) -> text: a test may put a scripted model here
         self.turns = self._turns()
 
@@ -116,7 +117,7 @@ class SessionConversation(Conversation):
         return "\n\n".join(parts)
 
     def relevant(self, text: str) -> list[str]:
-        """Recall (outside the window) and archival hits for `text`, best first."""
+        """Recall (all but the last few messages) and archival hits for `text`, best first."""
         n = self.settings.relevant
         if not n or self.paging == "truncate":
             return []
@@ -154,15 +155,13 @@ class SessionConversation(Conversation):
             history = self._history(user_id)
             messages = [{"role": "system", "content": system}, *history, {"role": "user", "content": last},
                         *extra]
-            tok = self.runner.tokenizer
             ids = self._ids(messages)
             n_system = len(self._ids(messages[:1]))
-            n_notes = len(tok.encode(last, add_special_tokens=False)) - len(tok.encode(user_text, add_special_tokens=False))
+            n_last, n_user = self._count_plain(last), self._count_plain(user_text)
             self.parts = [Part("system + core memory + summary", n_system),
-                          Part("recent messages", len(ids) - n_system - len(tok.encode(last, add_special_tokens=False)),
-                               f"{len(history)} messages"),
-                          Part("relevant memories", max(0, n_notes), f"{len(notes)} found"),
-                          Part("new message", len(tok.encode(user_text, add_special_tokens=False)))]
+                          Part("recent messages", len(ids) - n_system - n_last, f"{len(history)} messages"),
+                          Part("relevant memories", max(0, n_last - n_user), f"{len(notes)} found"),
+                          Part("new message", n_user)]
             if len(ids) <= self.budget:
                 self._pressure(len(ids))
                 return self._prompt(ids)
@@ -180,7 +179,7 @@ class SessionConversation(Conversation):
         encoded) and the session's system text opens the first message after them; only what
         follows the memory counts against the budget."""
         tok = self.runner.tokenizer
-        tools = fn.tool_schemas(self._functions(lambda m: None)) if self.native_tools else None
+        tools = self._tool_schemas()
         if self.memory_ids is None:
             return chat_ids(tok, messages, tools)
         system, rest = messages[0]["content"], [dict(m) for m in messages[1:]]
@@ -312,8 +311,20 @@ class SessionConversation(Conversation):
             self.store.add_message(self.sid, "assistant", reply.strip(), self._count(reply), interrupted)
         self.turns = self._turns()
 
+    def _count_plain(self, text: str) -> int:
+        return len(self.runner.tokenizer.encode(text, add_special_tokens=False))
+
     def _count(self, text: str) -> int:
-        return len(self.runner.tokenizer.encode(text, add_special_tokens=False)) + 5
+        """Tokens a stored message costs in a prompt (its text + the template's ~5 around it)."""
+        return self._count_plain(text) + 5
+
+    def _tool_schemas(self) -> list[dict] | None:
+        """The functions as template tools (built once: they depend only on the store and session)."""
+        if not self.native_tools:
+            return None
+        if self._tools is None:
+            self._tools = fn.tool_schemas(self._functions(lambda m: None))
+        return self._tools
 
     def _functions(self, say):
         """send_message, then every plugin's memory functions (the built-ins first)."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 
 from longchat.chat import CommandResult, Conversation, command
 from longchat.errors import InputError
+from longchat.sessions.store import when as _when
 
 
 def _session(conv: Conversation):
@@ -78,7 +78,3 @@ def _sessions(conv: Conversation, arg: str) -> CommandResult:
         return CommandResult("no sessions yet (longchat chat --session NAME starts one)")
     return CommandResult("\n".join(f"{r['name']}: {r['messages']} messages ({r['in_context']} in the window), "
                                    f"last used {_when(r['updated'])}" for r in rows))
-
-
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")

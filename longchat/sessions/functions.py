@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from longchat.errors import InputError
+from longchat.sessions.store import when as _when
 
 PAGE = 5
 
@@ -48,10 +49,6 @@ def _page(hits, total: int, page: int, show) -> str:
     lines = [f"Showing {len(hits)} of {total} results (page {page + 1}/{pages}):"]
     lines += [show(h) for h in hits]
     return "\n".join(lines)
-
-
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
 
 
 def _date(text: str, end: bool = False) -> float:

@@ -15,6 +15,7 @@ import re
 import sqlite3
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from longchat import paths
@@ -95,6 +96,11 @@ class Hit:
     content: str
     created: float
     role: str = "archival"
+
+
+def when(ts: float) -> str:
+    """A stored timestamp for people: local "YYYY-MM-DD HH:MM"."""
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
 
 
 def store_path() -> Path:

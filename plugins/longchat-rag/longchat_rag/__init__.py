@@ -62,8 +62,8 @@ class RagCompressor:
     def _count(self, text: str) -> int:
         return len(self.tok.encode(text, add_special_tokens=False))
 
-    def passages(self, text: str) -> list[str]:
-        """Pieces of about passage_tokens tokens, cut at the strongest break available."""
+    def passages(self, text: str) -> list[tuple[str, int]]:
+        """(text, tokens) pieces of about passage_tokens tokens, cut at the strongest break available."""
         pieces, out, buf, size = [], [], "", 0
         pos = 0
         for m in BREAK.finditer(text):
@@ -73,19 +73,20 @@ class RagCompressor:
         for piece in pieces:
             n = self._count(piece)
             if buf and size + n > self.s.passage_tokens:
-                out.append(buf)
+                out.append((buf, size))
                 buf, size = "", 0
             buf += piece
             size += n
         if buf.strip():
-            out.append(buf)
-        return [p for p in out if p.strip()]
+            out.append((buf, size))
+        return [(p, n) for p, n in out if p.strip()]
 
     def compress(self, docs, *, question=None, labels=None, keep=(), rate=None, target_tokens=None, method=None,
                  progress=lambda done, total: None) -> Result:
         start = time.perf_counter()
-        items = [(d, p) for d, text in enumerate(docs) for p in self.passages(text)]
-        sizes = [self._count(p) for _, p in items]
+        found = [(d, p, n) for d, text in enumerate(docs) for p, n in self.passages(text)]
+        items = [(d, p) for d, p, _ in found]
+        sizes = [n for _, _, n in found]  # summed piece counts: within a token or two of the passage's
         total = sum(sizes)
         if not total:
             raise InputError("the input is empty")
