@@ -144,7 +144,7 @@ def test_cli_passkey_on_the_default_model(home, tmp_path, capsys):
     code = main(["bench", "passkey", "--lengths", "256", "--samples", "1", "--json", str(out_json)])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert "accuracy" in out and "prefill tok/s" in out and "peak RSS MiB" in out
+    assert "accuracy" in out and "prefill tok/s" in out and "prefill MFU" in out and "peak RSS MiB" in out
     assert "1/1" in out  # the model finds the key at 256 tokens
     assert "passkey 256 #1/1 depth 0.50" in err and " ok " in err
 
@@ -153,6 +153,8 @@ def test_cli_passkey_on_the_default_model(home, tmp_path, capsys):
     assert summary["length"] == 256 and summary["correct"] == 1 and summary["total"] == 1
     assert 248 * 0.95 <= summary["prompt_tokens"] <= 248  # 256 minus 8 for the reply
     assert summary["prefill_tok_s"] > 0 and summary["peak_rss_mb"] > 0
+    assert data["machine"]["peak_matmul_gflop_s"] > 0 and 0 < summary["mfu"] < 1.5
+    assert summary["prefill_gflop_s"] > 0
     [sample] = data["samples"]
     assert sample["ok"] and sample["got"] == sample["expected"] and sample["depth"] == 0.5
     for key in ("torch", "torch_threads", "model", "profile", "window"):

@@ -77,6 +77,12 @@ def test_engine_reuses_prefix_with_identical_logits(tiny_dirs):
     second = first + list(range(50, 60))
     warm = engine.prefill(second)
     assert engine.stats.reused_tokens == len(first)
+    # FLOPs of the 10 new tokens: every weight twice per token, the vocabulary once, and
+    # attention over 40 cached + 10 causal keys.
+    per_layer = sum(getattr(ours.layers[0], n).numel() for n in ("qkv", "o", "gate_up", "down"))
+    weights = 2 * per_layer * cfg.n_layers * 10 + 2 * cfg.vocab_size * cfg.hidden_size
+    attention = 4 * cfg.n_layers * cfg.n_heads * cfg.head_dim * (10 * 40 + 10 * 11 // 2)
+    assert engine.stats.prefill_flops == weights + attention
     fresh = Engine(_loaded(tiny_dirs["llama"], cfg, ours), full(cfg), prefill_chunk=16).prefill(second)
     assert torch.allclose(warm, fresh, atol=TOL)
     # A prompt that diverges early rewinds the cache instead of starting over.

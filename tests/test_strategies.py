@@ -276,3 +276,37 @@ def test_auto_window_defaults_to_the_profiles_effective_window():
     prof = load_profile("auto", ["context.effective_window=1500"])
     assert prof.context.strategy == "auto" and prof.strategy.full_up_to == 1500
     assert load_profile("auto", ["auto.full_up_to=700"]).strategy.full_up_to == 700
+
+
+def attention_flops(decoder, strategy, ids, step) -> int:
+    from longchat.context.attention import ATTENTION_FLOPS
+
+    before = ATTENTION_FLOPS.flops
+    run(decoder, strategy, ids, step)
+    return ATTENTION_FLOPS.flops - before
+
+
+@pytest.mark.parametrize("name, params", [
+    ("full", {}),
+    ("infllm", dict(n_init=8, n_local=256, block_size=16, topk=4)),
+    ("streaming", dict(n_sink=4, n_local=196)),
+])
+def test_attention_flops_are_the_causal_pairs_while_the_input_fits(tiny, name, params):
+    cfg, decoder = tiny
+    per_pair = 4 * cfg.n_layers * cfg.n_heads * cfg.head_dim
+    t = IDS.shape[1]
+    for step in (200, 50, 1):
+        assert attention_flops(decoder, make(cfg, name, **params), IDS, step) == per_pair * t * (t + 1) // 2
+
+
+def test_infllm_attention_flops_are_bounded_past_the_window(tiny):
+    # Each query attends to at most init + topk blocks + a partial block + the local window.
+    cfg, decoder = tiny
+    p = dict(n_init=8, n_local=64, block_size=16, topk=2, max_cached_block=4)
+    per_pair = 4 * cfg.n_layers * cfg.n_heads * cfg.head_dim
+    counted = attention_flops(decoder, make(cfg, "infllm", **p), IDS, 32)
+    bound = 8 + 2 * 16 + 16 + 64
+    assert counted <= per_pair * IDS.shape[1] * bound
+    assert counted < per_pair * 200 * 201 // 2  # less than full attention
+    assert counted > per_pair * (200 - 64) * 64  # every query past the window sees at least the window
+

@@ -33,16 +33,18 @@ def _times(ratio: float | None) -> str:
 
 
 def results_table(results: list[BenchResult]) -> Table:
-    """profile | length | tokens | accuracy | prefill | decode | peak RSS, plus transformers columns if run.
+    """profile | length | tokens | accuracy | prefill | MFU | decode | peak RSS, plus transformers columns if run.
 
     Our speeds are medians over a length's samples; the ours/hf ratios come from the back-to-back
-    runs on its first prompt (see `HFComparison`).
+    runs on its first prompt (see `HFComparison`). MFU: median prefill FLOP/s over the device's
+    peak matmul FLOP/s (`bench.flops`).
     """
     with_hf = any(r.hf for result in results for r in result.lengths)
     squeezed = any(s.compress_s for result in results for r in result.lengths for s in r.samples)
     m = results[0].machine
     table = Table(title=f"{results[0].task} - {m['model']}, {m['device']}, {m['torch_threads']} threads, greedy")
-    for name in ("profile", "length", "tokens", "accuracy", "prefill tok/s", "decode tok/s", "peak RSS MiB"):
+    for name in ("profile", "length", "tokens", "accuracy", "prefill tok/s", "prefill MFU", "decode tok/s",
+                 "peak RSS MiB"):
         table.add_column(name, justify="left" if name == "profile" else "right", no_wrap=True)
     if squeezed:
         for name in ("kept", "compress s", "compress tok/s", "end-to-end s"):
@@ -55,12 +57,12 @@ def results_table(results: list[BenchResult]) -> Table:
         profile = result.machine["profile"]
         for r in result.lengths:
             if not r.ran:
-                table.add_row(profile, format_length(r.length), "-", r.status, "-", "-", "-",
+                table.add_row(profile, format_length(r.length), "-", r.status, "-", "-", "-", "-",
                               *(["-"] * 4 if squeezed else []), *(["-"] * 6 if with_hf else []))
                 continue
             prefill, decode = r.median("prefill_tok_s"), r.median("decode_tok_s")
             row = [profile, format_length(r.length), f"{r.prompt_tokens:,}", f"{r.correct}/{len(r.samples)}",
-                   f"{prefill:.0f}", f"{decode:.1f}", f"{r.peak_rss_mb:,.0f}"]
+                   f"{prefill:.0f}", "-" if r.mfu is None else f"{r.mfu:.0%}", f"{decode:.1f}", f"{r.peak_rss_mb:,.0f}"]
             if squeezed:
                 c = r.summary().get("compress")
                 row += ([f"{c['ratio']:.0%}", f"{c['seconds']:.1f}", f"{c['tok_s']:.0f}", f"{c['end_to_end_s']:.1f}"]

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import torch
 
 from longchat.bench.base import Task
+from longchat.bench.flops import peak_matmul_flops, sync
 from longchat.errors import ConfigError, InputError
 from longchat.runtime.generate import Sampling, peak_rss_mb, reset_peak_rss
 
@@ -103,6 +104,11 @@ class SampleResult:
     compress_s: float = 0.0       # with [compress] on: seconds spent compressing the context
     context_tokens: int = 0       # the context's tokens before compression ...
     compressed_tokens: int = 0    # ... and after
+    prefill_gflop: float = 0.0    # weight matmuls + attention asked for (see bench.flops)
+
+    @property
+    def prefill_gflop_s(self) -> float:
+        return self.prefill_gflop / self.prefill_s if self.prefill_s > 0 else 0.0
 
 
 @dataclass
@@ -142,6 +148,13 @@ class LengthResult:
     samples: list[SampleResult] = field(default_factory=list)
     peak_rss_mb: float = 0.0
     hf: HFComparison | None = None
+    peak_gflop_s: float = 0.0         # the device's matmul rate, for MFU
+
+    @property
+    def mfu(self) -> float | None:
+        """Median achieved prefill FLOP/s over the peak matmul FLOP/s."""
+        rate = self.median("prefill_gflop_s")
+        return rate / self.peak_gflop_s if rate and self.peak_gflop_s else None
 
     @property
     def ran(self) -> bool:
@@ -174,7 +187,9 @@ class LengthResult:
         out.update(prompt_tokens=self.prompt_tokens, correct=self.correct, total=len(self.samples),
                    accuracy=round(self.correct / len(self.samples), 3),
                    prefill_tok_s=round(self.median("prefill_tok_s"), 1),
-                   decode_tok_s=round(self.median("decode_tok_s"), 2), peak_rss_mb=round(self.peak_rss_mb, 1))
+                   decode_tok_s=round(self.median("decode_tok_s"), 2), peak_rss_mb=round(self.peak_rss_mb, 1),
+                   prefill_gflop_s=round(self.median("prefill_gflop_s"), 1),
+                   mfu=None if self.mfu is None else round(self.mfu, 3))
         if self.hf:
             out["hf"] = {k: v for k, v in asdict(self.hf).items() if k not in ("token_ids", "answer")}
             out["hf"].update(prefill_ratio=self.hf.prefill_ratio, decode_ratio=self.hf.decode_ratio)
@@ -286,6 +301,8 @@ def run_task(runner, task: Task, lengths: list[int], *, samples: int | dict[int,
         compressor = compress.compressor_for(runner, note=note)
         machine["compress"] = {k: v for k, v in vars(runner.profile.compress).items()}
     _warm_up(engine, tokenizer)
+    peak = peak_matmul_flops(runner.model.device, runner.model.decoder.dtype) / 1e9
+    machine["peak_matmul_gflop_s"] = round(peak, 1)
     # Every prompt is built before the first is run, so a bad length fails in seconds, not minutes.
     plans = {} if plans is None else plans
     for n in lengths:
@@ -297,7 +314,7 @@ def run_task(runner, task: Task, lengths: list[int], *, samples: int | dict[int,
             results.append(LengthResult(length, f"skipped (window {runner.window})"))
             note(f"{task.name} {format_length(length)}: skipped, longer than the window ({runner.window} tokens)")
             continue
-        result = LengthResult(length, "ok")
+        result = LengthResult(length, "ok", peak_gflop_s=peak)
         reset_peak_rss()
         for index, (depth, prompt, expected) in enumerate(plans[length]):
             engine.reset()
@@ -314,7 +331,7 @@ def run_task(runner, task: Task, lengths: list[int], *, samples: int | dict[int,
                 got=task.parse(text), ok=task.score(text, expected), answer=text, new_tokens=st.new_tokens,
                 prefill_s=round(st.prefill_s, 3), prefill_tok_s=round(st.prefill_tok_s, 1),
                 decode_s=round(st.decode_s, 3), decode_tok_s=round(st.decode_tok_s, 2), seconds=round(seconds, 2),
-                token_ids=ids,
+                token_ids=ids, prefill_gflop=round(st.prefill_flops / 1e9, 3),
             )
             if squeezed:
                 r = squeezed[1]
@@ -404,12 +421,12 @@ class TransformersReference:
         if isinstance(pad, list):
             pad = pad[0]
         clock = _StepClock(self.device)
-        _sync(self.device)
+        sync(self.device)
         start = time.perf_counter()
         out = self.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
                                   min_new_tokens=new_tokens, do_sample=False, temperature=None, top_p=None,
                                   top_k=None, pad_token_id=pad, logits_processor=LogitsProcessorList([clock]))
-        _sync(self.device)
+        sync(self.device)
         return out[0, len(prompt):].tolist(), time.perf_counter() - start, clock.times
 
     def compare(self, engine, prompt: list[int]) -> HFComparison:
@@ -450,11 +467,7 @@ class _StepClock:
         self.times: list[float] = []
 
     def __call__(self, input_ids, scores):
-        _sync(self.device)
+        sync(self.device)
         self.times.append(time.perf_counter())
         return scores
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

@@ -17,6 +17,28 @@ import torch
 _cpu_flash = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
 
+class AttentionFlops:
+    """Attention FLOPs asked for so far: QK^T and PV over the (query, key) pairs a strategy
+    lets attend, 4 x query heads x head_dim per pair. Masked-out pairs are not counted, so
+    this is the method's work, not the kernel's (used for model FLOP utilisation)."""
+
+    def __init__(self):
+        self.flops = 0
+
+    def add(self, q: torch.Tensor, pairs: int) -> None:
+        """`pairs` (query, key) pairs per head for q (B, Hq, T, D)."""
+        b, hq, _, d = q.shape
+        self.flops += 4 * b * hq * d * int(pairs)
+
+
+ATTENTION_FLOPS = AttentionFlops()
+
+
+def causal_pairs(t: int, past: int = 0) -> int:
+    """(query, key) pairs of t new queries that see `past` earlier keys and themselves causally."""
+    return t * past + t * (t + 1) // 2
+
+
 class Mask:
     """A (T, S) bool mask (True = attend), built once per forward and shared by every layer.
 
@@ -27,6 +49,14 @@ class Mask:
     def __init__(self, allowed: torch.Tensor):
         self.allowed = allowed
         self._folded: dict = {}
+        self._pairs: int | None = None
+
+    @property
+    def pairs(self) -> int:
+        """How many (query, key) pairs may attend."""
+        if self._pairs is None:
+            self._pairs = int(self.allowed.sum())
+        return self._pairs
 
     def folded(self, n_rep: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(allowed (n_rep*T, S), additive bias in `dtype`, rows that see nothing (n_rep*T,))."""
@@ -48,6 +78,7 @@ def causal_attention_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> t
     b, hq, t, d = q.shape
     if _cpu_flash is None or q.device.type != "cpu":
         return attention_lse(q, k, v, Mask(torch.ones(t, t, dtype=torch.bool, device=q.device).tril()))
+    ATTENTION_FLOPS.add(q, causal_pairs(t))
     n_rep = hq // k.shape[1]
     if n_rep > 1:
         k, v = k.repeat_interleave(n_rep, dim=1), v.repeat_interleave(n_rep, dim=1)  # (B, Hq, T, D)
@@ -66,6 +97,7 @@ def attention_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     b, hq, t, d = q.shape
     hkv = k.shape[1]
     n_rep = hq // hkv
+    ATTENTION_FLOPS.add(q, t * k.shape[2] if mask is None else mask.pairs)
     # Heads of one group share their keys, so they fold into the query rows: (B, Hkv, n_rep*T, D).
     qf = q.reshape(b, hkv, n_rep * t, d)
     allowed = bias = empty = None

@@ -13,6 +13,7 @@ from typing import Callable, Iterator
 
 import torch
 
+from longchat.context.attention import ATTENTION_FLOPS
 from longchat.runtime.loader import LoadedModel
 
 # Chat-template end markers of the families we run; used when present in the vocabulary.
@@ -49,6 +50,7 @@ class GenerationStats:
     decode_s: float = 0.0
     stop_reason: str = ""
     peak_rss_mb: float = 0.0
+    prefill_flops: int = 0      # weight matmuls + the attention the strategy asked for
     extra: dict = field(default_factory=dict)
 
     @property
@@ -212,6 +214,7 @@ class Engine:
         reused = self._reuse_prefix(prompt_ids)
         todo = prompt_ids[reused:]
         self.stats = GenerationStats(prompt_tokens=len(prompt_ids), reused_tokens=reused)
+        attention_before = ATTENTION_FLOPS.flops
         start = time.perf_counter()
         logits = None
         for i, j in self.chunk_bounds(len(todo)):
@@ -219,6 +222,8 @@ class Engine:
             if progress:
                 progress(reused + j, len(prompt_ids))
         self.stats.prefill_s = time.perf_counter() - start
+        self.stats.prefill_flops = (ATTENTION_FLOPS.flops - attention_before
+                                    + self.model.decoder.matmul_flops(len(todo), 1))
         return logits[0]
 
     def chunk_bounds(self, n: int) -> list[tuple[int, int]]:

@@ -97,9 +97,9 @@ class Decoder:
             x = x[:, x.shape[1] - logits:]
         return F.linear(rms_norm(x, self.final_norm, eps), self.lm_head).float()
 
-    def n_params(self) -> int:
-        """Parameters excluding the (possibly tied) head, for FLOP estimates."""
-        per_layer = sum(
-            t.numel() for t in vars(self.layers[0]).values() if isinstance(t, torch.Tensor)
-        )
-        return per_layer * len(self.layers) + self.embed.numel() + self.final_norm.numel()
+    def matmul_flops(self, tokens: int, logit_rows: int) -> int:
+        """FLOPs of the weight matmuls for `tokens` tokens, `logit_rows` of them projected to
+        the vocabulary: 2 per weight per token (attention itself is counted by the strategy)."""
+        per_layer = sum(w.numel() for w in (self.layers[0].qkv, self.layers[0].o, self.layers[0].gate_up,
+                                            self.layers[0].down))
+        return 2 * per_layer * len(self.layers) * tokens + 2 * self.lm_head.numel() * logit_rows

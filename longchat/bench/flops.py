@@ -1,0 +1,37 @@
+"""The machine's peak matmul rate, the yardstick for model FLOP utilisation (MFU).
+
+MFU of a prefill = (weight-matmul FLOPs + the attention FLOPs the strategy asked for) / seconds,
+over the best rate a plain square matmul reaches on the same device, dtype and threads.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+
+def peak_matmul_flops(device: torch.device, dtype: torch.dtype, *, repeats: int = 3) -> float:
+    """FLOP/s of `torch.mm` on square matrices: the best size's median over `repeats` runs."""
+    sizes = (2048, 4096, 8192) if device.type == "cuda" else (1024, 2048, 3072)
+    best = 0.0
+    for n in sizes:
+        a = torch.randn(n, n, device=device).to(dtype)
+        b = torch.randn(n, n, device=device).to(dtype)
+        torch.mm(a, b)  # warm-up: allocation, kernel choice
+        times = []
+        for _ in range(repeats):
+            sync(device)
+            start = time.perf_counter()
+            torch.mm(a, b)
+            sync(device)
+            times.append(time.perf_counter() - start)
+        best = max(best, 2 * n**3 / statistics.median(times))
+    return best
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (timings on a GPU are otherwise launch times)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
