@@ -14,3 +14,6 @@ longchat bench passkey -p infllm --set infllm.disk=true --lengths 4k,8k,16k,32k,
   2> "$out/infllm.log" | tee "$out/infllm.txt"
 longchat bench needles -p full,infllm --lengths 2k,32k --samples 10 --json "$out/needles.json" \
   --plot "$out/needles.png" 2> "$out/needles.log" | tee "$out/needles.txt"
+# Why needles fall short at 32k: per-layer retrieval of the asked needle, and the ceiling with perfect retrieval.
+python bench/needle_retrieval.py --length 8k --samples 10 | tee "$out/needle-retrieval.txt"
+python bench/needle_retrieval.py --length 8k --samples 10 --oracle | tee "$out/needle-oracle.txt"

@@ -1,0 +1,78 @@
+"""Where InfLLM's retrieval loses the multi-needle task: per prompt, which layers retrieve the
+block holding the asked needle's value when the answer starts, and what the model answered.
+
+    python bench/needle_retrieval.py --length 8k --samples 10 [--oracle] [--set infllm.topk=16 ...]
+
+--oracle puts the needle's block(s) in place of the weakest retrieved ones in every layer, from
+the question's chunk on: the accuracy the model reaches when retrieval is perfect, i.e. the
+ceiling that better retrieval can buy. Same prompts as `longchat bench needles` (seed 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from longchat.bench.run import build_prompts, parse_lengths
+from longchat.bench.tasks import get_task
+from longchat.pipeline import open_runner
+from longchat.runtime.generate import Sampling
+
+
+def needle_blocks(tokenizer, prompt: list[int], expected: int, n_init: int, block_size: int) -> list[int]:
+    """Memory block ids covering the asked needle's value ("... is 1234567."); -1 = init tokens."""
+    text = tokenizer.decode(prompt)
+    key = text.split("What is the special magic number for ")[1].split("?")[0]
+    needle = f"The special magic number for {key} is {expected}."
+    start = text.index(needle) + needle.index(" is ")
+    first = len(tokenizer.encode(text[:start], add_special_tokens=False))
+    last = len(tokenizer.encode(text[: start + len(needle) - needle.index(" is ")], add_special_tokens=False))
+    return sorted({(pos - n_init) // block_size if pos >= n_init else -1 for pos in range(first, last)})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--length", default="8k")
+    ap.add_argument("--samples", type=int, default=10)
+    ap.add_argument("--oracle", action="store_true")
+    ap.add_argument("--set", action="append", default=[], dest="overrides")
+    args = ap.parse_args()
+    [length] = parse_lengths(args.length)
+    runner = open_runner("infllm", overrides=args.overrides)
+    tok, engine, strategy = runner.tokenizer, runner.engine, runner.engine.strategy
+    p = strategy.params
+    retrieve = strategy.retrieve_blocks
+    task = get_task("needles")
+    correct = 0
+    for index, (depth, prompt, expected) in enumerate(build_prompts(task, tok, length, args.samples, 0)):
+        blocks = needle_blocks(tok, prompt, expected, p.n_init, p.block_size)
+        answer_start = len(prompt) - (engine.final_chunk or 1) + 1  # strategy length inside the last chunk
+        at_answer: list[list[int]] = []
+
+        def traced(layer, q_g, blocks=blocks, at_answer=at_answer, answer_start=answer_start):
+            ids = retrieve(layer, q_g)
+            stored = min(blocks) >= 0 and max(blocks) < strategy.stores[layer].count
+            if strategy.length >= answer_start and args.oracle and stored:
+                kept = [b for b in ids if b not in blocks][: p.topk - len(blocks)]
+                ids = sorted(kept + blocks)
+                strategy.last_retrieved[layer] = ids
+            if strategy.length == len(prompt):
+                at_answer.append(ids)
+            return ids
+
+        strategy.retrieve_blocks = traced
+        engine.reset()
+        text = tok.decode(list(engine.generate(prompt, Sampling(max_new_tokens=task.max_new_tokens))))
+        strategy.retrieve_blocks = retrieve
+        ok = task.score(text, expected)
+        correct += ok
+        missed = [layer for layer, ids in enumerate(at_answer) if not set(blocks) <= set(ids)]
+        in_memory = min(blocks) >= 0 and max(blocks) < strategy.stores[0].count
+        where = "in init/window/remainder" if not in_memory else \
+            f"retrieved in {len(at_answer) - len(missed)}/{len(at_answer)} layers, missed in {missed}"
+        print(f"#{index} depth {depth:.2f} blocks {blocks} {'ok' if ok else 'FAIL'} answer {text.strip()[:20]!r} "
+              f"(expected {expected}); {where}", flush=True)
+    print(f"{'oracle' if args.oracle else 'retrieval'} {args.overrides}: {correct}/{args.samples}")
+
+
+if __name__ == "__main__":
+    main()
