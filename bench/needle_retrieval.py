@@ -23,9 +23,9 @@ def needle_blocks(tokenizer, prompt: list[int], expected: int, n_init: int, bloc
     text = tokenizer.decode(prompt)
     key = text.split("What is the special magic number for ")[1].split("?")[0]
     needle = f"The special magic number for {key} is {expected}."
-    start = text.index(needle) + needle.index(" is ")
-    first = len(tokenizer.encode(text[:start], add_special_tokens=False))
-    last = len(tokenizer.encode(text[: start + len(needle) - needle.index(" is ")], add_special_tokens=False))
+    at = text.index(needle)
+    first = len(tokenizer.encode(text[: at + needle.index(" is ")], add_special_tokens=False))
+    last = len(tokenizer.encode(text[: at + len(needle)], add_special_tokens=False))
     return sorted({(pos - n_init) // block_size if pos >= n_init else -1 for pos in range(first, last)})
 
 

@@ -6,14 +6,17 @@ over the best rate a plain square matmul reaches on the same device, dtype and t
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 
 import torch
 
 
+@functools.cache
 def peak_matmul_flops(device: torch.device, dtype: torch.dtype, *, repeats: int = 3) -> float:
-    """FLOP/s of `torch.mm` on square matrices: the best size's median over `repeats` runs."""
+    """FLOP/s of `torch.mm` on square matrices: the best size's median over `repeats` runs.
+    Measured once per process, so profiles compared in one run share one yardstick."""
     sizes = (2048, 4096, 8192) if device.type == "cuda" else (1024, 2048, 3072)
     best = 0.0
     for n in sizes:

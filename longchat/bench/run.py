@@ -301,13 +301,13 @@ def run_task(runner, task: Task, lengths: list[int], *, samples: int | dict[int,
         compressor = compress.compressor_for(runner, note=note)
         machine["compress"] = {k: v for k, v in vars(runner.profile.compress).items()}
     _warm_up(engine, tokenizer)
-    peak = peak_matmul_flops(runner.model.device, runner.model.decoder.dtype) / 1e9
-    machine["peak_matmul_gflop_s"] = round(peak, 1)
     # Every prompt is built before the first is run, so a bad length fails in seconds, not minutes.
     plans = {} if plans is None else plans
     for n in lengths:
         if n <= runner.window and n not in plans:
             plans[n] = build_prompts(task, tokenizer, n, counts[n], seed)
+    peak = peak_matmul_flops(runner.model.device, runner.model.decoder.dtype) / 1e9
+    machine["peak_matmul_gflop_s"] = round(peak, 1)
     results: list[LengthResult] = []
     for length in lengths:
         if length > runner.window:

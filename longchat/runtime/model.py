@@ -100,6 +100,6 @@ class Decoder:
     def matmul_flops(self, tokens: int, logit_rows: int) -> int:
         """FLOPs of the weight matmuls for `tokens` tokens, `logit_rows` of them projected to
         the vocabulary: 2 per weight per token (attention itself is counted by the strategy)."""
-        per_layer = sum(w.numel() for w in (self.layers[0].qkv, self.layers[0].o, self.layers[0].gate_up,
-                                            self.layers[0].down))
+        w = self.layers[0]
+        per_layer = sum(t.numel() for t in (w.qkv, w.o, w.gate_up, w.down))
         return 2 * per_layer * len(self.layers) * tokens + 2 * self.lm_head.numel() * logit_rows
