@@ -55,7 +55,9 @@ def main() -> None:
                 kept = [b for b in ids if b not in blocks][: p.topk - len(blocks)]
                 ids = sorted(kept + blocks)
                 strategy.last_retrieved[layer] = ids
-            if strategy.length == len(prompt):
+            if strategy.length == len(prompt):  # the question's last (or only) read counts
+                if layer == 0:
+                    at_answer.clear()
                 at_answer.append(ids)
             return ids
 

@@ -91,6 +91,30 @@ def test_engine_reuses_prefix_with_identical_logits(tiny_dirs):
     assert engine.stats.reused_tokens == 10
 
 
+def test_engine_reads_the_question_twice_when_infllm_agrees_on_blocks(tiny_dirs):
+    hf, cfg, ours = load_both(tiny_dirs["llama"])
+    cls = strategy_class("infllm")
+
+    def infllm():
+        return cls(cfg, Rope(cfg.hf), cls.Params(n_init=8, n_local=32, block_size=8, topk=3, max_cached_block=4))
+    engine = Engine(_loaded(tiny_dirs["llama"], cfg, ours), infllm(), prefill_chunk=16, final_chunk=8)
+    prompt = list(range(3, 103))
+    got = engine.prefill(prompt)
+    assert engine.cached_ids == prompt and engine.strategy.length == 100 and engine.strategy.agreed
+    by_hand = infllm()
+    *body, (i, j) = engine.chunk_bounds(100)
+    for a, b in body:
+        ours.forward(torch.tensor([prompt[a:b]]), by_hand, logits="none")
+    question = torch.tensor([prompt[i:j]])
+    assert by_hand.begin_question()
+    ours.forward(question, by_hand, logits="none")
+    by_hand.rewind_question()
+    assert torch.equal(got, ours.forward(question, by_hand, logits="last")[0])
+    # The second read's weights are counted too: 108 tokens went through the matmuls.
+    weights = ours.matmul_flops(108, 1)
+    assert weights < engine.stats.prefill_flops < weights + ours.matmul_flops(100, 0)
+
+
 def test_sampling_is_seeded(tiny_dirs):
     hf, cfg, ours = load_both(tiny_dirs["qwen2"])
     loaded = _loaded(tiny_dirs["qwen2"], cfg, ours)

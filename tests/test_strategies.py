@@ -132,6 +132,7 @@ def test_infllm_disk_tier_matches_ram_tier(tiny, tmp_path):
     ("infllm.topk=64", ["topk must be <= max_cached_block (32)"]),
     ("infllm.n_local=256", ["n_local must be >= context.prefill_chunk (512)"]),
     ("infllm.repr_topk=0", ["repr_topk"]),
+    ("infllm.vote_from=1.0", ["vote_from"]),
     ("streaming.n_local=0", ["n_local must be an integer >= 1"]),
 ])
 def test_bad_parameters_name_the_key(override, words):
@@ -254,6 +255,54 @@ def test_infllm_decode_slots_hold_exactly_the_retrieved_blocks(tiny):
                 got = slice(8 + slot * 8, 8 + (slot + 1) * 8)
                 assert torch.equal(gk[0, :, got], want_k) and torch.equal(gv[0, :, got], want_v)
             assert len(s.cache[layer]) <= 4
+
+
+def _same_state(a: dict, b: dict) -> bool:
+    def same(x, y):
+        if isinstance(x, torch.Tensor):
+            return isinstance(y, torch.Tensor) and torch.equal(x, y)
+        if isinstance(x, list):
+            return isinstance(y, list) and len(x) == len(y) and all(same(i, j) for i, j in zip(x, y))
+        return x == y
+    return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+
+
+def test_infllm_question_is_reread_with_the_blocks_the_upper_layers_voted_for(tiny):
+    cfg, decoder = tiny
+    s = make(cfg, "infllm", n_init=8, n_local=32, block_size=8, topk=3, max_cached_block=4, vote_from=0.5)
+    run(decoder, s, IDS[:, :150], 16)
+    before = s.snapshot()
+    question = IDS[:, 150:170]  # 20 tokens past a full window: the first read makes new blocks
+    assert s.begin_question()
+    first = decoder.forward(question, s, logits="all")
+    assert s.stores[0].count > before["blocks"]
+    votes: dict[int, int] = {}
+    for layer in range(cfg.n_layers // 2, cfg.n_layers):
+        for block in s.last_retrieved[layer]:
+            votes[block] = votes.get(block, 0) + 1
+    s.rewind_question()
+    assert _same_state(s.snapshot(), before)  # exactly where the first read started
+    second = decoder.forward(question, s, logits="all")
+    agreed = s.agreed
+    assert len(agreed) == 3 and min(votes.get(b, 0) for b in agreed) >= max(
+        (n for b, n in votes.items() if b not in agreed), default=0)
+    assert all(s.last_retrieved[layer] == agreed for layer in range(cfg.n_layers))
+    assert s.length == 170 and not torch.equal(first, second)
+    # Answer tokens keep one agreed set for all layers; the next prompt's chunk ends it.
+    decoder.forward(IDS[:, 170:171], s)
+    assert s.agreed is not None and all(s.last_retrieved[layer] == s.agreed for layer in range(cfg.n_layers))
+    decoder.forward(IDS[:, 171:180], s)
+    assert s.agreed is None
+
+
+def test_infllm_question_is_read_once_without_consensus_or_memory(tiny):
+    cfg, decoder = tiny
+    off = make(cfg, "infllm", n_init=8, n_local=32, block_size=8, topk=3, max_cached_block=4, consensus=False)
+    run(decoder, off, IDS[:, :150], 16)
+    assert not off.begin_question()
+    empty = make(cfg, "infllm", n_init=8, n_local=256, block_size=8, topk=3, max_cached_block=4)
+    run(decoder, empty, IDS[:, :150], 16)
+    assert not empty.begin_question()  # nothing evicted yet: the question reads the whole input
 
 
 # ---------------------------------------------------------------- auto

@@ -80,6 +80,12 @@ class Auto(ContextStrategy):
     def attend(self, layer, q, k, v):
         return self.inner.attend(layer, q, k, v)
 
+    def begin_question(self) -> bool:
+        return self.inner.begin_question()
+
+    def rewind_question(self) -> None:
+        self.inner.rewind_question()
+
     def truncate(self, n_tokens: int) -> bool:
         return self.inner.truncate(n_tokens)
 

@@ -72,6 +72,15 @@ class ContextStrategy:
         return a line for the user saying what it chose; the rest return None."""
         return None
 
+    def begin_question(self) -> bool:
+        """The next forward is the prompt's last chunk. True: this strategy reads it twice,
+        and the engine calls `rewind_question()` between the reads (InfLLM's consensus)."""
+        return False
+
+    def rewind_question(self) -> None:
+        """Back to the state before the question's first read (only after `begin_question`)."""
+        raise NotImplementedError
+
     def truncate(self, n_tokens: int) -> bool:
         """Rewind to the first `n_tokens` tokens if this strategy can; False means reset instead."""
         return False

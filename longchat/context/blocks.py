@@ -107,6 +107,10 @@ class BlockStore:
         self.reprs[:, self.count] = reprs
         self.count += 1
 
+    def truncate(self, count: int) -> None:
+        """Forget the blocks from `count` on (later appends overwrite them)."""
+        self.count = min(self.count, count)
+
     def sync(self) -> None:
         """Make what was appended durable (persistent files only)."""
         if self.persistent:

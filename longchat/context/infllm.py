@@ -11,6 +11,10 @@ tokens. Each forward (a prefill chunk or one decoded token):
 The parts are attended separately and merged into one softmax (`merge_attention`).
 While nothing has been evicted this is exactly full attention.
 
+Consensus (`consensus`, ours): the prompt's last chunk, the question, is read twice (the
+engine asks through `begin_question`); on the second read and for every answer token all
+layers attend to the blocks most of the upper layers retrieved, not each to its own pick.
+
 Memory tiers: blocks live in a `BlockStore` (host RAM, 16-bit, or temp files on disk);
 the blocks in use sit in a bounded LRU cache on the compute device (`max_cached_block`).
 Window keys are kept rotated at their absolute positions (float64 angles), so a decode step
@@ -45,6 +49,10 @@ class InfLLMParams(StrategyParams):
     store_bits: int = 16       # 16: blocks kept as float16; 8: int8 + a scale per token and head
     memory_positions: str = "ordered"  # "ordered": memory keeps its word order just before the
                                        # window; "fixed": every memory token at distance n_local
+    consensus: bool = True     # the question is read twice: the upper layers vote on blocks, then
+                               # every layer (and every answer token) reads the most-voted topk
+    vote_from: float = 0.33    # layers from this fraction of the depth up vote (lower layers'
+                               # own picks rarely hold what the question asks for)
 
     def validate(self, where: str) -> None:
         require(self.n_init >= 0, where, "n_init", "an integer >= 0")
@@ -54,6 +62,7 @@ class InfLLMParams(StrategyParams):
         require(self.repr_topk >= 1, where, "repr_topk", "an integer >= 1 (capped at block_size)")
         require(self.store_bits in (8, 16), where, "store_bits", "8 or 16")
         require(self.memory_positions in ("ordered", "fixed"), where, "memory_positions", "one of: ordered, fixed")
+        require(0.0 <= self.vote_from < 1.0, where, "vote_from", "a fraction of the layers in [0, 1)")
         require(self.max_cached_block >= self.topk, where, "topk",
                 f"<= max_cached_block ({self.max_cached_block}): retrieved blocks must fit the block cache")
 
@@ -132,6 +141,12 @@ class InfLLM(ContextStrategy):
         self.window = 0              # tokens in the local window (same for every layer)
         self.evicted = 0             # tokens that have left the window so far
         self.last_retrieved: list[list[int]] = [[] for _ in range(L)]
+        # Consensus retrieval (see `begin_question`): the state before the question's first
+        # read, the votes of the current forward, and the blocks every layer reads, if agreed.
+        self._question: dict | None = None
+        self._consensus_on = self._second_read = False
+        self._votes: dict[int, float] = {}
+        self.agreed: list[int] | None = None
 
     @property
     def n_reprs(self) -> int:
@@ -160,8 +175,18 @@ class InfLLM(ContextStrategy):
 
     def snapshot(self) -> dict:
         """Everything but the blocks themselves (those are in the persistent files): small."""
+        return self._state("cpu")
+
+    def restore(self, state: dict, directory) -> None:
+        """Continue from `snapshot()`'s state, with the blocks in `directory`."""
+        self.reset()
+        self.persist(directory, state["blocks"])
+        self._set_state(state)
+
+    def _state(self, device) -> dict:
+        """Copies of the state but the stored blocks (of which only the count)."""
         def copy(tensors):
-            return [None if t is None else t.detach().to("cpu").clone() for t in tensors]
+            return [None if t is None else t.detach().to(device, copy=True) for t in tensors]
         live = [w.live() if w.k is not None else (None, None, None) for w in self.windows]
         return {
             "length": self._length, "window": self.window, "evicted": self.evicted,
@@ -172,16 +197,16 @@ class InfLLM(ContextStrategy):
             "slots": [None if held is None else list(held[0]) for held in self.memory_kv],
         }
 
-    def restore(self, state: dict, directory) -> None:
-        """Continue from `snapshot()`'s state, with the blocks in `directory`."""
-        self.reset()
-        self.persist(directory, state["blocks"])
-        dev = self.device
+    def _set_state(self, state: dict) -> None:
+        """Take `_state()`'s copies; the stores must hold at least its blocks."""
+        L, dev = self.cfg.n_layers, self.device
 
         def put(t):
             return None if t is None else t.to(dev)
         self._length, self.window, self.evicted = state["length"], state["window"], state["evicted"]
-        for layer in range(self.cfg.n_layers):
+        self.windows = [_Window() for _ in range(L)]
+        self.memory_kv, self.memory_rot = [None] * L, [None] * L
+        for layer in range(L):
             if state["win_k"][layer] is not None:
                 self.windows[layer].append(put(state["win_k"][layer]), put(state["win_v"][layer]), room=self.params.n_local)
                 self.windows[layer].score[:, : self.windows[layer].size] = put(state["win_score"][layer])
@@ -196,6 +221,34 @@ class InfLLM(ContextStrategy):
                 gv = torch.cat([v for _, v in parts], dim=1)[None]
                 self.memory_kv[layer] = (list(slots), gk, gv)
                 self.last_retrieved[layer] = sorted(slots)
+
+    # -- consensus retrieval for the question ----------------------------------------------
+
+    def begin_question(self) -> bool:
+        """The next forward is the prompt's last chunk (the question). With `consensus` and a
+        memory to retrieve from, keep the state so that the chunk can be read a second time.
+
+        Read 1: every layer retrieves its own blocks; the layers from `vote_from` up vote.
+        `rewind_question`, read 2: every layer reads the topk most-voted blocks, and so does
+        every answer token (voted on by the previous token's upper layers). Lower layers'
+        mean queries rarely match what the question asks for; without the block there, the
+        upper layers' copy of a value comes out garbled. The cost: the chunk is read twice.
+        """
+        self._consensus_on = False
+        if not self.params.consensus or not self.stores[0].count:
+            return False
+        self._question = self._state(self.device)
+        return True
+
+    def rewind_question(self) -> None:
+        """Back to the state `begin_question` kept, with the first read's votes in hand."""
+        state, self._question = self._question, None
+        for store, cache in zip(self.stores, self.cache):
+            store.truncate(state["blocks"])
+            for block in [b for b in cache if b >= state["blocks"]]:
+                del cache[block]
+        self._set_state(state)
+        self._consensus_on = self._second_read = True
 
     def begin(self, positions: torch.Tensor) -> None:
         p = self.params
@@ -217,6 +270,13 @@ class InfLLM(ContextStrategy):
         self.evicted += over
         self.window = w + t - over
         self._length += t
+        # Consensus: the last forward's votes choose this one's blocks, while decoding (or on
+        # the question's second read); any other forward ends it.
+        on = self._consensus_on and (t == 1 or self._second_read)
+        self._consensus_on, self._second_read = on, False
+        votes = sorted(self._votes, key=self._votes.__getitem__, reverse=True)[: p.topk]
+        self.agreed = sorted(votes) if on and votes else None
+        self._votes = {}
 
     def attend(self, layer, q, k, v):
         win = self.windows[layer]
@@ -320,13 +380,21 @@ class InfLLM(ContextStrategy):
         return [cache[block] for block in ids]
 
     def retrieve_blocks(self, layer: int, q_g: torch.Tensor) -> list[int]:
-        """Top-k blocks by the chunk's mean global query against representative keys."""
+        """Top-k blocks by the chunk's mean global query against representative keys; the
+        agreed blocks instead when there are (the layer still votes if it is a voting one)."""
         c = self.cfg
-        q_mean = q_g[0].mean(dim=1)  # (Hq, D)
-        q_mean = q_mean.view(c.n_kv_heads, c.n_rep, c.head_dim).sum(dim=1)  # (Hkv, D)
-        scores = self.stores[layer].scores(q_mean)  # (N,)
-        k = min(self.params.topk, scores.shape[0])
-        ids = sorted(torch.topk(scores, k).indices.tolist())
+        voter = self.params.consensus and layer >= int(self.params.vote_from * c.n_layers)
+        ids = self.agreed
+        if ids is None or voter:
+            q_mean = q_g[0].mean(dim=1)  # (Hq, D)
+            q_mean = q_mean.view(c.n_kv_heads, c.n_rep, c.head_dim).sum(dim=1)  # (Hkv, D)
+            scores = self.stores[layer].scores(q_mean)  # (N,)
+            k = min(self.params.topk, scores.shape[0])
+            ranked = torch.topk(scores, k).indices.tolist()
+            if voter:  # one vote per layer; a block's rank breaks ties
+                for rank, block in enumerate(ranked):
+                    self._votes[block] = self._votes.get(block, 0.0) + 1.0 + (k - rank) / (k * k * c.n_layers)
+            ids = sorted(ranked) if ids is None else ids
         self.last_retrieved[layer] = ids
         return ids
 

@@ -217,13 +217,20 @@ class Engine:
         attention_before = ATTENTION_FLOPS.flops
         start = time.perf_counter()
         logits = None
+        reread = 0  # tokens a strategy read twice (the question, to agree on what to retrieve)
         for i, j in self.chunk_bounds(len(todo)):
-            logits = self._forward(todo[i:j], "last" if j == len(todo) else "none")
+            last = j == len(todo)
+            if last and self.strategy.begin_question():
+                self._forward(todo[i:j], "none")
+                self.strategy.rewind_question()
+                del self.cached_ids[i - j:]
+                reread = j - i
+            logits = self._forward(todo[i:j], "last" if last else "none")
             if progress:
                 progress(reused + j, len(prompt_ids))
         self.stats.prefill_s = time.perf_counter() - start
         self.stats.prefill_flops = (ATTENTION_FLOPS.flops - attention_before
-                                    + self.model.decoder.matmul_flops(len(todo), 1))
+                                    + self.model.decoder.matmul_flops(len(todo) + reread, 1))
         return logits[0]
 
     def chunk_bounds(self, n: int) -> list[tuple[int, int]]:
