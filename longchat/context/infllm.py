@@ -144,7 +144,7 @@ class InfLLM(ContextStrategy):
         # Consensus retrieval (see `begin_question`): the state before the question's first
         # read, the votes of the current forward, and the blocks every layer reads, if agreed.
         self._question: dict | None = None
-        self._consensus_on = self._second_read = False
+        self._second_read = False
         self._votes: dict[int, float] = {}
         self.agreed: list[int] | None = None
 
@@ -234,7 +234,7 @@ class InfLLM(ContextStrategy):
         mean queries rarely match what the question asks for; without the block there, the
         upper layers' copy of a value comes out garbled. The cost: the chunk is read twice.
         """
-        self._consensus_on = False
+        self.agreed = None
         if not self.params.consensus or not self.stores[0].count:
             return False
         self._question = self._state(self.device)
@@ -248,7 +248,7 @@ class InfLLM(ContextStrategy):
             for block in [b for b in cache if b >= state["blocks"]]:
                 del cache[block]
         self._set_state(state)
-        self._consensus_on = self._second_read = True
+        self._second_read = True
 
     def begin(self, positions: torch.Tensor) -> None:
         p = self.params
@@ -272,11 +272,10 @@ class InfLLM(ContextStrategy):
         self._length += t
         # Consensus: the last forward's votes choose this one's blocks, while decoding (or on
         # the question's second read); any other forward ends it.
-        on = self._consensus_on and (t == 1 or self._second_read)
-        self._consensus_on, self._second_read = on, False
-        votes = sorted(self._votes, key=self._votes.__getitem__, reverse=True)[: p.topk]
-        self.agreed = sorted(votes) if on and votes else None
-        self._votes = {}
+        on = self._second_read or (t == 1 and self.agreed is not None)
+        votes = sorted(self._votes, key=self._votes.__getitem__, reverse=True)[: p.topk] if on else []
+        self.agreed = sorted(votes) or None
+        self._second_read, self._votes = False, {}
 
     def attend(self, layer, q, k, v):
         win = self.windows[layer]
@@ -383,7 +382,9 @@ class InfLLM(ContextStrategy):
         """Top-k blocks by the chunk's mean global query against representative keys; the
         agreed blocks instead when there are (the layer still votes if it is a voting one)."""
         c = self.cfg
-        voter = self.params.consensus and layer >= int(self.params.vote_from * c.n_layers)
+        # Votes count on the question's first read and while an agreed set is in use.
+        voting = self._question is not None or self.agreed is not None
+        voter = voting and layer >= int(self.params.vote_from * c.n_layers)
         ids = self.agreed
         if ids is None or voter:
             q_mean = q_g[0].mean(dim=1)  # (Hq, D)
