@@ -93,7 +93,7 @@ def _ordered_by(strategy, order) -> None:
             return layout(layer, q_l, gk, gv, slots, rk, rv)
         # Relabel slots so that sorting them gives the wanted order, then lay out as usual.
         label = {block: rank for rank, block in enumerate(wanted)}
-        self.memory_rot[layer] = None
+        self.memory_rot[layer] = None  # keyed by slot ids, and labels 0..k-1 repeat across sets
         return layout(layer, q_l, gk, gv, [label[b] for b in slots], rk, rv)
     strategy.layout_order = None
     strategy._ordered_memory_parts = types.MethodType(parts, strategy)
