@@ -108,9 +108,32 @@ def test_engine_reads_the_question_twice_when_infllm_agrees_on_blocks(tiny_dirs)
     question = torch.tensor([prompt[i:j]])
     assert by_hand.begin_question()
     ours.forward(question, by_hand, logits="none")
-    by_hand.rewind_question()
+    # Re-ranking: each candidate block alone, scored by the question's log-likelihood.
+    candidates = by_hand.question_candidates()
+    assert 1 < len(candidates) <= 8  # the default `rerank`: up to 8 of the voted blocks
+    scores = {}
+    for block in candidates:
+        by_hand.read_question_with(block)
+        logp = torch.log_softmax(ours.forward(question, by_hand, logits="all")[0, :-1], dim=-1)
+        scores[block] = float(logp[torch.arange(7), question[0, 1:]].sum())
+    by_hand.rewind_question(scores)
     assert torch.equal(got, ours.forward(question, by_hand, logits="last")[0])
-    # The second read's weights are counted too: 108 tokens went through the matmuls.
+    assert engine.strategy.pinned == [max(scores, key=scores.get)] == by_hand.pinned
+    # Every read's weights are counted: 100 + 8 (first read) + 8 per candidate tokens, of
+    # which 1 + 8 per candidate rows were projected to the vocabulary.
+    n = len(candidates)
+    weights = ours.matmul_flops(108 + 8 * n, 1 + 8 * n)
+    assert weights < engine.stats.prefill_flops < weights + ours.matmul_flops(100, 0)
+
+
+def test_engine_question_is_read_twice_without_rerank(tiny_dirs):
+    hf, cfg, ours = load_both(tiny_dirs["llama"])
+    cls = strategy_class("infllm")
+    params = cls.Params(n_init=8, n_local=32, block_size=8, topk=3, max_cached_block=4, rerank=0)
+    engine = Engine(_loaded(tiny_dirs["llama"], cfg, ours), cls(cfg, Rope(cfg.hf), params),
+                    prefill_chunk=16, final_chunk=8)
+    engine.prefill(list(range(3, 103)))
+    assert engine.strategy.agreed and engine.strategy.pinned == []
     weights = ours.matmul_flops(108, 1)
     assert weights < engine.stats.prefill_flops < weights + ours.matmul_flops(100, 0)
 

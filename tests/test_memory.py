@@ -179,8 +179,10 @@ def test_attach_reads_blocks_lazily(home, tiny_chat_model, tmp_path):
     store = r.engine.strategy.stores[0]
     blocks_read = sum(n for n in read if n == store.record_bytes) // store.record_bytes
     layers = len(r.engine.strategy.stores)
-    # topk=2 blocks per layer for the restored slots and each of the question's two reads
-    assert store.count > 20 and blocks_read <= layers * 2 * 3
+    # topk=2 blocks per layer for the restored slots and each of the question's two reads,
+    # plus the re-ranked candidates (at most `rerank`=8, one read each)
+    rerank = r.engine.strategy.params.rerank
+    assert store.count > 20 and blocks_read <= layers * (2 * 3 + rerank) < store.count
 
 
 def test_eight_bit_store_halves_the_bytes_and_stays_close(tiny_chat_model):

@@ -133,6 +133,8 @@ def test_infllm_disk_tier_matches_ram_tier(tiny, tmp_path):
     ("infllm.n_local=256", ["n_local must be >= context.prefill_chunk (512)"]),
     ("infllm.repr_topk=0", ["repr_topk"]),
     ("infllm.vote_from=1.0", ["vote_from"]),
+    ("infllm.rerank=-1", ["rerank"]),
+    ("infllm.rerank_margin=-0.5", ["rerank_margin"]),
     ("streaming.n_local=0", ["n_local must be an integer >= 1"]),
 ])
 def test_bad_parameters_name_the_key(override, words):
@@ -293,6 +295,40 @@ def test_infllm_question_is_reread_with_the_blocks_the_upper_layers_voted_for(ti
     assert s.agreed is not None and all(s.last_retrieved[layer] == s.agreed for layer in range(cfg.n_layers))
     decoder.forward(IDS[:, 171:180], s)
     assert s.agreed is None
+
+
+def test_infllm_rerank_pins_the_likeliest_block_and_bars_those_far_behind(tiny):
+    cfg, decoder = tiny
+    s = make(cfg, "infllm", n_init=8, n_local=32, block_size=8, topk=3, max_cached_block=8,
+             vote_from=0.5, rerank=4, rerank_margin=2.0)
+    run(decoder, s, IDS[:, :150], 16)
+    before = s.snapshot()
+    question = IDS[:, 150:170]
+    assert s.begin_question()
+    decoder.forward(question, s, logits="none")
+    votes = dict(s._votes)
+    candidates = s.question_candidates()
+    assert candidates == sorted(votes, key=votes.get, reverse=True)[:4]
+    for block in candidates:  # each read starts where the first did, with that block alone
+        s.read_question_with(block)
+        assert _same_state(s.snapshot(), before)
+        decoder.forward(question, s, logits="all")
+        assert all(s.last_retrieved[layer] == [block] for layer in range(cfg.n_layers))
+    assert s.question_candidates() == candidates  # still the first read's votes
+    best = candidates[-1]  # the least voted of them, to see the pin at work
+    scores = {b: -10.0 for b in candidates} | {best: 0.0}
+    s.rewind_question(scores)
+    assert _same_state(s.snapshot(), before)
+    barred = {b for b in candidates if abs(b - best) > 1}
+    assert s.pinned == [best] and s.barred == barred
+    decoder.forward(question, s, logits="all")
+    assert best in s.agreed and not barred & set(s.agreed)
+    for t in range(170, 175):  # answer tokens keep the pin and the bar
+        decoder.forward(IDS[:, t : t + 1], s)
+        assert best in s.agreed and not barred & set(s.agreed)
+        assert all(s.last_retrieved[layer] == s.agreed for layer in range(cfg.n_layers))
+    decoder.forward(IDS[:, 175:180], s)  # the next prompt's text ends them
+    assert s.agreed is None and s.pinned == [] and not s.barred
 
 
 def test_infllm_question_is_read_once_without_consensus_or_memory(tiny):

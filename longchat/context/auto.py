@@ -83,8 +83,14 @@ class Auto(ContextStrategy):
     def begin_question(self) -> bool:
         return self.inner.begin_question()
 
-    def rewind_question(self) -> None:
-        self.inner.rewind_question()
+    def question_candidates(self) -> list[int]:
+        return self.inner.question_candidates()
+
+    def read_question_with(self, block: int) -> None:
+        self.inner.read_question_with(block)
+
+    def rewind_question(self, scores: dict[int, float] | None = None) -> None:
+        self.inner.rewind_question(scores)
 
     def truncate(self, n_tokens: int) -> bool:
         return self.inner.truncate(n_tokens)

@@ -77,8 +77,19 @@ class ContextStrategy:
         and the engine calls `rewind_question()` between the reads (InfLLM's consensus)."""
         return False
 
-    def rewind_question(self) -> None:
-        """Back to the state before the question's first read (only after `begin_question`)."""
+    def question_candidates(self) -> list[int]:
+        """After the question's first read: memory blocks the engine should score one at a
+        time (`read_question_with`, then the question's log-likelihood); [] = none."""
+        return []
+
+    def read_question_with(self, block: int) -> None:
+        """Back to the state before the question's first read; the next read of it sees only
+        memory block `block` (a candidate from `question_candidates`)."""
+        raise NotImplementedError
+
+    def rewind_question(self, scores: dict[int, float] | None = None) -> None:
+        """Back to the state before the question's first read (only after `begin_question`),
+        with `scores`: the question's log-likelihood with each candidate block alone."""
         raise NotImplementedError
 
     def truncate(self, n_tokens: int) -> bool:

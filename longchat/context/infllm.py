@@ -14,6 +14,12 @@ While nothing has been evicted this is exactly full attention.
 Consensus (`consensus`, ours): the prompt's last chunk, the question, is read twice (the
 engine asks through `begin_question`); on the second read and for every answer token all
 layers attend to the blocks most of the upper layers retrieved, not each to its own pick.
+Re-ranking (`rerank`, after UPR: Sachan et al. 2022, "Improving Passage Retrieval with
+Zero-Shot Question Generation"): between the reads the engine scores the `rerank` most-voted
+blocks one at a time by the question's log-likelihood with only that block in memory; the
+answer then always reads the best one and never the candidates `rerank_margin` nats behind it.
+Votes cannot tell apart blocks that share the question's words ("The special magic number
+for ..."); the likelihood of the question's one distinguishing word can.
 
 Memory tiers: blocks live in a `BlockStore` (host RAM, 16-bit, or temp files on disk);
 the blocks in use sit in a bounded LRU cache on the compute device (`max_cached_block`).
@@ -53,6 +59,10 @@ class InfLLMParams(StrategyParams):
                                # every layer (and every answer token) reads the most-voted topk
     vote_from: float = 0.33    # layers from this fraction of the depth up vote (lower layers'
                                # own picks rarely hold what the question asks for)
+    rerank: int = 8            # with consensus: the most-voted blocks scored by the question's
+                               # likelihood with each alone (one more read of the question each); 0 = off
+    rerank_margin: float = 4.0 # the answer never reads a scored block this many nats (summed
+                               # over the question's tokens) below the best one
 
     def validate(self, where: str) -> None:
         require(self.n_init >= 0, where, "n_init", "an integer >= 0")
@@ -63,6 +73,8 @@ class InfLLMParams(StrategyParams):
         require(self.store_bits in (8, 16), where, "store_bits", "8 or 16")
         require(self.memory_positions in ("ordered", "fixed"), where, "memory_positions", "one of: ordered, fixed")
         require(0.0 <= self.vote_from < 1.0, where, "vote_from", "a fraction of the layers in [0, 1)")
+        require(self.rerank >= 0, where, "rerank", "an integer >= 0 (0 = off)")
+        require(self.rerank_margin >= 0.0, where, "rerank_margin", "a number of nats >= 0")
         require(self.max_cached_block >= self.topk, where, "topk",
                 f"<= max_cached_block ({self.max_cached_block}): retrieved blocks must fit the block cache")
 
@@ -147,6 +159,11 @@ class InfLLM(ContextStrategy):
         self._second_read = False
         self._votes: dict[int, float] = {}
         self.agreed: list[int] | None = None
+        # Re-ranking: the first read's votes (kept across the candidates' reads), the block
+        # every answer token reads, and the blocks none reads.
+        self._first_votes: dict[int, float] | None = None
+        self.pinned: list[int] = []
+        self.barred: set[int] = set()
 
     @property
     def n_reprs(self) -> int:
@@ -234,15 +251,40 @@ class InfLLM(ContextStrategy):
         mean queries rarely match what the question asks for; without the block there, the
         upper layers' copy of a value comes out garbled. The cost: the chunk is read twice.
         """
-        self.agreed = None
+        self.agreed, self._first_votes, self.pinned, self.barred = None, None, [], set()
         if not self.params.consensus or not self.stores[0].count:
             return False
         self._question = self._state(self.device)
         return True
 
-    def rewind_question(self) -> None:
-        """Back to the state `begin_question` kept, with the first read's votes in hand."""
-        state, self._question = self._question, None
+    def question_candidates(self) -> list[int]:
+        """The first read's `rerank` most-voted blocks, to be scored (none if only one)."""
+        if self._first_votes is None:
+            self._first_votes = dict(self._votes)
+        ranked = sorted(self._first_votes, key=self._first_votes.__getitem__, reverse=True)
+        return ranked[: self.params.rerank] if len(ranked) > 1 else []
+
+    def read_question_with(self, block: int) -> None:
+        self._back_to_question()
+        self._votes = {block: 1.0}
+
+    def rewind_question(self, scores: dict[int, float] | None = None) -> None:
+        """Back to the state `begin_question` kept, with the first read's votes in hand and
+        the candidates' scores, if any: the best is pinned, those far behind it barred (but
+        not its neighbours: a sentence may straddle two blocks)."""
+        self._back_to_question()
+        self._question = None
+        if self._first_votes is not None:
+            self._votes = self._first_votes
+        if scores:
+            best = max(scores, key=scores.__getitem__)
+            near = {best - 1, best + 1}
+            self.pinned = [best]
+            self.barred = {b for b, s in scores.items()
+                           if s < scores[best] - self.params.rerank_margin and b not in near}
+
+    def _back_to_question(self) -> None:
+        state = self._question
         for store, cache in zip(self.stores, self.cache):
             store.truncate(state["blocks"])
             for block in [b for b in cache if b >= state["blocks"]]:
@@ -271,10 +313,14 @@ class InfLLM(ContextStrategy):
         self.window = w + t - over
         self._length += t
         # Consensus: the last forward's votes choose this one's blocks, while decoding (or on
-        # the question's second read); any other forward ends it.
+        # the question's second read), the re-ranked best block first and the barred ones
+        # left out; any other forward ends it.
         on = self._second_read or (t == 1 and self.agreed is not None)
-        votes = sorted(self._votes, key=self._votes.__getitem__, reverse=True)[: p.topk] if on else []
-        self.agreed = sorted(votes) or None
+        if not on:
+            self.pinned, self.barred = [], set()
+        ranked = sorted(self._votes, key=self._votes.__getitem__, reverse=True) if on else []
+        chosen = self.pinned + [b for b in ranked if b not in self.barred and b not in self.pinned]
+        self.agreed = sorted(chosen[: p.topk]) or None
         self._second_read, self._votes = False, {}
 
     def attend(self, layer, q, k, v):

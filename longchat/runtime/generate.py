@@ -217,21 +217,39 @@ class Engine:
         attention_before = ATTENTION_FLOPS.flops
         start = time.perf_counter()
         logits = None
-        reread = 0  # tokens a strategy read twice (the question, to agree on what to retrieve)
+        reread, scored = 0, 0  # extra reads of the question (to agree on what to retrieve)
         for i, j in self.chunk_bounds(len(todo)):
             last = j == len(todo)
             if last and self.strategy.begin_question():
-                self._forward(todo[i:j], "none")
-                self.strategy.rewind_question()
-                del self.cached_ids[i - j:]
-                reread = j - i
+                reread, scored = self._choose_memory(todo[i:j])
             logits = self._forward(todo[i:j], "last" if last else "none")
             if progress:
                 progress(reused + j, len(prompt_ids))
         self.stats.prefill_s = time.perf_counter() - start
         self.stats.prefill_flops = (ATTENTION_FLOPS.flops - attention_before
-                                    + self.model.decoder.matmul_flops(len(todo) + reread, 1))
+                                    + self.model.decoder.matmul_flops(len(todo) + reread, 1 + scored))
         return logits[0]
+
+    def _choose_memory(self, question: list[int]) -> tuple[int, int]:
+        """Read the prompt's last chunk first to let the strategy agree on what to retrieve
+        for it, then once per candidate block it names, scoring each by the chunk's
+        log-likelihood with that block alone; leave the state as before the chunk.
+        Returns (tokens read, rows projected to the vocabulary)."""
+        self._read_aside(question, "none")
+        scores = {}
+        for block in self.strategy.question_candidates():
+            self.strategy.read_question_with(block)
+            logits = self._read_aside(question, "all")[0]  # (T, V)
+            target = torch.tensor(question[1:], device=logits.device)
+            scores[block] = float(torch.log_softmax(logits[:-1], dim=-1).gather(1, target[:, None]).sum())
+        self.strategy.rewind_question(scores)
+        return len(question) * (1 + len(scores)), len(question) * len(scores)
+
+    def _read_aside(self, ids: list[int], logits: str):
+        """A forward the strategy is about to rewind: the cached ids stay as they were."""
+        out = self._forward(ids, logits)
+        del self.cached_ids[-len(ids):]
+        return out
 
     def chunk_bounds(self, n: int) -> list[tuple[int, int]]:
         """[start, end) of each prefill forward over `n` new tokens."""
