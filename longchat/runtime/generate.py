@@ -237,7 +237,7 @@ class Engine:
         Returns (tokens read, rows projected to the vocabulary)."""
         self._read_aside(question, "none")
         scores = {}
-        for block in self.strategy.question_candidates():
+        for block in self.strategy.question_candidates() if len(question) > 1 else []:
             self.strategy.read_question_with(block)
             logits = self._read_aside(question, "all")[0]  # (T, V)
             target = torch.tensor(question[1:], device=logits.device)
