@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The long-context benchmark figures quoted in the notes, in one sequential run (2-core CPU:
-# ~2 h; nothing else should run meanwhile, every figure is a speed). Output in bench-out/.
+# ~2 h 45 min; nothing else should run meanwhile, every figure is a speed). Output in bench-out/.
 set -euo pipefail
 out=${1:-bench-out}
 mkdir -p "$out"
@@ -14,8 +14,14 @@ longchat bench passkey -p infllm --set infllm.disk=true --lengths 4k,8k,16k,32k,
   2> "$out/infllm.log" | tee "$out/infllm.txt"
 longchat bench needles -p full,infllm --lengths 2k,32k --samples 10 --json "$out/needles.json" \
   --plot "$out/needles.png" 2> "$out/needles.log" | tee "$out/needles.txt"
-# Consensus retrieval (the default) against the reference's per-layer retrieval, and the
-# ceiling: the asked needle's block forced into every layer.
+# Two more prompt sets for the default (consensus + re-ranking); consensus alone; the
+# reference's per-layer retrieval; and the asked needle's block forced into every layer.
+for seed in 1 2; do
+  longchat bench needles -p infllm --lengths 32k --samples 10 --seed $seed --json "$out/needles-s$seed.json" \
+    2> "$out/needles-s$seed.log" | tee "$out/needles-s$seed.txt"
+done
+longchat bench needles -p infllm --lengths 32k --samples 10 --set infllm.rerank=0 \
+  --json "$out/needles-consensus.json" 2> "$out/needles-consensus.log" | tee "$out/needles-consensus.txt"
 longchat bench needles -p infllm --lengths 32k --samples 10 --set infllm.consensus=false \
   --json "$out/needles-per-layer.json" 2> "$out/needles-per-layer.log" | tee "$out/needles-per-layer.txt"
 python bench/needle_retrieval.py --length 32k --samples 10 --oracle | tee "$out/needle-oracle.txt"

@@ -10,7 +10,8 @@ of the state (~790 MB per 32k prompt; ~80 s each on a 2-core CPU). `run` restore
 lets the engine read only the question and the answer (~3 s per prompt instead of ~90), under a
 variant; it prints, per prompt, the blocks holding the asked needle and the other needles, the
 answer, and the vote ranking the answer was read with. Variants:
-  base              the profile as it is (`--set infllm.x=y` applies as usual)
+  base              the profile as it is (`--set infllm.x=y` applies as usual; the default
+                    re-ranks, `--set infllm.rerank=0` is consensus alone)
   votes-order       the agreed blocks laid out by votes, most-voted nearest the window
                     (runs of consecutive blocks stay together, in text order)
   oracle-exclusive  the agreed set without the other needles' blocks (and with the asked
