@@ -85,7 +85,7 @@ class ContextStrategy:
     def read_question_with(self, block: int) -> None:
         """Back to the state before the question's first read; the next read of it sees only
         memory block `block` (a candidate from `question_candidates`)."""
-        raise NotImplementedError
+        raise NotImplementedError  # only strategies that name candidates are asked
 
     def rewind_question(self, scores: dict[int, float] | None = None) -> None:
         """Back to the state before the question's first read (only after `begin_question`),

@@ -428,8 +428,10 @@ class InfLLM(ContextStrategy):
         """Top-k blocks by the chunk's mean global query against representative keys; the
         agreed blocks instead when there are (the layer still votes if it is a voting one)."""
         c = self.cfg
-        # Votes count on the question's first read and while an agreed set is in use.
-        voting = self._question is not None or self.agreed is not None
+        # Votes count on the question's first read and while an agreed set is in use (not
+        # while a re-ranking candidate is tried: those votes would be thrown away).
+        trying = self._question is not None and self._first_votes is not None
+        voting = not trying and (self._question is not None or self.agreed is not None)
         voter = voting and layer >= int(self.params.vote_from * c.n_layers)
         ids = self.agreed
         if ids is None or voter:
