@@ -135,6 +135,7 @@ def test_infllm_disk_tier_matches_ram_tier(tiny, tmp_path):
     ("infllm.vote_from=1.0", ["vote_from"]),
     ("infllm.rerank=-1", ["rerank"]),
     ("infllm.rerank_margin=-0.5", ["rerank_margin"]),
+    ("infllm.decode_hold=-1", ["decode_hold"]),
     ("streaming.n_local=0", ["n_local must be an integer >= 1"]),
 ])
 def test_bad_parameters_name_the_key(override, words):
@@ -259,6 +260,29 @@ def test_infllm_decode_slots_hold_exactly_the_retrieved_blocks(tiny):
             assert len(s.cache[layer]) <= 4
 
 
+def test_infllm_ordered_memory_sits_in_block_order_right_before_the_remainder(tiny):
+    cfg, decoder = tiny
+    s = make(cfg, "infllm", n_init=8, n_local=32, block_size=8, topk=3, max_cached_block=4)
+    run(decoder, s, IDS[:, :150], 16)
+    seen_unsorted = False
+    for token in IDS[0, 150:190]:  # decode steps change the retrieved set; slots get reused
+        n_rem = 0 if s.rem_k[0] is None else s.rem_k[0].shape[2]
+        end = s.length - s.window - n_rem  # evicted, not yet a block: right after the last block
+        decoder.forward(token.view(1, 1), s)
+        for layer in (0, cfg.n_layers - 1):
+            slots, gk, _ = s.memory_kv[layer]
+            seen_unsorted |= slots != sorted(slots)
+            rotated = s.memory_rot[layer][1]
+            want = [rotate(gk[:, :, :8], *s.rope.cos_sin(torch.arange(8) + end - 8 - 3 * 8, torch.float32, exact=True))]
+            for slot, block in enumerate(slots):
+                rank = sorted(slots).index(block)  # the j-th smallest id is the j-th block in the text
+                first = end - (3 - rank) * 8
+                cos, sin = s.rope.cos_sin(torch.arange(first, first + 8), torch.float32, exact=True)
+                want.append(rotate(gk[:, :, 8 + slot * 8 : 16 + slot * 8], cos, sin))
+            assert torch.allclose(rotated, torch.cat(want, dim=2), atol=1e-6)
+    assert seen_unsorted  # the case where slot order and text order differ was exercised
+
+
 def _same_state(a: dict, b: dict) -> bool:
     def same(x, y):
         if isinstance(x, torch.Tensor):
@@ -329,6 +353,20 @@ def test_infllm_rerank_pins_the_likeliest_block_and_bars_those_far_behind(tiny):
         assert all(s.last_retrieved[layer] == s.agreed for layer in range(cfg.n_layers))
     decoder.forward(IDS[:, 175:180], s)  # the next prompt's text ends them
     assert s.agreed is None and s.pinned == [] and not s.barred
+
+
+@pytest.mark.parametrize("hold, kept", [(0.0, False), (0.5, True)])
+def test_infllm_answer_tokens_keep_their_blocks_unless_out_voted_by_the_hold(tiny, hold, kept):
+    cfg, _ = tiny
+    s = make(cfg, "infllm", n_init=8, n_local=32, block_size=8, topk=3, vote_from=0.5, decode_hold=hold)
+    voters = cfg.n_layers - cfg.n_layers // 2
+    s.agreed = [1, 2, 3]  # what the last token read; block 3 has fewer votes than newcomer 4
+    s._votes = {1: voters, 2: voters, 3: 1.0, 4: 1.0 + 0.5 * voters - 0.01}
+    s.begin(torch.tensor([0]))
+    assert s.agreed == ([1, 2, 3] if kept else [1, 2, 4])
+    s.agreed, s._votes = [1, 2, 3], {1: voters, 2: voters, 3: 1.0, 4: 1.0 + 0.5 * voters + 0.01}
+    s.begin(torch.tensor([1]))
+    assert s.agreed == [1, 2, 4]  # out-voted by more than the hold
 
 
 def test_infllm_question_is_read_once_without_consensus_or_memory(tiny):

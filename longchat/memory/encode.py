@@ -39,7 +39,7 @@ STREAM_ABOVE = 64_000_000  # bytes: larger text files are tokenized as they are 
 # Keys of [strategy] that change no stored key or value: storage, the retrieval cache, and how
 # the question (never part of a memory) retrieves.
 STORAGE_ONLY = ("max_cached_block", "disk", "disk_dir", "full_up_to",
-                "consensus", "vote_from", "rerank", "rerank_margin")
+                "consensus", "vote_from", "rerank", "rerank_margin", "decode_hold")
 
 Progress = Callable[[int, int], None]  # (tokens done, tokens expected)
 
