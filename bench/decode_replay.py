@@ -17,10 +17,8 @@ import statistics
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from needle_replay import prompts  # noqa: E402
+from needle_replay import prompts, restore_prompt  # noqa: E402
 
 from longchat.bench.run import parse_lengths  # noqa: E402
 from longchat.pipeline import open_runner  # noqa: E402
@@ -87,9 +85,7 @@ def main() -> None:
         for text in order:
             for key, value in (base | variants[text]).items():
                 setattr(strategy.params, key, value)
-            saved = torch.load(args.dir / name / "state.pt")
-            strategy.restore(saved["state"], args.dir / name)
-            engine.cached_ids = list(prompt[: saved["body"]])
+            restore_prompt(engine, args.dir / name, prompt)
             counter.start()
             tokens = engine.generate(prompt, Sampling(max_new_tokens=args.new_tokens))
             out = [next(tokens)]  # from prefill

@@ -131,6 +131,13 @@ VARIANTS = {
 }
 
 
+def restore_prompt(engine, where: Path, prompt: list[int]) -> None:
+    """Put the engine where `build` left this prompt: all of it read but the question."""
+    saved = torch.load(where / "state.pt")
+    engine.strategy.restore(saved["state"], where)
+    engine.cached_ids = list(prompt[: saved["body"]])
+
+
 def run(args, length: int) -> None:
     runner = open_runner("infllm", overrides=args.overrides)
     engine, strategy = runner.engine, runner.engine.strategy
@@ -138,9 +145,7 @@ def run(args, length: int) -> None:
     VARIANTS[args.variant](strategy)
     correct = total = 0
     for name, depth, prompt, expected in prompts(runner, length, args.seeds, args.samples):
-        saved = torch.load(args.dir / name / "state.pt")
-        strategy.restore(saved["state"], args.dir / name)
-        engine.cached_ids = list(prompt[: saved["body"]])
+        restore_prompt(engine, args.dir / name, prompt)
         strategy.needle = needle_blocks(tok, prompt, expected, p.n_init, p.block_size)
         others = other_needles(tok, prompt, expected, p.n_init, p.block_size)
         strategy.others = {b for blocks in others for b in blocks}

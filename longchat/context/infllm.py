@@ -176,6 +176,11 @@ class InfLLM(ContextStrategy):
     def n_reprs(self) -> int:
         return min(self.params.repr_topk, self.params.block_size)
 
+    @property
+    def first_voter(self) -> int:
+        """The lowest layer that votes (`vote_from` of the depth)."""
+        return int(self.params.vote_from * self.cfg.n_layers)
+
     def _store(self, path=None, count: int = 0) -> BlockStore:
         p, c = self.params, self.cfg
         disk = (p.disk_dir or tempfile.gettempdir()) if p.disk else None
@@ -327,7 +332,7 @@ class InfLLM(ContextStrategy):
             self.pinned, self.barred = [], set()
         if on and t == 1 and self.agreed and p.decode_hold:
             # Hysteresis: a block the last token read stays unless out-voted by a margin.
-            bonus = p.decode_hold * (self.cfg.n_layers - int(p.vote_from * self.cfg.n_layers))
+            bonus = p.decode_hold * (self.cfg.n_layers - self.first_voter)
             for block in self.agreed:
                 self._votes[block] = self._votes.get(block, 0.0) + bonus
         ranked = sorted(self._votes, key=self._votes.__getitem__, reverse=True) if on else []
@@ -457,7 +462,7 @@ class InfLLM(ContextStrategy):
         # while a re-ranking candidate is tried: those votes would be thrown away).
         trying = self._question is not None and self._first_votes is not None
         voting = not trying and (self._question is not None or self.agreed is not None)
-        voter = voting and layer >= int(self.params.vote_from * c.n_layers)
+        voter = voting and layer >= self.first_voter
         ids = self.agreed
         if ids is None or voter:
             q_mean = q_g[0].mean(dim=1)  # (Hq, D)
