@@ -244,3 +244,48 @@ def test_cli_compares_profiles_side_by_side_with_plot(home, tmp_path, tiny_with_
     # Both profiles were judged on the very same prompts.
     assert [s["expected"] for s in runs[0]["samples"]] == [s["expected"] for s in runs[1]["samples"]]
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out_png.stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------- scale (random weights)
+
+def test_cli_scale_runs_each_profile_on_a_random_model(home, tmp_path, capsys):
+    out_json = tmp_path / "scale.json"
+    code = main(["bench", "scale", "--shape", "tiny", "--runs", "infllm:3k,full:8k,full:2k", "-n", "4",
+                 "--json", str(out_json)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "scale - random tiny" in out and "skipped (window 4,096)" in out
+    data = json.loads(out_json.read_text())
+    assert data["machine"]["shape"] == "tiny" and data["machine"]["peak_matmul_tflop_s"] > 0
+    infllm, skipped, full = data["runs"]
+    assert [r["status"] for r in data["runs"]] == ["ok", "skipped (window 4,096)", "ok"]
+    # No tokenizer, no stop token: every asked-for token is decoded; the prompt leaves room for them.
+    assert infllm["new_tokens"] == full["new_tokens"] == 4 and infllm["prompt_tokens"] == 3 * 1024 - 4
+    assert infllm["prefill_tok_s"] > 0 and infllm["decode_tok_s"] > 0 and 0 < infllm["mfu"]
+    assert infllm["gpu_peak_gib"] is None and infllm["host_peak_gib"] > 0
+
+
+def test_cli_scale_refuses_what_cannot_fit_and_goes_on(home, tmp_path, capsys, monkeypatch):
+    from longchat.context import infllm
+
+    monkeypatch.setattr(infllm, "available_ram", lambda: 10 * 2**20)
+    code = main(["bench", "scale", "--shape", "tiny", "--runs", "infllm:1m,full:1k", "-n", "2"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "infllm 1m: infllm: 1,048,576 tokens leave" in err and "memory blocks in RAM" in err
+    assert re.search(r"infllm +│ +1m +│ refused", out) and re.search(r"full +│ +1k +│ ok", out)
+    code = main(["bench", "scale", "--shape", "llama3-8b"])  # 30 GiB of fp32 weights in 10 MiB
+    _, err = capsys.readouterr()
+    assert code == EXIT_INPUT and "llama3-8b shape needs 29.9 GiB of weights in float32" in err
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--runs", "infllm"], "'infllm' is not PROFILE:LENGTH"),
+    (["--runs", "infllm:lots"], "'lots' is not a token count"),
+    (["--shape", "gpt5"], "unknown shape 'gpt5'; known: llama3-8b"),
+    (["--runs", "nosuch:1k", "--shape", "tiny"], "nosuch"),
+])
+def test_cli_scale_bad_options_fail_in_one_line(home, capsys, args, words):
+    code = main(["bench", "scale", *args])
+    _, err = capsys.readouterr()
+    assert code == EXIT_CONFIG and words in err and err.strip().count("\n") == 0, err

@@ -119,6 +119,26 @@ def test_block_store_round_trips_exactly(tmp_path, disk):
         assert store.nbytes_ram() == store.reprs.numel() * store.reprs.element_size()
 
 
+@pytest.mark.parametrize("bits", [16, 8])
+@pytest.mark.parametrize("disk", [False, True])
+def test_block_store_extend_equals_appends(tmp_path, disk, bits):
+    """Several blocks written at once (one host copy on a GPU) store exactly what one at a
+    time does, across the RAM tier's growth (16 -> 32 rows) and in the files."""
+    blocks = torch.randn(21, 3, 8, 16)
+    reprs = blocks[:, :, :2]
+    one, many = (BlockStore(3, 8, 16, 2, bits=bits, disk_dir=str(tmp_path) if disk else None) for _ in range(2))
+    for b, r in zip(blocks, reprs):
+        one.append(b, -b, r)
+    many.extend(blocks[:5], -blocks[:5], reprs[:5])
+    many.extend(blocks[5:], -blocks[5:], reprs[5:])
+    assert many.count == one.count == 21
+    ids = [0, 4, 5, 15, 16, 20]
+    for a, b in zip(many.gather(ids, "cpu", torch.float32), one.gather(ids, "cpu", torch.float32)):
+        assert torch.equal(a, b)
+    assert torch.equal(many.representatives(), one.representatives())
+    assert torch.equal(many.scores(blocks[0, :, 0]), one.scores(blocks[0, :, 0]))
+
+
 def test_infllm_disk_tier_matches_ram_tier(tiny, tmp_path):
     cfg, decoder = tiny
     params = dict(n_init=8, n_local=64, block_size=16, topk=2, max_cached_block=4)
@@ -377,6 +397,35 @@ def test_infllm_question_is_read_once_without_consensus_or_memory(tiny):
     empty = make(cfg, "infllm", n_init=8, n_local=256, block_size=8, topk=3, max_cached_block=4)
     run(decoder, empty, IDS[:, :150], 16)
     assert not empty.begin_question()  # nothing evicted yet: the question reads the whole input
+
+
+def test_infllm_refuses_at_once_an_input_whose_blocks_cannot_fit(tiny, tmp_path, monkeypatch):
+    """The check runs before any prefill: memory blocks of n tokens against the RAM (or the
+    disk) they would fill, with the settings that would make them fit named."""
+    from collections import namedtuple
+
+    from longchat.context import infllm
+    from longchat.errors import InputError
+
+    cfg, _ = tiny
+    params = dict(n_init=8, n_local=64, block_size=16, topk=2, max_cached_block=4)
+    s = make(cfg, "infllm", **params)
+    per_block = cfg.n_layers * s.stores[0].record_bytes  # 2 layers x (2 x 2 heads x 16 x 16 x 2 B)
+    monkeypatch.setattr(infllm, "available_ram", lambda: 10 * per_block)
+    assert s.prepare(8 + 64 + 10 * 16) is None  # exactly 10 blocks: fits
+    with pytest.raises(InputError, match=r"GB of memory blocks in RAM.*infllm.disk=true .*or infllm.store_bits=8"):
+        s.prepare(8 + 64 + 11 * 16)
+    with pytest.raises(InputError) as e:
+        make(cfg, "infllm", **params, store_bits=8).prepare(10**6)
+    assert "infllm.disk=true" in str(e.value) and "store_bits" not in str(e.value)
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(infllm.shutil, "disk_usage", lambda where: Usage(0, 0, 5 * per_block))
+    with pytest.raises(InputError, match=r"on disk, but .* GB free; set infllm.disk_dir"):
+        make(cfg, "infllm", **params, disk=True, disk_dir=str(tmp_path)).prepare(8 + 64 + 6 * 16)
+    auto = make(cfg, "auto", **params, full_up_to=100)
+    with pytest.raises(InputError, match="memory blocks in RAM"):
+        auto.prepare(10**6)  # auto checks for the infllm it switches to
+    assert auto.prepare(90) is not None  # and full attention has nothing to check
 
 
 # ---------------------------------------------------------------- auto

@@ -109,6 +109,43 @@ _task_options("needles", """Several key/value needles in varied prose; ask for o
 
 
 @bench_app.command()
+def scale(
+    shape: str = typer.Option("llama3-8b", "--shape", help="Model shape with random weights: llama3-8b, llama3-1b, smollm2-135m or tiny."),
+    runs: str = typer.Option("infllm:128k,full:32k", "--runs", help="PROFILE:LENGTH pairs, comma-separated; k = 1024, m = 1024**2, e.g. infllm:128k,infllm:1m,full:32k."),
+    new_tokens: int = typer.Option(32, "--new-tokens", "-n", help="Tokens decoded after each prompt (no stop token: all of them run)."),
+    device: Optional[str] = DeviceOpt,
+    set_: Optional[List[str]] = SetOpt,
+    json_path: Optional[str] = JsonOpt,
+) -> None:
+    """Cost of a profile on a big model at long lengths, with random weights (no download).
+
+    Builds a model of the shape's published config with random weights on the device (GPU in bf16 when there is one) and reads random token ids through each profile: prefill and decode tok/s, prefill MFU, peak GPU memory, peak host RSS. Answers mean nothing; the work is the same as a real model's. The JSON file is rewritten after every run.
+
+    Example (GPU): longchat bench scale --shape llama3-8b --runs infllm:128k,full:32k --json scale.json
+    1M tokens of Llama-3-8B memory blocks take ~140 GB at 16 bits: add --set infllm.store_bits=8 (or infllm.disk=true).
+    """
+    import json
+
+    from longchat.bench.scale import parse_runs, run_scale, scale_json, scale_line, scale_table
+    from longchat.errors import ConfigError
+
+    pairs = parse_runs(runs)
+    out = Path(json_path).expanduser() if json_path else None
+    if out and not out.parent.is_dir():
+        raise ConfigError(f"--json: the folder of {json_path} does not exist")
+    def on_run(machine: dict, results: list) -> None:
+        err.print(scale_line(results[-1]), markup=False, highlight=False, soft_wrap=True)
+        if out:  # after every run: a long run that is cut short keeps the ones before it
+            out.write_text(json.dumps(scale_json(machine, results), indent=1) + "\n")
+
+    machine, results = run_scale(shape, pairs, device=device, overrides=list(set_ or []), new_tokens=new_tokens,
+                                 note=note, on_run=on_run)
+    if out:
+        note(f"wrote {json_path}")
+    _stdout().print(scale_table(machine, results))
+
+
+@bench_app.command()
 def startup(
     model: Optional[str] = ModelOpt,
     warm_runs: int = typer.Option(2, "--warm-runs", min=1, help="How many warm `ask` runs to time."),

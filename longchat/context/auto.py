@@ -57,7 +57,9 @@ class Auto(ContextStrategy):
         return self.inner.name
 
     def prepare(self, n_tokens: int) -> str | None:
-        return self.use("full" if n_tokens <= self.params.full_up_to else "infllm", n_tokens)
+        message = self.use("full" if n_tokens <= self.params.full_up_to else "infllm", n_tokens)
+        self.inner.prepare(n_tokens)  # infllm's check that its memory blocks will fit
+        return message
 
     def use(self, want: str, n_tokens: int) -> str | None:
         """Switch to `want` for a prompt + reply of `n_tokens`; the line for the user, if any."""

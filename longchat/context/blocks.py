@@ -2,8 +2,9 @@
 
 A block is `block_size` consecutive tokens' unrotated keys and values (Hkv, bs, D), stored as
 one fixed-size record: 16-bit floats, or 8-bit integers with one 16-bit scale per token and
-head (absmax). Representative keys (Hkv, r, D) stay in RAM in every tier: retrieval scores
-them at each step.
+head (absmax). Representative keys (Hkv, r, D) stay on the compute device in every tier
+(RAM on a CPU, GPU memory on a GPU; 1/8 of the blocks' bytes at the defaults): retrieval
+scores them at every step, and copying them over on each step would cost more than the model.
 
 Tiers: RAM; temp files (unlinked at once, so the OS frees them even after a crash); or the
 files of a persistent memory (`path`), which outlive the process. Files are read back with
@@ -29,9 +30,11 @@ class BlockStore:
     """Append-only blocks + representatives; `gather(ids)` returns (K, V) for chosen blocks."""
 
     def __init__(self, n_kv_heads: int, block_size: int, head_dim: int, repr_topk: int, *,
-                 bits: int = 16, disk_dir: str | None = None, path: Path | None = None, count: int = 0):
+                 bits: int = 16, disk_dir: str | None = None, path: Path | None = None, count: int = 0,
+                 device: torch.device | str = "cpu"):
         """`path`: persistent files `<path>.kv` and `<path>.repr`, of which the first `count`
-        blocks are kept (anything after them, from an interrupted run, is overwritten)."""
+        blocks are kept (anything after them, from an interrupted run, is overwritten).
+        `device`: where the representatives live (the device that scores them)."""
         if bits not in (8, 16):
             raise ValueError("bits must be 8 or 16")
         self.shape = (n_kv_heads, block_size, head_dim)
@@ -41,7 +44,8 @@ class BlockStore:
         self.record_bytes = 2 * self.half_bytes
         self.repr_shape = (n_kv_heads, repr_topk, head_dim)
         self.count = 0
-        self.reprs = torch.empty(n_kv_heads, 0, repr_topk, head_dim, dtype=REPR_DTYPE)  # (Hkv, cap, r, D)
+        self.device = torch.device(device)
+        self.reprs = torch.empty(n_kv_heads, 0, repr_topk, head_dim, dtype=REPR_DTYPE, device=self.device)  # (Hkv, cap, r, D)
         self._ram = None                   # RAM tier: (cap, record_bytes) uint8
         self._fd = self._repr_fd = None
         if path is not None:
@@ -63,13 +67,16 @@ class BlockStore:
     # -- records ---------------------------------------------------------------------------
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(Hkv, bs, D) -> uint8 record half."""
-        x = x.detach().cpu()
+        """(n, Hkv, bs, D) -> uint8 record halves (n, half_bytes), quantised where x is (on a
+        GPU, there) and then copied to the host in one transfer."""
+        x = x.detach()
+        n = x.shape[0]
         if self.bits == 16:
-            return x.to(torch.float16).contiguous().view(torch.uint8).reshape(-1)
+            return x.to(torch.float16).contiguous().view(torch.uint8).reshape(n, -1).cpu()
         scale = x.float().abs().amax(dim=-1, keepdim=True).clamp_min(1e-8) / 127
         q = torch.round(x.float() / scale).clamp(-127, 127).to(torch.int8)
-        return torch.cat([q.view(torch.uint8).reshape(-1), scale.to(torch.float16).view(torch.uint8).reshape(-1)])
+        return torch.cat([q.view(torch.uint8).reshape(n, -1),
+                          scale.to(torch.float16).view(torch.uint8).reshape(n, -1)], dim=1).cpu()
 
     def _decode(self, raw: torch.Tensor, dtype) -> torch.Tensor:
         """uint8 (n, half_bytes) -> (n, Hkv, bs, D) in `dtype`."""
@@ -84,28 +91,33 @@ class BlockStore:
     # -- writing ---------------------------------------------------------------------------
 
     def append(self, k: torch.Tensor, v: torch.Tensor, reprs: torch.Tensor) -> None:
-        """k, v (Hkv, bs, D); reprs (Hkv, r, D)."""
-        record = torch.cat([self._encode(k), self._encode(v)])
+        """One block: k, v (Hkv, bs, D); reprs (Hkv, r, D)."""
+        self.extend(k[None], v[None], reprs[None])
+
+    def extend(self, k: torch.Tensor, v: torch.Tensor, reprs: torch.Tensor) -> None:
+        """n blocks at once: k, v (n, Hkv, bs, D); reprs (n, Hkv, r, D)."""
+        n, at = k.shape[0], self.count
+        records = torch.cat([self._encode(k), self._encode(v)], dim=1)  # (n, record_bytes)
         if self._fd is not None:
-            os.pwrite(self._fd, record.numpy().tobytes(), self.count * self.record_bytes)
+            os.pwrite(self._fd, records.numpy().tobytes(), at * self.record_bytes)
         else:
-            if self._ram is None or self.count == self._ram.shape[0]:
-                grown = torch.empty(max(16, 2 * self.count), self.record_bytes, dtype=torch.uint8)
+            if self._ram is None or at + n > self._ram.shape[0]:
+                grown = torch.empty(max(16, 2 * at, at + n), self.record_bytes, dtype=torch.uint8)
                 if self._ram is not None:
-                    grown[: self.count] = self._ram[: self.count]
+                    grown[:at] = self._ram[:at]
                 self._ram = grown
-            self._ram[self.count] = record
-        reprs = reprs.detach().to("cpu", REPR_DTYPE)
+            self._ram[at : at + n] = records
+        reprs = reprs.detach().to(self.device, REPR_DTYPE)
         if self._repr_fd is not None:
-            size = reprs.numel() * reprs.element_size()
-            os.pwrite(self._repr_fd, reprs.contiguous().view(torch.uint8).numpy().tobytes(), self.count * size)
-        if self.count == self.reprs.shape[1]:
+            size = reprs[0].numel() * reprs.element_size()
+            os.pwrite(self._repr_fd, reprs.cpu().contiguous().view(torch.uint8).numpy().tobytes(), at * size)
+        if at + n > self.reprs.shape[1]:
             h, _, r, d = self.reprs.shape
-            grown = torch.empty(h, max(16, 2 * self.count), r, d, dtype=REPR_DTYPE)
-            grown[:, : self.count] = self.reprs[:, : self.count]
+            grown = torch.empty(h, max(16, 2 * at, at + n), r, d, dtype=REPR_DTYPE, device=self.device)
+            grown[:, :at] = self.reprs[:, :at]
             self.reprs = grown
-        self.reprs[:, self.count] = reprs
-        self.count += 1
+        self.reprs[:, at : at + n] = reprs.permute(1, 0, 2, 3)
+        self.count += n
 
     def truncate(self, count: int) -> None:
         """Forget the blocks from `count` on (later appends overwrite them)."""
@@ -124,7 +136,7 @@ class BlockStore:
                 raise ValueError(f"the {what} file is shorter than its manifest says (truncated?)")
         raw = os.pread(self._repr_fd, count * size, 0)
         flat = torch.frombuffer(bytearray(raw), dtype=REPR_DTYPE) if count else torch.empty(0, dtype=REPR_DTYPE)
-        self.reprs = flat.reshape(count, *self.repr_shape).permute(1, 0, 2, 3).contiguous()
+        self.reprs = flat.reshape(count, *self.repr_shape).permute(1, 0, 2, 3).contiguous().to(self.device)
         self.count = count
 
     # -- reading ---------------------------------------------------------------------------
@@ -139,8 +151,6 @@ class BlockStore:
         logit, summed over heads -> (N,) float32."""
         h, _, r, d = self.reprs.shape
         reprs = self.reprs[:, : self.count]
-        if q.device.type != "cpu":
-            reprs = reprs.to(q.device)
         logits = torch.bmm(reprs.reshape(h, self.count * r, d), q.to(reprs)[:, :, None])  # (Hkv, N*r, 1)
         return logits.view(h, self.count, r).amax(dim=2).float().sum(dim=0)
 
@@ -154,13 +164,16 @@ class BlockStore:
                 raw[row].numpy()[:] = np.frombuffer(
                     os.pread(self._fd, self.record_bytes, block * self.record_bytes), dtype=np.uint8)
         h, bs, d = self.shape
+        raw = raw.to(device)  # decoded where it is used: on a GPU the int8 maths runs there
         out = []
         for half in (raw[:, : self.half_bytes], raw[:, self.half_bytes :]):
-            x = self._decode(half, dtype).to(device)  # (n, Hkv, bs, D)
+            x = self._decode(half, dtype)  # (n, Hkv, bs, D)
             out.append(x.permute(1, 0, 2, 3).reshape(h, len(ids) * bs, d))
         return out[0], out[1]
 
     def nbytes_ram(self) -> int:
+        """Bytes held in memory: the RAM tier's records and the representatives (on the
+        compute device)."""
         ram = self.reprs.numel() * self.reprs.element_size()
         return ram + (self._ram.numel() if self._ram is not None else 0)
 

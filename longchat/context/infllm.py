@@ -24,13 +24,15 @@ Each answer token re-votes, but the blocks the last one read get a bonus (`decod
 without it the set changed on almost every token (a block reload per layer each time).
 
 Memory tiers: blocks live in a `BlockStore` (host RAM, 16-bit, or temp files on disk);
-the blocks in use sit in a bounded LRU cache on the compute device (`max_cached_block`).
+the blocks in use sit in a bounded LRU cache on the compute device (`max_cached_block`), and
+so do the representative keys of every block (they are scored at every step).
 Window keys are kept rotated at their absolute positions (float64 angles), so a decode step
 rotates one key, not the window; they are un-rotated when they leave it.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -40,6 +42,7 @@ import torch
 from longchat.context.attention import Mask, attention_lse, merge_attention
 from longchat.context.base import ContextStrategy, StrategyParams, register_strategy
 from longchat.context.blocks import BlockStore
+from longchat.errors import InputError
 from longchat.runtime.rope import rotate
 from longchat.settings import require
 
@@ -172,6 +175,29 @@ class InfLLM(ContextStrategy):
         self.pinned: list[int] = []
         self.barred: set[int] = set()
 
+    def prepare(self, n_tokens: int) -> None:
+        """Refuse at once an input whose memory blocks cannot fit where they would go,
+        rather than fail (or be killed) after hours of prefill."""
+        p, store = self.params, self.stores[0]
+        if store.persistent:
+            return None  # a named memory's files: their folder was chosen by the user
+        blocks = max(0, n_tokens - p.n_init - p.n_local) // p.block_size - store.count
+        need = blocks * self.cfg.n_layers * store.record_bytes
+        if p.disk:
+            where = p.disk_dir or tempfile.gettempdir()
+            have = shutil.disk_usage(where).free
+            if need > have:
+                raise InputError(f"infllm: {n_tokens:,} tokens leave ~{need / 1e9:.1f} GB of memory blocks on disk, "
+                                 f"but {where} has {have / 1e9:.1f} GB free; set infllm.disk_dir to a bigger disk"
+                                 + ("" if p.store_bits == 8 else " or infllm.store_bits=8 (half the bytes)"))
+        else:
+            have = available_ram()
+            if have is not None and need > have:
+                raise InputError(f"infllm: {n_tokens:,} tokens leave ~{need / 1e9:.1f} GB of memory blocks in RAM, "
+                                 f"but {have / 1e9:.1f} GB is available; set infllm.disk=true (temp files)"
+                                 + ("" if p.store_bits == 8 else " or infllm.store_bits=8 (half the bytes)"))
+        return None
+
     @property
     def n_reprs(self) -> int:
         return min(self.params.repr_topk, self.params.block_size)
@@ -185,7 +211,7 @@ class InfLLM(ContextStrategy):
         p, c = self.params, self.cfg
         disk = (p.disk_dir or tempfile.gettempdir()) if p.disk else None
         return BlockStore(c.n_kv_heads, p.block_size, c.head_dim, self.n_reprs, bits=p.store_bits,
-                          disk_dir=disk, path=path, count=count)
+                          disk_dir=disk, path=path, count=count, device=self.device)
 
     # -- persistence (longchat.memory): the state after a prefix, to continue from later ------
 
@@ -517,12 +543,13 @@ class InfLLM(ContextStrategy):
             v = torch.cat([self.rem_v[layer], v], dim=2)
             score = torch.cat([self.rem_score[layer], score], dim=1)
         full = k.shape[2] // bs
-        for b in range(full):
-            sl = slice(b * bs, (b + 1) * bs)
-            block_k, block_v = k[0, :, sl], v[0, :, sl]  # (Hkv, bs, D)
-            top = torch.topk(score[:, sl], self.n_reprs, dim=1).indices  # (Hkv, r)
-            reprs = torch.gather(block_k, 1, top[..., None].expand(-1, -1, block_k.shape[-1]))
-            self.stores[layer].append(block_k, block_v, reprs)
+        if full:  # every full block in one go: on a GPU, one copy to the host, not one per block
+            h, d = k.shape[1], k.shape[3]
+            block_k = k[0, :, : full * bs].reshape(h, full, bs, d).transpose(0, 1)  # (n, Hkv, bs, D)
+            block_v = v[0, :, : full * bs].reshape(h, full, bs, d).transpose(0, 1)
+            top = torch.topk(score[:, : full * bs].reshape(h, full, bs).transpose(0, 1), self.n_reprs, dim=2).indices
+            reprs = torch.gather(block_k, 2, top[..., None].expand(-1, -1, -1, d))  # (n, Hkv, r, D)
+            self.stores[layer].extend(block_k, block_v, reprs)
         rest = full * bs
         if rest < k.shape[2]:
             self.rem_k[layer], self.rem_v[layer], self.rem_score[layer] = k[:, :, rest:], v[:, :, rest:], score[:, rest:]
@@ -535,3 +562,15 @@ class InfLLM(ContextStrategy):
         ram += sum(w.nbytes() for w in self.windows)
         ram += sum(k.numel() * k.element_size() * 2 for cache in self.cache for k, _ in cache.values())
         return ram + sum(s.nbytes_ram() for s in self.stores)
+
+
+def available_ram() -> int | None:
+    """Bytes of RAM the kernel says can be had without swapping (MemAvailable); None off Linux."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None

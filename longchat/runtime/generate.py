@@ -161,7 +161,8 @@ class Engine:
         # first answer token sees from the prompt's last chunk: a short one that is mostly
         # the question retrieves by the question, not by the text before it.
         self.final_chunk = final_chunk
-        self.stop_ids = stop_token_ids(model.tokenizer, model.cfg.hf)
+        # No tokenizer (a random-weight model for benchmarks): no stop tokens, every step runs.
+        self.stop_ids = stop_token_ids(model.tokenizer, model.cfg.hf) if model.tokenizer is not None else set()
         self.cached_ids: list[int] = []  # ids the strategy state holds, in order
         self.stats = GenerationStats()
         self.on_note: Callable[[str], None] = lambda message: None  # what the strategy tells the user
@@ -225,6 +226,8 @@ class Engine:
             logits = self._forward(todo[i:j], "last" if last else "none")
             if progress:
                 progress(reused + j, len(prompt_ids))
+        if logits is not None and logits.device.type == "cuda":
+            torch.cuda.synchronize(logits.device)  # a GPU runs behind Python: count its work here
         self.stats.prefill_s = time.perf_counter() - start
         self.stats.prefill_flops = (ATTENTION_FLOPS.flops - attention_before
                                     + self.model.decoder.matmul_flops(len(todo) + reread, 1 + scored))
