@@ -187,6 +187,8 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
     strategy, message = memories.infllm_for(runner, (total or 1 << 40) + sampling.max_new_tokens)
     if message:
         note(message)
+    if not cache and total is not None:  # blocks in RAM (or the disk tier): will they fit?
+        strategy.prepare(total + sampling.max_new_tokens)
     engine.base = None
     result = memories.encode_for_ask(runner, strategy, srcs, head, headers, ids, cache=cache,
                                      progress=progress or (lambda d, t: None), note=note)

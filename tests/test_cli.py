@@ -121,6 +121,19 @@ def test_too_long_input_is_refused_then_truncated_with_warning(home, tmp_path, c
     assert code == 0 and "warning: the input is" in err and "dropped the rest" in err
 
 
+def test_ask_refuses_at_once_an_input_whose_memory_cannot_fit(home, tmp_path, capsys, monkeypatch):
+    """Past the window without the cache, the blocks go to RAM: checked before the long read."""
+    from longchat.context import infllm
+
+    monkeypatch.setattr(infllm, "available_ram", lambda: 1_000_000)  # 1 MB: not even a 10k-token input
+    path = tmp_path / "long.txt"
+    path.write_text("The grass is green. The sky is blue. " * 1200 + FACTS)
+    code, out, err = run(capsys, "ask", str(path), QUESTION, "--no-cache")
+    assert code == EXIT_INPUT and out == ""
+    assert "GB of memory blocks in RAM, but 0.0 GB is available; set infllm.disk=true" in err
+    assert "using infllm" in err and "tokens (" not in err  # refused before any progress
+
+
 @pytest.mark.parametrize("args, code, message", [
     (["ask", "/no/such/file.txt", "q"], EXIT_INPUT, "no such file or directory"),
     (["ask", "{empty}", "q"], EXIT_INPUT, "the input is empty"),
