@@ -4,7 +4,8 @@
     python bench/decode_replay.py --dir bench-out/states --seeds 0,1 \
         --variants "decode_hold=0" "decode_hold=0.25" "rerank=0,decode_hold=0"
 
-A variant is infllm parameters, comma-separated. The variants take turns going first on
+A variant is infllm parameters, comma-separated, plus `kernel=bmm` (retrieval scores by one
+batched matmul over all heads, the kernel before the per-head products). The variants take turns going first on
 successive prompts (the first to read a prompt's blocks from disk pays for it). Per variant:
 the median decode tokens/s, the retrieved-set changes per decode step, and the blocks loaded
 into the device cache per step (summed over layers).
@@ -17,10 +18,13 @@ import statistics
 import sys
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from needle_replay import prompts, restore_prompt  # noqa: E402
 
 from longchat.bench.run import parse_lengths  # noqa: E402
+from longchat.context import blocks  # noqa: E402
 from longchat.pipeline import open_runner  # noqa: E402
 from longchat.runtime.generate import Sampling  # noqa: E402
 from longchat.settings import parse_assignment  # noqa: E402
@@ -51,11 +55,16 @@ class Counter:
         self.decoding, self.changes, self.loads, self.last = False, 0, 0, None
 
 
+KERNELS = {"gemv": blocks.head_logits, "bmm": lambda keys, q: torch.bmm(keys, q[:, :, None])[..., 0]}
+
+
 def parse_variant(text: str, params) -> dict:
-    out = {}
+    out = {"kernel": "gemv"}
     for item in filter(None, text.split(",")):
         (_, key), value = parse_assignment(f"infllm.{item}")
-        if not hasattr(params, key):
+        if key == "kernel" and value not in KERNELS:
+            raise SystemExit(f"error: kernel must be one of: {', '.join(KERNELS)}")
+        if key != "kernel" and not hasattr(params, key):
             raise SystemExit(f"error: infllm has no parameter {key!r}")
         out[key] = value
     return out
@@ -84,7 +93,10 @@ def main() -> None:
         order = list(variants)[i % len(variants):] + list(variants)[: i % len(variants)]
         for text in order:
             for key, value in (base | variants[text]).items():
-                setattr(strategy.params, key, value)
+                if key == "kernel":
+                    blocks.head_logits = KERNELS[value]
+                else:
+                    setattr(strategy.params, key, value)
             restore_prompt(engine, args.dir / name, prompt)
             counter.start()
             tokens = engine.generate(prompt, Sampling(max_new_tokens=args.new_tokens))

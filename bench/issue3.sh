@@ -25,3 +25,11 @@ longchat bench needles -p infllm --lengths 32k --samples 10 --set infllm.rerank=
 longchat bench needles -p infllm --lengths 32k --samples 10 --set infllm.consensus=false \
   --json "$out/needles-per-layer.json" 2> "$out/needles-per-layer.log" | tee "$out/needles-per-layer.txt"
 python bench/needle_retrieval.py --length 32k --samples 10 --oracle | tee "$out/needle-oracle.txt"
+# On a CUDA GPU only (skipped elsewhere): a random-weight Llama-3-8B-shaped model in bf16,
+# infllm at 128k and 1M (8-bit blocks: 1M x 16-bit would be ~137 GB of host RAM), full at 32k.
+if python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  longchat bench scale --shape llama3-8b --runs infllm:128k,full:32k --json "$out/gpu-scale.json" \
+    2> "$out/gpu-scale.log" | tee "$out/gpu-scale.txt"
+  longchat bench scale --shape llama3-8b --runs infllm:1m --set infllm.store_bits=8 \
+    --json "$out/gpu-scale-1m.json" 2> "$out/gpu-scale-1m.log" | tee "$out/gpu-scale-1m.txt"
+fi

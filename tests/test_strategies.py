@@ -139,6 +139,39 @@ def test_block_store_extend_equals_appends(tmp_path, disk, bits):
     assert torch.equal(many.scores(blocks[0, :, 0]), one.scores(blocks[0, :, 0]))
 
 
+def test_block_store_scores_in_its_dtype_and_its_files_stay_float16(tmp_path):
+    """Representatives are rounded to float16 (the file format) and then held in the scoring
+    dtype, so a memory reopened from its files scores exactly as it did while encoded."""
+    from longchat.context.blocks import score_dtype
+
+    blocks = torch.randn(5, 3, 8, 16)
+    live = BlockStore(3, 8, 16, 2, path=tmp_path / "L000", dtype=torch.bfloat16)
+    live.extend(blocks, -blocks, blocks[:, :, :2])
+    assert live.representatives().dtype == torch.bfloat16
+    assert (tmp_path / "L000.repr").stat().st_size == 5 * 3 * 2 * 16 * 2  # float16 on disk
+    reopened = BlockStore(3, 8, 16, 2, path=tmp_path / "L000", count=5, dtype=torch.bfloat16)
+    q = torch.randn(3, 16)
+    assert torch.equal(reopened.representatives(), live.representatives())
+    assert torch.equal(reopened.scores(q), live.scores(q))
+    exact = BlockStore(3, 8, 16, 2, dtype=torch.float32)
+    exact.extend(blocks, -blocks, blocks[:, :, :2])
+    assert torch.allclose(live.scores(q), exact.scores(q), rtol=0.02, atol=0.1)  # bfloat16's rounding
+    assert score_dtype("float32", "cpu") == torch.float32
+    assert score_dtype("auto", "cuda") == torch.float16  # decided without touching a GPU
+    assert score_dtype("auto", "cpu") in (torch.float16, torch.bfloat16)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_head_logits_is_each_heads_product(dtype):
+    from longchat.context.blocks import head_logits
+
+    keys, q = torch.randn(3, 40, 16).to(dtype), torch.randn(3, 16).to(dtype)
+    want = torch.stack([keys[h].float() @ q[h].float() for h in range(3)])
+    got = head_logits(keys, q)
+    assert got.shape == (3, 40) and got.dtype == dtype
+    assert torch.allclose(got.float(), want, rtol=0.02, atol=0.05)
+
+
 def test_infllm_disk_tier_matches_ram_tier(tiny, tmp_path):
     cfg, decoder = tiny
     params = dict(n_init=8, n_local=64, block_size=16, topk=2, max_cached_block=4)
@@ -156,6 +189,7 @@ def test_infllm_disk_tier_matches_ram_tier(tiny, tmp_path):
     ("infllm.rerank=-1", ["rerank"]),
     ("infllm.rerank_margin=-0.5", ["rerank_margin"]),
     ("infllm.decode_hold=-1", ["decode_hold"]),
+    ('infllm.score_dtype="int8"', ["score_dtype must be one of: auto, float16, bfloat16, float32"]),
     ("streaming.n_local=0", ["n_local must be an integer >= 1"]),
 ])
 def test_bad_parameters_name_the_key(override, words):

@@ -156,7 +156,7 @@ def run_scale(shape: str, runs: list[tuple[str, int]], *, device: str | None = N
     note(f"random {shape}: {weight_bytes(model.cfg, dtype) / 2**30:.1f} GiB of {str(dtype).removeprefix('torch.')} "
          f"weights on {dev} in {model.load_s:.1f} s")
     peak = peak_matmul_flops(dev, dtype)
-    machine = {"shape": shape, "config": {k: v for k, v in SHAPES[shape].items()}, "device": str(dev),
+    machine = {"shape": shape, "config": dict(SHAPES[shape]), "device": str(dev),
                "dtype": str(dtype), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                "peak_matmul_tflop_s": round(peak / 1e12, 2), "new_tokens": new_tokens, "overrides": list(overrides)}
     if dev.type == "cuda":

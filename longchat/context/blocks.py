@@ -15,15 +15,55 @@ stays flat however long the input is.
 from __future__ import annotations
 
 import os
+import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 # Representatives are scored against every step's query: 16-bit halves their RAM, and a
-# batched matmul over a head-major layout is ~3x faster than an einsum over (N, H, r, D) here.
+# head-major layout (one contiguous (N*r, D) matrix per head) makes scoring one product a head.
+# Files hold them as float16; in memory they are held in the dtype they are scored in.
 REPR_DTYPE = torch.float16
+SCORE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+_cpu_auto: torch.dtype | None = None
+
+
+def head_logits(keys: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """keys (H, M, D) x q (H, D) -> (H, M): each head's keys against its own query. On a CPU
+    one matrix-vector product per head: a 16-bit bmm with one column runs a generic kernel,
+    2x slower than the per-head gemv at 256-8192 blocks here (`python bench/score_dtype.py`)."""
+    if keys.device.type != "cpu":
+        return torch.bmm(keys, q[:, :, None])[..., 0]
+    return torch.stack([keys[h] @ q[h] for h in range(keys.shape[0])])
+
+
+def score_dtype(name: str, device: torch.device | str) -> torch.dtype:
+    """The dtype representatives are held and scored in. "auto": float16 on a GPU; on a CPU,
+    bfloat16 where its matmul is clearly (1.5x) faster than float16's (CPUs with AVX512-BF16 or
+    AMX: ~4x for retrieval's (N*r, D) x (D,) products), else float16; measured once per process
+    (~30 ms)."""
+    global _cpu_auto
+    if name != "auto":
+        return SCORE_DTYPES[name]
+    if torch.device(device).type != "cpu":
+        return torch.float16
+    if _cpu_auto is None:
+        x, q = torch.randn(3, 16384, 64), torch.randn(3, 64)
+        took = {}
+        for dtype in (torch.float16, torch.bfloat16):
+            a, b = x.to(dtype), q.to(dtype)
+            head_logits(a, b)
+            times = []
+            for _ in range(10):
+                start = time.perf_counter()
+                head_logits(a, b)
+                times.append(time.perf_counter() - start)
+            took[dtype] = statistics.median(times)
+        _cpu_auto = torch.bfloat16 if 1.5 * took[torch.bfloat16] < took[torch.float16] else torch.float16
+    return _cpu_auto
 
 
 class BlockStore:
@@ -31,10 +71,10 @@ class BlockStore:
 
     def __init__(self, n_kv_heads: int, block_size: int, head_dim: int, repr_topk: int, *,
                  bits: int = 16, disk_dir: str | None = None, path: Path | None = None, count: int = 0,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", dtype: torch.dtype = REPR_DTYPE):
         """`path`: persistent files `<path>.kv` and `<path>.repr`, of which the first `count`
         blocks are kept (anything after them, from an interrupted run, is overwritten).
-        `device`: where the representatives live (the device that scores them)."""
+        `device`, `dtype`: where the representatives live and what they are scored in."""
         if bits not in (8, 16):
             raise ValueError("bits must be 8 or 16")
         self.shape = (n_kv_heads, block_size, head_dim)
@@ -44,8 +84,8 @@ class BlockStore:
         self.record_bytes = 2 * self.half_bytes
         self.repr_shape = (n_kv_heads, repr_topk, head_dim)
         self.count = 0
-        self.device = torch.device(device)
-        self.reprs = torch.empty(n_kv_heads, 0, repr_topk, head_dim, dtype=REPR_DTYPE, device=self.device)  # (Hkv, cap, r, D)
+        self.device, self.dtype = torch.device(device), dtype
+        self.reprs = torch.empty(n_kv_heads, 0, repr_topk, head_dim, dtype=dtype, device=self.device)  # (Hkv, cap, r, D)
         self._ram = None                   # RAM tier: (cap, record_bytes) uint8
         self._fd = self._repr_fd = None
         if path is not None:
@@ -107,13 +147,14 @@ class BlockStore:
                     grown[:at] = self._ram[:at]
                 self._ram = grown
             self._ram[at : at + n] = records
-        reprs = reprs.detach().to(self.device, REPR_DTYPE)
+        reprs = reprs.detach().to(REPR_DTYPE)  # rounded as the files keep them, in every tier
         if self._repr_fd is not None:
             size = reprs[0].numel() * reprs.element_size()
             os.pwrite(self._repr_fd, reprs.cpu().contiguous().view(torch.uint8).numpy().tobytes(), at * size)
+        reprs = reprs.to(self.device, self.dtype)
         if at + n > self.reprs.shape[1]:
             h, _, r, d = self.reprs.shape
-            grown = torch.empty(h, max(16, 2 * at, at + n), r, d, dtype=REPR_DTYPE, device=self.device)
+            grown = torch.empty(h, max(16, 2 * at, at + n), r, d, dtype=self.dtype, device=self.device)
             grown[:, :at] = self.reprs[:, :at]
             self.reprs = grown
         self.reprs[:, at : at + n] = reprs.permute(1, 0, 2, 3)
@@ -136,7 +177,7 @@ class BlockStore:
                 raise ValueError(f"the {what} file is shorter than its manifest says (truncated?)")
         raw = os.pread(self._repr_fd, count * size, 0)
         flat = torch.frombuffer(bytearray(raw), dtype=REPR_DTYPE) if count else torch.empty(0, dtype=REPR_DTYPE)
-        self.reprs = flat.reshape(count, *self.repr_shape).permute(1, 0, 2, 3).contiguous().to(self.device)
+        self.reprs = flat.reshape(count, *self.repr_shape).permute(1, 0, 2, 3).contiguous().to(self.device, self.dtype)
         self.count = count
 
     # -- reading ---------------------------------------------------------------------------
@@ -151,7 +192,7 @@ class BlockStore:
         logit, summed over heads -> (N,) float32."""
         h, _, r, d = self.reprs.shape
         reprs = self.reprs[:, : self.count]
-        logits = torch.bmm(reprs.reshape(h, self.count * r, d), q.to(reprs)[:, :, None])  # (Hkv, N*r, 1)
+        logits = head_logits(reprs.reshape(h, self.count * r, d), q.to(reprs))  # (Hkv, N*r)
         return logits.view(h, self.count, r).amax(dim=2).float().sum(dim=0)
 
     def gather(self, ids: list[int], device, dtype) -> tuple[torch.Tensor, torch.Tensor]:

@@ -41,7 +41,7 @@ import torch
 
 from longchat.context.attention import Mask, attention_lse, merge_attention
 from longchat.context.base import ContextStrategy, StrategyParams, register_strategy
-from longchat.context.blocks import BlockStore
+from longchat.context.blocks import SCORE_DTYPES, BlockStore, score_dtype
 from longchat.errors import InputError
 from longchat.runtime.rope import rotate
 from longchat.settings import require
@@ -58,6 +58,8 @@ class InfLLMParams(StrategyParams):
     disk: bool = False         # keep blocks in temp files instead of RAM (bounded host memory)
     disk_dir: str = ""         # where the disk tier writes ("" = the system temp dir)
     store_bits: int = 16       # 16: blocks kept as float16; 8: int8 + a scale per token and head
+    score_dtype: str = "auto"  # representatives held and scored in: float16, bfloat16, float32, or auto
+                               # (float16 on a GPU; bfloat16 on a CPU where its matmul is much faster)
     memory_positions: str = "ordered"  # "ordered": memory keeps its word order just before the
                                        # window; "fixed": every memory token at distance n_local
     consensus: bool = True     # the question is read twice: the upper layers vote on blocks, then
@@ -79,6 +81,7 @@ class InfLLMParams(StrategyParams):
         require(self.topk >= 1, where, "topk", "an integer >= 1")
         require(self.repr_topk >= 1, where, "repr_topk", "an integer >= 1 (capped at block_size)")
         require(self.store_bits in (8, 16), where, "store_bits", "8 or 16")
+        require(self.score_dtype in ("auto", *SCORE_DTYPES), where, "score_dtype", f"one of: auto, {', '.join(SCORE_DTYPES)}")
         require(self.memory_positions in ("ordered", "fixed"), where, "memory_positions", "one of: ordered, fixed")
         require(0.0 <= self.vote_from < 1.0, where, "vote_from", "a fraction of the layers in [0, 1)")
         require(self.rerank >= 0, where, "rerank", "an integer >= 0 (0 = off)")
@@ -211,7 +214,8 @@ class InfLLM(ContextStrategy):
         p, c = self.params, self.cfg
         disk = (p.disk_dir or tempfile.gettempdir()) if p.disk else None
         return BlockStore(c.n_kv_heads, p.block_size, c.head_dim, self.n_reprs, bits=p.store_bits,
-                          disk_dir=disk, path=path, count=count, device=self.device)
+                          disk_dir=disk, path=path, count=count, device=self.device,
+                          dtype=score_dtype(p.score_dtype, self.device))
 
     # -- persistence (longchat.memory): the state after a prefix, to continue from later ------
 
