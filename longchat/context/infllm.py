@@ -161,7 +161,7 @@ class InfLLM(ContextStrategy):
         self.cache: list[OrderedDict] = [OrderedDict() for _ in range(L)]  # block id -> (k, v) on device
         self.memory_kv: list = [None] * L  # (slot ids, K, V): init + retrieved blocks, unrotated
         self.memory_rot: list = [None] * L  # ((slot ids, start), K rotated): `ordered` positions, reused while valid
-        self._tables = None  # ((start, size), (cos, sin)): this forward's `ordered` memory positions
+        self._tables: dict = {}  # (first, end) -> (cos, sin): this forward's RoPE tables, shared by all layers
         self._length = 0
         self.window = 0              # tokens in the local window (same for every layer)
         self.evicted = 0             # tokens that have left the window so far
@@ -369,7 +369,7 @@ class InfLLM(ContextStrategy):
         chosen = self.pinned + [b for b in ranked if b not in self.barred and b not in self.pinned]
         self.agreed = sorted(chosen[: p.topk]) or None
         self._second_read, self._votes = False, {}
-        self._tables = None
+        self._tables = {}
 
     def attend(self, layer, q, k, v):
         win = self.windows[layer]
@@ -398,14 +398,14 @@ class InfLLM(ContextStrategy):
         n_rem = 0 if rk is None else rk.shape[2]
         start = self.first_evicted - n_rem  # virtual position just after the retrieved blocks
         if rk is not None:
-            cos, sin = self._rotation(torch.arange(start, self.first_evicted, device=self.device))
+            cos, sin = self._span_tables(start, self.first_evicted)
             parts.append(attention_lse(q_l, rotate(rk, cos, sin), rv))
         if gk is not None:
             key = (tuple(slots), start)
             held = self.memory_rot[layer]
             if held is None or held[0] != key:
                 n0, bs = self._n_init_held(layer), self.params.block_size
-                cos, sin = self._layout_tables(start, n0 + len(slots) * bs)
+                cos, sin = self._span_tables(start - n0 - len(slots) * bs, start)
                 rank = {block: r for r, block in enumerate(sorted(slots))}
                 first = torch.tensor([n0 + rank[b] * bs for b in slots], dtype=torch.long, device=self.device)
                 rows = torch.cat([torch.arange(n0, device=self.device),
@@ -415,18 +415,16 @@ class InfLLM(ContextStrategy):
             parts.append(attention_lse(q_l, held[1], gv))
         return parts
 
-    def _rotation(self, positions: torch.Tensor):
-        return self.rope.cos_sin(positions, self.dtype, exact=True)
-
-    def _layout_tables(self, start: int, size: int):
-        """RoPE tables of the `size` positions just before `start`, the memory's virtual
-        positions in block-id order, computed once per forward for every layer (each layer
-        picks rows in its own slot order). A decode step that changes the retrieved set would
-        otherwise rebuild ~1k float64 angles in every layer (decode 10% slower at 32k here)."""
-        key = (start, size)
-        if self._tables is None or self._tables[0] != key:
-            self._tables = (key, self._rotation(torch.arange(start - size, start, device=self.device)))
-        return self._tables[1]
+    def _span_tables(self, first: int, end: int):
+        """RoPE tables (exact angles) of positions first..end-1, computed once per forward for
+        every layer: the memory's virtual positions in block-id order (each layer picks rows in
+        its own slot order), the remainder's, and the evicted tokens'. Per layer, a decode step
+        that changes the retrieved set rebuilt ~1k float64 angles in each (10% slower at 32k)."""
+        key = (first, end)
+        if key not in self._tables:
+            positions = torch.arange(first, end, device=self.device)
+            self._tables[key] = self.rope.cos_sin(positions, self.dtype, exact=True)
+        return self._tables[key]
 
     def memory(self, layer: int, q_g: torch.Tensor):
         """Init tokens + the retrieved blocks, unrotated: K, V (1, Hkv, G, D) and the block id
@@ -523,8 +521,7 @@ class InfLLM(ContextStrategy):
             return
         k_rot, v, score = win.pop_front(over)
         # Un-rotate: memory keys are stored at position 0.
-        pos = torch.arange(self.first_evicted, self.first_evicted + over, device=self.device)
-        cos, sin = self.rope.cos_sin(pos, self.dtype, exact=True)
+        cos, sin = self._span_tables(self.first_evicted, self.first_evicted + over)
         k = rotate(k_rot, cos, -sin)
         n_init = self.to_init
         if n_init:
