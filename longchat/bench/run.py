@@ -397,6 +397,7 @@ class TransformersReference:
     """The same model folder loaded by plain transformers: the speed and output to compare with."""
 
     DECODE_TOKENS = 16
+    ROUNDS = 3
 
     def __init__(self, path, device: torch.device, dtype: torch.dtype, note: Note = lambda m: None):
         from transformers import AutoModelForCausalLM
@@ -430,31 +431,39 @@ class TransformersReference:
         return out[0, len(prompt):].tolist(), time.perf_counter() - start, clock.times
 
     def compare(self, engine, prompt: list[int]) -> HFComparison:
-        """Time ours, then transformers, on `prompt`: prefill, and 16 greedy new tokens.
+        """Time ours, then transformers, on `prompt`, `ROUNDS` times taking turns: prefill, and 16
+        greedy new tokens; each rate is the median of its rounds (one timing each varied by ~10%
+        here).
 
         Transformers' prefill is generate(max_new_tokens=1); its decode rate is timed between the
         first and the last token pick of generate(max_new_tokens=16, min_new_tokens=16).
         """
-        engine.reset()
-        ours = list(engine.generate(prompt, Sampling(max_new_tokens=self.DECODE_TOKENS)))
-        ours_stats = engine.stats
-        engine.reset()
-        reset_peak_rss()
-        _, prefill_s, _ = self._generate(prompt, 1)
-        tokens, total_s, steps = self._generate(prompt, self.DECODE_TOKENS)
-        # Decode is timed inside the 16-token call: subtracting a separate prefill run leaves
-        # 15 steps (~1-2 s) against prefill jitter of the same size at 4k+ tokens.
-        decode_s = max(steps[-1] - steps[0], 1e-9)
-        subtracted = max(total_s - prefill_s, 1e-9)
+        ours_prefill, ours_decode, prefills, decodes, subtracted = [], [], [], [], []
+        for _ in range(self.ROUNDS):
+            engine.reset()
+            ours = list(engine.generate(prompt, Sampling(max_new_tokens=self.DECODE_TOKENS)))
+            ours_prefill.append(engine.stats.prefill_tok_s)
+            ours_decode.append(engine.stats.decode_tok_s)
+            engine.reset()
+            reset_peak_rss()
+            _, prefill_s, _ = self._generate(prompt, 1)
+            tokens, total_s, steps = self._generate(prompt, self.DECODE_TOKENS)
+            # Decode is timed inside the 16-token call: subtracting a separate prefill run leaves
+            # 15 steps (~1-2 s) against prefill jitter of the same size at 4k+ tokens.
+            prefills.append(prefill_s)
+            decodes.append(max(steps[-1] - steps[0], 1e-9) / (len(steps) - 1))
+            subtracted.append(max(total_s - prefill_s, 1e-9) / (self.DECODE_TOKENS - 1))
+        prefill_s, step_s = statistics.median(prefills), statistics.median(decodes)
         compared = min(len(ours), len(tokens))
         agree = next((i for i in range(compared) if ours[i] != tokens[i]), compared)
         return HFComparison(
             prompt_tokens=len(prompt), prefill_s=round(prefill_s, 3), prefill_tok_s=round(len(prompt) / prefill_s, 1),
-            decode_s=round(decode_s, 3), decode_tok_s=round((len(steps) - 1) / decode_s, 2),
-            decode_tok_s_subtracted=round((self.DECODE_TOKENS - 1) / subtracted, 2),
+            decode_s=round(step_s * (len(steps) - 1), 3), decode_tok_s=round(1 / step_s, 2),
+            decode_tok_s_subtracted=round(1 / statistics.median(subtracted), 2),
             peak_rss_mb=round(peak_rss_mb(), 1), token_ids=tokens,
             answer=engine.model.tokenizer.decode(tokens, skip_special_tokens=True),
-            ours_prefill_tok_s=round(ours_stats.prefill_tok_s, 1), ours_decode_tok_s=round(ours_stats.decode_tok_s, 2),
+            ours_prefill_tok_s=round(statistics.median(ours_prefill), 1),
+            ours_decode_tok_s=round(statistics.median(ours_decode), 2),
             agree=agree, compared=compared,
         )
 

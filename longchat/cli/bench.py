@@ -23,7 +23,7 @@ LengthsOpt = typer.Option("1k,2k,4k,8k", "--lengths", "-l", help="Comma-separate
 SamplesOpt = typer.Option("5", "--samples", help="Prompts per length, e.g. 5, or per length: 5,16k:20,64k:3. The answer's depth is spread evenly from start (0) to end (1).")
 SeedOpt = typer.Option(0, "--seed", help="Seed for the hidden answers.")
 JsonOpt = typer.Option(None, "--json", help="Also write every result (per sample, per length, machine info) to this JSON file.")
-VsTransformersOpt = typer.Option(False, "--vs-transformers", help="Also time plain transformers `generate` on each length's first prompt and compare.")
+VsTransformersOpt = typer.Option(False, "--vs-transformers", help="Also time plain transformers `generate` on each length's first prompt and compare (3 rounds, taking turns with ours; medians).")
 
 
 def _stdout() -> Console:
