@@ -12,24 +12,16 @@ the dtype `score_dtype = "auto"` picks on this machine.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 from longchat.bench.run import format_length, parse_lengths
 from longchat.context.blocks import SCORE_DTYPES, BlockStore, score_dtype
+from longchat.timing import median_seconds
 
 
-def median_ms(call, runs: int = 200) -> float:
-    for _ in range(5):
-        call()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+def median_ms(call) -> float:
+    return median_seconds(call, 200, warmup=5) * 1e3
 
 
 def main() -> None:

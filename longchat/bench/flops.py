@@ -7,10 +7,10 @@ over the best rate a plain square matmul reaches on the same device, dtype and t
 from __future__ import annotations
 
 import functools
-import statistics
-import time
 
 import torch
+
+from longchat.timing import median_seconds
 
 
 @functools.cache
@@ -22,19 +22,5 @@ def peak_matmul_flops(device: torch.device, dtype: torch.dtype, *, repeats: int 
     for n in sizes:
         a = torch.randn(n, n, device=device).to(dtype)
         b = torch.randn(n, n, device=device).to(dtype)
-        torch.mm(a, b)  # warm-up: allocation, kernel choice
-        times = []
-        for _ in range(repeats):
-            sync(device)
-            start = time.perf_counter()
-            torch.mm(a, b)
-            sync(device)
-            times.append(time.perf_counter() - start)
-        best = max(best, 2 * n**3 / statistics.median(times))
+        best = max(best, 2 * n**3 / median_seconds(lambda: torch.mm(a, b), repeats, device=device))
     return best
-
-
-def sync(device: torch.device) -> None:
-    """Wait for the device's queued work (timings on a GPU are otherwise launch times)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

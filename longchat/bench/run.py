@@ -21,7 +21,8 @@ from typing import Any, Callable
 import torch
 
 from longchat.bench.base import Task
-from longchat.bench.flops import peak_matmul_flops, sync
+from longchat.bench.flops import peak_matmul_flops
+from longchat.timing import sync
 from longchat.errors import ConfigError, InputError
 from longchat.runtime.generate import Sampling, peak_rss_mb, reset_peak_rss
 

@@ -15,13 +15,13 @@ stays flat however long the input is.
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from longchat.timing import median_seconds
 
 # Representatives are scored against every step's query: 16-bit halves their RAM, and a
 # head-major layout (one contiguous (N*r, D) matrix per head) makes scoring one product a head.
@@ -42,9 +42,8 @@ def head_logits(keys: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 def score_dtype(name: str, device: torch.device | str) -> torch.dtype:
     """The dtype representatives are held and scored in. "auto": float16 on a GPU; on a CPU,
-    bfloat16 where its matmul is clearly (1.5x) faster than float16's (CPUs with AVX512-BF16 or
-    AMX: ~4x for retrieval's (N*r, D) x (D,) products), else float16; measured once per process
-    (~30 ms)."""
+    bfloat16 where its product is clearly (1.5x) faster than float16's (CPUs with AVX512-BF16 or
+    AMX), else float16; measured once per process."""
     global _cpu_auto
     if name != "auto":
         return SCORE_DTYPES[name]
@@ -55,13 +54,7 @@ def score_dtype(name: str, device: torch.device | str) -> torch.dtype:
         took = {}
         for dtype in (torch.float16, torch.bfloat16):
             a, b = x.to(dtype), q.to(dtype)
-            head_logits(a, b)
-            times = []
-            for _ in range(10):
-                start = time.perf_counter()
-                head_logits(a, b)
-                times.append(time.perf_counter() - start)
-            took[dtype] = statistics.median(times)
+            took[dtype] = median_seconds(lambda: head_logits(a, b), 10)
         _cpu_auto = torch.bfloat16 if 1.5 * took[torch.bfloat16] < took[torch.float16] else torch.float16
     return _cpu_auto
 
