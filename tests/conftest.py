@@ -46,3 +46,46 @@ def tiny_chat_model(tmp_path_factory, default_model_dir):
         if (default_model_dir / name).is_file():
             shutil.copy(default_model_dir / name, folder / name)
     return folder
+
+
+class CLI:
+    """`longchat` as a user meets it: a real subprocess, stdin closed unless given, LONGCHAT_HOME in tmp."""
+
+    def __init__(self, home: Path):
+        self.home = home
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {**os.environ, "LONGCHAT_HOME": str(self.home), "PYTHONUNBUFFERED": "1", **extra}
+        env.pop("LONGCHAT_DEBUG", None)
+        return env
+
+    def argv(self, *args: str) -> list[str]:
+        import sys
+
+        return [sys.executable, "-m", "longchat", *map(str, args)]
+
+    def __call__(self, *args: str, input: bytes | str | None = None, timeout: float = 300, cwd=None, **env: str):
+        """(returncode, stdout, stderr) of one run."""
+        import subprocess
+
+        data = input.encode() if isinstance(input, str) else input
+        proc = subprocess.run(self.argv(*args), input=data if data is not None else b"",
+                              capture_output=True, timeout=timeout, env=self.env(**env), cwd=cwd)
+        return proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
+
+    def popen(self, *args: str, **env: str):
+        import subprocess
+
+        return subprocess.Popen(self.argv(*args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=self.env(**env))
+
+
+def one_line_error(err: str) -> bool:
+    """The standard every failure meets: one `longchat: error:` line, no traceback."""
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    return "Traceback" not in err and any(line.startswith("longchat: error:") for line in lines)
+
+
+@pytest.fixture
+def cli(home) -> CLI:
+    return CLI(home)

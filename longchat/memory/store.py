@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from longchat.errors import LongchatError
+from longchat.errors import StoreError
 from longchat.paths import cache_dir, data_dir
 
 FORMAT = 1
 
 
-class MemoryStoreError(LongchatError):
+class MemoryStoreError(StoreError):
     """A memory is missing, corrupt, busy, or was made for another model or other settings."""
 
 

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from longchat import paths
-from longchat.errors import InputError, LongchatError
+from longchat.errors import InputError, StoreError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 CORE_LIMIT = 2000  # characters per core-memory block
@@ -73,10 +73,8 @@ this those to too us was we were what when where which who whom why will with wo
 m am been being just about tell remember recall know said say please again any some""".split())
 
 
-class SessionError(LongchatError):
+class SessionError(StoreError):
     """A session that cannot be used: unknown, busy, or a store that cannot be opened."""
-
-    exit_code = 3
 
 
 @dataclass
