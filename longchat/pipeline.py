@@ -271,14 +271,15 @@ class Summarizer:
 def summarize(runner: Runner, sources: Sequence[str], *, sampling: Sampling | None = None,
               stdin: BinaryIO | None = None, progress: Callable[[int, int | None, int], None] | None = None,
               note: Note = lambda m: None) -> tuple[str, GenerationStats]:
-    """Summarise sources of any length; `progress(bytes_read, total_bytes or None, chunks_done)`."""
+    """Summarise sources of any length; `progress(bytes_summarised, total_bytes or None, chunks_done)`:
+    the total is the files' size, or for stdin what was read once it has all been read."""
     sampling = sampling or runner.profile.generation
     sources = list(sources) or [STDIN]
     total = None
     if all(s != STDIN and os.path.isfile(s) for s in sources):
         total = sum(os.path.getsize(s) for s in sources)
-    read = 0
-    summarizer = Summarizer(runner, sampling, on_chunk=lambda n: progress and progress(read, total, n))
+    read = fed = 0
+    summarizer = Summarizer(runner, sampling, on_chunk=lambda n: progress and progress(fed, total, n))
     limit = summarizer.chunk_tokens
     compressor = None
     if runner.profile.compress.on:
@@ -294,6 +295,15 @@ def summarize(runner: Runner, sources: Sequence[str], *, sampling: Sampling | No
         if compressor is None:
             return text
         return compressor.compress([text], method="llmlingua", rate=runner.profile.compress.rate, target_tokens=0).text
+
+    def add(ids: list[int]) -> None:
+        nonlocal fed
+        text = runner.tokenizer.decode(ids)
+        fed += len(text.encode("utf-8", "replace"))
+        summarizer.add_chunk(squeeze(text))
+
+    if progress:
+        progress(0, total, 0)
     buffer, has_text = "", False
     for piece, is_text in iter_pieces(sources, stdin=stdin, note=note):
         has_text = has_text or (is_text and not piece.isspace())
@@ -303,17 +313,18 @@ def summarize(runner: Runner, sources: Sequence[str], *, sampling: Sampling | No
         while len(buffer) >= limit * 8:
             head, buffer = buffer[: limit * 8], buffer[limit * 8:]
             ids = runner.encode(head)
-            summarizer.add_chunk(squeeze(runner.tokenizer.decode(ids[:limit])))
+            add(ids[:limit])
             if len(ids) > limit:
                 buffer = runner.tokenizer.decode(ids[limit:]) + buffer
-        if progress:
-            progress(read, total, summarizer.chunks)
     if not has_text:
         raise InputError("the input is empty")
+    total = total or read  # stdin: now its size is known
     # What is left may still be more than one chunk (short inputs never entered the loop).
     ids = runner.encode(buffer)
+    if progress:
+        progress(fed, total, summarizer.chunks)
     while len(ids) > limit:
-        summarizer.add_chunk(squeeze(runner.tokenizer.decode(ids[:limit])))
+        add(ids[:limit])
         ids = ids[limit:]
     tail = runner.tokenizer.decode(ids)
     text = summarizer.finish(squeeze(tail) if tail.strip() else tail)

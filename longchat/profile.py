@@ -157,15 +157,24 @@ def load_profile(spec: str = "full", overrides: list[str] = ()) -> Profile:
     except OSError as e:
         raise ConfigError(f"cannot read profile {where}: {e.strerror}") from None
     strategy_name = data.get("context", {}).get("strategy", ContextSettings.strategy)
+    # `--set infllm.topk=8` is the same as `strategy.topk=8` under infllm, and under auto, which runs it.
+    own = {strategy_name, *_runs(strategy_name)}
     for text in overrides:
         (section, key), value = parse_assignment(text)
-        if section == strategy_name:  # `--set infllm.topk=8` is the same as `strategy.topk=8`
+        if section in own:
             section = "strategy"
         if section not in SECTIONS and section != "strategy":
             raise ConfigError(f"--set {text!r}: unknown section {section!r}; allowed: "
-                              f"{', '.join(sorted([*SECTIONS, 'strategy', strategy_name]))}")
+                              f"{', '.join(sorted([*SECTIONS, 'strategy', *own]))}")
         data.setdefault(section, {})[key] = value
     return profile_from_dict(data, name=path.stem, where=where)
+
+
+def _runs(strategy_name: str) -> tuple[str, ...]:
+    try:
+        return strategy_class(strategy_name).runs
+    except ConfigError:
+        return ()  # an unknown strategy is reported, with the valid names, when the profile is built
 
 
 def profile_from_dict(data: dict[str, Any], *, name: str, where: str) -> Profile:

@@ -8,15 +8,15 @@ from typing import List, Optional
 import typer
 
 from longchat.cli import app
-from longchat.cli.common import (CompressOpt, DeviceOpt, KeepOpt, MaxNewOpt, ModelOpt, ProfileOpt, SetOpt, StatsOpt,
-                                 TemperatureOpt, note, open_runner_cli, prefill_progress, print_stats, sampling_from,
-                                 stream_out, use_compression)
+from longchat.cli.common import (CompressOpt, DeviceOpt, KeepOpt, MaxNewOpt, ModelOpt, ProfileOpt, QuietOpt, SetOpt,
+                                 StatsOpt, TemperatureOpt, check_sources, note, open_runner_cli, prefill_progress,
+                                 print_stats, sampling_from, set_quiet, stream_out, use_compression, usage_error)
 
 
 @app.command()
 def ask(
-    sources: Optional[List[str]] = typer.Argument(None, metavar="[SOURCE]...", help="Files, PDFs, folders, or - for stdin (none with --memory)."),
-    question: str = typer.Argument(..., help="The question to answer from the sources."),
+    sources: Optional[List[str]] = typer.Argument(None, metavar="SOURCE", show_default=False, help="Files, PDFs, folders, or - for stdin (none with --memory)."),
+    question: str = typer.Argument(..., metavar="QUESTION", show_default=False, help="The question to answer from the sources."),
     memory: Optional[str] = typer.Option(None, "--memory", help="Answer from a memory made by `longchat ingest` (see `longchat memories list`)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not keep or reuse the encoded input (long inputs are otherwise cached, so a second question is fast)."),
     compress: Optional[float] = CompressOpt,
@@ -31,6 +31,7 @@ def ask(
     truncate: bool = typer.Option(False, "--truncate", help="Keep the start of an input too long for the window (with a warning) instead of refusing it."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (answer and stats) instead of streaming text."),
     stats: bool = StatsOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     """Answer QUESTION about the SOURCEs. Only the answer goes to stdout.
 
@@ -39,13 +40,20 @@ def ask(
 
     Example: longchat ask book.pdf notes/ "Who betrays Ned?"
     """
+    import os
+
     from longchat import pipeline
-    from longchat.errors import InputError
 
     if not sources and memory is None:
-        raise InputError("give at least one SOURCE (or --memory NAME) before the question")
+        if question == "-" or os.path.exists(question):
+            raise usage_error(f"the question is missing: longchat ask {question} \"your question\"")
+        raise usage_error("give at least one SOURCE (or --memory NAME) before the question")
+    if memory is not None and sources:
+        raise usage_error("give SOURCEs or --memory NAME, not both")
     if memory is not None and compress is not None:
-        raise InputError("--compress shrinks SOURCEs before they are read; a --memory is already encoded")
+        raise usage_error("--compress shrinks SOURCEs before they are read; a --memory is already encoded")
+    check_sources(sources or [])
+    set_quiet(quiet)
 
     runner = open_runner_cli(profile, model, device, set_)
     use_compression(runner, compress)

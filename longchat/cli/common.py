@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import stat
 import sys
 import time
 from contextlib import contextmanager
@@ -17,13 +20,61 @@ err = Console(stderr=True, highlight=False)
 
 ProfileOpt = typer.Option("auto", "--profile", "-p", help="Context strategy profile: a name (see `longchat profiles`) or a .toml path. Default 'auto': full attention when the input fits the model's effective window, InfLLM past it.")
 ModelOpt = typer.Option(None, "--model", "-m", help="A model folder, a .gguf file, a hub id, or 'default' (SmolLM2-135M-Instruct). Default: the profile's model, else 'default'.")
-DeviceOpt = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... Default: CUDA when available, else CPU.")
+def _check_device(value: Optional[str]) -> Optional[str]:
+    if value is not None and not re.fullmatch(r"cpu|cuda(:\d+)?|mps|xpu(:\d+)?", value):
+        raise typer.BadParameter(f"{value!r}: expected cpu, cuda, cuda:N (or mps, xpu)")
+    return value
+
+
+DeviceOpt = typer.Option(None, "--device", callback=_check_device, help="cpu, cuda, cuda:1 ... Default: CUDA when available, else CPU.")
 SetOpt = typer.Option(None, "--set", "-s", help="Override a profile value, e.g. --set generation.temperature=0.7 (repeatable).")
 MaxNewOpt = typer.Option(None, "--max-new-tokens", "-n", help="Longest reply in tokens. Default: the profile's.")
 TemperatureOpt = typer.Option(None, "--temperature", "-t", help="0 = greedy (the default), higher = more random.")
 CompressOpt = typer.Option(None, "--compress", "--rate", help="Compress the input first, keeping this share of its tokens (0-1, e.g. 0.3); question-aware LongLLMLingua unless the profile's compress.method says otherwise.")
 KeepOpt = typer.Option(None, "--keep", help="A string compression must keep (repeatable).")
+QuietOpt = typer.Option(False, "--quiet", help="No progress on stderr (notes and errors still go there).")
 StatsOpt = typer.Option(False, "--stats", help="Print timing and memory figures as one JSON line on stderr (after the answer).")
+
+
+QUIET = False  # --quiet: no progress lines or bars
+
+
+def set_quiet(quiet: bool) -> None:
+    global QUIET
+    QUIET = quiet
+
+
+def usage_error(message: str) -> Exception:
+    """A usage mistake found by a command itself: shown like click's own (usage line, the
+    mistake) with exit code 2. typer >= 0.2x ships its own copy of click, whose context is current."""
+    try:
+        from typer._click.exceptions import UsageError
+        from typer._click.globals import get_current_context
+    except ImportError:
+        from click import get_current_context
+        from click.exceptions import UsageError
+    return UsageError(message, get_current_context(silent=True))
+
+
+def check_sources(specs: List[str]) -> None:
+    """Every SOURCE exists and can be read: checked before the model loads, so a typo costs
+    a second, not a model load. Files are read later by their readers."""
+    from longchat.errors import InputError
+    from longchat.sources.base import cannot_open
+
+    if specs.count("-") > 1:
+        raise InputError("stdin ('-') can be given only once")
+    for spec in specs:
+        if spec == "-":
+            continue
+        try:
+            mode = os.stat(spec).st_mode
+            if stat.S_ISDIR(mode):
+                os.listdir(spec)
+            elif not os.access(spec, os.R_OK):
+                raise PermissionError(13, "permission denied", spec)
+        except OSError as e:
+            raise cannot_open(spec, e) from None
 
 
 def note(message: str) -> None:
@@ -63,15 +114,65 @@ def _nothing():
     yield
 
 
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class PlainProgress:
+    """Progress for a log rather than a terminal: a plain stderr line every 10% of the work
+    and at least every `every_s` seconds, with the rate and the time left when they are known."""
+
+    def __init__(self, label: str, unit: str = "tokens", every_s: float = 30.0, min_total: int = 0):
+        self.label, self.unit, self.every_s, self.min_total = label, unit, every_s, min_total
+        self.first: tuple[float, int] | None = None  # (time, done) at the first call: a resumed run starts past 0
+        self.last_line = 0.0
+        self.tenths = 0
+
+    def _amount(self, n: float) -> str:
+        if self.unit == "bytes":
+            for unit in ("B", "KB", "MB", "GB"):
+                if n < 1000 or unit == "GB":
+                    return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+                n /= 1000
+        return f"{n:,.0f}"
+
+    def update(self, done: int, total: int | None, extra: str = "") -> None:
+        now = time.monotonic()
+        if self.first is None:
+            self.first, self.last_line = (now, done), now
+            return
+        if QUIET or (total is not None and (total < self.min_total or self.first[1] >= total)):
+            return
+        tenth = done * 10 // total if total else 0
+        if tenth <= self.tenths and now - self.last_line < self.every_s:
+            return
+        self.tenths, self.last_line = max(tenth, self.tenths), now
+        parts = [f"{done * 100 // total}%"] if total else []
+        parts += [extra] if extra else []
+        elapsed, gained = now - self.first[0], done - self.first[1]
+        if elapsed > 1 and gained > 0:
+            rate = gained / elapsed
+            parts.append(f"{self._amount(rate)}/s" if self.unit == "bytes" else f"{rate:,.0f} {self.unit}/s")
+            if total:
+                parts.append(f"ETA {_duration((total - done) / rate)}")
+        shown = f"{self._amount(done)}/{self._amount(total)}" if total else self._amount(done)
+        unit = "" if self.unit == "bytes" else f" {self.unit}"
+        note(f"{self.label} {shown}{unit} ({', '.join(parts)})" if parts else f"{self.label} {shown}{unit}")
+
+
 @contextmanager
 def prefill_progress(label: str = "reading", always: bool = False) -> Iterator:
-    """A progress bar on stderr for long prefills; a callback (done, total) for the engine."""
+    """A progress bar on stderr for long prefills (plain lines when stderr is a log); a
+    callback (done, total) for the engine."""
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
                         TextColumn("{task.completed:,}/{task.total:,} tokens"), TextColumn("{task.fields[rate]}"),
                         TimeRemainingColumn(),
                         console=err, transient=True)
+    plain = PlainProgress(label, min_total=0 if always else 8192)
     task = None
-    logged = 0  # tenths of the prompt reported so far, when stderr is a log rather than a terminal
     first: tuple[float, int] | None = None  # (time, tokens done) at the first call: a resumed run starts past 0
     done_now = 0
 
@@ -80,18 +181,14 @@ def prefill_progress(label: str = "reading", always: bool = False) -> Iterator:
         return f"{(done_now - first[1]) / elapsed:,.0f} tok/s" if elapsed > 1 else ""
 
     def update(done: int, total: int) -> None:
-        nonlocal task, logged, first, done_now
+        nonlocal task, first, done_now
+        if not err.is_terminal:
+            plain.update(done, total)
+            return
         done_now = done
         first = first or (time.perf_counter(), done)
-        if first[1] >= total:
+        if first[1] >= total or QUIET:
             return  # all of it was already there (an attached memory): nothing to show
-        if not err.is_terminal:
-            # A log gets a plain line every 10% of a long prompt instead of bar redraws.
-            tenth = done * 10 // total
-            if (always or total >= 8192) and tenth > logged:
-                logged = tenth
-                note(f"{label} {done:,}/{total:,} tokens ({tenth * 10}%, {rate()})")
-            return
         if task is None:
             # Short prompts finish before a bar is worth drawing.
             if total < 4096 and not always:

@@ -8,15 +8,15 @@ from typing import List, Optional
 import typer
 
 from longchat.cli import app
-from longchat.cli.common import (DeviceOpt, KeepOpt, ProfileOpt, SetOpt, note, open_runner_cli,
-                                 prefill_progress, use_compression)
+from longchat.cli.common import (DeviceOpt, KeepOpt, ProfileOpt, QuietOpt, SetOpt, check_sources, note,
+                                 open_runner_cli, prefill_progress, set_quiet, use_compression)
 
 
 @app.command()
 def compress(
-    sources: Optional[List[str]] = typer.Argument(None, metavar="[SOURCE]...", help="Files, PDFs, folders, or - ; stdin when none is given."),
+    sources: Optional[List[str]] = typer.Argument(None, metavar="SOURCE", help="Files, PDFs, folders, or - ; stdin when none is given."),
     rate: Optional[float] = typer.Option(None, "--rate", "-r", help="Share of the input's tokens to keep, 0-1 (default 0.5)."),
-    target_tokens: Optional[int] = typer.Option(None, "--target-tokens", help="Keep about this many tokens of the input instead of a rate."),
+    target_tokens: Optional[int] = typer.Option(None, "--target-tokens", min=1, help="Keep about this many tokens of the input instead of a rate."),
     question: Optional[str] = typer.Option(None, "--question", "-q", help="What the text will be asked: passages and words that answer it are kept first (longllmlingua)."),
     method: Optional[str] = typer.Option(None, "--method", help="longllmlingua (question-aware; the default), llmlingua, or a plugin's method (see `longchat plugins`)."),
     keep: Optional[List[str]] = KeepOpt,
@@ -25,6 +25,7 @@ def compress(
     device: Optional[str] = DeviceOpt,
     set_: Optional[List[str]] = SetOpt,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (text and figures) instead of the text."),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Compress SOURCEs (or stdin) so a model reads fewer tokens; print the result on stdout.
 
@@ -39,6 +40,8 @@ def compress(
     from longchat import pipeline
     from longchat.errors import InputError
 
+    check_sources(sources or [])
+    set_quiet(quiet)
     overrides = list(set_ or [])
     if compressor:
         overrides.append(f"compress.model={json.dumps(compressor)}")

@@ -83,7 +83,7 @@ def list_profiles() -> None:
 
 
 @profiles_app.command("show")
-def show_profile(name: str = typer.Argument(..., help="Profile name or .toml path."),
+def show_profile(name: str = typer.Argument(..., metavar="NAME", help="Profile name or .toml path."),
                  resolved: bool = typer.Option(False, "--resolved", help="Print every value after defaults, as JSON.")) -> None:
     """Print a profile's file (or, with --resolved, every value it sets)."""
     from dataclasses import asdict

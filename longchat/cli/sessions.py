@@ -45,7 +45,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="One JSON array ins
 
 
 @sessions_app.command()
-def show(name: str = typer.Argument(..., help="The session."),
+def show(name: str = typer.Argument(..., metavar="NAME", help="The session."),
          last: int = typer.Option(20, "--last", "-n", help="How many of the latest messages to print.")) -> None:
     """A session's core memory, summary and latest messages."""
     data = _store().export(name)
@@ -60,7 +60,7 @@ def show(name: str = typer.Argument(..., help="The session."),
 
 
 @sessions_app.command()
-def rm(name: str = typer.Argument(..., help="The session to delete."),
+def rm(name: str = typer.Argument(..., metavar="NAME", help="The session to delete."),
        yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask.")) -> None:
     """Delete a session and everything it remembers."""
     from longchat.errors import InputError
@@ -83,7 +83,7 @@ def rm(name: str = typer.Argument(..., help="The session to delete."),
 
 
 @sessions_app.command()
-def export(name: str = typer.Argument(..., help="The session."),
+def export(name: str = typer.Argument(..., metavar="NAME", help="The session."),
            fmt: str = typer.Option("md", "--format", "-f", help="md (readable) or json (everything)."),
            output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of stdout.")) -> None:
     """Everything a session holds, as Markdown or JSON."""

@@ -8,14 +8,14 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from longchat.cli import app
-from longchat.cli.common import (CompressOpt, DeviceOpt, MaxNewOpt, ModelOpt, ProfileOpt, SetOpt, StatsOpt,
-                                 TemperatureOpt, err, note, open_runner_cli, print_stats, sampling_from,
-                                 use_compression)
+from longchat.cli.common import (CompressOpt, DeviceOpt, MaxNewOpt, ModelOpt, PlainProgress, ProfileOpt, QuietOpt,
+                                 SetOpt, StatsOpt, TemperatureOpt, check_sources, err, note, open_runner_cli,
+                                 print_stats, sampling_from, set_quiet, use_compression)
 
 
 @app.command()
 def summarize(
-    sources: Optional[List[str]] = typer.Argument(None, metavar="[SOURCE...]", help="Files, PDFs, folders, or - ; stdin when none is given."),
+    sources: Optional[List[str]] = typer.Argument(None, metavar="SOURCE", help="Files, PDFs, folders, or - ; stdin when none is given."),
     compress: Optional[float] = CompressOpt,
     profile: str = ProfileOpt,
     model: Optional[str] = ModelOpt,
@@ -24,6 +24,7 @@ def summarize(
     max_new_tokens: Optional[int] = MaxNewOpt,
     temperature: Optional[float] = TemperatureOpt,
     stats: bool = StatsOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     """Summarise SOURCEs (or stdin) of any length.
 
@@ -33,16 +34,21 @@ def summarize(
     """
     from longchat import pipeline
 
+    check_sources(sources or [])
+    set_quiet(quiet)
     runner = open_runner_cli(profile, model, device, set_)
     use_compression(runner, compress)
     sampling = sampling_from(runner.profile, max_new_tokens, temperature)
     progress = Progress(SpinnerColumn(), TextColumn("[bold]summarising"), BarColumn(), DownloadColumn(),
                         TextColumn("{task.fields[chunks]} chunks"), TimeElapsedColumn(),
-                        console=err, transient=True, disable=not err.is_terminal)
+                        console=err, transient=True, disable=quiet or not err.is_terminal)
     task = progress.add_task("summarising", total=None, chunks=0)
+    plain = PlainProgress("summarising", unit="bytes")
 
     def update(done: int, total: int | None, chunks: int) -> None:
         progress.update(task, completed=done, total=total, chunks=chunks)
+        if not err.is_terminal:
+            plain.update(done, total, f"{chunks} chunks summarised" if chunks != 1 else "1 chunk summarised")
 
     with progress:
         text, totals = pipeline.summarize(runner, sources or [], sampling=sampling, progress=update, note=note)

@@ -37,6 +37,7 @@ class Auto(ContextStrategy):
 
     name = "auto"
     Params = AutoParams
+    runs = ("full", "infllm")
     _announced = False  # the first choice is always stated; later ones only when they change
 
     def reset(self) -> None:
@@ -69,7 +70,8 @@ class Auto(ContextStrategy):
         if want != self.inner.name:
             self.inner = self._make(want)
         how = "fits" if want == "full" else "is past"
-        return (f"auto: {n_tokens:,} tokens {how} the effective window ({self.params.full_up_to:,}); "
+        return (f"auto: prompt + longest reply = {n_tokens:,} tokens {how} the effective window "
+                f"({self.params.full_up_to:,}); "
                 f"using {'full attention' if want == 'full' else 'infllm'}")
 
     @property

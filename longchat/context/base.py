@@ -37,6 +37,9 @@ class ContextStrategy:
 
     name: ClassVar[str] = ""
     Params: ClassVar[type[StrategyParams]] = StrategyParams
+    # Other strategies' `--set` sections whose keys this one takes in its [strategy] table
+    # (`auto` runs full and infllm, so `--set infllm.topk=4` reaches it).
+    runs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: ModelConfig, rope: Rope, params: StrategyParams | None = None, *,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
