@@ -36,6 +36,7 @@ import shutil
 import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -178,27 +179,32 @@ class InfLLM(ContextStrategy):
         self.pinned: list[int] = []
         self.barred: set[int] = set()
 
-    def prepare(self, n_tokens: int) -> None:
+    def prepare(self, n_tokens: int, folder=None) -> None:
         """Refuse at once an input whose memory blocks cannot fit where they would go,
-        rather than fail (or be killed) after hours of prefill."""
+        rather than fail (or be killed) after hours of prefill.
+
+        `folder`: where a memory's files will be written (a named memory, the ask cache): its
+        disk must hold the blocks. Without it, blocks go to RAM or, with `disk`, to temp files.
+        """
         p, store = self.params, self.stores[0]
-        if store.persistent:
-            return None  # a named memory's files: their folder was chosen by the user
+        if store.persistent and folder is None:
+            return None  # blocks of an attached memory: only a question's few are added
         blocks = max(0, n_tokens - p.n_init - p.n_local) // p.block_size - store.count
         need = blocks * self.cfg.n_layers * store.record_bytes
-        if p.disk:
-            where = p.disk_dir or tempfile.gettempdir()
+        smaller = "" if p.store_bits == 8 else " or infllm.store_bits=8 (half the bytes)"
+        if folder is not None or p.disk:
+            where = existing_parent(folder if folder is not None else (p.disk_dir or tempfile.gettempdir()))
             have = shutil.disk_usage(where).free
             if need > have:
+                fix = ("set LONGCHAT_HOME to a bigger disk, or pass --no-cache with infllm.disk=true and "
+                       "infllm.disk_dir on one" if folder is not None else "set infllm.disk_dir to a bigger disk")
                 raise InputError(f"infllm: {n_tokens:,} tokens leave ~{need / 1e9:.1f} GB of memory blocks on disk, "
-                                 f"but {where} has {have / 1e9:.1f} GB free; set infllm.disk_dir to a bigger disk"
-                                 + ("" if p.store_bits == 8 else " or infllm.store_bits=8 (half the bytes)"))
+                                 f"but {where} has {have / 1e9:.1f} GB free; {fix}{smaller}")
         else:
             have = available_ram()
             if have is not None and need > have:
                 raise InputError(f"infllm: {n_tokens:,} tokens leave ~{need / 1e9:.1f} GB of memory blocks in RAM, "
-                                 f"but {have / 1e9:.1f} GB is available; set infllm.disk=true (temp files)"
-                                 + ("" if p.store_bits == 8 else " or infllm.store_bits=8 (half the bytes)"))
+                                 f"but {have / 1e9:.1f} GB is available; set infllm.disk=true (temp files){smaller}")
         return None
 
     @property
@@ -563,6 +569,14 @@ class InfLLM(ContextStrategy):
         ram += sum(w.nbytes() for w in self.windows)
         ram += sum(k.numel() * k.element_size() * 2 for cache in self.cache for k, _ in cache.values())
         return ram + sum(s.nbytes_ram() for s in self.stores)
+
+
+def existing_parent(path) -> Path:
+    """`path`, or its nearest ancestor that exists (a memory folder not made yet)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def available_ram() -> int | None:
