@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from longchat.cli import app
-from longchat.cli.common import (DeviceOpt, ModelOpt, ProfileOpt, SetOpt, note, open_runner_cli, prefill_progress)
+from longchat.cli.common import (DeviceOpt, ModelOpt, ProfileOpt, QuietOpt, SetOpt, check_sources, note, open_runner_cli,
+                                 prefill_progress, set_quiet)
 
 memories_app = typer.Typer(help="List, inspect and remove encoded memories (named, and the automatic ask cache).",
                            no_args_is_help=True)
@@ -23,7 +24,7 @@ out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 @app.command()
 def ingest(
-    sources: List[str] = typer.Argument(..., metavar="SOURCE...", help="Files, PDFs, folders (repositories), or - for stdin."),
+    sources: List[str] = typer.Argument(..., metavar="SOURCE", help="Files, PDFs, folders (repositories), or - for stdin."),
     name: Optional[str] = typer.Option(None, "--name", help="The memory's name. Default: the first source's file or folder name."),
     append: bool = typer.Option(False, "--append", help="Add SOURCEs to the existing memory NAME (a grown log is continued, not re-read)."),
     profile: str = ProfileOpt,
@@ -31,6 +32,7 @@ def ingest(
     device: Optional[str] = DeviceOpt,
     set_: Optional[List[str]] = SetOpt,
     checkpoint_every: int = typer.Option(32768, "--checkpoint-every", min=1, help="Tokens between checkpoints: where an interrupted ingest resumes, and where a changed source is re-encoded from."),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Encode SOURCEs once into a named memory; then `ask --memory NAME` answers from it fast.
 
@@ -41,6 +43,8 @@ def ingest(
     """
     from longchat import memory
 
+    check_sources(sources)
+    set_quiet(quiet)
     runner = open_runner_cli(profile, model, device, set_)
     with prefill_progress("encoding", always=True) as progress:
         result = memory.ingest(runner, sources, name=name, append=append, progress=progress, note=note,
@@ -56,8 +60,9 @@ def ingest(
 @memories_app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json", help="One JSON object per memory.")) -> None:
     """Every memory with its size; `cache` ones are made by `ask` and evicted least-recently-used
-    past LONGCHAT_CACHE_MAX (default 20GB)."""
-    from longchat.memory.store import Memory, MemoryStoreError, all_memories, dir_size, human_bytes
+    past LONGCHAT_CACHE_MAX (default 20GB). Below the table, how to finish or remove each one
+    that is incomplete or broken."""
+    from longchat.memory.store import BrokenMemory, Memory, all_memories, dir_size, human_bytes, resume_hint
 
     rows = []
     for kind, path in all_memories():
@@ -65,10 +70,12 @@ def list_(as_json: bool = typer.Option(False, "--json", help="One JSON object pe
             mem = Memory.open(path)
             info = {"name": path.name, "kind": kind, "tokens": mem.tokens, "documents": len(mem.documents),
                     "complete": mem.complete, "model": mem.manifest.get("key", {}).get("model"),
-                    "bytes": dir_size(path), "last_used": mem.last_used()}
-        except MemoryStoreError as e:
+                    "bytes": dir_size(path), "last_used": mem.last_used(), "state": "ok"}
+            if not mem.complete:
+                info.update(state="incomplete", error="incomplete (interrupted)", fix=resume_hint(path, mem.manifest))
+        except BrokenMemory as e:
             info = {"name": path.name, "kind": kind, "tokens": 0, "documents": 0, "complete": False, "model": None,
-                    "bytes": dir_size(path), "last_used": 0, "error": str(e)}
+                    "bytes": dir_size(path), "last_used": 0, "state": e.state, "error": e.reason, "fix": e.fix}
         rows.append(info)
     if as_json:
         for row in rows:
@@ -80,14 +87,16 @@ def list_(as_json: bool = typer.Option(False, "--json", help="One JSON object pe
     table = Table("name", "kind", "tokens", "docs", "size", "model", "last used", "state")
     for r in rows:
         used = datetime.fromtimestamp(r["last_used"]).strftime("%Y-%m-%d %H:%M") if r["last_used"] else "-"
-        state = "ok" if r["complete"] else ("corrupt" if "error" in r else "incomplete")
         table.add_row(r["name"], r["kind"], f"{r['tokens']:,}", str(r["documents"]), human_bytes(r["bytes"]),
-                      r["model"] or "-", used, state)
+                      r["model"] or "-", used, r["state"])
     out.print(table)
+    for r in rows:
+        if "fix" in r:
+            print(f"'{r['name']}': {r['error']}; {r['fix']}")
 
 
 @memories_app.command()
-def show(name: str = typer.Argument(..., help="A memory name (see `longchat memories list`).")) -> None:
+def show(name: str = typer.Argument(..., metavar="NAME", help="A memory name (see `longchat memories list`).")) -> None:
     """The manifest of one memory: model, settings, documents and checkpoints."""
     from longchat.memory import describe
     from longchat.memory.store import find
@@ -106,22 +115,21 @@ def show(name: str = typer.Argument(..., help="A memory name (see `longchat memo
 
 
 @memories_app.command()
-def rm(names: List[str] = typer.Argument(..., metavar="NAME...", help="Memories to delete.")) -> None:
-    """Delete memories (refused while another longchat process uses one)."""
-    from longchat.memory.store import find, remove
+def rm(names: List[str] = typer.Argument(..., metavar="NAME", help="Memories to delete.")) -> None:
+    """Delete memories, whatever state they are in (refused while another longchat process uses one)."""
+    from longchat.memory.store import locate, remove
 
     for name in names:
-        mem = find(name)
-        remove(mem.path)
+        remove(locate(name))
         note(f"removed memory '{name}'")
 
 
 @memories_app.command()
-def path(name: Optional[str] = typer.Argument(None, help="A memory; without it, the folders memories live in.")) -> None:
+def path(name: Optional[str] = typer.Argument(None, metavar="NAME", help="A memory; without it, the folders memories live in.")) -> None:
     """Where a memory lives on disk (or where named and cached memories go)."""
-    from longchat.memory.store import cache_root, find, named_root
+    from longchat.memory.store import cache_root, locate, named_root
 
     if name:
-        print(find(name).path)
+        print(locate(name))
     else:
         print(f"named: {named_root()}\ncache: {cache_root()}")

@@ -59,6 +59,14 @@ def score_dtype(name: str, device: torch.device | str) -> torch.dtype:
     return _cpu_auto
 
 
+class TruncatedFile(ValueError):
+    """A persistent block file holds fewer blocks than its memory's manifest counts."""
+
+    def __init__(self, path: Path):
+        super().__init__(f"{path} is truncated")
+        self.path = path
+
+
 class BlockStore:
     """Append-only blocks + representatives; `gather(ids)` returns (K, V) for chosen blocks."""
 
@@ -85,7 +93,7 @@ class BlockStore:
             self._fd = os.open(f"{path}.kv", os.O_RDWR | os.O_CREAT, 0o644)
             self._repr_fd = os.open(f"{path}.repr", os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                self._load_reprs(count)
+                self._load_reprs(count, path)
             except BaseException:
                 self.close()
                 raise
@@ -163,11 +171,11 @@ class BlockStore:
             os.fsync(self._fd)
             os.fsync(self._repr_fd)
 
-    def _load_reprs(self, count: int) -> None:
+    def _load_reprs(self, count: int, path: Path) -> None:
         size = int(np.prod(self.repr_shape)) * torch.empty(0, dtype=REPR_DTYPE).element_size()
-        for fd, need, what in ((self._fd, count * self.record_bytes, "blocks"), (self._repr_fd, count * size, "representatives")):
+        for fd, need, suffix in ((self._fd, count * self.record_bytes, ".kv"), (self._repr_fd, count * size, ".repr")):
             if os.fstat(fd).st_size < need:
-                raise ValueError(f"the {what} file is shorter than its manifest says (truncated?)")
+                raise TruncatedFile(Path(f"{path}{suffix}"))
         raw = os.pread(self._repr_fd, count * size, 0)
         flat = torch.frombuffer(bytearray(raw), dtype=REPR_DTYPE) if count else torch.empty(0, dtype=REPR_DTYPE)
         self.reprs = flat.reshape(count, *self.repr_shape).permute(1, 0, 2, 3).contiguous().to(self.device, self.dtype)

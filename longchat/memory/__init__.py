@@ -18,12 +18,10 @@ from typing import BinaryIO, Sequence
 from longchat.errors import ConfigError, InputError
 from longchat.memory.encode import (Encoder, Plan, Source, collect_sources, encode_rendered, frame, memory_key, plan,
                                     read_ids, reopen)
-from longchat.memory.store import (Memory, MemoryStoreError, cache_root, evict_cache, find, human_bytes,
-                                   named_root)
+from longchat.memory.store import (NAME, Memory, MemoryStoreError, cache_root, evict_cache, find, human_bytes,
+                                   named_root, resume_hint)
 
 __all__ = ["Memory", "MemoryStoreError", "attach", "ingest", "infllm_for", "cache_limit", "encode_for_ask"]
-
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 def infllm_for(runner, n_tokens: int):
@@ -95,11 +93,15 @@ def _run(runner, strategy, mem: Memory | None, sources: list[Source], pl: Plan, 
         if mem.checkpoints[-1].tokens > pl.checkpoint.tokens:
             mem.drop_checkpoints_after(pl.checkpoint.tokens)
     else:
+        if mem and mem.checkpoints:  # its block files are about to be overwritten from the first
+            mem.drop_checkpoints_after(-1)
         enc.start(head_ids)
     if ids is None:
         ids = read_ids(runner.tokenizer, sources, pl.first, headers)
     streamed = sum(max(0, (s.size or 0) - s.skip_bytes) // 4 for s, x in zip(sources[pl.first:], ids) if x is None)
     enc.expected = enc.consumed + len(enc.buffer) + sum(len(x) for x in ids if x is not None) + streamed - pl.skip
+    # Refuse now, not hours into the encoding, an input whose blocks cannot fit on the memory's disk.
+    strategy.prepare(enc.expected, folder=mem.path if mem is not None else None)
     for i in range(pl.first, len(sources)):
         enc.add(sources[i], i, ids[i - pl.first], headers, skip=pl.skip if i == pl.first else 0,
                 grow=pl.grow and i == pl.first)
@@ -190,12 +192,20 @@ def encode_for_ask(runner, strategy, sources: list[Source], head: str, headers: 
 
 
 def cache_name(sources: list[Source], key: dict) -> str:
+    """`notes.txt-<hash>` for one source; for several, the folder they share (the one given, for
+    a folder) or else the first one's name, and their count: `myrepo-3files-<hash>`."""
     import hashlib
     import json
 
     ident = json.dumps({"key": key, "docs": [(s.label, s.sha256) for s in sources]}, sort_keys=True)
-    stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(sources[0].label).name)[:40].lstrip("._-") or "input"
-    return f"{stem}-{hashlib.sha256(ident.encode()).hexdigest()[:16]}"
+    labels = [s.label for s in sources]
+    try:
+        shared = Path(os.path.commonpath(labels)).name if len(labels) > 1 else ""
+    except ValueError:  # absolute and relative labels: nothing shared
+        shared = ""
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", shared or Path(labels[0]).name)[:40].lstrip("._-") or "input"
+    count = f"-{len(labels)}files" if len(labels) > 1 else ""
+    return f"{stem}{count}-{hashlib.sha256(ident.encode()).hexdigest()[:16]}"
 
 
 def cached(runner, sources: list[Source], head: str, headers: bool) -> Memory | None:
@@ -233,7 +243,7 @@ def attach(runner, mem: Memory, *, system: str | None = None, note=lambda m: Non
     """Load `mem` into the runner's InfLLM strategy (blocks stay in their files); returns the
     prompt prefix it holds. The engine can go back to it cheaply when a prompt diverges."""
     if not mem.complete:
-        raise MemoryStoreError(f"memory '{mem.name}' is incomplete (interrupted?); run `longchat ingest` on it again to finish it")
+        raise MemoryStoreError(f"memory '{mem.name}' is incomplete (interrupted); {resume_hint(mem.path, mem.manifest)}")
     strategy = _require_infllm(runner, mem.tokens + runner.profile.generation.max_new_tokens, note)
     head, _ = frame(runner.tokenizer, system)
     key = memory_key(runner, strategy.params, head)
@@ -250,7 +260,7 @@ def attach(runner, mem: Memory, *, system: str | None = None, note=lambda m: Non
 
     def restore() -> None:
         engine.reset()
-        strategy.restore(state, mem.blocks_dir)
+        mem.restore(strategy, state)
         engine.cached_ids = list(ids)
 
     restore()
@@ -260,5 +270,5 @@ def attach(runner, mem: Memory, *, system: str | None = None, note=lambda m: Non
 
 
 def describe(mem: Memory) -> str:
-    state = "" if mem.complete else " (incomplete: run ingest again to finish)"
+    state = "" if mem.complete else f" (incomplete: {resume_hint(mem.path, mem.manifest)})"
     return f"{mem.name}: {mem.tokens:,} tokens, {len(mem.documents)} document(s), {human_bytes(mem.size())}{state}"

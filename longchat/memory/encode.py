@@ -17,14 +17,16 @@ import hashlib
 import json
 import os
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Sequence
 
 import numpy as np
 
-from longchat.errors import InputError
+from longchat.errors import EnvError, InputError, env_error
 from longchat.memory.store import Checkpoint, Memory, MemoryStoreError, file_sha256
 from longchat.paths import cache_dir
 from longchat.sources import STDIN, Document, iter_documents
@@ -245,7 +247,7 @@ class Encoder:
         """Continue from a checkpoint: its state, its ids, and the documents before it."""
         state = self.memory.load_checkpoint(ckpt)
         self.engine.reset()
-        self.strategy.restore(state, self.memory.blocks_dir)
+        self.memory.restore(self.strategy, state)
         self.engine.cached_ids = self.memory.ids(ckpt.tokens)
         self.ids_written = self.last_checkpoint = ckpt.tokens
         del self.docs[ckpt.doc + (1 if ckpt.offset else 0):]
@@ -278,7 +280,8 @@ class Encoder:
                 self.checkpoint(complete=False)
 
     def _forward(self, ids: list[int]) -> None:
-        self.engine._forward(ids, "none")
+        with self._writing():  # memory blocks go to their files as they are evicted
+            self.engine._forward(ids, "none")
         self.encoded += len(ids)
         self.progress(self.consumed, max(self.expected, self.consumed))
 
@@ -297,12 +300,24 @@ class Encoder:
         if not complete:
             doc = max(i for i, d in enumerate(self.docs) if d["start"] <= g)
             offset = g - self.docs[doc]["start"]
-        self.strategy.sync()
-        self.memory.write_ids(self.engine.cached_ids, self.ids_written)
-        self.ids_written = g
         ckpt = Checkpoint(file=f"ckpt-{g}.pt", tokens=g, blocks=self.strategy.stores[0].count, doc=doc, offset=offset, sha256="")
-        self.memory.commit(self.strategy.snapshot(), ckpt, complete=complete, keep_old=self.keep_checkpoints)
-        self.last_checkpoint = g
+        with self._writing():
+            self.strategy.sync()
+            self.memory.write_ids(self.engine.cached_ids, self.ids_written)
+            self.memory.commit(self.strategy.snapshot(), ckpt, complete=complete, keep_old=self.keep_checkpoints)
+        self.ids_written = self.last_checkpoint = g
+
+    @contextmanager
+    def _writing(self):
+        """A disk error (full, read-only, ...) as one line that names the folder: writes to an
+        open file (blocks, fsync) raise OSErrors that name none. The memory keeps its last checkpoint."""
+        try:
+            yield
+        except OSError as e:
+            if self.memory is None:  # the disk tier's temp files
+                raise env_error(e, e.filename or self.strategy.params.disk_dir or tempfile.gettempdir()) from e
+            raise EnvError(f"{env_error(e, e.filename or self.memory.path)}; what was encoded up to the last "
+                           f"checkpoint is kept, and running the command again resumes from there") from e
 
     @property
     def tokens_per_s(self) -> float:

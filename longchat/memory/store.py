@@ -20,6 +20,8 @@ import fcntl
 import hashlib
 import json
 import os
+import re
+import shlex
 import shutil
 import time
 from dataclasses import dataclass
@@ -28,14 +30,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from longchat.errors import StoreError
+from longchat.context.blocks import TruncatedFile
+from longchat.errors import StoreError, env_error
 from longchat.paths import cache_dir, data_dir
 
 FORMAT = 1
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 class MemoryStoreError(StoreError):
     """A memory is missing, corrupt, busy, or was made for another model or other settings."""
+
+
+class BrokenMemory(MemoryStoreError):
+    """A memory that cannot be used as it is: `state` (incomplete, corrupt, damaged) and why,
+    and `fix`, what to run."""
+
+    def __init__(self, name: str, state: str, why: str, fix: str):
+        self.state, self.reason, self.fix = state, f"{state} ({why})", fix
+        super().__init__(f"memory '{name}' is {self.reason}; {fix}")
 
 
 def named_root() -> Path:
@@ -49,11 +62,15 @@ def cache_root() -> Path:
 def atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that a crash leaves the old file or the new one, never half."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a full disk: give back what the half-written file took
+        raise
     _sync_dir(path.parent)
 
 
@@ -154,19 +171,24 @@ class Memory:
 
     @classmethod
     def open(cls, path: Path) -> "Memory":
-        """Read a memory's manifest; a missing or unreadable one is a clear error."""
+        """Read a memory's manifest; a missing or unreadable one is a `BrokenMemory` that says what to run."""
         file = path / "manifest.json"
         if not file.is_file():
-            raise MemoryStoreError(f"no memory at {path} (no manifest: never finished a first checkpoint?)")
+            raise BrokenMemory(path.name, "incomplete", "interrupted before its first checkpoint", resume_hint(path, {}))
         try:
             manifest = json.loads(file.read_text())
             if manifest.get("format") != FORMAT:
                 raise ValueError(f"format {manifest.get('format')!r}, this longchat reads {FORMAT}")
             for c in manifest["checkpoints"]:
                 Checkpoint(**c)
-        except (ValueError, KeyError, TypeError) as e:
-            raise MemoryStoreError(f"memory '{path.name}' is corrupt ({e}); remove it with `longchat memories rm {path.name}`") from None
+        except OSError as e:
+            raise env_error(e, file, "read") from None
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise BrokenMemory(path.name, "corrupt", f"manifest.json: {e}", remove_hint(path)) from None
         return cls(path, manifest)
+
+    def damaged(self, what: str) -> BrokenMemory:
+        return BrokenMemory(self.name, "damaged", what, remove_hint(self.path))
 
     def check_key(self, key: dict) -> None:
         """Refuse a memory made by another model or with settings that change its keys."""
@@ -185,9 +207,11 @@ class Memory:
         try:
             fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         except BlockingIOError:
+            # Who holds it: readers share the lock, so a shared one is refused only by a writer.
+            doing = "written" if not exclusive or not _try_flock(fd, fcntl.LOCK_SH) else "read"
             os.close(fd)
-            doing = "read" if exclusive else "written"
-            raise MemoryStoreError(f"memory '{self.name}' is being {doing} by another longchat process; try again when it is done") from None
+            raise MemoryStoreError(f"memory '{self.name}' is being {doing} by another longchat process; "
+                                   f"try again when it is done") from None
         self._lock_fd = fd
         return self
 
@@ -211,20 +235,29 @@ class Memory:
         n = self.tokens if n is None else n
         file = self.path / "ids.bin"
         if n and (not file.is_file() or file.stat().st_size < 4 * n):
-            raise MemoryStoreError(f"memory '{self.name}' is corrupt (its token ids are truncated)")
+            raise self.damaged("ids.bin is truncated")
         return np.fromfile(file, dtype=np.int32, count=n).tolist() if n else []
 
     def load_checkpoint(self, ckpt: Checkpoint) -> dict:
         file = self.path / ckpt.file
         try:
             data = file.read_bytes()
+        except FileNotFoundError:
+            raise self.damaged(f"{ckpt.file} is missing") from None
         except OSError as e:
-            raise MemoryStoreError(f"memory '{self.name}' is corrupt (checkpoint {ckpt.file}: {e.strerror})") from None
+            raise env_error(e, file, "read") from None
         if hashlib.sha256(data).hexdigest() != ckpt.sha256:
-            raise MemoryStoreError(f"memory '{self.name}' is corrupt (checkpoint {ckpt.file} does not match its hash)")
+            raise self.damaged(f"checkpoint {ckpt.file} does not match its hash")
         import io
 
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+    def restore(self, strategy, state: dict) -> None:
+        """Put `strategy` in a checkpoint's `state`, its blocks read from this memory's files."""
+        try:
+            strategy.restore(state, self.blocks_dir)
+        except TruncatedFile as e:
+            raise self.damaged(f"{e.path.relative_to(self.path)} is truncated") from None
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -237,7 +270,8 @@ class Memory:
             os.fsync(f.fileno())
 
     def commit(self, state: dict, ckpt: Checkpoint, *, complete: bool, keep_old: bool) -> None:
-        """Make `state` (already synced block files and ids) the memory's current state."""
+        """Make `state` (already synced block files and ids) the memory's current state;
+        `keep_old`: keep an older checkpoint too (see `_worth_keeping`), else only this one."""
         import io
 
         buf = io.BytesIO()
@@ -245,26 +279,39 @@ class Memory:
         data = buf.getvalue()
         ckpt.sha256 = hashlib.sha256(data).hexdigest()
         atomic_write(self.path / ckpt.file, data)
-        old = self.checkpoints
-        kept = [c for c in old if c.tokens < ckpt.tokens and c.file != ckpt.file] if keep_old else []
+        older = [c for c in self.checkpoints if c.tokens < ckpt.tokens and c.file != ckpt.file]
+        kept = self._worth_keeping(older, ckpt) if keep_old else []
         self.manifest.update(checkpoints=[vars(c) for c in kept + [ckpt]], tokens=ckpt.tokens,
                              complete=complete, updated=time.time())
         self.save_manifest()
         self.touch()
-        for c in old:  # files no longer named (after the manifest stopped naming them)
-            if c.file not in {k.file for k in kept + [ckpt]}:
-                (self.path / c.file).unlink(missing_ok=True)
+        self._remove_unnamed_checkpoints()
+
+    def _worth_keeping(self, older: list[Checkpoint], newest: Checkpoint) -> list[Checkpoint]:
+        """The one checkpoint before `newest` kept with it (each holds every layer's local
+        window: ~50 MB for the bundled model, so they must not pile up): the latest from before
+        the document `newest` is in began, where a changed last document (the usual edit) is
+        re-encoded from."""
+        docs = self.documents
+        doc = min(newest.doc, len(docs) - 1)
+        start = docs[doc]["start"] if doc >= 0 else 0
+        return [c for c in older if c.tokens <= start][-1:]
 
     def drop_checkpoints_after(self, tokens: int) -> None:
-        """Forget checkpoints past `tokens` (re-encoding from an earlier point)."""
-        old = self.checkpoints
-        kept = [c for c in old if c.tokens <= tokens]
+        """Forget checkpoints past `tokens` (re-encoding from an earlier point; -1: from the
+        start), before the files they name are overwritten."""
+        kept = [c for c in self.checkpoints if c.tokens <= tokens]
         self.manifest.update(checkpoints=[vars(c) for c in kept], tokens=kept[-1].tokens if kept else 0,
                              complete=False)
         self.save_manifest()
-        for c in old:
-            if c not in kept:
-                (self.path / c.file).unlink(missing_ok=True)
+        self._remove_unnamed_checkpoints()
+
+    def _remove_unnamed_checkpoints(self) -> None:
+        """Checkpoint files the manifest no longer names (also those of a commit cut short)."""
+        named = {c.file for c in self.checkpoints}
+        for file in self.path.glob("ckpt-*.pt"):
+            if file.name not in named:
+                file.unlink(missing_ok=True)
 
     def save_manifest(self) -> None:
         atomic_write(self.path / "manifest.json", json.dumps(self.manifest, indent=1).encode())
@@ -273,12 +320,39 @@ class Memory:
         return dir_size(self.path)
 
 
+def _try_flock(fd: int, how: int) -> bool:
+    try:
+        fcntl.flock(fd, how | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def remove_hint(path: Path) -> str:
+    again = "" if path.parent == cache_root() else " and ingest again"
+    return f"remove it with `longchat memories rm {path.name}`{again}"
+
+
+def resume_hint(path: Path, manifest: dict) -> str:
+    """How to finish an interrupted memory, or be rid of it."""
+    rm = f"remove it with `longchat memories rm {path.name}`"
+    if path.parent == cache_root():
+        return f"the same `longchat ask` on its sources resumes it, or {rm}"
+    sources = " ".join(map(shlex.quote, manifest.get("sources") or [])) or "SOURCE..."
+    return f"resume it with `longchat ingest {sources} --name {path.name}`, or {rm}"
+
+
+def locate(name: str) -> Path:
+    """The folder of a named memory, else of an automatic cache entry, whatever state it is in."""
+    for root in (named_root(), cache_root()):
+        if NAME.match(name) and (root / name).is_dir():
+            return root / name
+    raise MemoryStoreError(f"no memory named {name!r}; see `longchat memories list`")
+
+
 def find(name: str) -> Memory:
     """A named memory, else an automatic cache entry by its folder name."""
-    for root in (named_root(), cache_root()):
-        if (root / name).is_dir():
-            return Memory.open(root / name)
-    raise MemoryStoreError(f"no memory named {name!r}; see `longchat memories list`")
+    return Memory.open(locate(name))
 
 
 def all_memories() -> list[tuple[str, Path]]:
