@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -144,18 +143,24 @@ class Source:
 
 def collect_sources(specs: Sequence[str], *, stdin: BinaryIO | None = None, read_stdin: bool = False,
                     note=lambda m: None) -> list[Source]:
-    """The documents named by `specs` (folders walked), each with its content hash."""
+    """The documents named by `specs` (folders walked), each with its content hash.
+
+    A stream (stdin, a pipe) is read once: whole when `read_stdin` (its bytes make the cache
+    key), else one block ahead, so a short one is held and a long one streams when encoded.
+    Raises `InputError` when every source is known to be empty: an empty file, or a stream
+    that ended with nothing but whitespace.
+    """
     out = []
     for doc in iter_documents(specs, stdin=stdin, note=note):
-        if doc.kind == "stdin":
-            data = None
-            if read_stdin:
-                data = (stdin if stdin is not None else sys.stdin.buffer).read()
+        if doc.hold is not None:
+            data = doc.hold(read_stdin)
             out.append(Source(doc.label, "stdin", None, len(data) if data is not None else None,
                               hashlib.sha256(data).hexdigest() if data is not None else None, doc, data))
         else:
             path = doc.path
             out.append(Source(doc.label, doc.kind, str(Path(path).resolve()), os.stat(path).st_size, file_sha256(path), doc))
+    if out and all(src.size == 0 or (src.data is not None and not src.data.strip()) for src in out):
+        raise InputError("the input is empty")
     return out
 
 
@@ -172,14 +177,14 @@ def reopen(entry: dict, note=lambda m: None) -> Source:
 
 
 def _pieces(src: Source) -> Iterator[str]:
-    if src.data is not None:
-        yield src.data.decode("utf-8", errors="replace")
-    elif src.skip_bytes:
+    if src.skip_bytes:
         with open(src.path, "rb") as f:
             f.seek(src.skip_bytes)
             yield from decode_blocks(f)
+    elif src.document is not None:
+        yield from src.document.pieces()  # a held stream decodes its held bytes again
     else:
-        yield from src.document.pieces()
+        yield src.data.decode("utf-8")  # text made in memory (`pipeline.text_source`)
 
 
 def source_ids(tokenizer, src: Source, index: int, headers: bool) -> Iterator[list[int]]:
@@ -193,7 +198,7 @@ def source_ids(tokenizer, src: Source, index: int, headers: bool) -> Iterator[li
     for piece in _pieces(src):
         if hasher:
             hasher.update(piece.encode())
-        src.has_text = src.has_text or not piece.isspace()
+        src.has_text = src.has_text or bool(piece.strip())
         yield tokenizer.encode(piece, add_special_tokens=False)
     if hasher:
         src.sha256 = hasher.hexdigest()

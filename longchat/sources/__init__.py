@@ -37,14 +37,15 @@ def iter_documents(
     """The documents named by `specs`, in order, each read only when its pieces are.
 
     Each spec is a file, a directory (walked; files over `max_file_bytes` are skipped there),
-    or "-" for `stdin` (default: `sys.stdin.buffer`), which may be given at most once.
-    A missing or unreadable spec raises `InputError` when it is reached.
+    a pipe or FIFO (read once, like stdin), or "-" for `stdin` (default: `sys.stdin.buffer`),
+    which may be given at most once. A missing or unreadable spec raises `InputError` when it
+    is reached.
     """
     if list(specs).count(STDIN) > 1:
         raise InputError("stdin ('-') can be given only once")
     for spec in specs:
         if spec == STDIN:
-            yield open_stdin(stdin if stdin is not None else sys.stdin.buffer)
+            yield open_stdin(stdin if stdin is not None else sys.stdin.buffer, note)
         elif os.path.isdir(spec):
             yield from walk_directory(Path(spec), spec, note=note, max_file_bytes=max_file_bytes)
         else:

@@ -23,15 +23,19 @@ class Document:
     """One named text the model will see: a file, a page-marked PDF, or stdin."""
 
     label: str        # the name the model sees: the path as the user gave it, or "<stdin>"
-    kind: str         # the reader that made it: "text", "pdf", "stdin", ...
-    size: int | None  # bytes on disk when known (for progress bars); None for stdin
+    kind: str         # the reader that made it: "text", "pdf", "stdin" (stdin, or a pipe), ...
+    size: int | None  # bytes on disk when known (for progress bars); None for streams
     open_pieces: Callable[[], Iterator[str]] = field(repr=False, compare=False)
     path: Path | None = field(default=None, compare=False)  # the file, when there is one
+    # Streams only (stdin, pipes): hold(whole) reads ahead one block, or all when `whole`, and
+    # returns all the bytes if the stream ended there (then it can be read again), else None.
+    hold: Callable[[bool], bytes | None] | None = field(default=None, repr=False, compare=False)
 
     def pieces(self) -> Iterator[str]:
         """The text, streamed in pieces; nothing is read until this is iterated.
 
-        Each call starts again from the beginning, except for stdin, which can be read once.
+        Each call starts again from the beginning, except for a stream (stdin, a pipe), which
+        can be read once unless `hold` kept all of it.
         """
         return self.open_pieces()
 

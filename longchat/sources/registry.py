@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from longchat.errors import InputError
 from longchat.sources.base import Document, Note, Reader, cannot_open
+from longchat.sources.stdin import open_pipe
 
 # name -> reader, filled from the plugins' `longchat_readers` hook (the built-ins first).
 READERS: dict[str, Reader] = {}
@@ -54,11 +56,17 @@ def reader_for(path: Path) -> Reader:
 
 
 def open_file(path: Path, label: str, note: Note) -> Document:
-    """One file as a `Document`, through the reader for its suffix."""
+    """One file as a `Document`, through the reader for its suffix.
+
+    What is not a regular file (a FIFO, `<(cmd)`'s /dev/fd/63, a device) cannot be sniffed and
+    read again like one: it is read once as text, like stdin.
+    """
     try:
-        os.stat(path)
+        mode = os.stat(path).st_mode
     except OSError as error:
         raise cannot_open(label, error) from None
+    if not stat.S_ISREG(mode):
+        return open_pipe(path, label, note)
     document = reader_for(path).open(path, label, note)
     document.path = path
     return document
