@@ -70,10 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     _register()
     try:
         result = app(args=argv, prog_name="longchat", standalone_mode=False)
-        # click returns the exit code of `ctx.exit(n)` / `raise typer.Exit(n)` when not standalone.
-        return result if isinstance(result, int) and not isinstance(result, bool) else EXIT_OK
+        # Not standalone, typer returns the code of `raise typer.Exit(n)`, and turns Ctrl-C
+        # into a silent 130.
+        code = result if isinstance(result, int) and not isinstance(result, bool) else EXIT_OK
+        return _interrupted() if code == EXIT_INTERRUPTED else code
     except _EXIT as e:
-        return e.exit_code
+        return _interrupted() if e.exit_code == EXIT_INTERRUPTED else e.exit_code
     except (*_ABORT, KeyboardInterrupt):
         return _interrupted()
     except _USAGE as e:
