@@ -89,4 +89,5 @@ def env_error(error: OSError, path: str | os.PathLike | None = None, doing: str 
     if code in (errno.ENOTDIR, errno.EEXIST):
         return EnvError(f"cannot {doing} {where}: a file stands where longchat needs a folder; move it away or "
                         f"set LONGCHAT_HOME to a folder")
-    return EnvError(f"cannot {doing} {where}: {(error.strerror or type(error).__name__).lower()}")
+    return EnvError(f"cannot {doing} {where}: {(error.strerror or type(error).__name__).lower()}; "
+                    f"set LONGCHAT_HOME to a folder you can write")

@@ -7,10 +7,17 @@ from pathlib import Path
 
 import platformdirs
 
+from longchat.errors import EnvError
+
 
 def _home() -> Path | None:
     home = os.environ.get("LONGCHAT_HOME")
-    return Path(home).expanduser() if home else None
+    if not home:
+        return None
+    path = Path(home).expanduser()
+    if path.exists() and not path.is_dir():
+        raise EnvError(f"LONGCHAT_HOME={home} is a file, not a folder; point it at a folder (it is made if missing)")
+    return path
 
 
 def cache_dir() -> Path:

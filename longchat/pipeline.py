@@ -187,8 +187,8 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
     strategy, message = memories.infllm_for(runner, (total or 1 << 40) + sampling.max_new_tokens)
     if message:
         note(message)
-    if not cache and total is not None:  # blocks in RAM (or the disk tier): will they fit?
-        strategy.prepare(total + sampling.max_new_tokens)
+    if total is not None:  # will the blocks fit: in RAM (or the disk tier), or in the ask cache's folder?
+        strategy.prepare(total + sampling.max_new_tokens, folder=memories.cache_root() if cache else None)
     engine.base = None
     result = memories.encode_for_ask(runner, strategy, srcs, head, headers, ids, cache=cache,
                                      progress=progress or (lambda d, t: None), note=note)

@@ -77,7 +77,7 @@ def test_resume_after_an_interrupted_ingest_equals_one_pass(home, tiny_chat_mode
     specs = [str(d) for d in docs]
     one = runner_for(tiny_chat_model)
     whole = memories.ingest(one, specs, name="whole", checkpoint_every=256)
-    assert whole.memory.complete and len(whole.memory.checkpoints) > 3
+    assert whole.memory.complete and len(whole.memory.checkpoints) == 2  # the newest, and one before the last file
 
     # Interrupt a second ingest after a few chunks, as Ctrl-C would.
     calls = {"n": 0}

@@ -98,10 +98,10 @@ def test_text_file_streams_in_blocks(tmp_path):
     assert "".join(pieces) == path.read_text()
 
 
-def test_text_replaces_bad_utf8_and_drops_bom(tmp_path):
+def test_text_reads_latin1_bytes_as_cp1252_and_drops_bom(tmp_path):
     path = tmp_path / "notes.md"
     write(path, b"\xef\xbb\xbf# Title\ncaf\xe9 ok\n")
-    assert read_text([str(path)]) == "# Title\ncaf\ufffd ok\n"
+    assert read_text([str(path)]) == "# Title\ncaf\u00e9 ok\n"
 
 
 def test_binary_file_named_directly_is_refused(tmp_path):

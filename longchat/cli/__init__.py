@@ -9,6 +9,7 @@ import sys
 import click
 import typer
 
+from longchat.cli.common import ReaderLeft
 from longchat.errors import (EXIT_ENV, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, LongchatError,
                              env_error)
 
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     except _CLICK as e:
         e.show()
         return e.exit_code
-    except BrokenPipeError:
+    except (BrokenPipeError, ReaderLeft):
         # `longchat ask ... | head`: the reader left; say nothing more.
         _quiet_stdout()
         return EXIT_OK

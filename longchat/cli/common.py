@@ -171,7 +171,7 @@ def prefill_progress(label: str = "reading", always: bool = False) -> Iterator:
                         TextColumn("{task.completed:,}/{task.total:,} tokens"), TextColumn("{task.fields[rate]}"),
                         TimeRemainingColumn(),
                         console=err, transient=True)
-    plain = PlainProgress(label, min_total=0 if always else 8192)
+    plain = PlainProgress(label, min_total=0 if always else 4096)
     task = None
     first: tuple[float, int] | None = None  # (time, tokens done) at the first call: a resumed run starts past 0
     done_now = 0
@@ -206,9 +206,17 @@ def prefill_progress(label: str = "reading", always: bool = False) -> Iterator:
             progress.stop()
 
 
+class ReaderLeft(Exception):
+    """stdout's reader went away (`longchat ask ... | head`). Not an OSError, so that typer,
+    which turns a broken pipe into a silent exit 1, lets it through to `main` (exit 0)."""
+
+
 def stream_out(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise ReaderLeft() from None
 
 
 def print_stats(runner, stats, **extra) -> None:

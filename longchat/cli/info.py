@@ -52,8 +52,13 @@ def _local_models() -> list[tuple[str, str, str]]:
 @app.command()
 def models() -> None:
     """List the models available on this machine (pass the first column to --model)."""
-    table = Table("model (--model)", "what", "where", box=None, pad_edge=False)
-    for row in _local_models():
+    rows = _local_models()
+    # The first column is what --model takes: never cut; the others fold rather than lose text.
+    table = Table(box=None, pad_edge=False)
+    table.add_column("model (--model)", no_wrap=True, min_width=max(len(r[0]) for r in rows))
+    table.add_column("what", overflow="fold")
+    table.add_column("where", overflow="fold")
+    for row in rows:
         table.add_row(*row)
     out.print(table)
 

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from longchat.cli import app
 from longchat.cli.common import (DeviceOpt, ModelOpt, ProfileOpt, QuietOpt, SetOpt, check_sources, note, open_runner_cli,
-                                 prefill_progress, set_quiet)
+                                 prefill_progress, set_quiet, usage_error)
 
 memories_app = typer.Typer(help="List, inspect and remove encoded memories (named, and the automatic ask cache).",
                            no_args_is_help=True)
@@ -43,6 +43,10 @@ def ingest(
     """
     from longchat import memory
 
+    from longchat.memory.store import NAME
+
+    if name is not None and not NAME.match(name):
+        raise usage_error(f"bad memory name {name!r}: use letters, digits, '.', '_' and '-'")
     check_sources(sources)
     set_quiet(quiet)
     runner = open_runner_cli(profile, model, device, set_)

@@ -124,10 +124,10 @@ def ingest(runner, specs: Sequence[str], *, name: str | None = None, append: boo
     path = named_root() / name
     if append and not (path / "manifest.json").is_file():
         raise MemoryStoreError(f"no memory named {name!r} to append to; drop --append to create it")
+    new = collect_sources(specs, stdin=stdin, note=note)  # an empty or unreadable input leaves no memory behind
     mem = _open_or_create(path, key, {"name": name, "kind": "named", "headers": True})
     mem.lock(exclusive=True)
     try:
-        new = collect_sources(specs, stdin=stdin, note=note)
         if append:
             merged = [_recorded(entry, note) for entry in mem.documents if entry.get("end") is not None or mem.complete]
             for src in new:
@@ -164,6 +164,8 @@ def _recorded(entry: dict, note) -> Source:
 
 def default_name(specs: Sequence[str]) -> str:
     first = next((s for s in specs if s != "-"), "stdin")
+    if first != "stdin" and not (os.path.isfile(first) or os.path.isdir(first)):
+        first = "input"  # <(cmd) or a FIFO: /dev/fd/63 says nothing
     base = Path(first.rstrip("/")).name or "memory"
     return re.sub(r"[^A-Za-z0-9._-]", "_", base).lstrip("._-") or "memory"
 

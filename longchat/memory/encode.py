@@ -159,8 +159,8 @@ def collect_sources(specs: Sequence[str], *, stdin: BinaryIO | None = None, read
         else:
             path = doc.path
             out.append(Source(doc.label, doc.kind, str(Path(path).resolve()), os.stat(path).st_size, file_sha256(path), doc))
-    if out and all(src.size == 0 or (src.data is not None and not src.data.strip()) for src in out):
-        raise InputError("the input is empty")
+    if all(src.size == 0 or (src.data is not None and not src.data.strip()) for src in out):
+        raise InputError("the input is empty")  # also: folders with no readable file in them
     return out
 
 

@@ -6,6 +6,7 @@ transformers' GGUF reader de-quantises every tensor on each load (~30 s for the 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.util
 import json
@@ -19,7 +20,7 @@ from typing import Any
 
 import torch
 
-from longchat.errors import ModelError
+from longchat.errors import ModelError, env_error
 from longchat.paths import cache_dir
 from longchat.runtime.config import ModelConfig
 from longchat.runtime.model import Decoder, LayerWeights
@@ -149,8 +150,12 @@ def convert_gguf(path: Path, note=lambda msg: None) -> Path:
         (tmp / "longchat-source.json").write_text(json.dumps({"gguf": str(path.resolve())}))
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)  # config.json appears only with a complete folder
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, OSError):
+            raise env_error(error, error.filename or tmp) from None
+        if "No space left" in str(error):  # safetensors reports a full disk as its own error
+            raise env_error(OSError(errno.ENOSPC, "no space left on device"), tmp) from None
         raise
     return target
 
