@@ -156,7 +156,8 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
         if sources:
             raise InputError("give SOURCEs or --memory, not both")
         mem = memories.find(memory)
-        return _answer_from(runner, mem, suffix, sampling, system, on_text, progress, note, hit="named")
+        return _answer_from(runner, mem, suffix, sampling, system, on_text, progress, note, hit="named",
+                            query=question)
     squeezed = None
     if runner.profile.compress.on:
         squeezed = compress_input(runner, sources, question, stdin=stdin, keep=keep, progress=compress_progress,
@@ -166,7 +167,7 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
         document = fit_document(runner, sources, question, sampling, stdin=stdin, truncate=truncate, note=note,
                                 text=squeezed)
         prompt = chat_ids(runner.tokenizer, ask_messages(document, question, system))
-        return runner.engine.generate_text(prompt, sampling, on_text=on_text, progress=progress)
+        return runner.engine.generate_text(prompt, sampling, on_text=on_text, progress=progress, query=question)
     if squeezed is None:
         srcs = collect_sources(sources, stdin=stdin, read_stdin=True, note=note)
         headers = wants_headers(sources)
@@ -174,7 +175,8 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
         srcs, headers = [text_source(squeezed)], False
     head, _ = frame(runner.tokenizer, system)
     if cache and (mem := memories.cached(runner, srcs, head, headers)) is not None:
-        return _answer_from(runner, mem, suffix, sampling, system, on_text, progress, note, hit="hit")
+        return _answer_from(runner, mem, suffix, sampling, system, on_text, progress, note, hit="hit",
+                            query=question)
     ids = read_ids(runner.tokenizer, srcs, 0, headers)
     if not any(x is None or src.has_text for x, src in zip(ids, srcs)):
         raise InputError("the input is empty")
@@ -183,7 +185,7 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
     engine = runner.engine
     if total is not None and total + sampling.max_new_tokens <= memories.full_up_to(runner):
         prompt = head_ids + [int(t) for x in ids for t in x] + suffix  # fits: read whole (`auto` picks full)
-        return engine.generate_text(prompt, sampling, on_text=on_text, progress=progress)
+        return engine.generate_text(prompt, sampling, on_text=on_text, progress=progress, query=question)
     strategy, message = memories.infllm_for(runner, (total or 1 << 40) + sampling.max_new_tokens)
     if message:
         note(message)
@@ -192,7 +194,7 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
     engine.base = None
     result = memories.encode_for_ask(runner, strategy, srcs, head, headers, ids, cache=cache,
                                      progress=progress or (lambda d, t: None), note=note)
-    answer = engine.generate_text(list(engine.cached_ids) + suffix, sampling, on_text=on_text)
+    answer = engine.generate_text(list(engine.cached_ids) + suffix, sampling, on_text=on_text, query=question)
     engine.stats.extra.update(memory=result.memory.name if result.memory else None, cache="miss" if cache else "off",
                               encoded_tokens=result.encoded, encode_s=round(result.seconds, 3),
                               encode_tok_s=round(result.tokens_per_s, 1))
@@ -202,14 +204,16 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
     return answer
 
 
-def _answer_from(runner, mem, suffix, sampling, system, on_text, progress, note, hit: str) -> str:
+def _answer_from(runner, mem, suffix, sampling, system, on_text, progress, note, hit: str,
+                 query: str | None = None) -> str:
     """Answer from an encoded memory: only the question's tokens are read."""
     mem.lock(exclusive=False)
     try:
         start = time.perf_counter()
         prefix = memories.attach(runner, mem, system=system, note=note)
         load_s = time.perf_counter() - start
-        answer = runner.engine.generate_text(prefix + suffix, sampling, on_text=on_text, progress=progress)
+        answer = runner.engine.generate_text(prefix + suffix, sampling, on_text=on_text, progress=progress,
+                                             query=query)
     finally:
         mem.unlock()
     runner.engine.stats.extra.update(memory=mem.name, cache=hit, memory_load_s=round(load_s, 3))

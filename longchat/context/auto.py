@@ -87,8 +87,8 @@ class Auto(ContextStrategy):
     def begin_question(self) -> bool:
         return self.inner.begin_question()
 
-    def question_candidates(self) -> list[int]:
-        return self.inner.question_candidates()
+    def question_candidates(self, text=None) -> list[int]:
+        return self.inner.question_candidates(text)
 
     def read_question_with(self, block: int) -> None:
         self.inner.read_question_with(block)

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from longchat.context.lexical import QuestionText
 from longchat.errors import ConfigError
 from longchat.settings import build
 from longchat.runtime.config import ModelConfig
@@ -80,9 +81,10 @@ class ContextStrategy:
         and the engine calls `rewind_question()` between the reads (InfLLM's consensus)."""
         return False
 
-    def question_candidates(self) -> list[int]:
+    def question_candidates(self, text: QuestionText | None = None) -> list[int]:
         """After the question's first read: memory blocks the engine should score one at a
-        time (`read_question_with`, then the question's log-likelihood); [] = none."""
+        time (`read_question_with`, then the question's log-likelihood); [] = none. `text`:
+        the prompt's ids and the question as text, for retrieval by words."""
         return []
 
     def read_question_with(self, block: int) -> None:

@@ -43,6 +43,7 @@ import torch
 from longchat.context.attention import Mask, attention_lse, merge_attention
 from longchat.context.base import ContextStrategy, StrategyParams, register_strategy
 from longchat.context.blocks import SCORE_DTYPES, BlockStore, score_dtype
+from longchat.context.lexical import QuestionText, best_blocks
 from longchat.errors import InputError
 from longchat.runtime.rope import rotate
 from longchat.settings import require
@@ -69,6 +70,8 @@ class InfLLMParams(StrategyParams):
                                # own picks rarely hold what the question asks for)
     rerank: int = 8            # with consensus: the most-voted blocks scored by the question's
                                # likelihood with each alone (one more read of the question each); 0 = off
+    lexical: int = 4           # with rerank: the blocks BM25 ranks best for the question's words are
+                               # scored too (attention votes miss facts phrased like their context)
     rerank_margin: float = 4.0 # the answer never reads a scored block this many nats (summed
                                # over the question's tokens) below the best one
     decode_hold: float = 0.25  # with consensus, while decoding: the blocks the last token read
@@ -86,6 +89,7 @@ class InfLLMParams(StrategyParams):
         require(self.memory_positions in ("ordered", "fixed"), where, "memory_positions", "one of: ordered, fixed")
         require(0.0 <= self.vote_from < 1.0, where, "vote_from", "a fraction of the layers in [0, 1)")
         require(self.rerank >= 0, where, "rerank", "an integer >= 0 (0 = off)")
+        require(self.lexical >= 0, where, "lexical", "an integer >= 0 (0 = attention votes only)")
         require(self.rerank_margin >= 0.0, where, "rerank_margin", "a number of nats >= 0")
         require(self.decode_hold >= 0.0, where, "decode_hold", "a fraction of the voting layers >= 0 (0 = off)")
         require(self.max_cached_block >= self.topk, where, "topk",
@@ -305,12 +309,19 @@ class InfLLM(ContextStrategy):
         self._question = self._state(self.device)
         return True
 
-    def question_candidates(self) -> list[int]:
-        """The first read's `rerank` most-voted blocks, to be scored (none if only one)."""
+    def question_candidates(self, text: QuestionText | None = None) -> list[int]:
+        """The first read's `rerank` most-voted blocks, then the `lexical` best by BM25 for
+        the question's words (given `text`), to be scored; none if there is only one block."""
         if self._first_votes is None:
             self._first_votes = dict(self._votes)
-        ranked = sorted(self._first_votes, key=self._first_votes.__getitem__, reverse=True)
-        return ranked[: self.params.rerank] if len(ranked) > 1 else []
+        p = self.params
+        if not p.rerank or self.stores[0].count < 2:
+            return []
+        ranked = sorted(self._first_votes, key=self._first_votes.__getitem__, reverse=True)[: p.rerank]
+        if text is not None and p.lexical:
+            lexical = best_blocks(text, p.n_init, p.block_size, self.stores[0].count, p.lexical)
+            ranked += [b for b in lexical if b not in ranked]
+        return ranked
 
     def read_question_with(self, block: int) -> None:
         self._back_to_question()

@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 import torch
 
 from longchat.context.attention import ATTENTION_FLOPS
+from longchat.context.lexical import QuestionText
 from longchat.runtime.loader import LoadedModel
 
 # Chat-template end markers of the families we run; used when present in the vocabulary.
@@ -240,7 +241,10 @@ class Engine:
         Returns (tokens read, rows projected to the vocabulary)."""
         self._read_aside(question, "none")
         scores = {}
-        for block in self.strategy.question_candidates() if len(question) > 1 else []:
+        tok = self.model.tokenizer
+        text = QuestionText(list(self.cached_ids), self.query or tok.decode(question, skip_special_tokens=True),
+                            lambda spans: tok.batch_decode(spans, skip_special_tokens=True))
+        for block in self.strategy.question_candidates(text) if len(question) > 1 else []:
             self.strategy.read_question_with(block)
             logits = self._read_aside(question, "all")[0]  # (T, V)
             target = torch.tensor(question[1:], device=logits.device)
@@ -261,11 +265,17 @@ class Engine:
         bounds = [(i, min(i + self.prefill_chunk, body)) for i in range(0, body, self.prefill_chunk)]
         return bounds + ([(body, n)] if tail else [])
 
+    query: str | None = None  # the question of the prompt being read, when a caller knows it
+
     def generate(self, prompt_ids: list[int], sampling: Sampling,
-                 progress: Callable[[int, int], None] | None = None) -> Iterator[int]:
-        """Yield new token ids until a stop token or the token limit. Stats land in `self.stats`."""
+                 progress: Callable[[int, int], None] | None = None, query: str | None = None) -> Iterator[int]:
+        """Yield new token ids until a stop token or the token limit. Stats land in `self.stats`.
+
+        `query`: the user's question in the prompt, for strategies that retrieve by its words
+        (else the text of the prompt's last chunk stands for it)."""
         if not prompt_ids:
             raise ValueError("empty prompt")
+        self.query = query
         message = self.strategy.prepare(len(prompt_ids) + sampling.max_new_tokens)
         if self.strategy.length != len(self.cached_ids):  # the strategy started afresh
             self.reset()
@@ -299,11 +309,11 @@ class Engine:
             self.stats.peak_rss_mb = round(peak_rss_mb(), 1)
 
     def generate_text(self, prompt_ids: list[int], sampling: Sampling,
-                      on_text: Callable[[str], None] | None = None, progress=None) -> str:
+                      on_text: Callable[[str], None] | None = None, progress=None, query: str | None = None) -> str:
         """Run `generate` and return the decoded reply, streaming deltas to `on_text`."""
         detok = Detokenizer(self.model.tokenizer)
         self.last_text = ""  # what was produced, also when Ctrl-C cuts the reply short
-        tokens = self.generate(prompt_ids, sampling, progress)
+        tokens = self.generate(prompt_ids, sampling, progress, query)
         try:
             for token in tokens:
                 delta = detok.push(token)

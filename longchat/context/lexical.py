@@ -1,0 +1,68 @@
+"""Lexical candidates for memory retrieval: the blocks whose words match the question's.
+
+Attention votes find what the question's queries resemble, which on natural text is often
+not the block that holds the fact (a sentence that shares the question's key words but whose
+keys look like every other sentence's). So the question-time re-ranking also tries the blocks
+that Okapi BM25 ranks best: each block's text is its tokens decoded, the query is the user's
+question. Nothing is stored for this: a memory's token ids are already on disk (`ids.bin`),
+and scoring ~8k blocks (1M tokens) takes a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable
+
+K1, B = 1.2, 0.75  # the usual Okapi constants
+_WORD = re.compile(r"[^\W_]+")
+# Function words, and the words of longchat's own ask frame ("Question: ...").
+STOP_WORDS = frozenset("""a about an and any are as at be been but by can could did do does for from had has have
+he her his how i if in into is it its me my no not of on or our she so than that the their them then there these
+they this those to too us was we were what when where which who whom whose why will with would you your question
+answer tell please""".split())
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased words of `text` without function words; digits count as words (codes, years)."""
+    return [w for w in _WORD.findall(text.lower()) if w not in STOP_WORDS]
+
+
+@dataclass
+class QuestionText:
+    """The prompt as text, for strategies that also retrieve by words (given to
+    `ContextStrategy.question_candidates` by the engine)."""
+
+    ids: list[int]                        # every token id before the question's last chunk
+    query: str                            # the user's question (else the last chunk's text)
+    decode: Callable[[list[list[int]]], list[str]]  # token ids -> text, many spans at once
+
+
+def bm25(query: list[str], docs: list[list[str]]) -> list[float]:
+    """Okapi BM25 of each doc (a list of words) for the query's words."""
+    terms = set(query)
+    if not docs or not terms:
+        return [0.0] * len(docs)
+    avg = sum(map(len, docs)) / len(docs) or 1.0
+    counts = [Counter(w for w in doc if w in terms) for doc in docs]
+    df = Counter(w for c in counts for w in c)
+    idf = {w: math.log(1 + (len(docs) - df[w] + 0.5) / (df[w] + 0.5)) for w in df}
+    out = []
+    for doc, c in zip(docs, counts):
+        norm = K1 * (1 - B + B * len(doc) / avg)
+        out.append(sum(idf[w] * n * (K1 + 1) / (n + norm) for w, n in c.items()))
+    return out
+
+
+def best_blocks(text: QuestionText, first: int, block_size: int, n_blocks: int, k: int) -> list[int]:
+    """The `k` blocks with the highest BM25 score for the query (ties: earlier first), only
+    those that match at all. Block b holds tokens [first + b * block_size, + block_size)."""
+    query = words(text.query)
+    if k <= 0 or not query or n_blocks <= 0:
+        return []
+    spans = [text.ids[first + b * block_size: first + (b + 1) * block_size] for b in range(n_blocks)]
+    scores = bm25(query, [words(t) for t in text.decode(spans)])
+    ranked = sorted(range(n_blocks), key=lambda b: (-scores[b], b))
+    return [b for b in ranked[:k] if scores[b] > 0]
