@@ -21,16 +21,15 @@ the question retrieves (e.g. `infllm.lexical`) reuse one encoding of each haysta
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import random
 import sys
-import sysconfig
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from longchat.bench.realtext import haystacks
 from longchat.bench.run import parse_lengths
 
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
@@ -130,67 +129,6 @@ SPLITS = {
              "Where is the rare manuscript kept?", "Which city holds the old handwritten book?"),
     ],
 }
-
-
-# ------------------------------------------------------------------ haystacks
-
-
-def _docs_text() -> str:
-    import importlib
-
-    parts = []
-    for name in ("json", "argparse", "collections", "email.message", "http.client", "logging", "pathlib",
-                 "subprocess", "threading", "urllib.request", "zipfile", "tarfile", "sqlite3", "datetime",
-                 "decimal", "fractions", "statistics", "textwrap", "difflib", "csv", "configparser", "shutil"):
-        module = importlib.import_module(name)
-        for _, obj in sorted(vars(module).items()):
-            if (inspect.isclass(obj) or inspect.isfunction(obj)) and getattr(obj, "__module__", "") == name:
-                doc = inspect.getdoc(obj)
-                if doc and len(doc) > 200:
-                    parts.append(doc)
-    return "\n\n".join(parts)
-
-
-def _licenses_text() -> str:
-    found = sorted(Path("/usr/share/common-licenses").glob("*")) if Path("/usr/share/common-licenses").is_dir() else []
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    found += [stdlib / "LICENSE.txt"]
-    texts = []
-    for path in found:
-        try:
-            if path.is_file() and path.stat().st_size > 2000:
-                texts.append(path.read_text(errors="replace"))
-        except OSError:
-            pass
-    return "\n\n".join(texts)
-
-
-def _code_text() -> str:
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    files = [stdlib / f"{n}.py" for n in ("argparse", "textwrap", "difflib", "configparser", "csv", "shutil",
-                                          "tarfile", "zipfile", "calendar", "fractions", "statistics", "heapq")]
-    return "\n\n".join(p.read_text(errors="replace") for p in files if p.is_file())
-
-
-def _log_text(rng: random.Random, lines: int = 60000) -> str:
-    services = ("auth", "billing", "cache", "gateway", "scheduler", "search", "mailer")
-    events = ("request served in {n} ms", "connection from 10.{a}.{b}.{c} accepted", "cache miss for key user:{n}",
-              "job {n} finished with status ok", "retrying upstream call ({a}/5)", "session {n} expired",
-              "queue depth is {n}", "slow query took {n} ms", "certificate check passed for host {a}.{b}")
-    out = []
-    t = 1_700_000_000
-    for _ in range(lines):
-        t += rng.randint(0, 3)
-        level = rng.choices(("INFO", "WARN", "ERROR", "DEBUG"), (80, 10, 3, 7))[0]
-        event = rng.choice(events).format(n=rng.randint(1, 99999), a=rng.randint(0, 255), b=rng.randint(0, 255),
-                                          c=rng.randint(0, 255))
-        out.append(f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(t))} {level} {rng.choice(services)}: {event}")
-    return "\n".join(out)
-
-
-def haystacks() -> dict[str, str]:
-    return {"docs": _docs_text(), "licenses": _licenses_text(), "code": _code_text(),
-            "log": _log_text(random.Random(0))}
 
 
 def make_document(tokenizer, text: str, tokens: int, depth: float, fact: str, rng: random.Random) -> str:
