@@ -241,9 +241,10 @@ class Engine:
         Returns (tokens read, rows projected to the vocabulary)."""
         self._read_aside(question, "none")
         scores = {}
-        tok = self.model.tokenizer
-        text = QuestionText(list(self.cached_ids), self.query or tok.decode(question, skip_special_tokens=True),
-                            lambda spans: tok.batch_decode(spans, skip_special_tokens=True))
+        tok = self.model.tokenizer  # None for a random-weight model (`bench scale`): no words to match
+        text = None if tok is None else QuestionText(
+            list(self.cached_ids), self.query or tok.decode(question, skip_special_tokens=True),
+            lambda spans: tok.batch_decode(spans, skip_special_tokens=True))
         for block in self.strategy.question_candidates(text) if len(question) > 1 else []:
             self.strategy.read_question_with(block)
             logits = self._read_aside(question, "all")[0]  # (T, V)
