@@ -241,8 +241,8 @@ class Engine:
         Returns (tokens read, rows projected to the vocabulary)."""
         self._read_aside(question, "none")
         scores = {}
-        tok = self.model.tokenizer  # None for a random-weight model (`bench scale`): no words to match
-        text = None if tok is None else QuestionText(
+        tok = self.model.tokenizer  # a random-weight model (`bench scale`) has none: no words to match
+        text = None if not hasattr(tok, "batch_decode") else QuestionText(
             list(self.cached_ids), self.query or tok.decode(question, skip_special_tokens=True),
             lambda spans: tok.batch_decode(spans, skip_special_tokens=True))
         for block in self.strategy.question_candidates(text) if len(question) > 1 else []:
