@@ -133,10 +133,9 @@ class PlainProgress:
 
     def _amount(self, n: float) -> str:
         if self.unit == "bytes":
-            for unit in ("B", "KB", "MB", "GB"):
-                if n < 1000 or unit == "GB":
-                    return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-                n /= 1000
+            from longchat.memory.store import human_bytes
+
+            return human_bytes(n)
         return f"{n:,.0f}"
 
     def update(self, done: int, total: int | None, extra: str = "") -> None:
