@@ -29,10 +29,14 @@ def test_best_blocks_map_tokens_to_blocks_after_the_initial_tokens():
     ids[8 + 4 * 5] = 77      # ...and in block 5, with another query word
     ids[8 + 4 * 5 + 1] = 88
     text = QuestionText(ids, "where is w77 w88", _spelled)
-    assert best_blocks(text, 8, 4, 6, k=4) == [5, 3]  # only blocks that match, best first
-    assert best_blocks(text, 8, 4, 6, k=1) == [5]
-    assert best_blocks(QuestionText(ids, "the of", _spelled), 8, 4, 6, k=4) == []  # no content word
-    assert best_blocks(text, 8, 4, 6, k=0) == []
+    spans = [(8 + 4 * b, 12 + 4 * b) for b in range(6)]
+    assert best_blocks(text, spans, k=4) == [5, 3]  # only blocks that match, best first
+    assert best_blocks(text, spans, k=1) == [5]
+    assert best_blocks(QuestionText(ids, "the of", _spelled), spans, k=4) == []  # no content word
+    assert best_blocks(text, spans, k=0) == []
+    # Blocks of other lengths (event-shaped): the spans say which tokens each holds.
+    assert best_blocks(text, [(8, 23), (23, 32)], k=4) == [1, 0]
+    assert best_blocks(text, [(8, 22), (22, 32)], k=4) == [1]
 
 
 def test_question_candidates_add_the_lexical_blocks_after_the_voted_ones(tiny):

@@ -96,6 +96,13 @@ class Auto(ContextStrategy):
     def rewind_question(self, scores: dict[int, float] | None = None) -> None:
         self.inner.rewind_question(scores)
 
+    @property
+    def wants_surprise(self) -> bool:
+        return self.inner.wants_surprise
+
+    def observe_surprise(self, values: list[float]) -> None:
+        self.inner.observe_surprise(values)
+
     def truncate(self, n_tokens: int) -> bool:
         return self.inner.truncate(n_tokens)
 

@@ -43,6 +43,7 @@ import torch
 from longchat.context.attention import Mask, attention_lse, merge_attention
 from longchat.context.base import ContextStrategy, StrategyParams, register_strategy
 from longchat.context.blocks import SCORE_DTYPES, BlockStore, score_dtype
+from longchat.context.events import boundaries, cut
 from longchat.context.lexical import QuestionText, best_blocks
 from longchat.errors import InputError
 from longchat.runtime.rope import rotate
@@ -77,6 +78,15 @@ class InfLLMParams(StrategyParams):
     decode_hold: float = 0.25  # with consensus, while decoding: the blocks the last token read
                                # get this fraction of the voting layers' votes on top of their own,
                                # so a new block must out-vote one by that much (0 = re-vote freely)
+    contiguity: int = 0        # with rerank: the re-ranked best block's neighbours this many blocks
+                               # each side are read too, on top of topk (EM-LLM's contiguity buffer)
+    segment: str = "fixed"     # "fixed": blocks of block_size tokens; "surprise": a block ends where
+                               # a token's surprise tops mean + surprise_gamma * std of the
+                               # surprise_window tokens before it, once it holds min_block tokens
+                               # (EM-LLM; costs the vocabulary projection of every prompt token)
+    surprise_gamma: float = 1.0
+    surprise_window: int = 128
+    min_block: int = 64
 
     def validate(self, where: str) -> None:
         require(self.n_init >= 0, where, "n_init", "an integer >= 0")
@@ -92,8 +102,15 @@ class InfLLMParams(StrategyParams):
         require(self.lexical >= 0, where, "lexical", "an integer >= 0 (0 = attention votes only)")
         require(self.rerank_margin >= 0.0, where, "rerank_margin", "a number of nats >= 0")
         require(self.decode_hold >= 0.0, where, "decode_hold", "a fraction of the voting layers >= 0 (0 = off)")
-        require(self.max_cached_block >= self.topk, where, "topk",
-                f"<= max_cached_block ({self.max_cached_block}): retrieved blocks must fit the block cache")
+        require(self.contiguity >= 0, where, "contiguity", "an integer >= 0 (0 = off)")
+        extra = f" - 2 x contiguity ({2 * self.contiguity})" if self.contiguity else ""
+        require(self.max_cached_block >= self.topk + 2 * self.contiguity, where, "topk",
+                f"<= max_cached_block ({self.max_cached_block}){extra}: retrieved blocks must fit the block cache")
+        require(self.segment in ("fixed", "surprise"), where, "segment", "one of: fixed, surprise")
+        require(self.surprise_window >= 2, where, "surprise_window", "an integer >= 2")
+        if self.segment == "surprise":
+            require(min(self.repr_topk, self.block_size) <= self.min_block <= self.block_size, where, "min_block",
+                    f"between repr_topk ({self.repr_topk}) and block_size ({self.block_size}) with segment = surprise")
 
     def check_context(self, context, where: str) -> None:
         require(context.prefill_chunk <= self.n_local, where, "n_local",
@@ -182,6 +199,36 @@ class InfLLM(ContextStrategy):
         self._first_votes: dict[int, float] | None = None
         self.pinned: list[int] = []
         self.barred: set[int] = set()
+        self.neighbours: list[int] = []  # the pinned block's, with `contiguity`
+        # Block lengths in tokens (all block_size unless `segment` is "surprise"; the rest of a
+        # shorter block is padding that attention masks out), and the surprise of the tokens
+        # from position `_s_from` on (kept while they may still be cut into blocks).
+        self.lens: list[int] = []
+        self._surprise: list[float] = []
+        self._s_from = 0
+        self._masks: dict = {}
+        self._cuts: tuple | None = None
+
+    @property
+    def wants_surprise(self) -> bool:
+        """Whether the engine should hand every token's surprise to `observe_surprise`."""
+        return self.params.segment == "surprise"
+
+    def observe_surprise(self, values: list[float]) -> None:
+        """The surprise (nats) of the last forward's tokens, in order."""
+        missing = self._length - len(values) - (self._s_from + len(self._surprise))
+        if missing < 0:  # the forward re-read tokens already seen (cannot happen; be safe)
+            del self._surprise[max(0, len(self._surprise) + missing):]
+            missing = 0
+        self._surprise += [0.0] * missing + list(values)
+
+    def block_spans(self) -> list[tuple[int, int]]:
+        """[start, end) token positions of each memory block, in order."""
+        spans, at = [], self.params.n_init
+        for n in self.lens:
+            spans.append((at, at + n))
+            at += n
+        return spans
 
     def prepare(self, n_tokens: int, folder=None) -> None:
         """Refuse at once an input whose memory blocks cannot fit where they would go,
@@ -193,7 +240,8 @@ class InfLLM(ContextStrategy):
         p, store = self.params, self.stores[0]
         if store.persistent and folder is None:
             return None  # blocks of an attached memory: only a question's few are added
-        blocks = max(0, n_tokens - p.n_init - p.n_local) // p.block_size - store.count
+        per_block = p.block_size if p.segment == "fixed" else (p.block_size + p.min_block) // 2  # a typical cut
+        blocks = max(0, n_tokens - p.n_init - p.n_local) // per_block - store.count
         need = blocks * self.cfg.n_layers * store.record_bytes
         smaller = "" if p.store_bits == 8 else " or infllm.store_bits=8 (half the bytes)"
         if folder is not None or p.disk:
@@ -264,6 +312,8 @@ class InfLLM(ContextStrategy):
             "init_k": copy(self.init_k), "init_v": copy(self.init_v),
             "rem_k": copy(self.rem_k), "rem_v": copy(self.rem_v), "rem_score": copy(self.rem_score),
             "slots": [None if held is None else list(held[0]) for held in self.memory_kv],
+            "lens": torch.tensor(self.lens, dtype=torch.int16),
+            "surprise": torch.tensor(self._surprise, dtype=torch.float32), "s_from": self._s_from,
         }
 
     def _set_state(self, state: dict) -> None:
@@ -273,6 +323,11 @@ class InfLLM(ContextStrategy):
         def put(t):
             return None if t is None else t.to(dev)
         self._length, self.window, self.evicted = state["length"], state["window"], state["evicted"]
+        # Memories written before blocks had lengths: every block is full.
+        self.lens = state["lens"].tolist() if "lens" in state else [self.params.block_size] * state["blocks"]
+        self._surprise = state["surprise"].tolist() if "surprise" in state else []
+        self._s_from = state.get("s_from", self._length)
+        del self._surprise[max(0, self._length - self._s_from):]
         self.windows = [_Window() for _ in range(L)]
         self.memory_kv, self.memory_rot = [None] * L, [None] * L
         for layer in range(L):
@@ -319,7 +374,7 @@ class InfLLM(ContextStrategy):
             return []
         ranked = sorted(self._first_votes, key=self._first_votes.__getitem__, reverse=True)[: p.rerank]
         if text is not None and p.lexical:
-            lexical = best_blocks(text, p.n_init, p.block_size, self.stores[0].count, p.lexical)
+            lexical = best_blocks(text, self.block_spans()[: self.stores[0].count], p.lexical)
             ranked += [b for b in lexical if b not in ranked]
         return ranked
 
@@ -337,8 +392,10 @@ class InfLLM(ContextStrategy):
             self._votes = self._first_votes
         if scores:
             best = max(scores, key=scores.__getitem__)
-            near = {best - 1, best + 1}
+            reach = max(1, self.params.contiguity)
+            near = {best + d for d in range(-reach, reach + 1) if d}
             self.pinned = [best]
+            self.neighbours = sorted(b for b in near if 0 <= b < self.stores[0].count) if self.params.contiguity else []
             self.barred = {b for b, s in scores.items()
                            if s < scores[best] - self.params.rerank_margin and b not in near}
 
@@ -376,7 +433,7 @@ class InfLLM(ContextStrategy):
         # left out; any other forward ends it.
         on = self._second_read or (t == 1 and self.agreed is not None)
         if not on:
-            self.pinned, self.barred = [], set()
+            self.pinned, self.barred, self.neighbours = [], set(), []
         if on and t == 1 and self.agreed and p.decode_hold:
             # Hysteresis: a block the last token read stays unless out-voted by a margin.
             bonus = p.decode_hold * (self.cfg.n_layers - self.first_voter)
@@ -384,9 +441,10 @@ class InfLLM(ContextStrategy):
                 self._votes[block] = self._votes.get(block, 0.0) + bonus
         ranked = sorted(self._votes, key=self._votes.__getitem__, reverse=True) if on else []
         chosen = self.pinned + [b for b in ranked if b not in self.barred and b not in self.pinned]
-        self.agreed = sorted(chosen[: p.topk]) or None
+        chosen = chosen[: p.topk] + [b for b in self.neighbours if b not in chosen[: p.topk]]
+        self.agreed = sorted(chosen) or None
         self._second_read, self._votes = False, {}
-        self._tables = {}
+        self._tables, self._masks, self._cuts = {}, {}, None
 
     def attend(self, layer, q, k, v):
         win = self.windows[layer]
@@ -397,16 +455,33 @@ class InfLLM(ContextStrategy):
         q_g = rotate(q, self.cos_g, self.sin_g)
         gk, gv, slots = self.memory(layer, q_g)
         rk, rv = self.rem_k[layer], self.rem_v[layer]
+        pad = self._padding_mask(layer, slots, q.shape[2])
         if self.params.memory_positions == "fixed":
             # The reference: unrotated memory keys, query at n_local = one distance for all.
-            parts += [attention_lse(q_g, key, val) for key, val in ((gk, gv), (rk, rv)) if key is not None]
+            parts += [attention_lse(q_g, key, val, m) for key, val, m in ((gk, gv, pad), (rk, rv, None))
+                      if key is not None]
         else:
-            parts += self._ordered_memory_parts(layer, q_l, gk, gv, slots, rk, rv)
+            parts += self._ordered_memory_parts(layer, q_l, gk, gv, slots, rk, rv, pad)
         out = merge_attention(parts)
         self._update_window(layer, q_l)
         return out
 
-    def _ordered_memory_parts(self, layer, q_l, gk, gv, slots, rk, rv):
+    def _padding_mask(self, layer: int, slots: list[int], t: int) -> Mask | None:
+        """Which memory keys ([init | block slots]) are tokens rather than a short block's
+        padding, for `t` queries; None when every slot's block is full."""
+        bs = self.params.block_size
+        lens = [self.lens[b] for b in slots]
+        if all(n == bs for n in lens):
+            return None
+        n0 = self._n_init_held(layer)
+        key = (tuple(slots), n0, t)
+        if key not in self._masks:
+            inside = torch.arange(bs, device=self.device)[None, :] < torch.tensor(lens, device=self.device)[:, None]
+            valid = torch.cat([torch.ones(n0, dtype=torch.bool, device=self.device), inside.flatten()])
+            self._masks[key] = Mask(valid[None, :].expand(t, -1))
+        return self._masks[key]
+
+    def _ordered_memory_parts(self, layer, q_l, gk, gv, slots, rk, rv, pad=None):
         """Memory laid out in its original order right before the window: [init | retrieved
         blocks by id | remainder | window]. Keys are rotated at those virtual positions, so the
         query (at its absolute position) reads a ~(n_init + topk*bs + n_local)-token context
@@ -422,14 +497,18 @@ class InfLLM(ContextStrategy):
             held = self.memory_rot[layer]
             if held is None or held[0] != key:
                 n0, bs = self._n_init_held(layer), self.params.block_size
-                cos, sin = self._span_tables(start - n0 - len(slots) * bs, start)
-                rank = {block: r for r, block in enumerate(sorted(slots))}
-                first = torch.tensor([n0 + rank[b] * bs for b in slots], dtype=torch.long, device=self.device)
+                at, offset = n0, {}  # each block's first virtual row, blocks in text order
+                for block in sorted(slots):
+                    offset[block] = at
+                    at += self.lens[block]
+                cos, sin = self._span_tables(start - at, start)
+                first = torch.tensor([offset[b] for b in slots], dtype=torch.long, device=self.device)
                 rows = torch.cat([torch.arange(n0, device=self.device),
                                   (first[:, None] + torch.arange(bs, device=self.device)).flatten()])
+                rows = rows.clamp(max=at - 1)  # a short block's padding (masked) reuses a real row
                 held = (key, rotate(gk, cos[rows], sin[rows]))
                 self.memory_rot[layer] = held
-            parts.append(attention_lse(q_l, held[1], gv))
+            parts.append(attention_lse(q_l, held[1], gv, pad))
         return parts
 
     def _span_tables(self, first: int, end: int):
@@ -544,7 +623,8 @@ class InfLLM(ContextStrategy):
         if n_init:
             self._append_init(layer, k[:, :, :n_init], v[:, :, :n_init])
         if over > n_init:
-            self._append_remainder(layer, k[:, :, n_init:], v[:, :, n_init:], score[:, n_init:])
+            self._append_remainder(layer, k[:, :, n_init:], v[:, :, n_init:], score[:, n_init:],
+                                   self.first_evicted + n_init)
 
     def _append_init(self, layer, k, v):
         if self.init_k[layer] is None:
@@ -554,25 +634,68 @@ class InfLLM(ContextStrategy):
             self.init_v[layer] = torch.cat([self.init_v[layer], v], dim=2)
         self.memory_kv[layer] = None
 
-    def _append_remainder(self, layer, k, v, score):
-        bs = self.params.block_size
+    def _append_remainder(self, layer, k, v, score, first: int):
+        """Add evicted tokens (positions `first`...) to the remainder and store every block it
+        now completes: block_size tokens each, or with `segment = "surprise"` cut at events."""
         if self.rem_k[layer] is not None:
+            first -= self.rem_k[layer].shape[2]
             k = torch.cat([self.rem_k[layer], k], dim=2)
             v = torch.cat([self.rem_v[layer], v], dim=2)
             score = torch.cat([self.rem_score[layer], score], dim=1)
-        full = k.shape[2] // bs
-        if full:  # every full block in one go: on a GPU, one copy to the host, not one per block
-            h, d = k.shape[1], k.shape[3]
-            block_k = k[0, :, : full * bs].reshape(h, full, bs, d).transpose(0, 1)  # (n, Hkv, bs, D)
-            block_v = v[0, :, : full * bs].reshape(h, full, bs, d).transpose(0, 1)
-            top = torch.topk(score[:, : full * bs].reshape(h, full, bs).transpose(0, 1), self.n_reprs, dim=2).indices
-            reprs = torch.gather(block_k, 2, top[..., None].expand(-1, -1, -1, d))  # (n, Hkv, r, D)
-            self.stores[layer].extend(block_k, block_v, reprs)
-        rest = full * bs
+        lens = self._block_lengths(first, k.shape[2])
+        if lens:  # every block in one go: on a GPU, one copy to the host, not one per block
+            self._store_blocks(layer, k, v, score, lens)
+            if layer == 0:
+                self.lens += lens
+        rest = sum(lens)
         if rest < k.shape[2]:
             self.rem_k[layer], self.rem_v[layer], self.rem_score[layer] = k[:, :, rest:], v[:, :, rest:], score[:, rest:]
         else:
             self.rem_k[layer] = self.rem_v[layer] = self.rem_score[layer] = None
+
+    def _block_lengths(self, first: int, n: int) -> list[int]:
+        """Lengths of the blocks that the `n` pending tokens from position `first` complete
+        (the same for every layer: worked out once per forward)."""
+        p = self.params
+        if p.segment == "fixed":
+            return [p.block_size] * (n // p.block_size)
+        if self._cuts is not None and self._cuts[0] == (first, n):
+            return self._cuts[1]
+        history = min(p.surprise_window, first)
+        lo = first - history - self._s_from  # tokens read before surprise was kept count as 0
+        values = [0.0] * max(0, -lo) + self._surprise[max(0, lo): first + n - self._s_from]
+        values += [0.0] * (history + n - len(values))
+        opens = boundaries(torch.tensor(values), p.surprise_window, p.surprise_gamma, history)
+        lens = cut(opens, p.min_block, p.block_size)
+        self._cuts = ((first, n), lens)
+        # Surprise older than the next block's history is no longer needed.
+        keep_from = first + sum(lens) - p.surprise_window
+        if keep_from > self._s_from:
+            del self._surprise[: keep_from - self._s_from]
+            self._s_from = keep_from
+        return lens
+
+    def _store_blocks(self, layer, k, v, score, lens: list[int]) -> None:
+        """Store the leading blocks of lengths `lens` from k, v (1, Hkv, T, D), padded to
+        block_size; a block's representative keys are its best-scored real tokens."""
+        bs, n = self.params.block_size, len(lens)
+        h, d = k.shape[1], k.shape[3]
+        if all(m == bs for m in lens):
+            block_k = k[0, :, : n * bs].reshape(h, n, bs, d).transpose(0, 1)  # (n, Hkv, bs, D)
+            block_v = v[0, :, : n * bs].reshape(h, n, bs, d).transpose(0, 1)
+            block_s = score[:, : n * bs].reshape(h, n, bs).transpose(0, 1)
+        else:
+            block_k, block_v = k.new_zeros((n, h, bs, d)), v.new_zeros((n, h, bs, d))
+            block_s = score.new_full((n, h, bs), float("-inf"))
+            at = 0
+            for i, m in enumerate(lens):
+                block_k[i, :, :m] = k[0, :, at: at + m]
+                block_v[i, :, :m] = v[0, :, at: at + m]
+                block_s[i, :, :m] = score[:, at: at + m]
+                at += m
+        top = torch.topk(block_s, self.n_reprs, dim=2).indices
+        reprs = torch.gather(block_k, 2, top[..., None].expand(-1, -1, -1, d))  # (n, Hkv, r, D)
+        self.stores[layer].extend(block_k, block_v, reprs)
 
     def memory_bytes(self) -> int:
         tensors = self.init_k + self.init_v + self.rem_k + self.rem_v

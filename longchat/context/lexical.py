@@ -56,13 +56,12 @@ def bm25(query: list[str], docs: list[list[str]]) -> list[float]:
     return out
 
 
-def best_blocks(text: QuestionText, first: int, block_size: int, n_blocks: int, k: int) -> list[int]:
+def best_blocks(text: QuestionText, spans: list[tuple[int, int]], k: int) -> list[int]:
     """The `k` blocks with the highest BM25 score for the query (ties: earlier first), only
-    those that match at all. Block b holds tokens [first + b * block_size, + block_size)."""
+    those that match at all. Block b holds tokens [spans[b][0], spans[b][1]) of `text.ids`."""
     query = words(text.query)
-    if k <= 0 or not query or n_blocks <= 0:
+    if k <= 0 or not query or not spans:
         return []
-    spans = [text.ids[first + b * block_size: first + (b + 1) * block_size] for b in range(n_blocks)]
-    scores = bm25(query, [words(t) for t in text.decode(spans)])
-    ranked = sorted(range(n_blocks), key=lambda b: (-scores[b], b))
+    scores = bm25(query, [words(t) for t in text.decode([text.ids[a:b] for a, b in spans])])
+    ranked = sorted(range(len(spans)), key=lambda b: (-scores[b], b))
     return [b for b in ranked[:k] if scores[b] > 0]

@@ -40,8 +40,11 @@ STREAM_ABOVE = 64_000_000  # bytes: larger text files are tokenized as they are 
 # Keys of [strategy] that change no stored key or value: storage, the retrieval cache, and how
 # the question (never part of a memory) retrieves. `score_dtype` only rounds retrieval scores
 # (it can flip a near-tie, as another matmul kernel could): memories stay usable across it.
-STORAGE_ONLY = ("max_cached_block", "disk", "disk_dir", "full_up_to",
-                "consensus", "vote_from", "rerank", "lexical", "rerank_margin", "decode_hold", "score_dtype")
+STORAGE_ONLY = ("max_cached_block", "disk", "disk_dir", "full_up_to", "consensus", "vote_from", "rerank",
+                "lexical", "rerank_margin", "decode_hold", "contiguity", "score_dtype")
+# How blocks are cut: part of the key only when they are event-shaped, so that memories and
+# cache entries written before there was a choice (all fixed-size blocks) stay valid.
+SEGMENT_KEYS = ("segment", "surprise_gamma", "surprise_window", "min_block")
 
 Progress = Callable[[int, int], None]  # (tokens done, tokens expected)
 
@@ -105,7 +108,9 @@ def model_sha256(folder: Path) -> str:
 
 def memory_key(runner, params, head: str) -> dict:
     """Everything that changes the encoded keys and values: a memory is only used when equal."""
-    strategy = {f"infllm.{k}": v for k, v in vars(params).items() if k not in STORAGE_ONLY}
+    fixed = params.segment == "fixed"
+    strategy = {f"infllm.{k}": v for k, v in vars(params).items()
+                if k not in STORAGE_ONLY and not (fixed and k in SEGMENT_KEYS)}
     model = runner.model
     return {"model": model.name, "model_sha256": model_sha256(model.path), "dtype": str(model.decoder.dtype).removeprefix("torch."),
             "prefill_chunk": runner.profile.context.prefill_chunk, "head": head, **strategy}
