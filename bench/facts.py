@@ -15,7 +15,8 @@ is the BM25 baseline plugin.
         --profiles auto,auto:infllm.lexical=0,rag,full@2k --out bench-out/facts-train
 
 Answers are cached in a private LONGCHAT_HOME under --out, so profiles that differ only in how
-the question retrieves (e.g. `infllm.lexical`) reuse one encoding of each haystack.
+the question retrieves (e.g. `infllm.lexical`) reuse one encoding of each haystack. Every answer
+is appended to --out/SPLIT.jsonl; `--report` prints the table of all of them (several runs).
 """
 
 from __future__ import annotations
@@ -171,10 +172,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profiles", default="auto,rag,full@2k",
                         help="comma-separated: a profile name, NAME:section.key=value[;...], or full@2k")
     parser.add_argument("--out", default="bench-out/facts")
-    parser.add_argument("--plot", action="store_true", help="also write facts.png (needs matplotlib)")
+    parser.add_argument("--plot", action="store_true", help="also write SPLIT.png (needs matplotlib)")
+    parser.add_argument("--report", action="store_true",
+                        help="run nothing: the table (and --plot) of every answer in --out's SPLIT.jsonl so far")
     args = parser.parse_args(argv)
 
     out = Path(args.out)
+    if args.report:
+        rows = {}
+        for line in (out / f"{args.split}.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            rows[row["profile"], row["length"], row["sample"], row["question"]] = row  # the latest answer
+        print(table(list(rows.values())))
+        if args.plot:
+            plot(list(rows.values()), out / f"{args.split}.png")
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     os.environ["LONGCHAT_HOME"] = str(out.resolve() / "home")
     from longchat import pipeline
