@@ -1,4 +1,10 @@
-"""Plugins: one small set of pluggy hooks; built-ins register through the same hooks.
+"""Plugins: one small set of pluggy hooks through which installed packages add to longchat.
+
+This module is a leaf: it imports nothing of longchat's. Each registry (readers in
+`sources.registry`, strategies in `context.registry`, compressors in `compress`, memory
+functions in `sessions.chat`, commands in `cli`, profiles in `profile`) lists its own built-ins
+and adds what the plugins' hooks return, through `gather` (built-ins first, a taken name
+skipped with a warning).
 
 A plugin is a module (usually an installed package) with functions marked `@hookimpl`:
 
@@ -11,7 +17,7 @@ A plugin is a module (usually an installed package) with functions marked `@hook
 Installed packages are found through the entry-point group `longchat.plugins.v1` (the
 version is in the name: a hook change that breaks plugins gets a new group).
 `LONGCHAT_PLUGINS=a,b` loads only those third-party plugins, `LONGCHAT_PLUGINS=none` none;
-the built-ins always load. A plugin that fails to import or register prints one warning
+the built-ins are always there. A plugin that fails to import or register prints one warning
 naming it, and everything else keeps working.
 """
 
@@ -21,7 +27,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Callable
 
 import pluggy
 
@@ -86,15 +92,11 @@ def warn(message: str) -> None:
 
 
 def manager() -> pluggy.PluginManager:
-    """The plugin manager: built-ins first, then the allowed entry points (loaded once)."""
+    """The plugin manager with the allowed entry points (loaded once)."""
     global _manager
     if _manager is None:
         pm = pluggy.PluginManager(PROJECT)
         pm.add_hookspecs(Hooks)
-        from longchat import builtin_plugin
-
-        pm.register(builtin_plugin, name="builtin")
-        _loaded.append(Loaded("builtin", "built-in", builtin_plugin))
         _manager = pm
         for ep in _allowed(entry_points(group=GROUP)):
             source = f"{ep.dist.name}-{ep.dist.version}" if ep.dist else "entry point"
@@ -149,7 +151,7 @@ def collect(hook: str, **kwargs) -> list[tuple[str, Any]]:
     pm = manager()
     out = []
     caller = getattr(pm.hook, hook)
-    for impl in reversed(caller.get_hookimpls()):  # registration order: built-ins first
+    for impl in reversed(caller.get_hookimpls()):  # registration order
         try:
             items = impl.function(**{k: kwargs[k] for k in impl.argnames if k in kwargs})
         except Exception as e:
@@ -172,13 +174,27 @@ def _failed(name: str, hook: str, error: Exception) -> None:
 def _reset_caches() -> None:
     global _generation
     _generation += 1
-    from longchat.sources import registry
 
-    registry.reload()
+
+def gather(hook: str, builtins: list, name_of: Callable[[Any], str], valid: Callable[[Any], bool], kind: str,
+           **kwargs) -> dict[str, Any]:
+    """name -> item: `builtins` first, then every plugin's items from `hook` (`kwargs` passed
+    on). An item that is not `valid`, or whose name is taken, is skipped with a warning that
+    names the plugin and says it is not a `kind`."""
+    found = {name_of(item): item for item in builtins}
+    for plugin, item in collect(hook, **kwargs):
+        if not valid(item):
+            warn(f"plugin {plugin!r} registered something that is not a {kind}; skipped")
+        elif name_of(item) in found:
+            if found[name_of(item)] is not item:
+                warn(f"plugin {plugin!r}: a {kind.split()[-1]} named {name_of(item)!r} exists already; skipped")
+        else:
+            found[name_of(item)] = item
+    return found
 
 
 def loaded() -> list[Loaded]:
-    """Every plugin seen, with what it registers (for `longchat plugins`)."""
+    """Every third-party plugin seen, with what it registers (for `longchat plugins`)."""
     manager()
     for item in _loaded:
         if item.plugin is None:

@@ -12,7 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from longchat.context.base import StrategyParams, parse_params, strategy_class
+from longchat.context.base import StrategyParams, parse_params
+from longchat.context.registry import strategy_class
 from longchat.errors import ConfigError
 from longchat.paths import config_dir
 from longchat.runtime.generate import Sampling
@@ -125,7 +126,7 @@ def _user() -> dict[str, Path]:
 def _from_plugins() -> dict[str, Path]:
     from longchat import plugins
 
-    return {Path(str(p)).stem: Path(str(p)) for name, p in plugins.collect("longchat_profiles") if name != "builtin"}
+    return {Path(str(p)).stem: Path(str(p)) for name, p in plugins.collect("longchat_profiles")}
 
 
 def available_profiles() -> dict[str, Path]:

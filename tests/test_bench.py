@@ -266,9 +266,9 @@ def test_cli_scale_runs_each_profile_on_a_random_model(home, tmp_path, capsys):
 
 
 def test_cli_scale_refuses_what_cannot_fit_and_goes_on(home, tmp_path, capsys, monkeypatch):
-    from longchat.context import infllm
+    from longchat import sysinfo
 
-    monkeypatch.setattr(infllm, "available_ram", lambda: 10 * 2**20)
+    monkeypatch.setattr(sysinfo, "available_ram", lambda: 10 * 2**20)
     code = main(["bench", "scale", "--shape", "tiny", "--runs", "infllm:1m,full:1k", "-n", "2"])
     out, err = capsys.readouterr()
     assert code == 0, err

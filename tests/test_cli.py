@@ -124,9 +124,9 @@ def test_too_long_input_is_refused_then_truncated_with_warning(home, tmp_path, c
 
 def test_ask_refuses_at_once_an_input_whose_memory_cannot_fit(home, tmp_path, capsys, monkeypatch):
     """Past the window without the cache, the blocks go to RAM: checked before the long read."""
-    from longchat.context import infllm
+    from longchat import sysinfo
 
-    monkeypatch.setattr(infllm, "available_ram", lambda: 1_000_000)  # 1 MB: not even a 10k-token input
+    monkeypatch.setattr(sysinfo, "available_ram", lambda: 1_000_000)  # 1 MB: not even a 10k-token input
     path = tmp_path / "long.txt"
     path.write_text("The grass is green. The sky is blue. " * 1200 + FACTS)
     code, out, err = run(capsys, "ask", str(path), QUESTION, "--no-cache")

@@ -438,6 +438,7 @@ def test_infllm_refuses_at_once_an_input_whose_blocks_cannot_fit(tiny, tmp_path,
     disk) they would fill, with the settings that would make them fit named."""
     from collections import namedtuple
 
+    from longchat import sysinfo
     from longchat.context import infllm
     from longchat.errors import InputError
 
@@ -445,7 +446,7 @@ def test_infllm_refuses_at_once_an_input_whose_blocks_cannot_fit(tiny, tmp_path,
     params = dict(n_init=8, n_local=64, block_size=16, topk=2, max_cached_block=4)
     s = make(cfg, "infllm", **params)
     per_block = cfg.n_layers * s.stores[0].record_bytes  # 2 layers x (2 x 2 heads x 16 x 16 x 2 B)
-    monkeypatch.setattr(infllm, "available_ram", lambda: 10 * per_block)
+    monkeypatch.setattr(sysinfo, "available_ram", lambda: 10 * per_block)
     assert s.prepare(8 + 64 + 10 * 16) is None  # exactly 10 blocks: fits
     with pytest.raises(InputError, match=r"GB of memory blocks in RAM.*infllm.disk=true .*or infllm.store_bits=8"):
         s.prepare(8 + 64 + 11 * 16)

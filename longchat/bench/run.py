@@ -24,7 +24,8 @@ from longchat.bench.base import Task
 from longchat.bench.flops import peak_matmul_flops
 from longchat.timing import sync
 from longchat.errors import ConfigError, InputError
-from longchat.runtime.generate import Sampling, peak_rss_mb, reset_peak_rss
+from longchat.runtime.generate import Sampling
+from longchat.sysinfo import peak_rss_mb, reset_peak_rss
 
 Note = Callable[[str], None]
 
@@ -247,15 +248,15 @@ def machine_info(runner) -> dict:
 def overrides_for(profile_spec: str, overrides: list[str]) -> list[str]:
     """The `--set` overrides that apply to one profile of a comparison: `infllm.topk=8` only
     reaches profiles whose strategy is infllm; section overrides reach every profile."""
-    from longchat.context.base import STRATEGIES, _load_builtins
+    from longchat.context.registry import strategies
     from longchat.profile import load_profile
 
-    _load_builtins()
+    known = strategies()
     strategy = load_profile(profile_spec).context.strategy
     kept = []
     for text in overrides:
         section = text.split("=", 1)[0].split(".")[0].strip()
-        if section in STRATEGIES and section != strategy:
+        if section in known and section != strategy:
             continue
         kept.append(text)
     return kept

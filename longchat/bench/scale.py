@@ -23,7 +23,9 @@ import torch
 from longchat.bench.flops import peak_matmul_flops
 from longchat.bench.run import format_length, overrides_for, parse_lengths
 from longchat.errors import ConfigError, InputError
-from longchat.runtime.generate import Sampling, peak_rss_mb, reset_peak_rss
+from longchat.runtime.generate import Sampling
+from longchat import sysinfo
+from longchat.sysinfo import peak_rss_mb, reset_peak_rss
 
 _LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
                 "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
@@ -98,9 +100,7 @@ def weight_bytes(cfg, dtype: torch.dtype) -> int:
 def _free_bytes(device: torch.device) -> int | None:
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    from longchat.context.infllm import available_ram
-
-    return available_ram()
+    return sysinfo.available_ram()
 
 
 def random_model(shape: str, device: torch.device, dtype: torch.dtype, seed: int = 0):

@@ -9,32 +9,22 @@ import sys
 import click
 import typer
 
+from longchat.cli.app import app
 from longchat.cli.common import ReaderLeft
 from longchat.errors import (EXIT_ENV, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, LongchatError,
                              env_error)
 
-app = typer.Typer(
-    name="longchat",
-    help="Chat with, and ask about, inputs far larger than your local model's context window.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
-@app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
-    """Chat with, and ask about, inputs far larger than your local model's context window."""
-
 
 def _register() -> None:
-    """Commands come through the plugins' `longchat_commands` hook (the built-in ones too)."""
+    """The built-in commands (each module adds its own to `app`), then the plugins'
+    `longchat_commands`."""
     global _registered
     if _registered:
         return
     _registered = True
     from longchat import plugins
+    from longchat.cli import ask, bench, chat, compress, info, memories, sessions, summarize  # noqa: F401
+    from longchat.cli import plugins as plugins_command  # noqa: F401
 
     plugins.collect("longchat_commands", app=app)
 

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from longchat.cli import app
+from longchat.cli.app import app
 from longchat.cli.common import (CompressOpt, DeviceOpt, KeepOpt, MaxNewOpt, ModelOpt, ProfileOpt, QuietOpt, SetOpt,
                                  StatsOpt, TemperatureOpt, check_sources, note, open_runner_cli, prefill_progress,
                                  print_stats, sampling_from, set_quiet, stream_out, use_compression, usage_error)

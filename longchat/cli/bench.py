@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from longchat.cli import app
+from longchat.cli.app import app
 from longchat.cli.common import DeviceOpt, ModelOpt, SetOpt, err, note
 
 bench_app = typer.Typer(

@@ -11,7 +11,7 @@ import typer
 from longchat import paths
 from longchat.chat import CommandResult, Conversation, is_command, user_text
 from longchat.sessions import commands as _session_commands  # noqa: F401  (registers /remember, /core ...)
-from longchat.cli import app
+from longchat.cli.app import app
 from longchat.cli.common import (CompressOpt, DeviceOpt, MaxNewOpt, ModelOpt, ProfileOpt, SetOpt, TemperatureOpt, err,
                                  note, open_runner_cli, prefill_progress, print_stats, sampling_from, stream_out,
                                  use_compression)

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from longchat.cli import app
+from longchat.cli.app import app
 from longchat.cli.common import (DeviceOpt, KeepOpt, ProfileOpt, QuietOpt, SetOpt, check_sources, note,
                                  open_runner_cli, prefill_progress, set_quiet, use_compression)
 

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from longchat.cli import app
+from longchat.cli.app import app
 from longchat.errors import ModelError
 
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)

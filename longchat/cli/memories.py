@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from longchat.cli import app
+from longchat.cli.app import app
 from longchat.cli.common import (DeviceOpt, ModelOpt, ProfileOpt, QuietOpt, SetOpt, check_sources, note, open_runner_cli,
                                  prefill_progress, set_quiet, usage_error)
 

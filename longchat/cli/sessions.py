@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from longchat.cli import app
+from longchat.cli.app import app
 from longchat.cli.common import err, note
 from longchat.sessions.store import when as _when
 

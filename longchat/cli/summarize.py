@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from longchat.cli import app
+from longchat.cli.app import app
 from longchat.cli.common import (CompressOpt, DeviceOpt, MaxNewOpt, ModelOpt, PlainProgress, ProfileOpt, QuietOpt,
                                  SetOpt, StatsOpt, TemperatureOpt, check_sources, err, note, open_runner_cli,
                                  print_stats, sampling_from, set_quiet, use_compression)

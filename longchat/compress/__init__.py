@@ -19,18 +19,13 @@ __all__ = ["METHODS", "Compressor", "Result", "compressor_for", "compress_source
 
 
 def methods() -> dict[str, Callable]:
-    """method name -> compressor factory(model, settings, note), from every plugin (built-ins first)."""
+    """method name -> compressor factory(model, settings, note): the built-ins, then every plugin's."""
     from longchat import plugins
 
-    out: dict[str, Callable] = {}
-    for plugin, item in plugins.collect("longchat_compressors"):
-        try:
-            name, factory = item
-        except (TypeError, ValueError):
-            plugins.warn(f"plugin {plugin!r} registered a compressor that is not a (name, factory) pair; skipped")
-            continue
-        out.setdefault(name, factory)
-    return out
+    pairs = plugins.gather("longchat_compressors", [(method, Compressor) for method in METHODS], lambda item: item[0],
+                           lambda item: isinstance(item, tuple) and len(item) == 2 and callable(item[1]),
+                           "(name, factory) pair for a compressor")
+    return {name: factory for name, (_, factory) in pairs.items()}
 
 
 def compressor_for(runner, note: Callable[[str], None] = lambda m: None):

@@ -1,10 +1,4 @@
 """Context strategies: how attention reaches past the model's trained window."""
 
-from longchat.context.base import (  # noqa: F401
-    STRATEGIES,
-    ContextStrategy,
-    StrategyParams,
-    parse_params,
-    register_strategy,
-    strategy_class,
-)
+from longchat.context.base import STRATEGIES, ContextStrategy, StrategyParams, parse_params, register_strategy  # noqa: F401
+from longchat.context.registry import strategies, strategy_class  # noqa: F401

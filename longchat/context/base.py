@@ -1,4 +1,4 @@
-"""The protocol every context strategy implements, and the registry that finds them by name.
+"""The protocol every context strategy implements (`context.registry` finds them by name).
 
 The decoder hands a strategy *pre-RoPE* queries and keys; the strategy decides where each one
 sits (which positions to rotate at), what to keep, and how to attend. One file per strategy.
@@ -12,7 +12,6 @@ from typing import Any, ClassVar
 import torch
 
 from longchat.context.lexical import QuestionText
-from longchat.errors import ConfigError
 from longchat.settings import build
 from longchat.runtime.config import ModelConfig
 from longchat.runtime.rope import Rope
@@ -121,43 +120,6 @@ def register_strategy(cls: type[ContextStrategy]) -> type[ContextStrategy]:
     return cls
 
 
-def strategy_class(name: str) -> type[ContextStrategy]:
-    """Look a strategy up; an unknown name fails with the valid ones."""
-    _load_builtins()
-    try:
-        return STRATEGIES[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown strategy {name!r}; valid: {', '.join(sorted(STRATEGIES))}"
-        ) from None
-
-
 def parse_params(cls: type[ContextStrategy], values: dict[str, Any], where: str) -> StrategyParams:
     """Build a strategy's Params from a profile table; unknown keys and bad types name the key."""
     return build(cls.Params, values, f"{where} [strategy] ({cls.name})")
-
-
-_seen_plugins = -1
-_from_plugins: set[str] = set()
-
-
-def _load_builtins() -> None:
-    """Register the strategies every plugin offers (the built-ins first); once per plugin change."""
-    global _seen_plugins
-    from longchat import plugins
-
-    if _seen_plugins == plugins.generation():
-        return
-    _seen_plugins = plugins.generation()
-    for name in _from_plugins:  # a plugin that went away takes its strategies with it
-        STRATEGIES.pop(name, None)
-    _from_plugins.clear()
-    for plugin, cls in plugins.collect("longchat_strategies"):
-        if not (isinstance(cls, type) and issubclass(cls, ContextStrategy) and getattr(cls, "name", None)):
-            plugins.warn(f"plugin {plugin!r} registered a strategy that is not a named ContextStrategy; skipped")
-        elif STRATEGIES.get(cls.name, cls) is not cls:
-            plugins.warn(f"plugin {plugin!r}: a strategy named {cls.name!r} exists already; skipped")
-        else:
-            if plugin != "builtin":
-                _from_plugins.add(cls.name)
-            STRATEGIES[cls.name] = cls

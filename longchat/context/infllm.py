@@ -45,6 +45,7 @@ from longchat.context.base import ContextStrategy, StrategyParams, register_stra
 from longchat.context.blocks import SCORE_DTYPES, BlockStore, score_dtype
 from longchat.context.events import boundaries, cut
 from longchat.context.lexical import QuestionText, best_blocks
+from longchat import sysinfo
 from longchat.errors import InputError
 from longchat.runtime.rope import rotate
 from longchat.settings import require
@@ -253,7 +254,7 @@ class InfLLM(ContextStrategy):
                 raise InputError(f"infllm: {n_tokens:,} tokens leave ~{need / 1e9:.1f} GB of memory blocks on disk, "
                                  f"but {where} has {have / 1e9:.1f} GB free; {fix}{smaller}")
         else:
-            have = available_ram()
+            have = sysinfo.available_ram()
             if have is not None and need > have:
                 raise InputError(f"infllm: {n_tokens:,} tokens leave ~{need / 1e9:.1f} GB of memory blocks in RAM, "
                                  f"but {have / 1e9:.1f} GB is available; set infllm.disk=true (temp files){smaller}")
@@ -711,15 +712,3 @@ def existing_parent(path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
-
-
-def available_ram() -> int | None:
-    """Bytes of RAM the kernel says can be had without swapping (MemAvailable); None off Linux."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None

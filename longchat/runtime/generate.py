@@ -6,7 +6,6 @@ consumed, so a chat turn only prefills what is new when the strategy can rewind 
 
 from __future__ import annotations
 
-import resource
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator
@@ -16,6 +15,7 @@ import torch
 from longchat.context.attention import ATTENTION_FLOPS
 from longchat.context.lexical import QuestionText
 from longchat.runtime.loader import LoadedModel
+from longchat.sysinfo import peak_rss_mb
 
 # Chat-template end markers of the families we run; used when present in the vocabulary.
 STOP_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "<|end_of_text|>", "</s>")
@@ -73,27 +73,6 @@ class GenerationStats:
         for key in ("prefill_s", "decode_s"):
             out[key] = round(out[key], 3)
         return out
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process (VmHWM), in MiB."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def reset_peak_rss() -> None:
-    """Restart the VmHWM counter (Linux), so a benchmark can measure each case on its own."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
 
 
 def stop_token_ids(tokenizer, hf_config) -> set[int]:

@@ -327,17 +327,12 @@ class SessionConversation(Conversation):
         return self._tools
 
     def _functions(self, say):
-        """send_message, then every plugin's memory functions (the built-ins first)."""
+        """send_message, the built-in memory functions, then every plugin's."""
         from longchat import plugins
 
-        table = {"send_message": fn.builtin_functions(self.store, self.sid, say)["send_message"]}
-        for plugin, f in plugins.collect("longchat_memory_functions", store=self.store, session_id=self.sid):
-            if isinstance(f, fn.Function) and f.name not in table:
-                table[f.name] = f
-            else:
-                plugins.warn(f"plugin {plugin!r}: memory function {getattr(f, 'name', f)!r} skipped "
-                             f"(not a Function, or the name is taken)")
-        return table
+        return plugins.gather("longchat_memory_functions", list(fn.builtin_functions(self.store, self.sid, say).values()),
+                              lambda f: f.name, lambda f: isinstance(f, fn.Function), "longchat memory Function",
+                              store=self.store, session_id=self.sid)
 
     def reset(self) -> None:
         """Everything leaves the window (it stays in recall storage and the summary stays)."""

@@ -6,34 +6,33 @@ import os
 import stat
 from pathlib import Path
 
+from longchat import plugins
 from longchat.errors import InputError
 from longchat.sources.base import Document, Note, Reader, cannot_open
 from longchat.sources.stdin import open_pipe
 
-# name -> reader, filled from the plugins' `longchat_readers` hook (the built-ins first).
+# name -> reader: the built-ins, then the plugins' `longchat_readers` (read again whenever the
+# set of plugins changes).
 READERS: dict[str, Reader] = {}
 FALLBACK = "text"  # the reader for every suffix that no other reader claims
+_seen_plugins = -1
 
 
-def reload() -> None:
-    """(Re)read the readers every plugin registers; a later plugin does not replace a name."""
-    from longchat import plugins
+def _builtins() -> list[Reader]:
+    from longchat.sources.pdf import PDF  # pypdf loads only when a file is opened
+    from longchat.sources.text import TEXT
 
-    found: dict[str, Reader] = {}
-    for plugin, reader in plugins.collect("longchat_readers"):
-        if not isinstance(reader, Reader):
-            plugins.warn(f"plugin {plugin!r} registered a reader that is not a longchat.sources.Reader; skipped")
-        elif reader.name in found:
-            plugins.warn(f"plugin {plugin!r}: a reader named {reader.name!r} exists already; skipped")
-        else:
-            found[reader.name] = reader
-    READERS.clear()
-    READERS.update(found)
+    return [TEXT, PDF]
 
 
 def _readers() -> dict[str, Reader]:
-    if not READERS:
-        reload()
+    global _seen_plugins
+    if _seen_plugins != plugins.generation():
+        _seen_plugins = plugins.generation()
+        found = plugins.gather("longchat_readers", _builtins(), lambda r: r.name, lambda r: isinstance(r, Reader),
+                               "longchat.sources.Reader")
+        READERS.clear()
+        READERS.update(found)
     return READERS
 
 
@@ -42,7 +41,7 @@ def get_reader(name: str) -> Reader:
     try:
         return _readers()[name]
     except KeyError:
-        valid = ", ".join(sorted(READERS))
+        valid = ", ".join(sorted(_readers()))
         raise InputError(f"unknown reader {name!r} (valid readers: {valid})") from None
 
 
@@ -52,7 +51,7 @@ def reader_for(path: Path) -> Reader:
     for reader in _readers().values():
         if suffix in reader.extensions:
             return reader
-    return READERS[FALLBACK]
+    return _readers()[FALLBACK]
 
 
 def open_file(path: Path, label: str, note: Note) -> Document:

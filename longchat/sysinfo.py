@@ -1,0 +1,37 @@
+"""What the machine and this process have: available RAM, peak resident memory."""
+
+from __future__ import annotations
+
+import resource
+
+import psutil
+
+
+def available_ram() -> int | None:
+    """Bytes of RAM that can be had without swapping (the kernel's MemAvailable on Linux)."""
+    try:
+        return int(psutil.virtual_memory().available)
+    except (OSError, RuntimeError, AttributeError):
+        return None
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process, in MiB: Linux's VmHWM (which `reset_peak_rss`
+    restarts), else the lifetime peak from getrusage."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_rss() -> None:
+    """Restart the VmHWM counter (Linux), so a benchmark can measure each case on its own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
