@@ -74,6 +74,14 @@ class Auto(ContextStrategy):
                 f"({self.params.full_up_to:,}); "
                 f"using {'full attention' if want == 'full' else 'infllm'}")
 
+    def memory_strategy(self, n_tokens: int):
+        """Memories are InfLLM's: switch to it (a memory holds what is past the window)."""
+        message = self.use("infllm", n_tokens)
+        return self.inner, message
+
+    def memory_params(self) -> InfLLMParams:
+        return self._infllm_params()
+
     @property
     def length(self) -> int:
         return self.inner.length

@@ -96,6 +96,16 @@ class ContextStrategy:
         with `scores`: the question's log-likelihood with each candidate block alone."""
         raise NotImplementedError
 
+    def memory_strategy(self, n_tokens: int) -> tuple[ContextStrategy, str | None] | None:
+        """For encode-once memories (`longchat.memory`): the strategy that writes and reads
+        them, switched to for a prompt + reply of `n_tokens` if need be, and a line for the
+        user if it switched; None = this strategy keeps no memory."""
+        return None
+
+    def memory_params(self) -> StrategyParams | None:
+        """The parameters a memory would be encoded with (switching nothing); None as above."""
+        return None
+
     wants_surprise = False  # True: the engine projects every token to the vocabulary and calls
                             # `observe_surprise` after each forward (InfLLM's event-shaped blocks)
 

@@ -260,6 +260,12 @@ class InfLLM(ContextStrategy):
                                  f"but {have / 1e9:.1f} GB is available; set infllm.disk=true (temp files){smaller}")
         return None
 
+    def memory_strategy(self, n_tokens: int):
+        return self, None
+
+    def memory_params(self) -> InfLLMParams:
+        return self.params
+
     @property
     def n_reprs(self) -> int:
         return min(self.params.repr_topk, self.params.block_size)

@@ -25,20 +25,12 @@ __all__ = ["Memory", "MemoryStoreError", "attach", "ingest", "infllm_for", "cach
 
 
 def infllm_for(runner, n_tokens: int):
-    """(the InfLLM strategy to encode with, a line for the user) or None when the profile's
-    strategy keeps no block memory. `auto` switches to InfLLM here."""
-    from longchat.context.auto import Auto
-    from longchat.context.infllm import InfLLM
-
-    strategy = runner.engine.strategy
-    if isinstance(strategy, InfLLM):
-        return strategy, None
-    if isinstance(strategy, Auto):
-        message = strategy.use("infllm", n_tokens)
-        if runner.engine.strategy.length != len(runner.engine.cached_ids):
-            runner.engine.reset()
-        return strategy.inner, message
-    return None
+    """(the strategy to encode with, a line for the user) or None when the profile's strategy
+    keeps no block memory. `auto` switches to InfLLM here."""
+    found = runner.engine.strategy.memory_strategy(n_tokens)
+    if found is not None and runner.engine.strategy.length != len(runner.engine.cached_ids):
+        runner.engine.reset()  # the strategy started afresh
+    return found
 
 
 def _require_infllm(runner, n_tokens: int = 1 << 40, note=lambda m: None):
@@ -230,15 +222,7 @@ def full_up_to(runner) -> int:
 
 def infllm_for_params(runner):
     """The InfLLM parameters the profile would encode with (without switching anything)."""
-    from longchat.context.auto import Auto
-    from longchat.context.infllm import InfLLM
-
-    strategy = runner.engine.strategy
-    if isinstance(strategy, InfLLM):
-        return strategy.params
-    if isinstance(strategy, Auto):
-        return strategy._infllm_params()
-    return None
+    return runner.engine.strategy.memory_params()
 
 
 def attach(runner, mem: Memory, *, system: str | None = None, note=lambda m: None) -> list[int]:
