@@ -9,7 +9,6 @@ import stat
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Iterator, List, Optional
 
 import typer

@@ -92,17 +92,8 @@ class Auto(ContextStrategy):
     def attend(self, layer, q, k, v):
         return self.inner.attend(layer, q, k, v)
 
-    def begin_question(self) -> bool:
-        return self.inner.begin_question()
-
-    def question_candidates(self, text=None) -> list[int]:
-        return self.inner.question_candidates(text)
-
-    def read_question_with(self, block: int) -> None:
-        self.inner.read_question_with(block)
-
-    def rewind_question(self, scores: dict[int, float] | None = None) -> None:
-        self.inner.rewind_question(scores)
+    def read_last_chunk(self, chunk, read_aside, text):
+        return self.inner.read_last_chunk(chunk, read_aside, text)
 
     @property
     def wants_surprise(self) -> bool:

@@ -7,7 +7,7 @@ sits (which positions to rotate at), what to keep, and how to attend. One file p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 
@@ -75,26 +75,14 @@ class ContextStrategy:
         return a line for the user saying what it chose; the rest return None."""
         return None
 
-    def begin_question(self) -> bool:
-        """The next forward is the prompt's last chunk. True: this strategy reads it twice,
-        and the engine calls `rewind_question()` between the reads (InfLLM's consensus)."""
-        return False
-
-    def question_candidates(self, text: QuestionText | None = None) -> list[int]:
-        """After the question's first read: memory blocks the engine should score one at a
-        time (`read_question_with`, then the question's log-likelihood); [] = none. `text`:
-        the prompt's ids and the question as text, for retrieval by words."""
-        return []
-
-    def read_question_with(self, block: int) -> None:
-        """Back to the state before the question's first read; the next read of it sees only
-        memory block `block` (a candidate from `question_candidates`)."""
-        raise NotImplementedError  # only strategies that name candidates are asked
-
-    def rewind_question(self, scores: dict[int, float] | None = None) -> None:
-        """Back to the state before the question's first read (only after `begin_question`),
-        with `scores`: the question's log-likelihood with each candidate block alone."""
-        raise NotImplementedError
+    def read_last_chunk(self, chunk: list[int], read_aside: Callable[[list[int], str], torch.Tensor | None],
+                        text: Callable[[], QuestionText | None]) -> tuple[int, int]:
+        """Called just before the prompt's last chunk (mostly the question) is read for real.
+        A strategy may first read it aside, `read_aside(ids, logits)` as `forward` takes them,
+        to choose what it will attend to, and must then put its state back as it was. `text()`:
+        the prompt's ids and the question as text, for retrieval by words (None without a
+        tokenizer). Returns (tokens read aside, rows of them projected to the vocabulary)."""
+        return 0, 0
 
     def memory_strategy(self, n_tokens: int) -> tuple[ContextStrategy, str | None] | None:
         """For encode-once memories (`longchat.memory`): the strategy that writes and reads

@@ -170,7 +170,7 @@ class InfLLM(ContextStrategy):
     Params = InfLLMParams
 
     def reset(self) -> None:
-        p, c = self.params, self.cfg
+        c = self.cfg
         for store in getattr(self, "stores", []):
             store.close()
         L = c.n_layers
@@ -354,6 +354,23 @@ class InfLLM(ContextStrategy):
                 self.last_retrieved[layer] = sorted(slots)
 
     # -- consensus retrieval for the question ----------------------------------------------
+
+    def read_last_chunk(self, chunk, read_aside, text):
+        """Consensus and re-ranking (see the module docstring): read the question once to let
+        the upper layers vote, then once per candidate block (the most voted, and the best by
+        BM25 for the question's words) with only that block in memory, scored by the
+        question's log-likelihood; then back to the state before it, the best block pinned."""
+        if not self.begin_question():
+            return 0, 0
+        read_aside(chunk, "none")
+        scores = {}
+        for block in self.question_candidates(text()) if len(chunk) > 1 else []:
+            self.read_question_with(block)
+            logits = read_aside(chunk, "all")[0]  # (T, V)
+            target = torch.tensor(chunk[1:], device=logits.device)
+            scores[block] = float(torch.log_softmax(logits[:-1], dim=-1).gather(1, target[:, None]).sum())
+        self.rewind_question(scores)
+        return len(chunk) * (1 + len(scores)), len(chunk) * len(scores)
 
     def begin_question(self) -> bool:
         """The next forward is the prompt's last chunk (the question). With `consensus` and a

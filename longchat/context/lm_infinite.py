@@ -63,7 +63,7 @@ class LMInfinite(ContextStrategy):
         self._length = total
 
     def attend(self, layer, q, k, v):
-        p, c = self.params, self.cfg
+        p = self.params
         keys, values = self.layers[layer].append(k, v)  # (B, Hkv, S, D) unrotated
         t = q.shape[2]
         q_l = rotate(q, self.cos[-t:], self.sin[-t:])

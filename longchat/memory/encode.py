@@ -28,7 +28,7 @@ import numpy as np
 from longchat.errors import EnvError, InputError, env_error
 from longchat.memory.store import Checkpoint, Memory, MemoryStoreError, file_sha256
 from longchat.paths import cache_dir
-from longchat.sources import STDIN, Document, iter_documents
+from longchat.sources import Document, iter_documents
 from longchat.sources.text import decode_blocks
 
 PREAMBLE = "Read the document below, then answer the question that follows it.\n\n"

@@ -226,8 +226,9 @@ class Engine:
         reread, scored = 0, 0  # extra reads of the question (to agree on what to retrieve)
         for i, j in self.chunk_bounds(len(todo)):
             last = j == len(todo)
-            if last and self.strategy.begin_question():
-                reread, scored = self._choose_memory(todo[i:j])
+            if last:
+                reread, scored = self.strategy.read_last_chunk(todo[i:j], self._read_aside,
+                                                               lambda chunk=todo[i:j]: self._question_text(chunk))
             logits = self._forward(todo[i:j], "last" if last else "none")
             if progress:
                 progress(reused + j, len(prompt_ids))
@@ -238,24 +239,13 @@ class Engine:
                                     + self.model.decoder.matmul_flops(len(todo) + reread, 1 + scored))
         return logits[0]
 
-    def _choose_memory(self, question: list[int]) -> tuple[int, int]:
-        """Read the prompt's last chunk first to let the strategy agree on what to retrieve
-        for it, then once per candidate block it names, scoring each by the chunk's
-        log-likelihood with that block alone; leave the state as before the chunk.
-        Returns (tokens read, rows projected to the vocabulary)."""
-        self._read_aside(question, "none")
-        scores = {}
+    def _question_text(self, chunk: list[int]) -> QuestionText | None:
+        """The prompt so far and the user's question (else the last chunk) as text."""
         tok = self.model.tokenizer  # a random-weight model (`bench scale`) has none: no words to match
-        text = None if not hasattr(tok, "batch_decode") else QuestionText(
-            list(self.cached_ids), self.query or tok.decode(question, skip_special_tokens=True),
-            lambda spans: tok.batch_decode(spans, skip_special_tokens=True))
-        for block in self.strategy.question_candidates(text) if len(question) > 1 else []:
-            self.strategy.read_question_with(block)
-            logits = self._read_aside(question, "all")[0]  # (T, V)
-            target = torch.tensor(question[1:], device=logits.device)
-            scores[block] = float(torch.log_softmax(logits[:-1], dim=-1).gather(1, target[:, None]).sum())
-        self.strategy.rewind_question(scores)
-        return len(question) * (1 + len(scores)), len(question) * len(scores)
+        if not hasattr(tok, "batch_decode"):
+            return None
+        return QuestionText(list(self.cached_ids), self.query or tok.decode(chunk, skip_special_tokens=True),
+                            lambda spans: tok.batch_decode(spans, skip_special_tokens=True))
 
     def _read_aside(self, ids: list[int], logits: str):
         """A forward the strategy is about to rewind: the cached ids stay as they were."""
