@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from needle_replay import prompts, restore_prompt  # noqa: E402
 
 from longchat.bench.run import parse_lengths  # noqa: E402
-from longchat.context import blocks  # noqa: E402
+from longchat.context.infllm import blocks  # noqa: E402
 from longchat.pipeline import open_runner  # noqa: E402
 from longchat.runtime.generate import Sampling  # noqa: E402
 from longchat.settings import parse_assignment  # noqa: E402
@@ -47,7 +47,7 @@ class Counter:
 
         def counted_load(layer, ids):
             if self.decoding:
-                self.loads += sum(block not in strategy.cache[layer] for block in ids)
+                self.loads += sum(block not in strategy.layers[layer].cache for block in ids)
             return load(layer, ids)
         strategy.begin, strategy.load_blocks = counted_begin, counted_load
 

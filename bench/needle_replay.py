@@ -94,7 +94,7 @@ def _ordered_by(strategy, order) -> None:
             return layout(layer, q_l, gk, gv, slots, rk, rv)
         # Relabel slots so that sorting them gives the wanted order, then lay out as usual.
         label = {block: rank for rank, block in enumerate(wanted)}
-        self.memory_rot[layer] = None  # keyed by slot ids, and labels 0..k-1 repeat across sets
+        self.layers[layer].memory_rot = None  # keyed by slot ids, and labels 0..k-1 repeat across sets
         return layout(layer, q_l, gk, gv, [label[b] for b in slots], rk, rv)
     strategy.layout_order = None
     strategy._ordered_memory_parts = types.MethodType(parts, strategy)
@@ -115,7 +115,7 @@ def _exclusive(strategy) -> None:
     def after_begin(self, votes):
         if not self.agreed:
             return
-        keep = [b for b in self.needle if 0 <= b < self.stores[0].count]
+        keep = [b for b in self.needle if 0 <= b < self.layers[0].store.count]
         for block in sorted(votes, key=lambda b: -votes[b]):
             if len(keep) < self.params.topk and block not in keep and block not in self.others:
                 keep.append(block)

@@ -67,11 +67,11 @@ def main() -> None:
 
         def traced(layer, q_g, blocks=blocks, at_answer=at_answer, answer_start=answer_start):
             ids = retrieve(layer, q_g)
-            stored = min(blocks) >= 0 and max(blocks) < strategy.stores[layer].count
+            stored = min(blocks) >= 0 and max(blocks) < strategy.layers[layer].store.count
             if strategy.length >= answer_start and args.oracle and stored:
                 kept = [b for b in ids if b not in blocks][: p.topk - len(blocks)]
                 ids = sorted(kept + blocks)
-                strategy.last_retrieved[layer] = ids
+                strategy.layers[layer].retrieved = ids
             if strategy.length == len(prompt):  # the question's last (or only) read counts
                 if layer == 0:
                     at_answer.clear()
@@ -85,7 +85,7 @@ def main() -> None:
         ok = task.score(text, expected)
         correct += ok
         missed = [layer for layer, ids in enumerate(at_answer) if not set(blocks) <= set(ids)]
-        in_memory = min(blocks) >= 0 and max(blocks) < strategy.stores[0].count
+        in_memory = min(blocks) >= 0 and max(blocks) < strategy.layers[0].store.count
         where = "in init/window/remainder" if not in_memory else \
             f"retrieved in {len(at_answer) - len(missed)}/{len(at_answer)} layers, missed in {missed}"
         others = [sum(set(b) <= set(ids) for ids in at_answer)

@@ -16,7 +16,7 @@ import argparse
 import torch
 
 from longchat.bench.run import format_length, parse_lengths
-from longchat.context.blocks import SCORE_DTYPES, BlockStore, score_dtype
+from longchat.context.infllm.blocks import SCORE_DTYPES, BlockStore, score_dtype
 from longchat.timing import median_seconds
 
 

@@ -121,7 +121,7 @@ def test_ask_cache_refuses_at_once_an_input_whose_blocks_do_not_fit_on_disk(home
     from collections import namedtuple
 
     from longchat.cli import main
-    from longchat.context import infllm
+    from longchat.context.infllm import strategy as infllm
     from longchat.memory.store import cache_root
 
     usage = namedtuple("usage", "total used free")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from longchat.context.events import boundaries, cut
+from longchat.context.infllm.events import boundaries, cut
 from longchat.runtime.generate import Engine
 from test_forward import _loaded
 from test_strategies import IDS, TOL, make, run, tiny  # noqa: F401  (the tiny model fixture)
@@ -53,16 +53,16 @@ def test_a_surprising_token_starts_a_block_and_blocks_keep_their_lengths(tiny):
     _feed(decoder, s, IDS[:, :180], 20, spike_at=70)
     spans = s.block_spans()
     assert [a for a, _ in spans].count(70) == 1  # the spike starts a block
-    assert all(6 <= n <= 16 for n in s.lens) and len(s.lens) == s.stores[0].count
+    assert all(6 <= n <= 16 for n in s.lens) and len(s.lens) == s.layers[0].store.count
     assert spans[0][0] == 8 and all(a == b for (_, a), (b, _) in zip(spans, spans[1:]))  # contiguous
-    rem = 0 if s.rem_k[0] is None else s.rem_k[0].shape[2]
+    rem = 0 if s.layers[0].rem_k is None else s.layers[0].rem_k.shape[2]
     assert sum(s.lens) + rem + 8 + s.window == 180  # every token is somewhere, once
     # Layer 0's keys do not depend on retrieval: the block holds exactly tokens 70.. unrotated.
     fixed = make(cfg, "infllm", **{**SURPRISE, "segment": "fixed"})
     _feed(decoder, fixed, IDS[:, :180], 20, spike_at=70)
     b = [a for a, _ in spans].index(70)
-    k, _ = s.stores[0].gather([b], torch.device("cpu"), torch.float32)
-    k_fixed, _ = fixed.stores[0].gather([(70 - 8) // 16, (70 - 8) // 16 + 1], torch.device("cpu"), torch.float32)
+    k, _ = s.layers[0].store.gather([b], torch.device("cpu"), torch.float32)
+    k_fixed, _ = fixed.layers[0].store.gather([(70 - 8) // 16, (70 - 8) // 16 + 1], torch.device("cpu"), torch.float32)
     n, off = s.lens[b], (70 - 8) % 16
     assert torch.allclose(k[:, :n], k_fixed[:, off: off + n], atol=1e-2)  # float16 storage
     assert s.prepare(10**4) is None
@@ -76,16 +76,16 @@ def test_a_short_blocks_padding_is_never_attended(tiny):
         original = s._store_blocks
 
         def store(layer, k, v, score, lens, original=original, pad=pad, s=s):
-            zeros = s.stores[layer].extend
-            s.stores[layer].extend = lambda bk, bv, reprs: zeros(
+            zeros = s.layers[layer].store.extend
+            s.layers[layer].store.extend = lambda bk, bv, reprs: zeros(
                 torch.where(bk == 0, torch.full_like(bk, pad), bk), torch.where(bv == 0, torch.full_like(bv, pad), bv),
                 reprs)
             original(layer, k, v, score, lens)
-            s.stores[layer].extend = zeros
+            s.layers[layer].store.extend = zeros
         s._store_blocks = store
         _feed(decoder, s, IDS[:, :180], 20, spike_at=70)
         assert any(n < 16 for n in s.lens)
-        s.agreed = list(range(s.stores[0].count))[:3] + [[a for a, _ in s.block_spans()].index(70) - 1]
+        s.agreed = list(range(s.layers[0].store.count))[:3] + [[a for a, _ in s.block_spans()].index(70) - 1]
         outs.append(decoder.forward(IDS[:, 180:181], s, logits="all"))
     assert (outs[0] - outs[1]).abs().max() <= TOL
 
@@ -106,7 +106,7 @@ def test_the_engine_hands_the_strategy_every_tokens_surprise(tiny, tiny_dirs):
     engine = Engine(_loaded(tiny_dirs["qwen2"], cfg, decoder), s, prefill_chunk=16)
     engine.prefill(IDS[0, :100].tolist())
     assert s._s_from + len(s._surprise) == 100 and s._s_from > 0
-    assert len(s.lens) == s.stores[0].count > 0
+    assert len(s.lens) == s.layers[0].store.count > 0
 
 
 def test_contiguity_reads_the_pinned_blocks_neighbours_on_top_of_topk(tiny):
@@ -141,7 +141,7 @@ def test_a_state_from_before_block_lengths_restores_as_fixed_blocks(tiny, tmp_pa
         del state[key]
     old = make(cfg, "infllm", **params)
     old.restore(state, tmp_path)
-    assert old.lens == [8] * s.stores[0].count and old.block_spans() == s.block_spans()
+    assert old.lens == [8] * s.layers[0].store.count and old.block_spans() == s.block_spans()
     a = decoder.forward(IDS[:, 150:160], s, logits="all")
     b = decoder.forward(IDS[:, 150:160], old, logits="all")
     assert (a - b).abs().max() <= TOL

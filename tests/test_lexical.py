@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from longchat.context.lexical import QuestionText, best_blocks, bm25, words
+from longchat.context.base import QuestionText
+from longchat.context.infllm.lexical import best_blocks, bm25, words
 from test_strategies import IDS, make, run, tiny  # noqa: F401  (the tiny model fixture)
 
 
@@ -50,7 +51,7 @@ def test_question_candidates_add_the_lexical_blocks_after_the_voted_ones(tiny):
         votes = dict(s._votes)
         voted = sorted(votes, key=votes.get, reverse=True)[:2]
         # A word that only the last full block holds: the votes rarely name it.
-        blocks = s.stores[0].count
+        blocks = s.layers[0].store.count
         ids = IDS[0, :150].tolist()
         target = next(b for b in reversed(range(blocks)) if b not in voted)
         ids[8 + 8 * target] = 999

@@ -66,7 +66,7 @@ def test_cache_hit_gives_the_same_logits_as_a_fresh_encode(home, tiny_chat_model
     mem = memories.cached(r3, memories.collect_sources([str(doc)]), head, False)
     assert mem is not None and mem.path == result.memory.path
     prefix = memories.attach(r3, mem)
-    assert r3.engine.strategy.stores[0].persistent
+    assert r3.engine.strategy.layers[0].store.persistent
     hit = next_logits(r3, prefix + suffix)
     assert r3.engine.stats.reused_tokens == len(prefix)  # only the question was read
     assert torch.equal(fresh, hit)
@@ -176,9 +176,9 @@ def test_attach_reads_blocks_lazily(home, tiny_chat_model, tmp_path):
         next_logits(r, prefix + question_suffix(r.tokenizer, "q"))
     finally:
         os.pread = original
-    store = r.engine.strategy.stores[0]
+    store = r.engine.strategy.layers[0].store
     blocks_read = sum(n for n in read if n == store.record_bytes) // store.record_bytes
-    layers = len(r.engine.strategy.stores)
+    layers = len(r.engine.strategy.layers)
     # topk=2 blocks per layer for the restored slots and each of the question's two reads,
     # plus the re-ranked candidates (at most `rerank`=8, one read each)
     rerank = r.engine.strategy.params.rerank
@@ -186,7 +186,7 @@ def test_attach_reads_blocks_lazily(home, tiny_chat_model, tmp_path):
 
 
 def test_eight_bit_store_halves_the_bytes_and_stays_close(tiny_chat_model):
-    from longchat.context.blocks import BlockStore
+    from longchat.context.infllm.blocks import BlockStore
 
     s16, s8 = BlockStore(2, 16, 32, 2), BlockStore(2, 16, 32, 2, bits=8)
     k = torch.randn(2, 16, 32)

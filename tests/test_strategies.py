@@ -8,7 +8,7 @@ import torch
 import transformers
 
 from longchat.context import strategy_class
-from longchat.context.blocks import BlockStore
+from longchat.context.infllm.blocks import BlockStore
 from longchat.errors import ConfigError
 from longchat.profile import load_profile
 from longchat.runtime.config import ModelConfig
@@ -77,15 +77,15 @@ def test_infllm_evicts_into_blocks_and_keeps_init_tokens(tiny):
     run(decoder, s, IDS, 32)
     # 200 tokens, window 64: 136 evicted = 8 init + 8 blocks of 16.
     assert s.length == 200 and s.window == 64 and s.evicted == 136
-    assert s.init_k[0].shape[2] == 8 and s.stores[0].count == 8 and s.rem_k[0] is None
-    assert len(s.last_retrieved[0]) == 2
-    assert s.stores[0].representatives().shape == (8, cfg.n_kv_heads, s.params.repr_topk, cfg.head_dim)
+    assert s.layers[0].init_k.shape[2] == 8 and s.layers[0].store.count == 8 and s.layers[0].rem_k is None
+    assert len(s.layers[0].retrieved) == 2
+    assert s.layers[0].store.representatives().shape == (8, cfg.n_kv_heads, s.params.repr_topk, cfg.head_dim)
 
 
 def test_infllm_retrieves_the_block_its_query_matches(tiny):
     cfg, _ = tiny
     s = make(cfg, "infllm", n_init=0, n_local=64, block_size=4, topk=1, repr_topk=1, max_cached_block=4)
-    store = s.stores[0]
+    store = s.layers[0].store
     for b in range(5):
         keys = torch.zeros(cfg.n_kv_heads, 4, cfg.head_dim)
         keys[:, :, b] = 1.0  # block b points along axis b
@@ -142,7 +142,7 @@ def test_block_store_extend_equals_appends(tmp_path, disk, bits):
 def test_block_store_scores_in_its_dtype_and_its_files_stay_float16(tmp_path):
     """Representatives are rounded to float16 (the file format) and then held in the scoring
     dtype, so a memory reopened from its files scores exactly as it did while encoded."""
-    from longchat.context.blocks import score_dtype
+    from longchat.context.infllm.blocks import score_dtype
 
     blocks = torch.randn(5, 3, 8, 16)
     live = BlockStore(3, 8, 16, 2, path=tmp_path / "L000", dtype=torch.bfloat16)
@@ -163,7 +163,7 @@ def test_block_store_scores_in_its_dtype_and_its_files_stay_float16(tmp_path):
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 def test_head_logits_is_each_heads_product(dtype):
-    from longchat.context.blocks import head_logits
+    from longchat.context.infllm.blocks import head_logits
 
     keys, q = torch.randn(3, 40, 16).to(dtype), torch.randn(3, 16).to(dtype)
     want = torch.stack([keys[h].float() @ q[h].float() for h in range(3)])
@@ -293,8 +293,8 @@ def test_infllm_memory_keys_come_back_unrotated(tiny):
         q = torch.randn(1, cfg.n_heads, 8, cfg.head_dim)
         s.attend(0, q, k[:, :, start : start + 8], k[:, :, start : start + 8])
     # 40 tokens, window 16: 4 init + 5 blocks of 4 evicted, stored as the pre-RoPE keys.
-    assert torch.allclose(s.init_k[0], k[:, :, :4], atol=1e-5)
-    blocks, _ = s.stores[0].gather(list(range(5)), "cpu", torch.float32)
+    assert torch.allclose(s.layers[0].init_k, k[:, :, :4], atol=1e-5)
+    blocks, _ = s.layers[0].store.gather(list(range(5)), "cpu", torch.float32)
     assert torch.allclose(blocks, k[0, :, 4:24], atol=2e-3)  # fp16 storage
 
 
@@ -305,13 +305,13 @@ def test_infllm_decode_slots_hold_exactly_the_retrieved_blocks(tiny):
     for token in IDS[0, 150:180]:
         decoder.forward(token.view(1, 1), s)
         for layer in (0, cfg.n_layers - 1):
-            slots, gk, gv = s.memory_kv[layer]
-            assert sorted(slots) == s.last_retrieved[layer]
+            slots, gk, gv = s.layers[layer].memory_kv
+            assert sorted(slots) == s.layers[layer].retrieved
             for slot, block in enumerate(slots):
-                want_k, want_v = s.stores[layer].gather([block], "cpu", torch.float32)
+                want_k, want_v = s.layers[layer].store.gather([block], "cpu", torch.float32)
                 got = slice(8 + slot * 8, 8 + (slot + 1) * 8)
                 assert torch.equal(gk[0, :, got], want_k) and torch.equal(gv[0, :, got], want_v)
-            assert len(s.cache[layer]) <= 4
+            assert len(s.layers[layer].cache) <= 4
 
 
 def test_infllm_ordered_memory_sits_in_block_order_right_before_the_remainder(tiny):
@@ -320,13 +320,13 @@ def test_infllm_ordered_memory_sits_in_block_order_right_before_the_remainder(ti
     run(decoder, s, IDS[:, :150], 16)
     seen_unsorted = False
     for token in IDS[0, 150:190]:  # decode steps change the retrieved set; slots get reused
-        n_rem = 0 if s.rem_k[0] is None else s.rem_k[0].shape[2]
+        n_rem = 0 if s.layers[0].rem_k is None else s.layers[0].rem_k.shape[2]
         end = s.length - s.window - n_rem  # evicted, not yet a block: right after the last block
         decoder.forward(token.view(1, 1), s)
         for layer in (0, cfg.n_layers - 1):
-            slots, gk, _ = s.memory_kv[layer]
+            slots, gk, _ = s.layers[layer].memory_kv
             seen_unsorted |= slots != sorted(slots)
-            rotated = s.memory_rot[layer][1]
+            rotated = s.layers[layer].memory_rot[1]
             want = [rotate(gk[:, :, :8], *s.rope.cos_sin(torch.arange(8) + end - 8 - 3 * 8, torch.float32, exact=True))]
             for slot, block in enumerate(slots):
                 rank = sorted(slots).index(block)  # the j-th smallest id is the j-th block in the text
@@ -355,10 +355,10 @@ def test_infllm_question_is_reread_with_the_blocks_the_upper_layers_voted_for(ti
     question = IDS[:, 150:170]  # 20 tokens past a full window: the first read makes new blocks
     assert s.begin_question()
     first = decoder.forward(question, s, logits="all")
-    assert s.stores[0].count > before["blocks"]
+    assert s.layers[0].store.count > before["blocks"]
     votes: dict[int, int] = {}
     for layer in range(cfg.n_layers // 2, cfg.n_layers):
-        for block in s.last_retrieved[layer]:
+        for block in s.layers[layer].retrieved:
             votes[block] = votes.get(block, 0) + 1
     s.rewind_question()
     assert _same_state(s.snapshot(), before)  # exactly where the first read started
@@ -366,11 +366,11 @@ def test_infllm_question_is_reread_with_the_blocks_the_upper_layers_voted_for(ti
     agreed = s.agreed
     assert len(agreed) == 3 and min(votes.get(b, 0) for b in agreed) >= max(
         (n for b, n in votes.items() if b not in agreed), default=0)
-    assert all(s.last_retrieved[layer] == agreed for layer in range(cfg.n_layers))
+    assert all(s.layers[layer].retrieved == agreed for layer in range(cfg.n_layers))
     assert s.length == 170 and not torch.equal(first, second)
     # Answer tokens keep one agreed set for all layers; the next prompt's chunk ends it.
     decoder.forward(IDS[:, 170:171], s)
-    assert s.agreed is not None and all(s.last_retrieved[layer] == s.agreed for layer in range(cfg.n_layers))
+    assert s.agreed is not None and all(s.layers[layer].retrieved == s.agreed for layer in range(cfg.n_layers))
     decoder.forward(IDS[:, 171:180], s)
     assert s.agreed is None
 
@@ -391,7 +391,7 @@ def test_infllm_rerank_pins_the_likeliest_block_and_bars_those_far_behind(tiny):
         s.read_question_with(block)
         assert _same_state(s.snapshot(), before)
         decoder.forward(question, s, logits="all")
-        assert all(s.last_retrieved[layer] == [block] for layer in range(cfg.n_layers))
+        assert all(s.layers[layer].retrieved == [block] for layer in range(cfg.n_layers))
     assert s.question_candidates() == candidates  # still the first read's votes
     best = candidates[-1]  # the least voted of them, to see the pin at work
     scores = {b: -10.0 for b in candidates} | {best: 0.0}
@@ -404,7 +404,7 @@ def test_infllm_rerank_pins_the_likeliest_block_and_bars_those_far_behind(tiny):
     for t in range(170, 175):  # answer tokens keep the pin and the bar
         decoder.forward(IDS[:, t : t + 1], s)
         assert best in s.agreed and not barred & set(s.agreed)
-        assert all(s.last_retrieved[layer] == s.agreed for layer in range(cfg.n_layers))
+        assert all(s.layers[layer].retrieved == s.agreed for layer in range(cfg.n_layers))
     decoder.forward(IDS[:, 175:180], s)  # the next prompt's text ends them
     assert s.agreed is None and s.pinned == [] and not s.barred
 
@@ -439,13 +439,13 @@ def test_infllm_refuses_at_once_an_input_whose_blocks_cannot_fit(tiny, tmp_path,
     from collections import namedtuple
 
     from longchat import sysinfo
-    from longchat.context import infllm
+    from longchat.context.infllm import strategy as infllm
     from longchat.errors import InputError
 
     cfg, _ = tiny
     params = dict(n_init=8, n_local=64, block_size=16, topk=2, max_cached_block=4)
     s = make(cfg, "infllm", **params)
-    per_block = cfg.n_layers * s.stores[0].record_bytes  # 2 layers x (2 x 2 heads x 16 x 16 x 2 B)
+    per_block = cfg.n_layers * s.layers[0].store.record_bytes  # 2 layers x (2 x 2 heads x 16 x 16 x 2 B)
     monkeypatch.setattr(sysinfo, "available_ram", lambda: 10 * per_block)
     assert s.prepare(8 + 64 + 10 * 16) is None  # exactly 10 blocks: fits
     with pytest.raises(InputError, match=r"GB of memory blocks in RAM.*infllm.disk=true .*or infllm.store_bits=8"):

@@ -11,10 +11,19 @@ from typing import Any, Callable, ClassVar
 
 import torch
 
-from longchat.context.lexical import QuestionText
 from longchat.settings import build
 from longchat.runtime.config import ModelConfig
 from longchat.runtime.rope import Rope
+
+
+@dataclass
+class QuestionText:
+    """The prompt as text, for strategies that also retrieve by words (given to
+    `ContextStrategy.read_last_chunk` by the engine)."""
+
+    ids: list[int]                        # every token id before the question's last chunk
+    query: str                            # the user's question (else the last chunk's text)
+    decode: Callable[[list[list[int]]], list[str]]  # token ids -> text, many spans at once
 
 
 @dataclass

@@ -310,7 +310,7 @@ class Encoder:
         if not complete:
             doc = max(i for i, d in enumerate(self.docs) if d["start"] <= g)
             offset = g - self.docs[doc]["start"]
-        ckpt = Checkpoint(file=f"ckpt-{g}.pt", tokens=g, blocks=self.strategy.stores[0].count, doc=doc, offset=offset, sha256="")
+        ckpt = Checkpoint(file=f"ckpt-{g}.pt", tokens=g, blocks=self.strategy.layers[0].store.count, doc=doc, offset=offset, sha256="")
         with self._writing():
             self.strategy.sync()
             self.memory.write_ids(self.engine.cached_ids, self.ids_written)

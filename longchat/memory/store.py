@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from longchat.context.blocks import TruncatedFile
+from longchat.context.infllm.blocks import TruncatedFile
 from longchat.errors import StoreError, env_error
 from longchat.paths import cache_dir, data_dir
 

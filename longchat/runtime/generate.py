@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 import torch
 
 from longchat.context.attention import ATTENTION_FLOPS
-from longchat.context.lexical import QuestionText
+from longchat.context.base import QuestionText
 from longchat.runtime.loader import LoadedModel
 from longchat.sysinfo import peak_rss_mb
 

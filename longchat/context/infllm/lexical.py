@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass
-from typing import Callable
+
+from longchat.context.base import QuestionText
 
 K1, B = 1.2, 0.75  # the usual Okapi constants
 _WORD = re.compile(r"[^\W_]+")
@@ -28,16 +28,6 @@ answer tell please""".split())
 def words(text: str) -> list[str]:
     """Lower-cased words of `text` without function words; digits count as words (codes, years)."""
     return [w for w in _WORD.findall(text.lower()) if w not in STOP_WORDS]
-
-
-@dataclass
-class QuestionText:
-    """The prompt as text, for strategies that also retrieve by words (given to
-    `ContextStrategy.question_candidates` by the engine)."""
-
-    ids: list[int]                        # every token id before the question's last chunk
-    query: str                            # the user's question (else the last chunk's text)
-    decode: Callable[[list[list[int]]], list[str]]  # token ids -> text, many spans at once
 
 
 def bm25(query: list[str], docs: list[list[str]]) -> list[float]:

@@ -35,16 +35,16 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from longchat.context.attention import Mask, attention_lse, merge_attention
-from longchat.context.base import ContextStrategy, StrategyParams, register_strategy
-from longchat.context.blocks import SCORE_DTYPES, BlockStore, score_dtype
-from longchat.context.events import boundaries, cut
-from longchat.context.lexical import QuestionText, best_blocks
+from longchat.context.base import ContextStrategy, QuestionText, StrategyParams, register_strategy
+from longchat.context.infllm.blocks import SCORE_DTYPES, BlockStore, score_dtype
+from longchat.context.infllm.events import boundaries, cut
+from longchat.context.infllm.lexical import best_blocks
 from longchat import sysinfo
 from longchat.errors import InputError
 from longchat.runtime.rope import rotate
@@ -164,6 +164,23 @@ class _Window:
         return 0 if self.k is None else 2 * self.k.numel() * self.k.element_size() + self.score.numel() * 4
 
 
+@dataclass
+class _Layer:
+    """One layer's part of the state."""
+
+    window: _Window
+    store: BlockStore              # memory blocks (RAM, temp files, or a memory's files)
+    cache: OrderedDict = field(default_factory=OrderedDict)  # block id -> (k, v) on the device, LRU
+    init_k: torch.Tensor | None = None     # (1, Hkv, <= n_init, D) unrotated
+    init_v: torch.Tensor | None = None
+    rem_k: torch.Tensor | None = None      # (1, Hkv, < block_size, D): evicted, not yet a block
+    rem_v: torch.Tensor | None = None
+    rem_score: torch.Tensor | None = None  # (Hkv, < block_size)
+    memory_kv: tuple | None = None   # (slot ids, K, V): init + retrieved blocks, unrotated
+    memory_rot: tuple | None = None  # ((slot ids, start), K rotated): `ordered` positions, reused while valid
+    retrieved: list[int] = field(default_factory=list)  # the blocks the last forward read
+
+
 @register_strategy
 class InfLLM(ContextStrategy):
     name = "infllm"
@@ -171,24 +188,14 @@ class InfLLM(ContextStrategy):
 
     def reset(self) -> None:
         c = self.cfg
-        for store in getattr(self, "stores", []):
-            store.close()
+        for held in getattr(self, "layers", []):
+            held.store.close()
         L = c.n_layers
-        self.windows = [_Window() for _ in range(L)]
-        self.init_k = [None] * L     # (1, Hkv, <= n_init, D) unrotated
-        self.init_v = [None] * L
-        self.rem_k = [None] * L      # (1, Hkv, < block_size, D): evicted, not yet a block
-        self.rem_v = [None] * L
-        self.rem_score = [None] * L  # (Hkv, < block_size)
-        self.stores = [self._store() for _ in range(L)]
-        self.cache: list[OrderedDict] = [OrderedDict() for _ in range(L)]  # block id -> (k, v) on device
-        self.memory_kv: list = [None] * L  # (slot ids, K, V): init + retrieved blocks, unrotated
-        self.memory_rot: list = [None] * L  # ((slot ids, start), K rotated): `ordered` positions, reused while valid
+        self.layers = [_Layer(_Window(), self._store()) for _ in range(L)]
         self._tables: dict = {}  # (first, end) -> (cos, sin): this forward's RoPE tables, shared by all layers
         self._length = 0
         self.window = 0              # tokens in the local window (same for every layer)
         self.evicted = 0             # tokens that have left the window so far
-        self.last_retrieved: list[list[int]] = [[] for _ in range(L)]
         # Consensus retrieval (see `begin_question`): the state before the question's first
         # read, the votes of the current forward, and the blocks every layer reads, if agreed.
         self._question: dict | None = None
@@ -238,7 +245,7 @@ class InfLLM(ContextStrategy):
         `folder`: where a memory's files will be written (a named memory, the ask cache): its
         disk must hold the blocks. Without it, blocks go to RAM or, with `disk`, to temp files.
         """
-        p, store = self.params, self.stores[0]
+        p, store = self.params, self.layers[0].store
         if store.persistent and folder is None:
             return None  # blocks of an attached memory: only a question's few are added
         per_block = p.block_size if p.segment == "fixed" else (p.block_size + p.min_block) // 2  # a typical cut
@@ -287,15 +294,14 @@ class InfLLM(ContextStrategy):
     def persist(self, directory, count: int = 0) -> None:
         """Keep memory blocks in files under `directory` (one pair per layer), of which the
         first `count` blocks are already there. Call right after `reset` or `restore`."""
-        for store in self.stores:
-            store.close()
-        self.stores = [self._store(directory / f"L{layer:03d}", count) for layer in range(self.cfg.n_layers)]
-        for cache in self.cache:
-            cache.clear()
+        for layer, held in enumerate(self.layers):
+            held.store.close()
+            held.store = self._store(directory / f"L{layer:03d}", count)
+            held.cache.clear()
 
     def sync(self) -> None:
-        for store in self.stores:
-            store.sync()
+        for held in self.layers:
+            held.store.sync()
 
     def snapshot(self) -> dict:
         """Everything but the blocks themselves (those are in the persistent files): small."""
@@ -311,21 +317,22 @@ class InfLLM(ContextStrategy):
         """Copies of the state but the stored blocks (of which only the count)."""
         def copy(tensors):
             return [None if t is None else t.detach().to(device, copy=True) for t in tensors]
-        live = [w.live() if w.k is not None else (None, None, None) for w in self.windows]
+        live = [h.window.live() if h.window.k is not None else (None, None, None) for h in self.layers]
+        each = {name: copy(getattr(h, name) for h in self.layers) for name in ("init_k", "init_v", "rem_k", "rem_v",
+                                                                              "rem_score")}
         return {
             "length": self._length, "window": self.window, "evicted": self.evicted,
-            "blocks": self.stores[0].count,
+            "blocks": self.layers[0].store.count,
             "win_k": copy(t[0] for t in live), "win_v": copy(t[1] for t in live), "win_score": copy(t[2] for t in live),
-            "init_k": copy(self.init_k), "init_v": copy(self.init_v),
-            "rem_k": copy(self.rem_k), "rem_v": copy(self.rem_v), "rem_score": copy(self.rem_score),
-            "slots": [None if held is None else list(held[0]) for held in self.memory_kv],
+            **each,
+            "slots": [None if h.memory_kv is None else list(h.memory_kv[0]) for h in self.layers],
             "lens": torch.tensor(self.lens, dtype=torch.int16),
             "surprise": torch.tensor(self._surprise, dtype=torch.float32), "s_from": self._s_from,
         }
 
     def _set_state(self, state: dict) -> None:
         """Take `_state()`'s copies; the stores must hold at least its blocks."""
-        L, dev = self.cfg.n_layers, self.device
+        dev = self.device
 
         def put(t):
             return None if t is None else t.to(dev)
@@ -335,23 +342,21 @@ class InfLLM(ContextStrategy):
         self._surprise = state["surprise"].tolist() if "surprise" in state else []
         self._s_from = state.get("s_from", self._length)
         del self._surprise[max(0, self._length - self._s_from):]
-        self.windows = [_Window() for _ in range(L)]
-        self.memory_kv, self.memory_rot = [None] * L, [None] * L
-        for layer in range(L):
+        for layer, held in enumerate(self.layers):
+            held.window, held.memory_kv, held.memory_rot = _Window(), None, None
             if state["win_k"][layer] is not None:
-                self.windows[layer].append(put(state["win_k"][layer]), put(state["win_v"][layer]), room=self.params.n_local)
-                self.windows[layer].score[:, : self.windows[layer].size] = put(state["win_score"][layer])
-            self.init_k[layer], self.init_v[layer] = put(state["init_k"][layer]), put(state["init_v"][layer])
-            self.rem_k[layer], self.rem_v[layer] = put(state["rem_k"][layer]), put(state["rem_v"][layer])
-            self.rem_score[layer] = put(state["rem_score"][layer])
+                held.window.append(put(state["win_k"][layer]), put(state["win_v"][layer]), room=self.params.n_local)
+                held.window.score[:, : held.window.size] = put(state["win_score"][layer])
+            for name in ("init_k", "init_v", "rem_k", "rem_v", "rem_score"):
+                setattr(held, name, put(state[name][layer]))
             slots = state["slots"][layer]
             if slots is not None:  # the memory buffer in its slot order, so sums run as before
-                parts = [(self.init_k[layer][0], self.init_v[layer][0])] if self.init_k[layer] is not None else []
+                parts = [(held.init_k[0], held.init_v[0])] if held.init_k is not None else []
                 parts += self.load_blocks(layer, slots)
                 gk = torch.cat([k for k, _ in parts], dim=1)[None]
                 gv = torch.cat([v for _, v in parts], dim=1)[None]
-                self.memory_kv[layer] = (list(slots), gk, gv)
-                self.last_retrieved[layer] = sorted(slots)
+                held.memory_kv = (list(slots), gk, gv)
+                held.retrieved = sorted(slots)
 
     # -- consensus retrieval for the question ----------------------------------------------
 
@@ -383,7 +388,7 @@ class InfLLM(ContextStrategy):
         upper layers' copy of a value comes out garbled. The cost: the chunk is read twice.
         """
         self.agreed, self._first_votes, self.pinned, self.barred = None, None, [], set()
-        if not self.params.consensus or not self.stores[0].count:
+        if not self.params.consensus or not self.layers[0].store.count:
             return False
         self._question = self._state(self.device)
         return True
@@ -394,11 +399,11 @@ class InfLLM(ContextStrategy):
         if self._first_votes is None:
             self._first_votes = dict(self._votes)
         p = self.params
-        if not p.rerank or self.stores[0].count < 2:
+        if not p.rerank or self.layers[0].store.count < 2:
             return []
         ranked = sorted(self._first_votes, key=self._first_votes.__getitem__, reverse=True)[: p.rerank]
         if text is not None and p.lexical:
-            lexical = best_blocks(text, self.block_spans()[: self.stores[0].count], p.lexical)
+            lexical = best_blocks(text, self.block_spans()[: self.layers[0].store.count], p.lexical)
             ranked += [b for b in lexical if b not in ranked]
         return ranked
 
@@ -419,16 +424,16 @@ class InfLLM(ContextStrategy):
             reach = max(1, self.params.contiguity)
             near = {best + d for d in range(-reach, reach + 1) if d}
             self.pinned = [best]
-            self.neighbours = sorted(b for b in near if 0 <= b < self.stores[0].count) if self.params.contiguity else []
+            self.neighbours = sorted(b for b in near if 0 <= b < self.layers[0].store.count) if self.params.contiguity else []
             self.barred = {b for b, s in scores.items()
                            if s < scores[best] - self.params.rerank_margin and b not in near}
 
     def _back_to_question(self) -> None:
         state = self._question
-        for store, cache in zip(self.stores, self.cache):
-            store.truncate(state["blocks"])
-            for block in [b for b in cache if b >= state["blocks"]]:
-                del cache[block]
+        for held in self.layers:
+            held.store.truncate(state["blocks"])
+            for block in [b for b in held.cache if b >= state["blocks"]]:
+                del held.cache[block]
         self._set_state(state)
         self._second_read = True
 
@@ -471,14 +476,14 @@ class InfLLM(ContextStrategy):
         self._tables, self._masks, self._cuts = {}, {}, None
 
     def attend(self, layer, q, k, v):
-        win = self.windows[layer]
+        win = self.layers[layer].window
         win.append(rotate(k, self.cos, self.sin), v, room=self.params.n_local)
         lk, lv, _ = win.live()                                   # (1, Hkv, W+T, D)
         q_l = rotate(q, self.cos, self.sin)
         parts = [attention_lse(q_l, lk, lv, self.local_mask)]
         q_g = rotate(q, self.cos_g, self.sin_g)
         gk, gv, slots = self.memory(layer, q_g)
-        rk, rv = self.rem_k[layer], self.rem_v[layer]
+        rk, rv = self.layers[layer].rem_k, self.layers[layer].rem_v
         pad = self._padding_mask(layer, slots, q.shape[2])
         if self.params.memory_positions == "fixed":
             # The reference: unrotated memory keys, query at n_local = one distance for all.
@@ -518,7 +523,7 @@ class InfLLM(ContextStrategy):
             parts.append(attention_lse(q_l, rotate(rk, cos, sin), rv))
         if gk is not None:
             key = (tuple(slots), start)
-            held = self.memory_rot[layer]
+            held = self.layers[layer].memory_rot
             if held is None or held[0] != key:
                 n0, bs = self._n_init_held(layer), self.params.block_size
                 at, offset = n0, {}  # each block's first virtual row, blocks in text order
@@ -531,7 +536,7 @@ class InfLLM(ContextStrategy):
                                   (first[:, None] + torch.arange(bs, device=self.device)).flatten()])
                 rows = rows.clamp(max=at - 1)  # a short block's padding (masked) reuses a real row
                 held = (key, rotate(gk, cos[rows], sin[rows]))
-                self.memory_rot[layer] = held
+                self.layers[layer].memory_rot = held
             parts.append(attention_lse(q_l, held[1], gv, pad))
         return parts
 
@@ -554,9 +559,9 @@ class InfLLM(ContextStrategy):
         the slots of blocks that left are overwritten (slot order is free: `fixed` puts every
         memory token at one distance, `ordered` rotates each slot at its block's rank).
         """
-        store = self.stores[layer]
+        store = self.layers[layer].store
         ids = self.retrieve_blocks(layer, q_g) if store.count else []
-        held = self.memory_kv[layer]
+        held = self.layers[layer].memory_kv
         if held is not None and len(held[0]) == len(ids):
             slots, gk, gv = held
             wanted = set(ids)
@@ -569,9 +574,9 @@ class InfLLM(ContextStrategy):
                 slots[slot] = block
             return gk, gv, slots
         parts_k, parts_v = [], []
-        if self.init_k[layer] is not None:
-            parts_k.append(self.init_k[layer][0])
-            parts_v.append(self.init_v[layer][0])
+        if self.layers[layer].init_k is not None:
+            parts_k.append(self.layers[layer].init_k[0])
+            parts_v.append(self.layers[layer].init_v[0])
         for k, v in self.load_blocks(layer, ids):
             parts_k.append(k)
             parts_v.append(v)
@@ -580,19 +585,19 @@ class InfLLM(ContextStrategy):
         gk, gv = torch.cat(parts_k, dim=1)[None], torch.cat(parts_v, dim=1)[None]  # (1, Hkv, G, D)
         # Init tokens stop changing once blocks exist, so the buffer stays valid from then on.
         slots = list(ids)
-        self.memory_kv[layer] = (slots, gk, gv) if ids else None
-        self.memory_rot[layer] = None
+        self.layers[layer].memory_kv = (slots, gk, gv) if ids else None
+        self.layers[layer].memory_rot = None
         return gk, gv, slots
 
     def _n_init_held(self, layer: int) -> int:
-        return 0 if self.init_k[layer] is None else self.init_k[layer].shape[2]
+        return 0 if self.layers[layer].init_k is None else self.layers[layer].init_k.shape[2]
 
     def load_blocks(self, layer: int, ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Blocks `ids` as (k, v) (Hkv, bs, D) on the device, through the LRU block cache."""
-        cache = self.cache[layer]
+        cache = self.layers[layer].cache
         missing = [i for i in ids if i not in cache]
         if missing:
-            k, v = self.stores[layer].gather(missing, self.device, self.dtype)  # (Hkv, n*bs, D)
+            k, v = self.layers[layer].store.gather(missing, self.device, self.dtype)  # (Hkv, n*bs, D)
             bs = self.params.block_size
             for row, block in enumerate(missing):
                 cache[block] = (k[:, row * bs : (row + 1) * bs], v[:, row * bs : (row + 1) * bs])
@@ -615,14 +620,14 @@ class InfLLM(ContextStrategy):
         if ids is None or voter:
             q_mean = q_g[0].mean(dim=1)  # (Hq, D)
             q_mean = q_mean.view(c.n_kv_heads, c.n_rep, c.head_dim).sum(dim=1)  # (Hkv, D)
-            scores = self.stores[layer].scores(q_mean)  # (N,)
+            scores = self.layers[layer].store.scores(q_mean)  # (N,)
             k = min(self.params.topk, scores.shape[0])
             ranked = torch.topk(scores, k).indices.tolist()
             if voter:  # one vote per layer; a block's rank breaks ties
                 for rank, block in enumerate(ranked):
                     self._votes[block] = self._votes.get(block, 0.0) + 1.0 + (k - rank) / (k * k * c.n_layers)
             ids = sorted(ranked) if ids is None else ids
-        self.last_retrieved[layer] = ids
+        self.layers[layer].retrieved = ids
         return ids
 
     def _update_window(self, layer: int, q_l: torch.Tensor) -> None:
@@ -632,7 +637,7 @@ class InfLLM(ContextStrategy):
         query: the keys local queries attended to most become the block's representatives.
         """
         c = self.cfg
-        win = self.windows[layer]
+        win = self.layers[layer].window
         lk, _, score = win.live()
         q_mean = q_l[0].mean(dim=1).view(c.n_kv_heads, c.n_rep, c.head_dim).sum(dim=1)  # (Hkv, D)
         score += torch.einsum("hd,htd->ht", q_mean, lk[0]).float()
@@ -651,21 +656,21 @@ class InfLLM(ContextStrategy):
                                    self.first_evicted + n_init)
 
     def _append_init(self, layer, k, v):
-        if self.init_k[layer] is None:
-            self.init_k[layer], self.init_v[layer] = k, v
+        if self.layers[layer].init_k is None:
+            self.layers[layer].init_k, self.layers[layer].init_v = k, v
         else:
-            self.init_k[layer] = torch.cat([self.init_k[layer], k], dim=2)
-            self.init_v[layer] = torch.cat([self.init_v[layer], v], dim=2)
-        self.memory_kv[layer] = None
+            self.layers[layer].init_k = torch.cat([self.layers[layer].init_k, k], dim=2)
+            self.layers[layer].init_v = torch.cat([self.layers[layer].init_v, v], dim=2)
+        self.layers[layer].memory_kv = None
 
     def _append_remainder(self, layer, k, v, score, first: int):
         """Add evicted tokens (positions `first`...) to the remainder and store every block it
         now completes: block_size tokens each, or with `segment = "surprise"` cut at events."""
-        if self.rem_k[layer] is not None:
-            first -= self.rem_k[layer].shape[2]
-            k = torch.cat([self.rem_k[layer], k], dim=2)
-            v = torch.cat([self.rem_v[layer], v], dim=2)
-            score = torch.cat([self.rem_score[layer], score], dim=1)
+        if self.layers[layer].rem_k is not None:
+            first -= self.layers[layer].rem_k.shape[2]
+            k = torch.cat([self.layers[layer].rem_k, k], dim=2)
+            v = torch.cat([self.layers[layer].rem_v, v], dim=2)
+            score = torch.cat([self.layers[layer].rem_score, score], dim=1)
         lens = self._block_lengths(first, k.shape[2])
         if lens:  # every block in one go: on a GPU, one copy to the host, not one per block
             self._store_blocks(layer, k, v, score, lens)
@@ -673,9 +678,9 @@ class InfLLM(ContextStrategy):
                 self.lens += lens
         rest = sum(lens)
         if rest < k.shape[2]:
-            self.rem_k[layer], self.rem_v[layer], self.rem_score[layer] = k[:, :, rest:], v[:, :, rest:], score[:, rest:]
+            self.layers[layer].rem_k, self.layers[layer].rem_v, self.layers[layer].rem_score = k[:, :, rest:], v[:, :, rest:], score[:, rest:]
         else:
-            self.rem_k[layer] = self.rem_v[layer] = self.rem_score[layer] = None
+            self.layers[layer].rem_k = self.layers[layer].rem_v = self.layers[layer].rem_score = None
 
     def _block_lengths(self, first: int, n: int) -> list[int]:
         """Lengths of the blocks that the `n` pending tokens from position `first` complete
@@ -719,14 +724,16 @@ class InfLLM(ContextStrategy):
                 at += m
         top = torch.topk(block_s, self.n_reprs, dim=2).indices
         reprs = torch.gather(block_k, 2, top[..., None].expand(-1, -1, -1, d))  # (n, Hkv, r, D)
-        self.stores[layer].extend(block_k, block_v, reprs)
+        self.layers[layer].store.extend(block_k, block_v, reprs)
 
     def memory_bytes(self) -> int:
-        tensors = self.init_k + self.init_v + self.rem_k + self.rem_v
-        ram = sum(t.numel() * t.element_size() for t in tensors if t is not None)
-        ram += sum(w.nbytes() for w in self.windows)
-        ram += sum(k.numel() * k.element_size() * 2 for cache in self.cache for k, _ in cache.values())
-        return ram + sum(s.nbytes_ram() for s in self.stores)
+        total = 0
+        for held in self.layers:
+            total += sum(t.numel() * t.element_size() for t in (held.init_k, held.init_v, held.rem_k, held.rem_v)
+                         if t is not None)
+            total += held.window.nbytes() + held.store.nbytes_ram()
+            total += sum(k.numel() * k.element_size() * 2 for k, _ in held.cache.values())
+        return total
 
 
 def existing_parent(path) -> Path:
