@@ -1,10 +1,10 @@
-"""Encode once, ask many times: the figures of issue 4, measured end to end through the CLI.
+"""Encode once, ask many times: the encode-once figures, measured end to end through the CLI.
 
-    python bench/issue4.py OUT_DIR [--sizes 16k,64k,256k] [--kills 20]
+    python bench/memories.py OUT_DIR [--sizes 16k,64k,256k] [--kills 20]
 
 Each step is a fresh `longchat` process (model load included), in a private LONGCHAT_HOME
 under OUT_DIR, on the bundled model. Run nothing else meanwhile: 2 cores are easily disturbed.
-Prints a table and writes OUT_DIR/issue4.json.
+Prints a table and writes OUT_DIR/memories.json.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def main() -> None:
         print(f"kill {i}: after kill {state}; re-run rc={again.returncode} {'resumed' if 'resuming' in again.stderr else ''}", flush=True)
     report["kills"] = dict(runs=a.kills, corrupt=corrupt, completed_after_rerun=ok, resumed_from_checkpoint=resumed,
                            finished_before_kill=finished_before_kill, full_ingest_wall_s=round(full_wall, 1))
-    (a.out / "issue4.json").write_text(json.dumps(report, indent=1))
+    (a.out / "memories.json").write_text(json.dumps(report, indent=1))
 
     print("\n| tokens | ingest tok/s | bytes/token | ask --memory wall s | peak RSS MiB | answer |")
     print("|---|---|---|---|---|---|")

@@ -1,6 +1,6 @@
 """Session figures: deep memory retrieval, store overhead at 10,000 messages, two processes.
 
-    python bench/issue6.py OUT_DIR [--only deep,store,dual]
+    python bench/sessions.py OUT_DIR [--only deep,store,dual]
 
 deep: a scripted 60-turn conversation on the bundled model through `chat --session`'s own code:
 10 facts stated in turns 1-10, 40 turns of chit-chat (the model's replies push the facts out
@@ -80,8 +80,8 @@ def deep(out: Path, home: Path) -> dict:
         name = f"deep-{paging}"
         first = run_part(name, paging, lines[:55], 1)
         # The last five questions come from a new process resuming the session.
-        code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import issue6; "
-                f"print(json.dumps(issue6.run_part({name!r}, {paging!r}, issue6.script()[55:], 56)))")
+        code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import sessions; "
+                f"print(json.dumps(sessions.run_part({name!r}, {paging!r}, sessions.script()[55:], 56)))")
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               env={**os.environ, "LONGCHAT_HOME": str(home)})
         if proc.returncode:

@@ -1,6 +1,6 @@
 """Prompt compression figures: is the rate honoured from 300 to 50k tokens, and how fast is it.
 
-    python bench/issue5.py OUT_DIR [--sizes 300,1000,4000,16000,50000] [--rates 0.25,0.5]
+    python bench/compression.py OUT_DIR [--sizes 300,1000,4000,16000,50000] [--rates 0.25,0.5]
 
 Input: real text from this repository (README, the design notes when present, then the
 Python sources), cut to each size in tokens; one document per size, with the question
