@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 err = Console(stderr=True, highlight=False)
+# Tables on stdout: as wide as the terminal, or 200 columns into a pipe (nothing cut for grep).
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 ProfileOpt = typer.Option("auto", "--profile", "-p", help="Context strategy profile: a name (see `longchat profiles`) or a .toml path. Default 'auto': full attention when the input fits the model's effective window, InfLLM past it.")
 ModelOpt = typer.Option(None, "--model", "-m", help="A model folder, a .gguf file, a hub id, or 'default' (SmolLM2-135M-Instruct). Default: the profile's model, else 'default'.")
