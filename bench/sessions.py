@@ -52,7 +52,7 @@ OVERRIDES = ["generation.max_new_tokens=48"]
 def run_part(name: str, paging: str, lines: list[str], first: int) -> list[dict]:
     """Send `lines` in this process; the answers to the questions among them."""
     from longchat.pipeline import open_runner
-    from longchat.sessions.chat import SessionConversation
+    from longchat.chat.session import SessionConversation
 
     runner = open_runner("auto", overrides=OVERRIDES + [x for x in os.environ.get("ISSUE6_SET", "").split(";") if x])
     conv = SessionConversation(runner, name, paging=paging, note=lambda m: print("  note:", m, file=sys.stderr))
@@ -102,7 +102,7 @@ def store_overhead(out: Path) -> dict:
     import random
 
     from longchat.pipeline import open_runner
-    from longchat.sessions.chat import SessionConversation
+    from longchat.chat.session import SessionConversation
 
     runner = open_runner("auto", overrides=["generation.max_new_tokens=48"])
     rng = random.Random(0)
@@ -151,7 +151,7 @@ def dual(out: Path, home: Path) -> dict:
     time.sleep(20)  # it has loaded the model and holds the session
     second = subprocess.run(cmd, input="Hello from the second process.\n", capture_output=True, text=True, env=env)
     first_out, first_err = first.communicate(timeout=300)  # closes its stdin: it ends
-    from longchat.sessions.store import Store
+    from longchat.chat.store import Store
 
     store = Store(home / "data" / "sessions.db")
     integrity = store.db.execute("PRAGMA integrity_check").fetchone()[0]

@@ -2,7 +2,7 @@
 
 This module is a leaf: it imports nothing of longchat's. Each registry (readers in
 `sources.registry`, strategies in `context.registry`, compressors in `compress`, memory
-functions in `sessions.chat`, commands in `cli`, profiles in `profile`) lists its own built-ins
+functions in `chat.session`, commands in `cli`, profiles in `profile`) lists its own built-ins
 and adds what the plugins' hooks return, through `gather` (built-ins first, a taken name
 skipped with a warning).
 
@@ -56,7 +56,7 @@ class Hooks:
 
     @hookspec
     def longchat_memory_functions(self, store, session_id: int) -> list:
-        """`longchat.sessions.functions.Function`s a session's model may call; they get the
+        """`longchat.chat.functions.Function`s a session's model may call; they get the
         store and session id only (no files, no shell)."""
 
     @hookspec

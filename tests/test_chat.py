@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from longchat.chat import INTERRUPTED_MARK, Conversation, Turn, is_command, user_text
+from longchat.chat.conversation import INTERRUPTED_MARK, Conversation, Turn, is_command, user_text
 from longchat.cli import main
 from longchat.cli.chat import block_is_open, read_messages, unwrap_block
 from longchat.errors import EXIT_INPUT, InputError

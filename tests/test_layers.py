@@ -18,7 +18,7 @@ LAYERS = {
     "sources": 2, "runtime": 2, "context": 2,       # reading files; the model; attention strategies
     "memory": 3, "compress": 3,                     # encode-once memories; prompt compression
     "profile": 4, "pipeline": 4,                    # profiles; ask / summarize / ingest as functions
-    "chat": 5, "sessions": 5,                       # conversations and persistent sessions
+    "chat": 5,                                      # conversations and persistent sessions
     "bench": 6,                                     # benchmark tasks
     "cli": 7, "__main__": 8,                        # the command line
 }

@@ -255,7 +255,7 @@ def test_the_ask_cache_evicts_least_recently_used_first(home, tiny_chat_model, t
 
 
 def test_chat_with_a_memory_reads_only_the_new_turns(home, tiny_chat_model, tmp_path):
-    from longchat.chat import Conversation
+    from longchat.chat.conversation import Conversation
     from longchat.runtime.generate import Sampling
 
     memories.ingest(runner_for(tiny_chat_model), [str(text_file(tmp_path / "d.txt", 900))], name="d")

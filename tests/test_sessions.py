@@ -15,9 +15,9 @@ import pytest
 
 from longchat.cli import main
 from longchat.pipeline import open_runner
-from longchat.sessions import functions as fn
-from longchat.sessions.chat import SessionConversation
-from longchat.sessions.store import MIGRATIONS, SessionError, Store, fts_query
+from longchat.chat import functions as fn
+from longchat.chat.session import SessionConversation
+from longchat.chat.store import MIGRATIONS, SessionError, Store, fts_query
 
 
 class ScriptedModel:

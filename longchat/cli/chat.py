@@ -9,8 +9,8 @@ from typing import Iterable, Iterator, List, Optional
 import typer
 
 from longchat import paths
-from longchat.chat import CommandResult, Conversation, is_command, user_text
-from longchat.sessions import commands as _session_commands  # noqa: F401  (registers /remember, /core ...)
+from longchat.chat.conversation import CommandResult, Conversation, is_command, user_text
+from longchat.chat import commands as _session_commands  # noqa: F401  (registers /remember, /core ...)
 from longchat.cli.app import app
 from longchat.cli.common import (CompressOpt, DeviceOpt, MaxNewOpt, ModelOpt, ProfileOpt, SetOpt, TemperatureOpt, err,
                                  note, open_runner_cli, prefill_progress, print_stats, sampling_from, stream_out,
@@ -50,7 +50,7 @@ def chat(
     sampling = sampling_from(runner.profile, max_new_tokens, temperature)
     use_compression(runner, compress)
     if session:
-        from longchat.sessions.chat import SessionConversation
+        from longchat.chat.session import SessionConversation
 
         if paging not in (None, "system", "functions", "truncate"):
             raise InputError("--paging must be one of: system, functions, truncate")
@@ -192,7 +192,7 @@ def prompt_session(conversation: Conversation):
     from prompt_toolkit.key_binding import KeyBindings
     from prompt_toolkit.output import create_output
 
-    from longchat.chat import COMMANDS
+    from longchat.chat.conversation import COMMANDS
 
     keys = KeyBindings()
 

@@ -31,7 +31,7 @@ def listing() -> list:
     from longchat import plugins
     from longchat.compress import METHODS
     from longchat.context.registry import BUILTIN
-    from longchat.sessions.functions import builtin_functions
+    from longchat.chat.functions import builtin_functions
     from longchat.sources.registry import _builtins
 
     functions = [name for name in builtin_functions(None, 0, lambda message: None) if name != "send_message"]

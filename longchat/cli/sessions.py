@@ -10,14 +10,14 @@ import typer
 
 from longchat.cli.app import app
 from longchat.cli.common import err, note
-from longchat.sessions.store import when as _when
+from longchat.chat.store import when as _when
 
 sessions_app = typer.Typer(help="Stored chat sessions (`longchat chat --session NAME`).", no_args_is_help=True)
 app.add_typer(sessions_app, name="sessions")
 
 
 def _store():
-    from longchat.sessions.store import Store
+    from longchat.chat.store import Store
 
     return Store()
 
@@ -64,7 +64,7 @@ def rm(name: str = typer.Argument(..., metavar="NAME", help="The session to dele
        yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask.")) -> None:
     """Delete a session and everything it remembers."""
     from longchat.errors import InputError
-    from longchat.sessions.store import SessionLock
+    from longchat.chat.store import SessionLock
 
     store = _store()
     store.session_id(name)  # unknown -> a clear error

@@ -24,13 +24,13 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 
-from longchat.chat import Conversation, Turn
+from longchat.chat.conversation import Conversation, Turn
 from longchat.memory.encode import PREAMBLE, SENTINEL, render_chat
 from longchat.errors import InputError
 from longchat.pipeline import Note, Progress, Runner, chat_ids
 from longchat.runtime.generate import Detokenizer, Sampling
-from longchat.sessions import functions as fn
-from longchat.sessions.store import SessionLock, Store
+from longchat.chat import functions as fn
+from longchat.chat.store import SessionLock, Store
 
 INSTRUCTIONS = ("You are a helpful assistant talking with one user. When the user tells you a fact about their "
                 "life, reply with one short sentence that acknowledges it. Answer questions briefly, using the notes "

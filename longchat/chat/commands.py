@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 
-from longchat.chat import CommandResult, Conversation, command
+from longchat.chat.conversation import CommandResult, Conversation, command
 from longchat.errors import InputError
-from longchat.sessions.store import when as _when
+from longchat.chat.store import when as _when
 
 
 def _session(conv: Conversation):
-    from longchat.sessions.chat import SessionConversation
+    from longchat.chat.session import SessionConversation
 
     if not isinstance(conv, SessionConversation):
         raise InputError("this needs a session: start the chat with --session NAME")
@@ -67,7 +67,7 @@ def _memory(conv: Conversation, arg: str) -> CommandResult:
 
 @command("sessions", "/sessions", "list the stored sessions")
 def _sessions(conv: Conversation, arg: str) -> CommandResult:
-    from longchat.sessions.store import Store
+    from longchat.chat.store import Store
 
     store = Store()
     try:

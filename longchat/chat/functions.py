@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from longchat.errors import InputError
-from longchat.sessions.store import when as _when
+from longchat.chat.store import when as _when
 
 PAGE = 5
 
