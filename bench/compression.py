@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from longchat import compress
-from longchat.pipeline import open_runner
+from longchat.api import open_runner
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "How does the InfLLM block memory choose which blocks to read?"

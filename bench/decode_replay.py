@@ -25,7 +25,7 @@ from needle_replay import prompts, restore_prompt  # noqa: E402
 
 from longchat.bench.run import parse_lengths  # noqa: E402
 from longchat.context.infllm import blocks  # noqa: E402
-from longchat.pipeline import open_runner  # noqa: E402
+from longchat.api import open_runner  # noqa: E402
 from longchat.runtime.generate import Sampling  # noqa: E402
 from longchat.settings import parse_assignment  # noqa: E402
 

@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out.mkdir(parents=True, exist_ok=True)
     os.environ["LONGCHAT_HOME"] = str(out.resolve() / "home")
-    from longchat import pipeline
+    from longchat import api
     from longchat.runtime.generate import Sampling
     from longchat.runtime.loader import load_model
 
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.profiles.split(","):
         name, _, sets = spec.partition(":")
         ceiling = name == "full@2k"
-        runner = pipeline.open_runner("full" if ceiling else name, overrides=[s for s in sets.split(";") if s],
+        runner = api.open_runner("full" if ceiling else name, overrides=[s for s in sets.split(";") if s],
                                       loaded=model)
         for length in ([2048] if ceiling else lengths):
             for i, fact, statement, value, source, depth in samples(args.split, args.samples, args.seed):
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                 path.write_text(document)
                 for qkind, question in (("shared", fact.shared), ("paraphrase", fact.paraphrase)):
                     start = time.perf_counter()
-                    answer = pipeline.ask(runner, [str(path)], question, sampling=sampling, cache=not ceiling)
+                    answer = api.ask(runner, [str(path)], question, sampling=sampling, cache=not ceiling)
                     row = {"split": args.split, "profile": spec, "length": length, "sample": i, "kind": fact.kind,
                            "source": source, "depth": round(depth, 3), "question": qkind, "value": value,
                            "answer": answer.strip(), "correct": correct(fact.kind, value, answer),

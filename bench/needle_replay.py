@@ -34,7 +34,7 @@ from needle_retrieval import needle_blocks, other_needles  # noqa: E402
 
 from longchat.bench.run import build_prompts, parse_lengths  # noqa: E402
 from longchat.bench.tasks import get_task  # noqa: E402
-from longchat.pipeline import open_runner  # noqa: E402
+from longchat.api import open_runner  # noqa: E402
 from longchat.runtime.generate import Sampling  # noqa: E402
 
 

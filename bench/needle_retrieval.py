@@ -15,7 +15,7 @@ import re
 
 from longchat.bench.run import build_prompts, parse_lengths
 from longchat.bench.tasks import get_task
-from longchat.pipeline import open_runner
+from longchat.api import open_runner
 from longchat.runtime.generate import Sampling
 
 

@@ -51,7 +51,7 @@ OVERRIDES = ["generation.max_new_tokens=48"]
 
 def run_part(name: str, paging: str, lines: list[str], first: int) -> list[dict]:
     """Send `lines` in this process; the answers to the questions among them."""
-    from longchat.pipeline import open_runner
+    from longchat.api import open_runner
     from longchat.chat.session import SessionConversation
 
     runner = open_runner("auto", overrides=OVERRIDES + [x for x in os.environ.get("ISSUE6_SET", "").split(";") if x])
@@ -101,7 +101,7 @@ def deep(out: Path, home: Path) -> dict:
 def store_overhead(out: Path) -> dict:
     import random
 
-    from longchat.pipeline import open_runner
+    from longchat.api import open_runner
     from longchat.chat.session import SessionConversation
 
     runner = open_runner("auto", overrides=["generation.max_new_tokens=48"])

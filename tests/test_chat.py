@@ -53,19 +53,19 @@ def load_once(default_model, monkeypatch):
     Each still builds its own strategy and engine from its profile (and --set), so no state is
     shared between runs; only the ~4 s weight load is.
     """
-    import longchat.pipeline
+    import longchat.api
 
-    real = longchat.pipeline.load_model
+    real = longchat.api.load_model
 
     def load_model(spec="default", **kwargs):
         return default_model if spec == "default" and kwargs.get("device") is None else real(spec, **kwargs)
 
-    monkeypatch.setattr(longchat.pipeline, "load_model", load_model)
+    monkeypatch.setattr(longchat.api, "load_model", load_model)
 
 
 @pytest.fixture
 def conversation():
-    from longchat.pipeline import open_runner
+    from longchat.api import open_runner
 
     return Conversation(open_runner("full"), sampling=Sampling(max_new_tokens=3), note=Notes())
 

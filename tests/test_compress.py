@@ -16,7 +16,7 @@ from longchat.cli import main
 from longchat.compress import budget
 from longchat.compress.lingua import Compressor
 from longchat.compress.units import assign_tokens, render, split_units
-from longchat.pipeline import open_runner
+from longchat.api import open_runner
 from longchat.profile import CompressSettings
 from longchat.runtime.generate import Sampling
 

@@ -19,9 +19,9 @@ import torch
 
 from longchat import memory as memories
 from longchat.cli import main
-from longchat.memory.encode import frame, question_suffix
+from longchat.prompts import frame, question_suffix
 from longchat.memory.store import Memory, MemoryStoreError, atomic_write, find
-from longchat.pipeline import open_runner
+from longchat.api import open_runner
 from tiny_models import make_tiny
 
 SMALL = ["strategy.n_init=4", "strategy.n_local=64", "strategy.block_size=16", "strategy.topk=2",

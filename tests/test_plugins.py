@@ -63,7 +63,7 @@ def test_a_plugin_adds_a_reader_and_a_strategy(fresh, tmp_path, home, tiny_chat_
         assert strategy_class("shout-full") is ShoutFull
         profile = tmp_path / "shout.toml"
         profile.write_text('[context]\nstrategy = "shout-full"\n')
-        from longchat.pipeline import open_runner
+        from longchat.api import open_runner
         from longchat.runtime.generate import Sampling
 
         ids = list(range(100, 160))

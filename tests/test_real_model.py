@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from longchat.pipeline import open_runner
+from longchat.api import open_runner
 from longchat.runtime.generate import Sampling
 
 FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
@@ -31,7 +31,7 @@ def test_smollm2_finds_a_passkey(home):
 
 def test_chat_turns_reuse_the_cache(home):
     runner = open_runner("full")
-    from longchat.pipeline import chat_ids
+    from longchat.prompts import chat_ids
 
     messages = [{"role": "user", "content": "Name a colour."}]
     first = runner.engine.generate_text(chat_ids(runner.tokenizer, messages), Sampling(max_new_tokens=6))

@@ -14,7 +14,7 @@ import sqlite3
 import pytest
 
 from longchat.cli import main
-from longchat.pipeline import open_runner
+from longchat.api import open_runner
 from longchat.chat import functions as fn
 from longchat.chat.session import SessionConversation
 from longchat.chat.store import MIGRATIONS, SessionError, Store, fts_query

@@ -266,7 +266,7 @@ def run_profiles(profiles: list[str], task: Task, lengths: list[int], *, model: 
                  device: str | None = None, overrides: list[str] = (), note: Note = lambda m: None,
                  **kw) -> list[BenchResult]:
     """`run_task` for each profile in turn, on one loaded model and the same prompts."""
-    from longchat.pipeline import open_runner
+    from longchat.api import open_runner
 
     if not profiles:
         raise ConfigError("--profile: name at least one profile")

@@ -142,7 +142,7 @@ def run_scale(shape: str, runs: list[tuple[str, int]], *, device: str | None = N
 
     A run that runs out of GPU memory is recorded as such and the next one goes on.
     """
-    from longchat.pipeline import open_runner
+    from longchat.api import open_runner
     from longchat.profile import load_profile
     from longchat.runtime.loader import default_dtype, pick_device
 

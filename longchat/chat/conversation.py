@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from longchat.errors import InputError, LongchatError
-from longchat.memory.encode import PREAMBLE, QUESTION, SENTINEL, render_chat
-from longchat.pipeline import Note, Progress, Runner, chat_ids
+from longchat.api import Note, Progress, Runner
+from longchat.prompts import PREAMBLE, QUESTION, SENTINEL, chat_ids, render_chat
 from longchat.runtime.generate import Detokenizer, GenerationStats, Sampling
 
 INTERRUPTED_MARK = " [interrupted]"  # shown after a cut-off reply; never sent to the model

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from longchat.chat.conversation import Conversation, Turn
-from longchat.memory.encode import PREAMBLE, SENTINEL, render_chat
 from longchat.errors import InputError
-from longchat.pipeline import Note, Progress, Runner, chat_ids
+from longchat.api import Note, Progress, Runner
+from longchat.prompts import PREAMBLE, SENTINEL, chat_ids, render_chat
 from longchat.runtime.generate import Detokenizer, Sampling
 from longchat.chat import functions as fn
 from longchat.chat.store import SessionLock, Store

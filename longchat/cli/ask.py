@@ -42,7 +42,7 @@ def ask(
     """
     import os
 
-    from longchat import pipeline
+    from longchat import api
 
     if not sources and memory is None:
         if question == "-" or os.path.exists(question):
@@ -59,7 +59,7 @@ def ask(
     use_compression(runner, compress)
     sampling = sampling_from(runner.profile, max_new_tokens, temperature)
     with prefill_progress("compressing") as squeezing, prefill_progress() as progress:
-        answer = pipeline.ask(runner, sources or [], question, sampling=sampling, truncate=truncate, system=system,
+        answer = api.ask(runner, sources or [], question, sampling=sampling, truncate=truncate, system=system,
                               on_text=None if as_json else stream_out, progress=progress, note=note,
                               cache=not no_cache, memory=memory, keep=keep or [], compress_progress=squeezing)
     info = runner.engine.stats

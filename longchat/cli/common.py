@@ -97,7 +97,7 @@ def sampling_from(profile, max_new_tokens: Optional[int], temperature: Optional[
 
 
 def open_runner_cli(profile: str, model: Optional[str], device: Optional[str], overrides: Optional[List[str]]):
-    from longchat.pipeline import open_runner
+    from longchat.api import open_runner
 
     with err.status("loading model...", spinner="dots") if err.is_terminal else _nothing():
         return open_runner(profile, model, device=device, overrides=overrides or [], note=note)

@@ -37,7 +37,7 @@ def compress(
     Example: longchat compress book.txt --rate 0.3 -q "Who is the killer?" | llm "..."
     """
     from longchat import compress as squeeze
-    from longchat import pipeline
+    from longchat import api
     from longchat.errors import InputError
 
     check_sources(sources or [])
@@ -53,7 +53,7 @@ def compress(
     runner = open_runner_cli(profile, compressor, device, overrides)
     use_compression(runner, 0.5 if rate is None and not target_tokens else rate, target_tokens)
     with prefill_progress("compressing") as progress:
-        result = pipeline.compress_input(runner, sources or ["-"], question, keep=keep or [], progress=progress,
+        result = api.compress_input(runner, sources or ["-"], question, keep=keep or [], progress=progress,
                                          note=note)
     if as_json:
         print(json.dumps({"text": result.text, **result.as_dict()}, ensure_ascii=False))

@@ -32,7 +32,7 @@ def summarize(
     and the chunk summaries are merged into one (hierarchically, in bounded memory).
     Example: cat app.log | longchat summarize
     """
-    from longchat import pipeline
+    from longchat import api
 
     check_sources(sources or [])
     set_quiet(quiet)
@@ -51,7 +51,7 @@ def summarize(
             plain.update(done, total, f"{chunks} chunks summarised" if chunks != 1 else "1 chunk summarised")
 
     with progress:
-        text, totals = pipeline.summarize(runner, sources or [], sampling=sampling, progress=update, note=note)
+        text, totals = api.summarize(runner, sources or [], sampling=sampling, progress=update, note=note)
     print(text.strip(), flush=True)
     if stats:
         print_stats(runner, totals)

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import BinaryIO, Sequence
 
 from longchat.errors import ConfigError, InputError
-from longchat.memory.encode import (Encoder, Plan, Source, collect_sources, encode_rendered, frame, memory_key, plan,
-                                    read_ids, reopen)
+from longchat.memory.encode import Encoder, Plan, Source, collect_sources, memory_key, plan, read_ids, reopen
 from longchat.memory.store import (NAME, Memory, MemoryStoreError, cache_root, evict_cache, find, human_bytes,
                                    named_root, resume_hint)
+from longchat.prompts import encode_rendered, frame
 
 __all__ = ["Memory", "MemoryStoreError", "attach", "ingest", "infllm_for", "cache_limit", "encode_for_ask", "find",
            "evict_cache", "cache_root"]

@@ -31,11 +31,8 @@ from longchat.paths import cache_dir
 from longchat.sources import Document, iter_documents
 from longchat.sources.text import decode_blocks
 
-PREAMBLE = "Read the document below, then answer the question that follows it.\n\n"
-QUESTION = "\n\nQuestion: {question}"
 HEADER = "### File: {label}\n"
 SEPARATOR = "\n\n"
-SENTINEL = "\x00"
 STREAM_ABOVE = 64_000_000  # bytes: larger text files are tokenized as they are encoded
 # Keys of [strategy] that change no stored key or value: storage, the retrieval cache, and how
 # the question (never part of a memory) retrieves. `score_dtype` only rounds retrieval scores
@@ -47,37 +44,6 @@ STORAGE_ONLY = ("max_cached_block", "disk", "disk_dir", "full_up_to", "consensus
 SEGMENT_KEYS = ("segment", "surprise_gamma", "surprise_window", "min_block")
 
 Progress = Callable[[int, int], None]  # (tokens done, tokens expected)
-
-
-# ------------------------------------------------------------------ prompt frame
-
-
-def render_chat(tokenizer, messages: list[dict], tools: list[dict] | None = None) -> str:
-    """The chat template applied to `messages` (and `tools`, for templates that take them),
-    ready for the assistant's reply."""
-    if getattr(tokenizer, "chat_template", None):
-        extra = {"tools": tools} if tools else {}
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra)
-    # Base models have no template: a plain transcript they can continue.
-    return "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in messages) + "Assistant:"
-
-
-def encode_rendered(tokenizer, text: str) -> list[int]:
-    """Ids of a whole rendered prompt (a template brings its own special tokens)."""
-    return tokenizer.encode(text, add_special_tokens=not getattr(tokenizer, "chat_template", None))
-
-
-def frame(tokenizer, system: str | None, first_user: str = "") -> tuple[str, str]:
-    """(head, tail): the prompt text before the document, and after `first_user`'s text."""
-    messages = ([{"role": "system", "content": system}] if system else [])
-    rendered = render_chat(tokenizer, messages + [{"role": "user", "content": PREAMBLE + SENTINEL + first_user}])
-    head, tail = rendered.split(SENTINEL)
-    return head, tail
-
-
-def question_suffix(tokenizer, question: str, system: str | None = None) -> list[int]:
-    _, tail = frame(tokenizer, system, QUESTION.format(question=question))
-    return tokenizer.encode(tail, add_special_tokens=False)
 
 
 # ------------------------------------------------------------------ identity
@@ -189,7 +155,7 @@ def _pieces(src: Source) -> Iterator[str]:
     elif src.document is not None:
         yield from src.document.pieces()  # a held stream decodes its held bytes again
     else:
-        yield src.data.decode("utf-8")  # text made in memory (`pipeline.text_source`)
+        yield src.data.decode("utf-8")  # text made in memory (`api.text_source`)
 
 
 def source_ids(tokenizer, src: Source, index: int, headers: bool) -> Iterator[list[int]]:

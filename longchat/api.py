@@ -12,8 +12,8 @@ from typing import BinaryIO, Callable, Sequence
 
 from longchat import memory as memories
 from longchat.context import strategy_class
-from longchat.memory.encode import (PREAMBLE, QUESTION, collect_sources, encode_rendered, frame, question_suffix,
-                                    read_ids, render_chat)
+from longchat.memory.encode import collect_sources, read_ids
+from longchat.prompts import MERGE_PROMPT, SUMMARY_PROMPT, ask_messages, chat_ids, encode_rendered, frame, question_suffix
 from longchat.errors import ConfigError, InputError
 from longchat.profile import Profile, load_profile
 from longchat.runtime.generate import Engine, GenerationStats, Sampling
@@ -70,19 +70,6 @@ def open_runner(profile: str | Profile = "auto", model: str | None = None, *, de
     engine = Engine(loaded, strategy, prefill_chunk=prof.context.prefill_chunk, final_chunk=prof.context.final_chunk)
     engine.on_note = note
     return Runner(prof, loaded, engine)
-
-
-def chat_ids(tokenizer, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
-    """Token ids of `messages` in the model's chat template, ready for the assistant's reply."""
-    return encode_rendered(tokenizer, render_chat(tokenizer, messages, tools))
-
-
-ASK_PROMPT = PREAMBLE + "{document}" + QUESTION
-
-
-def ask_messages(document: str, question: str, system: str | None = None) -> list[dict]:
-    messages = [{"role": "system", "content": system}] if system else []
-    return messages + [{"role": "user", "content": ASK_PROMPT.format(document=document, question=question)}]
 
 
 def fit_document(runner: Runner, sources: Sequence[str], question: str, sampling: Sampling, *,
@@ -218,12 +205,6 @@ def _answer_from(runner, mem, suffix, sampling, system, on_text, progress, note,
         mem.unlock()
     runner.engine.stats.extra.update(memory=mem.name, cache=hit, memory_load_s=round(load_s, 3))
     return answer
-
-
-SUMMARY_PROMPT = ("Summarize the following text in a short paragraph. Keep names, numbers, dates "
-                  "and key facts.\n\n{text}")
-MERGE_PROMPT = ("The notes below summarize consecutive parts of one long input, in order. Write one "
-                "short summary of the whole input from them.\n\n{text}")
 
 
 class Summarizer:
