@@ -72,8 +72,8 @@ class CompressSettings:
 
 
 @dataclass
-class MemorySettings:
-    """[memory]: how `chat --session` keeps a long conversation inside the window (MemGPT-style)."""
+class SessionSettings:
+    """[sessions]: how `chat --session` keeps a long conversation inside the window (MemGPT-style)."""
 
     paging: str = "system"     # system: summaries + searched memories, done by longchat for any model;
                                # functions: that, plus memory functions the model may call;
@@ -104,12 +104,19 @@ class Profile:
     strategy: StrategyParams = field(default_factory=StrategyParams)
     generation: Sampling = field(default_factory=Sampling)
     compress: CompressSettings = field(default_factory=CompressSettings)
-    memory: MemorySettings = field(default_factory=MemorySettings)
+    sessions: SessionSettings = field(default_factory=SessionSettings)
 
 
 
 SECTIONS = {"context": ContextSettings, "generation": Sampling, "compress": CompressSettings,
-            "memory": MemorySettings}
+            "sessions": SessionSettings}
+# Sections renamed since: an old profile gets a message naming the new one.
+RENAMED = {"memory": "sessions"}
+
+
+def _renamed(section: str, where: str) -> ConfigError:
+    return ConfigError(f"{where}: the [{section}] section is now [{RENAMED[section]}] (how `chat --session` "
+                       f"keeps a long conversation in the window); rename it")
 TOP_LEVEL = {"description", "model", "strategy", *SECTIONS}
 
 
@@ -164,6 +171,8 @@ def load_profile(spec: str = "full", overrides: list[str] = ()) -> Profile:
         (section, key), value = parse_assignment(text)
         if section in own:
             section = "strategy"
+        if section in RENAMED:
+            raise _renamed(section, f"--set {text!r}")
         if section not in SECTIONS and section != "strategy":
             raise ConfigError(f"--set {text!r}: unknown section {section!r}; allowed: "
                               f"{', '.join(sorted([*SECTIONS, 'strategy', *own]))}")
@@ -180,6 +189,8 @@ def _runs(strategy_name: str) -> tuple[str, ...]:
 
 def profile_from_dict(data: dict[str, Any], *, name: str, where: str) -> Profile:
     for key in data:
+        if key in RENAMED:
+            raise _renamed(key, where)
         if key not in TOP_LEVEL:
             raise ConfigError(f"{where}: unknown key {key!r}; allowed: {', '.join(sorted(TOP_LEVEL))}")
     sections = {key: build(cls, data.get(key, {}), f"{where} [{key}]") for key, cls in SECTIONS.items()}

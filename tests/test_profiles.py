@@ -58,3 +58,14 @@ def test_user_profile_shadows_and_extends(tmp_path, monkeypatch):
     (folder / "terse.toml").write_text('description = "short answers"\n[generation]\nmax_new_tokens = 32\n')
     profile = load_profile("terse")
     assert profile.generation.max_new_tokens == 32 and profile.context.strategy == "full"
+
+
+def test_an_old_memory_section_names_its_new_name(tmp_path):
+    """[memory] configured sessions and was renamed [sessions]: say so, in the file and in --set."""
+    old = tmp_path / "old.toml"
+    old.write_text('[context]\nstrategy = "full"\n\n[memory]\nbudget = 600\n')
+    with pytest.raises(ConfigError, match=r"old.toml: the \[memory\] section is now \[sessions\]"):
+        load_profile(str(old))
+    with pytest.raises(ConfigError, match=r"--set 'memory.budget=600': the \[memory\] section is now \[sessions\]"):
+        load_profile("full", ["memory.budget=600"])
+    assert load_profile("full", ["sessions.budget=600"]).sessions.budget == 600

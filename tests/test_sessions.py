@@ -88,7 +88,7 @@ def test_bad_session_names_and_unknown_sessions(tmp_path):
 # -- assembly and paging ------------------------------------------------------------------------
 
 def test_assembly_stays_in_budget_and_eviction_keeps_recall(tiny_runner):
-    tiny_runner.profile.memory.budget = 600
+    tiny_runner.profile.sessions.budget = 600
     conv = session(tiny_runner)
     model = ScriptedModel(*[f"reply number {i} with a few words" for i in range(40)])
     conv.step = model
@@ -101,13 +101,13 @@ def test_assembly_stays_in_budget_and_eviction_keeps_recall(tiny_runner):
     summary, upto = conv.store.summary(conv.sid)
     assert upto > 0
     in_window = [m for m in stored if m.in_context]
-    assert len(in_window) >= tiny_runner.profile.memory.keep_last
+    assert len(in_window) >= tiny_runner.profile.sessions.keep_last
     assert "budget" in conv.memory_report()
     conv.close()
 
 
 def test_relevant_memories_are_searched_and_placed_before_the_message(tiny_runner):
-    tiny_runner.profile.memory.budget = 300
+    tiny_runner.profile.sessions.budget = 300
     conv = session(tiny_runner, "r")
     conv.step = ScriptedModel()
     conv.send("My sister's name is Alma and she lives in Porto.")
@@ -123,7 +123,7 @@ def test_relevant_memories_are_searched_and_placed_before_the_message(tiny_runne
 
 
 def test_truncate_paging_drops_without_summary(tiny_runner):
-    tiny_runner.profile.memory.budget = 300
+    tiny_runner.profile.sessions.budget = 300
     conv = session(tiny_runner, "t", paging="truncate")
     conv.step = ScriptedModel()
     conv.send("My sister's name is Alma.")
@@ -184,7 +184,7 @@ def test_bad_calls_go_back_to_the_model_as_errors(tiny_runner):
                           '{"name": "send_message", "arguments": {"message": "sorry"',  # unclosed: repaired
                           )
     conv.step = model
-    tiny_runner.profile.memory.max_steps = 4
+    tiny_runner.profile.sessions.max_steps = 4
     assert conv.send("hello") == "sorry"
     results = [m.content for m in conv.store.messages(conv.sid) if m.role == "function"]
     assert "no function named 'delete_files'" in results[0]
@@ -322,7 +322,7 @@ def test_a_session_can_read_an_ingested_memory(home, tiny_chat_model, tmp_path):
     runner = open_runner("infllm", str(tiny_chat_model), overrides=SMALL + ["generation.max_new_tokens=4"])
     memories.ingest(runner, [str(text_file(tmp_path / "d.txt", 900))], name="doc")
     runner = open_runner("infllm", str(tiny_chat_model), overrides=SMALL + ["generation.max_new_tokens=4"])
-    runner.profile.memory.budget = 600
+    runner.profile.sessions.budget = 600
     conv = session(runner, "withdoc")
     conv.attach_memory("doc")
     n = memories.find("doc").tokens
@@ -343,7 +343,7 @@ def test_kill_9_mid_reply_loses_only_the_reply(home, tiny_chat_model):
     import time
 
     proc = subprocess.Popen([sys.executable, "-m", "longchat", "chat", "--session", "k", "-m", str(tiny_chat_model),
-                             "-p", "full", "-n", "2000", "--set", "memory.budget=4000"], stdin=subprocess.PIPE,
+                             "-p", "full", "-n", "2000", "--set", "sessions.budget=4000"], stdin=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
     proc.stdin.write(b"remember this line\n")
     proc.stdin.flush()

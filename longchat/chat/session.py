@@ -55,7 +55,7 @@ class SessionConversation(Conversation):
     def __init__(self, runner: Runner, name: str, system: str | None = None, sampling: Sampling | None = None, *,
                  note: Note = lambda m: None, store: Store | None = None, paging: str | None = None):
         super().__init__(runner, system, sampling, note=note)
-        self.settings = runner.profile.memory
+        self.settings = runner.profile.sessions
         self.paging = paging or self.settings.paging
         self.name = name
         self.store = store or Store()
