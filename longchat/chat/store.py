@@ -9,8 +9,6 @@ what was not yet written: the reply being generated.
 
 from __future__ import annotations
 
-import fcntl
-import os
 import re
 import sqlite3
 import time
@@ -20,6 +18,7 @@ from pathlib import Path
 
 from longchat import paths
 from longchat.errors import InputError, StoreError
+from longchat.locks import Lock
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 CORE_LIMIT = 2000  # characters per core-memory block
@@ -336,17 +335,12 @@ class SessionLock:
         folder = paths.data_dir() / "sessions"
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / f"{name}.lock"
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(self.fd)
-            raise SessionError(f"session {name!r} is busy: another longchat (pid {owner}) has it open") from None
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+        self._lock = Lock(self.path)
+        if not self._lock.take():
+            owner = self._lock.holder()
+            self._lock.release()
+            raise SessionError(f"session {name!r} is busy: another longchat (pid {owner}) has it open")
+        self._lock.write_pid()
 
     def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        self._lock.release()

@@ -16,7 +16,6 @@ resumable newer one.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -32,6 +31,7 @@ import torch
 
 from longchat.context.infllm.blocks import TruncatedFile
 from longchat.errors import StoreError, env_error
+from longchat.locks import Lock
 from longchat.paths import cache_dir, data_dir
 
 FORMAT = 1
@@ -132,7 +132,7 @@ class Memory:
     def __init__(self, path: Path, manifest: dict):
         self.path = path
         self.manifest = manifest
-        self._lock_fd: int | None = None
+        self._lock: Lock | None = None
 
     # -- identity --------------------------------------------------------------------------
 
@@ -203,22 +203,20 @@ class Memory:
 
     def lock(self, exclusive: bool) -> "Memory":
         """Hold a shared (reading) or exclusive (writing) lock until `unlock`; never waits."""
-        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-        except BlockingIOError:
+        lock = Lock(self.path / ".lock")
+        if not lock.take(exclusive):
             # Who holds it: readers share the lock, so a shared one is refused only by a writer.
-            doing = "written" if not exclusive or not _try_flock(fd, fcntl.LOCK_SH) else "read"
-            os.close(fd)
+            doing = "written" if not exclusive or not lock.take(exclusive=False) else "read"
+            lock.release()
             raise MemoryStoreError(f"memory '{self.name}' is being {doing} by another longchat process; "
-                                   f"try again when it is done") from None
-        self._lock_fd = fd
+                                   f"try again when it is done")
+        self._lock = lock
         return self
 
     def unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def touch(self) -> None:
         (self.path / "used").touch()
@@ -318,14 +316,6 @@ class Memory:
 
     def size(self) -> int:
         return dir_size(self.path)
-
-
-def _try_flock(fd: int, how: int) -> bool:
-    try:
-        fcntl.flock(fd, how | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
 
 
 def remove_hint(path: Path) -> str:
