@@ -17,6 +17,7 @@ from longchat.cli import main
 from longchat.api import open_runner
 from longchat.chat import functions as fn
 from longchat.chat.session import SessionConversation
+from longchat.runtime.generate import Sampling
 from longchat.chat.store import MIGRATIONS, SessionError, Store, fts_query
 
 
@@ -91,7 +92,7 @@ def test_assembly_stays_in_budget_and_eviction_keeps_recall(tiny_runner):
     tiny_runner.profile.sessions.budget = 600
     conv = session(tiny_runner)
     model = ScriptedModel(*[f"reply number {i} with a few words" for i in range(40)])
-    conv.step = model
+    conv._generate = model
     for i in range(40):
         conv.send(f"message {i}: the weather was mild and the river was calm near the old mill")
     assert all(len(p) <= conv.budget for p in model.prompts)
@@ -109,14 +110,14 @@ def test_assembly_stays_in_budget_and_eviction_keeps_recall(tiny_runner):
 def test_relevant_memories_are_searched_and_placed_before_the_message(tiny_runner):
     tiny_runner.profile.sessions.budget = 300
     conv = session(tiny_runner, "r")
-    conv.step = ScriptedModel()
+    conv._generate = ScriptedModel()
     conv.send("My sister's name is Alma and she lives in Porto.")
     for i in range(30):
         conv.send(f"filler message {i} about trains and weather")
     assert not conv.store.messages(conv.sid)[0].in_context  # the fact left the window
     notes = conv.relevant("What is my sister's name?")
     assert notes and "Alma" in notes[0]
-    conv.step = model = ScriptedModel("Alma")
+    conv._generate = model = ScriptedModel("Alma")
     conv.send("What is my sister's name?")
     assert "Alma" in tiny_runner.tokenizer.decode(model.prompts[0])
     conv.close()
@@ -125,7 +126,7 @@ def test_relevant_memories_are_searched_and_placed_before_the_message(tiny_runne
 def test_truncate_paging_drops_without_summary(tiny_runner):
     tiny_runner.profile.sessions.budget = 300
     conv = session(tiny_runner, "t", paging="truncate")
-    conv.step = ScriptedModel()
+    conv._generate = ScriptedModel()
     conv.send("My sister's name is Alma.")
     for i in range(30):
         conv.send(f"filler message {i} about trains and weather")
@@ -136,18 +137,23 @@ def test_truncate_paging_drops_without_summary(tiny_runner):
 
 
 def test_interrupted_reply_keeps_the_user_message(tiny_runner):
+    """Ctrl-C while the model streams its reply (raised from the terminal's on_text, as the
+    chat loop sees it): the user's message and what was said so far are stored, marked."""
     conv = session(tiny_runner, "i")
+    conv.sampling = Sampling(max_new_tokens=40, temperature=1.0, top_k=0, seed=3)  # no early stop
+    shown: list[str] = []
 
-    def interrupted(prompt, on_text):
-        conv._partial = "half a rep"
-        raise KeyboardInterrupt
+    def terminal(delta: str) -> None:
+        shown.append(delta)
+        if len(shown) == 3:
+            raise KeyboardInterrupt
 
-    conv.step = interrupted
     with pytest.raises(KeyboardInterrupt):
-        conv.send("Remember the number 4711.")
+        conv.send("Remember the number 4711.", on_text=terminal)
     stored = conv.store.messages(conv.sid)
     assert [(m.role, m.content, m.interrupted) for m in stored] == [
-        ("user", "Remember the number 4711.", False), ("assistant", "half a rep", True)]
+        ("user", "Remember the number 4711.", False), ("assistant", "".join(shown).strip(), True)]
+    assert stored[1].content and tiny_runner.engine.stats.stop_reason == "interrupted"
     conv.close()
 
 
@@ -163,7 +169,7 @@ def test_a_second_process_on_a_session_is_told_it_is_busy(tiny_runner):
 
 def test_functions_chain_with_heartbeat_and_reach_the_store(tiny_runner):
     conv = session(tiny_runner, "f", paging="functions")
-    conv.step = ScriptedModel(
+    conv._generate = ScriptedModel(
         '{"name": "core_memory_append", "arguments": {"label": "human", "content": "Likes green tea.", '
         '"request_heartbeat": true}}',
         '{"name": "archival_memory_insert", "arguments": {"content": "Tea order: sencha", "request_heartbeat": true}}',
@@ -183,7 +189,7 @@ def test_bad_calls_go_back_to_the_model_as_errors(tiny_runner):
                           '"new_content": "x"}}',
                           '{"name": "send_message", "arguments": {"message": "sorry"',  # unclosed: repaired
                           )
-    conv.step = model
+    conv._generate = model
     tiny_runner.profile.sessions.max_steps = 4
     assert conv.send("hello") == "sorry"
     results = [m.content for m in conv.store.messages(conv.sid) if m.role == "function"]
@@ -306,7 +312,7 @@ def test_functions_use_the_chat_templates_tool_format_when_it_has_one(tiny_runne
     tiny_runner.tokenizer.chat_template = TOOL_TEMPLATE
     conv = session(tiny_runner, "tools", paging="functions")
     assert conv.native_tools
-    conv.step = model = ScriptedModel(
+    conv._generate = model = ScriptedModel(
         '<tool_call>{"name": "send_message", "arguments": {"message": "hi there"}}</tool_call>')
     assert conv.send("hello") == "hi there"
     prompt = tiny_runner.tokenizer.decode(model.prompts[0])
@@ -326,7 +332,7 @@ def test_a_session_can_read_an_ingested_memory(home, tiny_chat_model, tmp_path):
     conv = session(runner, "withdoc")
     conv.attach_memory("doc")
     n = memories.find("doc").tokens
-    conv.step = model = ScriptedModel("first reply", "second reply")
+    conv._generate = model = ScriptedModel("first reply", "second reply")
     conv.send("What does the document say?")
     conv.send("And then?")
     assert all(p[:n] == conv.memory_ids for p in model.prompts)  # the memory first, already encoded
@@ -368,7 +374,7 @@ def test_kill_9_mid_reply_loses_only_the_reply(home, tiny_chat_model):
     assert [m.role for m in store.messages(store.session_id("k"))] == ["user"]
     store.close()
     resumed = session(open_runner("full", str(tiny_chat_model), overrides=["generation.max_new_tokens=4"]), "k")
-    resumed.step = ScriptedModel("fine")
+    resumed._generate = ScriptedModel("fine")
     resumed.send("still there?")
     assert [m.content for m in resumed.store.messages(resumed.sid)] == ["remember this line", "still there?", "fine"]
     resumed.close()

@@ -11,14 +11,13 @@ are dropped, with a note.
 from __future__ import annotations
 
 import difflib
-from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Callable
 
 from longchat.errors import InputError, LongchatError
 from longchat.api import Note, Progress, Runner
 from longchat.prompts import PREAMBLE, QUESTION, SENTINEL, chat_ids, render_chat
-from longchat.runtime.generate import Detokenizer, GenerationStats, Sampling
+from longchat.runtime.generate import GenerationStats, Sampling
 
 INTERRUPTED_MARK = " [interrupted]"  # shown after a cut-off reply; never sent to the model
 
@@ -187,20 +186,14 @@ class Conversation:
             raise InputError("the message is empty")
         prompt = self.fit_prompt(user_text)
         engine = self.runner.engine
-        detok = Detokenizer(self.runner.tokenizer)
+        engine.last_text = ""
         try:
-            # closing(): an interrupt in `on_text` leaves the generator suspended; close it now so
-            # its stats are final before we read them.
-            with closing(engine.generate(prompt, self.sampling, progress)) as tokens:
-                for token in tokens:
-                    delta = detok.push(token)
-                    if delta and on_text:
-                        on_text(delta)
+            reply = engine.generate_text(prompt, self.sampling, on_text, progress)
         except KeyboardInterrupt:
-            self._finish_turn(user_text, detok.emitted, prompt, interrupted=True)
+            self._finish_turn(user_text, engine.last_text, prompt, interrupted=True)
             raise
-        self._finish_turn(user_text, detok.emitted, prompt, interrupted=False)
-        return detok.emitted
+        self._finish_turn(user_text, reply, prompt, interrupted=False)
+        return reply
 
     def _record_stats(self, prompt: list[int], interrupted: bool) -> None:
         """The engine's figures for the reply just made join the last-reply and session totals."""

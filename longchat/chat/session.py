@@ -20,7 +20,6 @@ reply starts and the reply when it ends, so Ctrl-C or kill -9 loses at most the 
 
 from __future__ import annotations
 
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,7 +27,7 @@ from longchat.chat.conversation import Conversation, Turn
 from longchat.errors import InputError
 from longchat.api import Note, Progress, Runner
 from longchat.prompts import PREAMBLE, SENTINEL, chat_ids, render_chat
-from longchat.runtime.generate import Detokenizer, Sampling
+from longchat.runtime.generate import Sampling
 from longchat.chat import functions as fn
 from longchat.chat.store import SessionLock, Store
 
@@ -70,7 +69,6 @@ class SessionConversation(Conversation):
         self.parts: list[Part] = []
         self.alerted = False
         self._tools: list[dict] | None = None
-        self.step = self._generate  # (prompt ids, on_text) -> text: a test may put a scripted model here
         self.turns = self._turns()
 
     def close(self) -> None:
@@ -243,17 +241,9 @@ class SessionConversation(Conversation):
     # ------------------------------------------------------------ a turn
 
     def _generate(self, prompt: list[int], on_text) -> str:
-        detok = Detokenizer(self.runner.tokenizer)
-        try:
-            with closing(self.runner.engine.generate(prompt, self.sampling, None)) as tokens:
-                for token in tokens:
-                    delta = detok.push(token)
-                    if delta and on_text:
-                        on_text(delta)
-        except KeyboardInterrupt:
-            self._partial = detok.emitted
-            raise
-        return detok.emitted
+        """The model's reply to `prompt`, streamed to `on_text` (on Ctrl-C, what it had said is
+        the engine's `last_text`)."""
+        return self.runner.engine.generate_text(prompt, self.sampling, on_text)
 
     def send(self, user_text: str, on_text=None, progress: Progress | None = None) -> str:
         if not user_text.strip():
@@ -262,11 +252,11 @@ class SessionConversation(Conversation):
         if self.paging == "functions":
             return self._send_with_functions(user_text, user_id, on_text)
         prompt = self.assemble(user_text, user_id)
-        self._partial = ""
+        self.runner.engine.last_text = ""
         try:
-            reply = self.step(prompt, on_text)
+            reply = self._generate(prompt, on_text)
         except KeyboardInterrupt:
-            self._keep_reply(self._partial, prompt, interrupted=True)
+            self._keep_reply(self.runner.engine.last_text, prompt, interrupted=True)
             raise
         self._keep_reply(reply, prompt, interrupted=False)
         return reply
@@ -285,7 +275,7 @@ class SessionConversation(Conversation):
         prompt: list[int] = []
         for _ in range(self.settings.max_steps):
             prompt = self.assemble(user_text, user_id, extra)
-            text = self.step(prompt, None).strip()
+            text = self._generate(prompt, None).strip()
             try:
                 call = fn.parse_call(text)
             except fn.CallError as e:

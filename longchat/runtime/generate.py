@@ -305,9 +305,13 @@ class Engine:
             self.stats.decode_s = time.perf_counter() - start
             self.stats.peak_rss_mb = round(peak_rss_mb(), 1)
 
+    last_text = ""  # the reply `generate_text` made so far: what was said before a Ctrl-C
+
     def generate_text(self, prompt_ids: list[int], sampling: Sampling,
                       on_text: Callable[[str], None] | None = None, progress=None, query: str | None = None) -> str:
-        """Run `generate` and return the decoded reply, streaming deltas to `on_text`."""
+        """Run `generate` and return the decoded reply, streaming deltas to `on_text`: the one
+        streaming loop (ask, summarize, chat and sessions all reply through it). Stats are
+        final when it returns or raises (Ctrl-C in `on_text` included)."""
         detok = Detokenizer(self.model.tokenizer)
         self.last_text = ""  # what was produced, also when Ctrl-C cuts the reply short
         tokens = self.generate(prompt_ids, sampling, progress, query)
