@@ -486,11 +486,11 @@ def test_auto_window_defaults_to_the_profiles_effective_window():
 
 
 def attention_flops(decoder, strategy, ids, step) -> int:
-    from longchat.context.attention import ATTENTION_FLOPS
+    from longchat.context.attention import AttentionFlops, counting
 
-    before = ATTENTION_FLOPS.flops
-    run(decoder, strategy, ids, step)
-    return ATTENTION_FLOPS.flops - before
+    with counting(AttentionFlops()) as counter:
+        run(decoder, strategy, ids, step)
+    return counter.flops
 
 
 @pytest.mark.parametrize("name, params", [

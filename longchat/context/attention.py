@@ -12,6 +12,10 @@ cores); elsewhere a plain fp32 fallback computes the same thing.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Iterator
+
 import torch
 
 _cpu_flash = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
@@ -31,7 +35,25 @@ class AttentionFlops:
         self.flops += 4 * b * hq * d * int(pairs)
 
 
-ATTENTION_FLOPS = AttentionFlops()
+# The counter of whoever is running the model (the engine), if anyone counts.
+_counting: ContextVar[AttentionFlops | None] = ContextVar("attention_flops", default=None)
+
+
+@contextmanager
+def counting(counter: AttentionFlops) -> Iterator[AttentionFlops]:
+    """Count the attention FLOPs of everything run inside into `counter`."""
+    token = _counting.set(counter)
+    try:
+        yield counter
+    finally:
+        _counting.reset(token)
+
+
+def count(q: torch.Tensor, pairs: int) -> None:
+    """Strategies report the (query, key) pairs they attend per head for q (B, Hq, T, D)."""
+    counter = _counting.get()
+    if counter is not None:
+        counter.add(q, pairs)
 
 
 def causal_pairs(t: int, past: int = 0) -> int:
@@ -78,7 +100,7 @@ def causal_attention_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> t
     b, hq, t, d = q.shape
     if _cpu_flash is None or q.device.type != "cpu":
         return attention_lse(q, k, v, Mask(torch.ones(t, t, dtype=torch.bool, device=q.device).tril()))
-    ATTENTION_FLOPS.add(q, causal_pairs(t))
+    count(q, causal_pairs(t))
     n_rep = hq // k.shape[1]
     if n_rep > 1:
         k, v = k.repeat_interleave(n_rep, dim=1), v.repeat_interleave(n_rep, dim=1)  # (B, Hq, T, D)
@@ -97,7 +119,7 @@ def attention_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     b, hq, t, d = q.shape
     hkv = k.shape[1]
     n_rep = hq // hkv
-    ATTENTION_FLOPS.add(q, t * k.shape[2] if mask is None else mask.pairs)
+    count(q, t * k.shape[2] if mask is None else mask.pairs)
     # Heads of one group share their keys, so they fold into the query rows: (B, Hkv, n_rep*T, D).
     qf = q.reshape(b, hkv, n_rep * t, d)
     allowed = bias = empty = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from longchat.context.attention import ATTENTION_FLOPS, attention_lse, causal_attention_lse, causal_pairs, merge_attention
+from longchat.context.attention import attention_lse, count, causal_attention_lse, causal_pairs, merge_attention
 from longchat.context.base import ContextStrategy, register_strategy
 from longchat.context.kv import KVBuffer
 from longchat.runtime.rope import rotate
@@ -40,7 +40,7 @@ class FullAttention(ContextStrategy):
             return merge_attention([attention_lse(q, keys[:, :, :-t], values[:, :, :-t]),
                                     causal_attention_lse(q, k, v)])
         t = q.shape[2]
-        ATTENTION_FLOPS.add(q, causal_pairs(t) if self.causal else t * keys.shape[2])
+        count(q, causal_pairs(t) if self.causal else t * keys.shape[2])
         return F.scaled_dot_product_attention(q, keys, values, is_causal=self.causal, enable_gqa=True)
 
     def truncate(self, n_tokens: int) -> bool:

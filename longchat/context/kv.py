@@ -6,34 +6,37 @@ import torch
 
 
 class KVBuffer:
-    """Keys and values (B, H, T, D) with amortised O(1) append (capacity doubles)."""
+    """Keys and values (B, H, T, D) with amortised O(1) append (capacity doubles); keys only
+    with `values=False` (a second rotation of keys whose values another buffer holds)."""
 
-    def __init__(self):
+    def __init__(self, values: bool = True):
         self.k: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
+        self.values = values
         self.size = 0
 
-    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Add k, v (B, H, T, D); return views of everything stored so far."""
+    def append(self, k: torch.Tensor, v: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Add k (and v) (B, H, T, D); return views of everything stored so far (v None without values)."""
         t = k.shape[2]
         if self.k is None or self.size + t > self.k.shape[2]:
             capacity = max(256, 2 * (self.size + t))
-            shape = (*k.shape[:2], capacity, k.shape[3])
-            new_k = k.new_empty(shape)
-            new_v = v.new_empty(shape)
-            if self.k is not None:
-                new_k[:, :, : self.size] = self.k[:, :, : self.size]
-                new_v[:, :, : self.size] = self.v[:, :, : self.size]
-            self.k, self.v = new_k, new_v
+            self.k = self._grow(self.k, k, capacity)
+            if self.values:
+                self.v = self._grow(self.v, v, capacity)
         self.k[:, :, self.size : self.size + t] = k
-        self.v[:, :, self.size : self.size + t] = v
+        if self.values:
+            self.v[:, :, self.size : self.size + t] = v
         self.size += t
-        return self.k[:, :, : self.size], self.v[:, :, : self.size]
+        return self.k[:, :, : self.size], None if self.v is None else self.v[:, :, : self.size]
+
+    def _grow(self, old: torch.Tensor | None, like: torch.Tensor, capacity: int) -> torch.Tensor:
+        new = like.new_empty((*like.shape[:2], capacity, like.shape[3]))
+        if old is not None:
+            new[:, :, : self.size] = old[:, :, : self.size]
+        return new
 
     def truncate(self, n: int) -> None:
         self.size = min(self.size, n)
 
     def nbytes(self) -> int:
-        if self.k is None:
-            return 0
-        return self.k.numel() * self.k.element_size() * 2
+        return sum(t.numel() * t.element_size() for t in (self.k, self.v) if t is not None)

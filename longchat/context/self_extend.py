@@ -36,7 +36,7 @@ class SelfExtend(ContextStrategy):
 
     def reset(self) -> None:
         self.neighbor = [KVBuffer() for _ in range(self.cfg.n_layers)]  # keys rotated at pos
-        self.grouped = [KVBuffer() for _ in range(self.cfg.n_layers)]   # keys rotated at pos // G
+        self.grouped = [KVBuffer(values=False) for _ in range(self.cfg.n_layers)]  # the same keys rotated at pos // G
         self._length = 0
 
     def begin(self, positions: torch.Tensor) -> None:
@@ -54,11 +54,11 @@ class SelfExtend(ContextStrategy):
 
     def attend(self, layer, q, k, v):
         k_n, v_all = self.neighbor[layer].append(rotate(k, self.cos_n, self.sin_n), v)
-        k_g, _ = self.grouped[layer].append(rotate(k, self.cos_k, self.sin_k), v)
+        k_g, _ = self.grouped[layer].append(rotate(k, self.cos_k, self.sin_k))
         q_n = rotate(q, self.cos_n, self.sin_n)
         q_g = rotate(q, self.cos_q, self.sin_q)
         near, far = self.parts_masks
         return merge_attention([attention_lse(q_n, k_n, v_all, near), attention_lse(q_g, k_g, v_all, far)])
 
     def memory_bytes(self) -> int:
-        return sum(b.nbytes() for b in self.neighbor) + sum(b.nbytes() // 2 for b in self.grouped)
+        return sum(b.nbytes() for b in self.neighbor + self.grouped)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from longchat.context.attention import ATTENTION_FLOPS
+from longchat.context.attention import count
 from longchat.context.base import ContextStrategy, StrategyParams, register_strategy
 from longchat.runtime.rope import rotate
 from longchat.settings import require
@@ -65,7 +65,7 @@ class StreamingLLM(ContextStrategy):
         t = q.shape[2]
         q_rot = rotate(q, self.cos[-t:], self.sin[-t:])
         k_rot = rotate(k_all, self.cos, self.sin)
-        ATTENTION_FLOPS.add(q, self.pairs)
+        count(q, self.pairs)
         out = F.scaled_dot_product_attention(q_rot, k_rot, v_all, attn_mask=self.mask, enable_gqa=True)
         if self.keep is None:  # evict the middle: sinks + most recent
             n_sink, n_local = self.params.n_sink, self.params.n_local

@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from longchat.context.attention import ATTENTION_FLOPS
+from longchat.context.attention import AttentionFlops, counting
 from longchat.context.base import QuestionText
 from longchat.runtime.loader import LoadedModel
 from longchat.sysinfo import peak_rss_mb
@@ -145,6 +145,7 @@ class Engine:
         self.stop_ids = stop_token_ids(model.tokenizer, model.cfg.hf) if model.tokenizer is not None else set()
         self.cached_ids: list[int] = []  # ids the strategy state holds, in order
         self.stats = GenerationStats()
+        self.attention_flops = AttentionFlops()  # what the strategy's attention did, all forwards
         self.on_note: Callable[[str], None] = lambda message: None  # what the strategy tells the user
         # (ids, restore): an attached memory that prompts start with, and how to go back to it.
         self.base: tuple[list[int], Callable[[], None]] | None = None
@@ -160,9 +161,10 @@ class Engine:
         # If a forward is interrupted (Ctrl-C) the strategy state is half-updated: forget it.
         surprise = self.strategy.wants_surprise
         try:
-            out = self.model.decoder.forward(
-                torch.tensor([ids], device=self.model.device), self.strategy, logits="all" if surprise else logits
-            )
+            with counting(self.attention_flops):
+                out = self.model.decoder.forward(
+                    torch.tensor([ids], device=self.model.device), self.strategy, logits="all" if surprise else logits
+                )
             if surprise:
                 out = self._surprise(ids, out, logits)
         except BaseException:
@@ -220,7 +222,7 @@ class Engine:
         reused = self._reuse_prefix(prompt_ids)
         todo = prompt_ids[reused:]
         self.stats = GenerationStats(prompt_tokens=len(prompt_ids), reused_tokens=reused)
-        attention_before = ATTENTION_FLOPS.flops
+        attention_before = self.attention_flops.flops
         start = time.perf_counter()
         logits = None
         reread, scored = 0, 0  # extra reads of the question (to agree on what to retrieve)
@@ -235,7 +237,7 @@ class Engine:
         if logits is not None and logits.device.type == "cuda":
             torch.cuda.synchronize(logits.device)  # a GPU runs behind Python: count its work here
         self.stats.prefill_s = time.perf_counter() - start
-        self.stats.prefill_flops = (ATTENTION_FLOPS.flops - attention_before
+        self.stats.prefill_flops = (self.attention_flops.flops - attention_before
                                     + self.model.decoder.matmul_flops(len(todo) + reread, 1 + scored))
         return logits[0]
 
