@@ -228,10 +228,7 @@ class Summarizer:
     def _generate(self, template: str, text: str) -> str:
         prompt = chat_ids(self.runner.tokenizer, [{"role": "user", "content": template.format(text=text)}])
         reply = self.runner.engine.generate_text(prompt, self.sampling).strip()
-        s = self.runner.engine.stats
-        for key in ("prompt_tokens", "new_tokens", "prefill_s", "decode_s"):
-            setattr(self.total, key, getattr(self.total, key) + getattr(s, key))
-        self.total.peak_rss_mb = max(self.total.peak_rss_mb, s.peak_rss_mb)
+        self.total.add(self.runner.engine.stats)
         return reply
 
     def add_chunk(self, text: str) -> None:

@@ -36,26 +36,15 @@ class Turn:
 
 
 @dataclass
-class SessionTotals:
+class SessionTotals(GenerationStats):
     """Sums over every reply of the session (survive /reset, which only forgets the turns)."""
 
     replies: int = 0
-    prompt_tokens: int = 0
-    reused_tokens: int = 0
-    prefill_s: float = 0.0
-    new_tokens: int = 0
-    decode_s: float = 0.0
-    peak_rss_mb: float = 0.0
     dropped_turns: int = 0
 
     def add(self, s: GenerationStats) -> None:
         self.replies += 1
-        self.prompt_tokens += s.prompt_tokens
-        self.reused_tokens += s.reused_tokens
-        self.prefill_s += s.prefill_s
-        self.new_tokens += s.new_tokens
-        self.decode_s += s.decode_s
-        self.peak_rss_mb = max(self.peak_rss_mb, s.peak_rss_mb)
+        super().add(s)
 
 
 class Conversation:

@@ -65,6 +65,12 @@ class GenerationStats:
         steps = max(self.new_tokens - 1, 0)
         return steps / self.decode_s if self.decode_s > 0 else 0.0
 
+    def add(self, other: "GenerationStats") -> None:
+        """Sum another reply's figures into these (peak memory: the larger)."""
+        for key in ("prompt_tokens", "reused_tokens", "prefill_s", "new_tokens", "decode_s", "prefill_flops"):
+            setattr(self, key, getattr(self, key) + getattr(other, key))
+        self.peak_rss_mb = max(self.peak_rss_mb, other.peak_rss_mb)
+
     def as_dict(self) -> dict:
         out = asdict(self)
         extra = out.pop("extra")
