@@ -84,9 +84,15 @@ def test_a_short_blocks_padding_is_never_attended(tiny):
             s.layers[layer].store.extend = zeros
         s._store_blocks = store
         _feed(decoder, s, IDS[:, :180], 20, spike_at=70)
-        assert any(n < 16 for n in s.lens)
-        s.agreed = list(range(s.layers[0].store.count))[:3] + [[a for a, _ in s.block_spans()].index(70) - 1]
-        outs.append(decoder.forward(IDS[:, 180:181], s, logits="all"))
+        short = [a for a, _ in s.block_spans()].index(70) - 1  # the block the event cut short
+        assert s.lens[short] < 16
+        # The question path pins it (as re-ranking would), so every layer reads it, padding and all.
+        assert s.begin_question()
+        decoder.forward(IDS[:, 180:190], s, logits="none")
+        s.question_candidates()
+        s.rewind_question({short: 0.0})
+        outs.append(decoder.forward(IDS[:, 180:190], s, logits="all"))
+        assert short in s.agreed
     assert (outs[0] - outs[1]).abs().max() <= TOL
 
 

@@ -30,11 +30,19 @@ def test_smollm2_finds_a_passkey(home):
 
 
 def test_chat_turns_reuse_the_cache(home):
+    """A second turn reads only what follows the cached prefix, and answers exactly as a fresh
+    read of the whole prompt does."""
     runner = open_runner("full")
     from longchat.prompts import chat_ids
 
+    greedy = Sampling(max_new_tokens=6)
     messages = [{"role": "user", "content": "Name a colour."}]
-    first = runner.engine.generate_text(chat_ids(runner.tokenizer, messages), Sampling(max_new_tokens=6))
+    first = runner.engine.generate_text(chat_ids(runner.tokenizer, messages), greedy)
     messages += [{"role": "assistant", "content": first}, {"role": "user", "content": "Another one?"}]
-    runner.engine.generate_text(chat_ids(runner.tokenizer, messages), Sampling(max_new_tokens=6))
-    assert runner.engine.stats.reused_tokens > 20
+    second = chat_ids(runner.tokenizer, messages)
+    cached = list(runner.engine.cached_ids)
+    common = next((i for i, (a, b) in enumerate(zip(cached, second)) if a != b), min(len(cached), len(second)))
+    reply = runner.engine.generate_text(second, greedy)
+    assert runner.engine.stats.reused_tokens == min(common, len(second) - 1) > 20
+    runner.engine.reset()
+    assert runner.engine.generate_text(second, greedy) == reply and runner.engine.stats.reused_tokens == 0
