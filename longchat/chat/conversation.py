@@ -349,12 +349,18 @@ def _history(conv: Conversation, arg: str) -> CommandResult:
     if conv.dropped:
         lines.append(f"({_plural(conv.dropped, 'earlier turn')} dropped to fit the window)")
     for turn in conv.turns:
-        lines += [f"you: {_clip(turn.user)}", f"assistant: {_clip(turn.shown_reply)}"]
+        lines += [f"you: {clip(turn.user)}", f"assistant: {clip(turn.shown_reply)}"]
     return CommandResult("\n".join(lines) if lines else "no turns yet")
 
 
-def _clip(text: str, limit: int = 500) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+def clip(text: str, limit: int = 500, *, one_line: bool = False) -> str:
+    """`text` cut to `limit` characters: for display, saying how much was left out; `one_line`
+    (for a prompt line) with its whitespace collapsed and a bare "..."."""
+    if one_line:
+        text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    return text[:limit] + ("..." if one_line else f"... ({len(text) - limit:,} more characters)")
 
 
 def _plural(n: int, word: str, plural: str | None = None) -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from longchat.chat.conversation import Conversation, Turn
+from longchat.chat.conversation import Conversation, Turn, clip
 from longchat.errors import InputError
 from longchat.api import Note, Progress, Runner
 from longchat.prompts import PREAMBLE, SENTINEL, chat_ids, render_chat
@@ -124,9 +124,9 @@ class SessionConversation(Conversation):
         recent = self.store.messages(self.sid, in_context=True)[-(self.settings.keep_last + 1):]
         hits, _ = self.store.search_messages(self.sid, text, limit=n, before=recent[0].id if recent else None)
         archived, _ = self.store.search_archival(self.sid, text, limit=n)
-        lines = [f"{'I' if h.role == 'assistant' else 'you'} said ({_day(h.created)}): {_clip(h.content)}"
+        lines = [f"{'I' if h.role == 'assistant' else 'you'} said ({_day(h.created)}): {clip(h.content, 240, one_line=True)}"
                  for h in hits]
-        lines += [f"noted ({_day(h.created)}): {_clip(h.content)}" for h in archived]
+        lines += [f"noted ({_day(h.created)}): {clip(h.content, 240, one_line=True)}" for h in archived]
         return lines[:n]
 
     def _history(self, upto: int | None) -> list[dict]:
@@ -227,10 +227,10 @@ class SessionConversation(Conversation):
         head = f"Earlier summary: {previous}\n\n" if previous else ""
         # The user's words carry the facts; a small model's own replies are clipped (they are often noise).
         lines = [f"User: {m.content}" if m.role == "user" else
-                 f"{'Assistant' if m.role == 'assistant' else 'Note'}: {_clip(m.content, 120)}" for m in messages]
+                 f"{'Assistant' if m.role == 'assistant' else 'Note'}: {clip(m.content, 120, one_line=True)}" for m in messages]
         limit = self.runner.effective_window - 200 - len(tok.encode(SUMMARY_PROMPT + head, add_special_tokens=False))
         while lines and len(tok.encode("\n".join(lines), add_special_tokens=False)) > limit:
-            lines = [_clip(x, 300) for x in lines] if any(len(x) > 300 for x in lines) else lines[1:]
+            lines = [clip(x, 300, one_line=True) for x in lines] if any(len(x) > 300 for x in lines) else lines[1:]
         prompt = chat_ids(tok, [{"role": "user", "content": SUMMARY_PROMPT.format(previous=head,
                                                                                   dialogue="\n".join(lines))}])
         self.runner.engine.reset()
@@ -357,6 +357,3 @@ def _day(ts: float) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d")
 
 
-def _clip(text: str, limit: int = 240) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "..."
