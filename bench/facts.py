@@ -169,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lengths", default="8k,32k")
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", type=int, default=0,
+                        help="run only the first N of the --samples prompts (same prompts, e.g. at 128k)")
     parser.add_argument("--profiles", default="auto,rag,full@2k",
                         help="comma-separated: a profile name, NAME:section.key=value[;...], or full@2k")
     parser.add_argument("--out", default="bench-out/facts")
@@ -206,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
                                       loaded=model)
         for length in ([2048] if ceiling else lengths):
             for i, fact, statement, value, source, depth in samples(args.split, args.samples, args.seed):
+                if args.only and i >= args.only:
+                    break
                 rng = random.Random(f"{args.split}-{args.seed}-{i}")
                 # Leave room for the frame, question and answer at 2k.
                 document = make_document(model.tokenizer, texts[source], length - (300 if ceiling else 0), depth,
