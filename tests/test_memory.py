@@ -271,3 +271,26 @@ def test_chat_with_a_memory_reads_only_the_new_turns(home, tiny_chat_model, tmp_
     conv.send("third")
     assert r.engine.stats.reused_tokens == n
     assert conv.handle_command("/system other").error
+
+
+def test_event_shaped_blocks_survive_checkpoints_and_a_new_process(home, tiny_chat_model, tmp_path):
+    """With `segment = surprise` each block's length is part of the memory: a new process
+    restores them and reads only the question, and the memory is refused under fixed-size
+    settings (its key names the cut)."""
+    events = ["strategy.segment=surprise", "strategy.min_block=6", "strategy.surprise_window=32"]
+    docs = [text_file(tmp_path / f"e{i}.txt", 700, seed=i) for i in range(2)]
+    one = memories.ingest(runner_for(tiny_chat_model, *events), [str(d) for d in docs], name="events")
+    lens = list(one.memory.load_checkpoint(one.memory.checkpoints[-1])["lens"].tolist())
+    assert len(lens) > 10 and any(n < 16 for n in lens) and all(6 <= n <= 16 for n in lens)
+    # A new process: lengths restored; only the question is read, twice gives the same logits.
+    r = runner_for(tiny_chat_model, *events)
+    prefix = memories.attach(r, find("events"))
+    assert r.engine.strategy.lens == lens
+    suffix = question_suffix(r.tokenizer, "what?")
+    hit = next_logits(r, prefix + suffix)
+    assert r.engine.stats.reused_tokens == len(prefix) and torch.isfinite(hit).all()
+    again = runner_for(tiny_chat_model, *events)
+    memories.attach(again, find("events"))
+    assert torch.equal(next_logits(again, prefix + suffix), hit)
+    with pytest.raises(MemoryStoreError, match="segment"):
+        memories.attach(runner_for(tiny_chat_model), find("events"))
