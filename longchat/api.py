@@ -180,7 +180,7 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
         strategy.prepare(total + sampling.max_new_tokens, folder=memories.cache_root() if cache else None)
     engine.base = None
     result = memories.encode_for_ask(runner, strategy, srcs, head, headers, ids, cache=cache,
-                                     progress=progress or (lambda d, t: None), note=note)
+                                     progress=progress or (lambda d, t: None), note=note, head_ids=head_ids)
     answer = engine.generate_text(list(engine.cached_ids) + suffix, sampling, on_text=on_text, query=question)
     engine.stats.extra.update(memory=result.memory.name if result.memory else None, cache="miss" if cache else "off",
                               encoded_tokens=result.encoded, encode_s=round(result.seconds, 3),

@@ -164,10 +164,10 @@ def default_name(specs: Sequence[str]) -> str:
 
 
 def encode_for_ask(runner, strategy, sources: list[Source], head: str, headers: bool, ids, *, cache: bool,
-                   progress=lambda d, t: None, note=lambda m: None) -> EncodeResult:
+                   progress=lambda d, t: None, note=lambda m: None, head_ids: list[int] | None = None) -> EncodeResult:
     """Encode an ask's sources: into the automatic cache (resuming a partial entry), or only
-    into the strategy when `cache` is off."""
-    head_ids = encode_rendered(runner.tokenizer, head)
+    into the strategy when `cache` is off. `head_ids`: the head's tokens, if the caller has them."""
+    head_ids = encode_rendered(runner.tokenizer, head) if head_ids is None else head_ids
     if not cache:
         return _run(runner, strategy, None, sources, Plan(None, 0, 0, False, None), head_ids, headers, progress,
                     keep_checkpoints=False, checkpoint_every=1 << 62, ids=ids)
