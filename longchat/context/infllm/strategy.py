@@ -499,6 +499,8 @@ class InfLLM(ContextStrategy):
         """Which memory keys ([init | block slots]) are tokens rather than a short block's
         padding, for `t` queries; None when every slot's block is full."""
         bs = self.params.block_size
+        if self.params.segment == "fixed":  # every block is full (the hot path: each layer, each token)
+            return None
         lens = [self.lens[b] for b in slots]
         if all(n == bs for n in lens):
             return None
