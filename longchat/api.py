@@ -12,6 +12,8 @@ from typing import BinaryIO, Callable, Sequence
 
 from longchat import memory as memories
 from longchat.context import strategy_class
+from longchat.context.base import QuestionText
+from longchat.context.infllm.lexical import best_passages
 from longchat.memory.encode import collect_sources, read_ids
 from longchat.prompts import MERGE_PROMPT, SUMMARY_PROMPT, ask_messages, chat_ids, encode_rendered, frame, question_suffix
 from longchat.errors import ConfigError, InputError
@@ -138,13 +140,12 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
     if not question.strip():
         raise InputError("the question is empty")
     sampling = sampling or runner.profile.generation
-    suffix = question_suffix(runner.tokenizer, question, system)
     if memory is not None:
         if sources:
             raise InputError("give SOURCEs or --memory, not both")
         mem = memories.find(memory)
-        return _answer_from(runner, mem, suffix, sampling, system, on_text, progress, note, hit="named",
-                            query=question)
+        return _answer_from(runner, mem, question, sampling, system, on_text, progress, note, hit="named")
+    suffix = question_suffix(runner.tokenizer, question, system)
     squeezed = None
     if runner.profile.compress.on:
         squeezed = compress_input(runner, sources, question, stdin=stdin, keep=keep, progress=compress_progress,
@@ -162,8 +163,7 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
         srcs, headers = [text_source(squeezed)], False
     head, _ = frame(runner.tokenizer, system)
     if cache and (mem := memories.cached(runner, srcs, head, headers)) is not None:
-        return _answer_from(runner, mem, suffix, sampling, system, on_text, progress, note, hit="hit",
-                            query=question)
+        return _answer_from(runner, mem, question, sampling, system, on_text, progress, note, hit="hit")
     ids = read_ids(runner.tokenizer, srcs, 0, headers)
     if not any(x is None or src.has_text for x, src in zip(ids, srcs)):
         raise InputError("the input is empty")
@@ -177,13 +177,15 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
     if message:
         note(message)
     if total is not None:  # will the blocks fit: in RAM (or the disk tier), or in the ask cache's folder?
-        strategy.prepare(total + sampling.max_new_tokens, folder=memories.cache_root() if cache else None)
+        strategy.prepare(total + strategy.params.quote + sampling.max_new_tokens,
+                         folder=memories.cache_root() if cache else None)
     engine.base = None
     result = memories.encode_for_ask(runner, strategy, srcs, head, headers, ids, cache=cache,
                                      progress=progress or (lambda d, t: None), note=note, head_ids=head_ids)
+    suffix, quoted = question_after(runner, engine.cached_ids, question, system, note)
     answer = engine.generate_text(list(engine.cached_ids) + suffix, sampling, on_text=on_text, query=question)
     engine.stats.extra.update(memory=result.memory.name if result.memory else None, cache="miss" if cache else "off",
-                              encoded_tokens=result.encoded, encode_s=round(result.seconds, 3),
+                              quoted_tokens=quoted, encoded_tokens=result.encoded, encode_s=round(result.seconds, 3),
                               encode_tok_s=round(result.tokens_per_s, 1))
     if result.memory is not None:
         result.memory.touch()
@@ -191,19 +193,41 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
     return answer
 
 
-def _answer_from(runner, mem, suffix, sampling, system, on_text, progress, note, hit: str,
-                 query: str | None = None) -> str:
-    """Answer from an encoded memory: only the question's tokens are read."""
+def question_after(runner: Runner, ids: Sequence[int], question: str, system: str | None,
+                   note: Note) -> tuple[list[int], int | None]:
+    """(ids, tokens quoted) that follow an encoded document `ids` (template head included): the
+    question, and first, with `infllm.quote`, the document's passages that best match its words (BM25),
+    so the reader sees them in its local window whatever the memory retrieval picks."""
+    tok = runner.tokenizer
+    params = memories.infllm_for_params(runner)
+    excerpts: list[str] = []
+    quoted = None
+    if params is not None and params.quote:
+        start = len(encode_rendered(tok, frame(tok, system)[0]))
+        decode = lambda spans: tok.batch_decode(spans, skip_special_tokens=True)  # noqa: E731
+        spans = best_passages(QuestionText(list(ids), question, decode), start, params.quote)
+        excerpts = decode([list(ids[a:b]) for a, b in spans])
+        quoted = sum(b - a for a, b in spans)
+        note(f"infllm: quoting {quoted:,} tokens ({len(spans)} passage{'s' * (len(spans) != 1)}) that share words "
+             f"with the question before it (infllm.quote)" if spans
+             else "infllm: no passage shares a word with the question; nothing quoted (infllm.quote)")
+    return question_suffix(tok, question, system, excerpts), quoted
+
+
+def _answer_from(runner, mem, question, sampling, system, on_text, progress, note, hit: str) -> str:
+    """Answer from an encoded memory: only the question's tokens (and any quote) are read."""
     mem.lock(exclusive=False)
     try:
         start = time.perf_counter()
         prefix = memories.attach(runner, mem, system=system, note=note)
         load_s = time.perf_counter() - start
+        suffix, quoted = question_after(runner, prefix, question, system, note)
         answer = runner.engine.generate_text(prefix + suffix, sampling, on_text=on_text, progress=progress,
-                                             query=query)
+                                             query=question)
     finally:
         mem.unlock()
-    runner.engine.stats.extra.update(memory=mem.name, cache=hit, memory_load_s=round(load_s, 3))
+    runner.engine.stats.extra.update(memory=mem.name, cache=hit, memory_load_s=round(load_s, 3),
+                                     quoted_tokens=quoted)
     return answer
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from longchat.context.base import QuestionText
-from longchat.context.infllm.lexical import best_blocks, bm25, words
+from longchat.context.infllm.lexical import best_blocks, best_passages, bm25, words
 from test_strategies import IDS, make, run, tiny  # noqa: F401  (the tiny model fixture)
 
 
@@ -59,3 +59,26 @@ def test_question_candidates_add_the_lexical_blocks_after_the_voted_ones(tiny):
         got = s.question_candidates(text)
         assert got[:2] == voted
         assert got == (voted + [target] if lexical else voted)
+
+
+def test_best_passages_take_the_best_windows_without_overlap_in_reading_order():
+    # 4 head tokens, then 64 filler tokens; windows of 8 tokens every 4.
+    ids = [0] * 4 + [1, 2, 3, 4] * 16
+    ids[4 + 50] = 77             # the best match: two query words
+    ids[4 + 52] = 88
+    ids[4 + 10] = 77             # a weaker one
+    text = QuestionText(ids, "where is w77 w88", _spelled)
+    best = best_passages(text, 4, budget=8, size=8)
+    assert len(best) == 1 and best[0][1] - best[0][0] == 8
+    a, b = best[0]
+    assert a <= 4 + 50 and 4 + 52 < b  # both words in the one window quoted
+    both = best_passages(text, 4, budget=16, size=8)
+    assert [x for x, _ in both] == sorted(x for x, _ in both)  # reading order
+    assert sum(b - a for a, b in both) == 16
+    assert any(a <= 4 + 10 < b for a, b in both) and any(a <= 4 + 52 < b for a, b in both)
+    for (_, end), (start, _) in zip(both, both[1:]):
+        assert end < start  # no overlap, touching windows joined
+    # The head (before `start`) is never quoted, and nothing is when no word matches.
+    assert all(a >= 4 for a, _ in best_passages(QuestionText(ids, "w0 w77", _spelled), 4, 64, size=8))
+    assert best_passages(QuestionText(ids, "the of w5", _spelled), 4, budget=64, size=8) == []
+    assert best_passages(text, 4, budget=4, size=8) == []  # a budget under one window quotes nothing

@@ -294,3 +294,28 @@ def test_event_shaped_blocks_survive_checkpoints_and_a_new_process(home, tiny_ch
     assert torch.equal(next_logits(again, prefix + suffix), hit)
     with pytest.raises(MemoryStoreError, match="segment"):
         memories.attach(runner_for(tiny_chat_model), find("events"))
+
+
+def test_quote_reads_the_matching_passage_again_before_the_question(home, tiny_chat_model, tmp_path):
+    """`infllm.quote`: the passage that shares the question's words is quoted right before
+    it, on a fresh encode and from the cache alike; with no shared word nothing is."""
+    from longchat import api
+    from longchat.runtime.generate import Sampling
+
+    doc = text_file(tmp_path / "doc.txt", 1500)
+    words = doc.read_text().split()
+    words[700] = "zanzibar"
+    doc.write_text(" ".join(words) + "\n")
+    r = runner_for(tiny_chat_model, "strategy.n_local=384", "strategy.quote=128")
+    for hit in ("miss", "hit"):
+        notes: list[str] = []
+        api.ask(r, [str(doc)], "Where is zanzibar?", sampling=Sampling(max_new_tokens=2), note=notes.append)
+        read = r.tokenizer.decode(r.engine.cached_ids)
+        assert r.engine.stats.extra["cache"] == hit and r.engine.stats.extra["quoted_tokens"] == 128
+        assert read.count("zanzibar") == 3  # the document, the quote, the question
+        assert read.index("Excerpts from the document") > read.index("zanzibar")
+        assert any("quoting 128 tokens (1 passage)" in n for n in notes)
+    notes = []
+    api.ask(r, [str(doc)], "Where is it?", sampling=Sampling(max_new_tokens=2), note=notes.append)
+    assert "Excerpts" not in r.tokenizer.decode(r.engine.cached_ids)
+    assert r.engine.stats.extra["quoted_tokens"] == 0 and any("nothing quoted" in n for n in notes)

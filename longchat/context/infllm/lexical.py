@@ -55,3 +55,35 @@ def best_blocks(text: QuestionText, spans: list[tuple[int, int]], k: int) -> lis
     scores = bm25(query, [words(t) for t in text.decode([text.ids[a:b] for a, b in spans])])
     ranked = sorted(range(len(spans)), key=lambda b: (-scores[b], b))
     return [b for b in ranked[:k] if scores[b] > 0]
+
+
+def best_passages(text: QuestionText, start: int, budget: int, size: int = 128) -> list[tuple[int, int]]:
+    """Spans of `text.ids[start:]` worth quoting before the question: windows of `size` tokens
+    starting every `size // 2`, ranked by BM25 for the query's words, taken best first without
+    overlap until `budget` tokens; returned in reading order, touching spans joined. Empty when
+    no window shares a word with the query."""
+    query = words(text.query)
+    end = len(text.ids)
+    if budget < size or not query or end <= start:
+        return []
+    step = max(size // 2, 1)
+    spans = [(a, min(a + size, end)) for a in range(start, max(end - size, start) + 1, step)]
+    if spans[-1][1] < end:
+        spans.append((max(end - size, start), end))
+    scores = bm25(query, [words(t) for t in text.decode([text.ids[a:b] for a, b in spans])])
+    taken: list[tuple[int, int]] = []
+    used = 0
+    for i in sorted(range(len(spans)), key=lambda i: (-scores[i], i)):
+        a, b = spans[i]
+        if scores[i] <= 0 or used + (b - a) > budget:
+            break
+        if all(b <= x or a >= y for x, y in taken):
+            taken.append((a, b))
+            used += b - a
+    joined: list[tuple[int, int]] = []
+    for a, b in sorted(taken):
+        if joined and joined[-1][1] >= a:
+            joined[-1] = (joined[-1][0], max(b, joined[-1][1]))
+        else:
+            joined.append((a, b))
+    return joined
