@@ -8,9 +8,12 @@ SAMPLE_LINES = 200
 SHARE = 0.6  # of the sampled record lines that must start a record in one format
 
 
+CONTINUATIONS = ("Traceback (most recent call last)", "Caused by:", "During handling of the above", "}")
+
+
 def is_continuation(line: str) -> bool:
     """Lines that carry on the record before them in any format: indented lines, tracebacks."""
-    return line[:1] in (" ", "\t") or line.startswith(("Traceback (most recent call last)", "Caused by:", "}"))
+    return line[:1] in (" ", "\t") or line.startswith(CONTINUATIONS)
 
 
 def detect(lines: list[str]) -> LogFormat | None:

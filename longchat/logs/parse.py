@@ -84,6 +84,34 @@ def _year_for(month: int, day: int) -> int:
     return now.tm_year - 1 if ahead > 2 * 86400 else now.tm_year
 
 
+_SECONDS = re.compile(r"(.*\d\d:\d\d):(\d\d)(?:[.,](\d+))?(.*)")
+
+
+class TimeCache:
+    """`parse_time` for a stream of timestamps: parses each minute once, then adds the seconds
+    (a log has many lines per minute; strptime-like parsing per line would cost more than mining)."""
+
+    def __init__(self, limit: int = 100_000):
+        self.minutes: dict[tuple[str, str], float | None] = {}
+        self.limit = limit
+
+    def __call__(self, text: str) -> float | None:
+        m = _SECONDS.match(text)
+        if m is None:
+            return parse_time(text)
+        head, ss, frac, tail = m.groups()
+        key = (head, tail)
+        base = self.minutes.get(key, -1.0)
+        if base == -1.0:
+            base = parse_time(f"{head}:00{tail}")
+            if len(self.minutes) >= self.limit:
+                self.minutes.clear()
+            self.minutes[key] = base
+        if base is None:
+            return None
+        return base + int(ss) + (float("0." + frac) if frac else 0.0)
+
+
 def parse_time(text: str) -> float | None:
     """Seconds (wall clock as written, as if UTC) of a timestamp in one of the forms logs use:
     ISO 8601 (T or space, fractions, Z/offsets), syslog 'Dec  1 05:22:59', nginx access
@@ -156,14 +184,12 @@ class LogFormat:
     split: Callable[[str], tuple[str | None, str | None, str] | None] | None = None  # instead of `head`
 
     def record(self, line: str) -> tuple[str | None, str | None, str] | None:
-        """(timestamp text, level word, message) when `line` starts a record, else None."""
+        """(timestamp text, level word, message) when `line` starts a record, else None; the
+        first two are '' or None when the format has none."""
         if self.split is not None:
             return self.split(line)
         m = self.head.match(line)
-        if m is None:
-            return None
-        groups = m.groupdict()
-        return groups.get("ts"), groups.get("level") or groups.get("level2"), groups["msg"]
+        return None if m is None else m.group("ts", "level", "msg")
 
 
 _JSON_TIME = ("timestamp", "time", "ts", "@timestamp", "t", "asctime", "datetime", "date",
@@ -215,22 +241,22 @@ FORMATS: dict[str, LogFormat] = {f.name: f for f in (
     LogFormat("json", re.compile(r"\{"), split=_json_split),
     # Python logging: '2026-12-01 05:22:59,123 - app.db - ERROR - msg', '... ERROR app.db: msg', 'ERROR:app.db:msg'
     LogFormat("python", re.compile(
-        rf"(?:(?P<ts>\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d,\d{{3}})[ -]+(?:[\w.]+ - )?(?P<level>{_LEVEL_RE})\b[ :-]*"
-        rf"|(?P<level2>DEBUG|INFO|WARNING|ERROR|CRITICAL):(?=[\w.]+:))(?P<msg>.*)")),
+        rf"(?:(?P<ts>\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d,\d{{3}})[ -]+(?:[\w.]+ - )?"
+        rf"|(?=(?:DEBUG|INFO|WARNING|ERROR|CRITICAL):[\w.]+:))(?P<level>{_LEVEL_RE})\b[ :-]*(?P<msg>.*)")),
     LogFormat("nginx-access", _ACCESS, split=_access_split),
     LogFormat("nginx-error", re.compile(
         r"(?P<ts>\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) \[(?P<level>\w+)\] (?:\d+#\d+: )?(?:\*\d+ )?(?P<msg>.*)")),
     # RFC 3164 syslog and `journalctl` (short, short-iso): 'Dec  1 05:22:59 host prog[123]: msg'
     LogFormat("syslog", re.compile(
-        rf"(?P<ts>[A-Z][a-z]{{2}} [ \d]\d \d\d:\d\d:\d\d|{_ISO_TS}) (?P<host>[\w.-]+) "
+        rf"(?P<ts>[A-Z][a-z]{{2}} [ \d]\d \d\d:\d\d:\d\d|{_ISO_TS}) (?P<host>[\w.-]+) (?P<level>)"
         r"(?P<msg>[\w./@()-]+(?:\[\d+\])?: .*)")),
-    LogFormat("dmesg", re.compile(r"\[\s*(?P<ts>\d+\.\d+)\] (?P<msg>.*)"), clock="uptime"),
-    LogFormat("dmesg-T", re.compile(r"\[(?P<ts>[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4})\] (?P<msg>.*)")),
+    LogFormat("dmesg", re.compile(r"\[\s*(?P<ts>\d+\.\d+)\] (?P<level>)(?P<msg>.*)"), clock="uptime"),
+    LogFormat("dmesg-T", re.compile(r"\[(?P<ts>[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4})\] (?P<level>)(?P<msg>.*)")),
     # Anything else that starts with an ISO time, optionally a level: '2026-12-01T05:22:59Z WARN msg'
     LogFormat("iso", re.compile(
         rf"\[?(?P<ts>{_ISO_TS})\]?\s+(?:\[?(?P<level>{_LEVEL_RE})\]?\b[: ]*)?(?P<msg>.*)")),
     # No time, a level first: 'ERROR something', '[warn] something'
-    LogFormat("leveled", re.compile(rf"\[?(?P<level>{_LEVEL_RE})\]?[: ]+(?P<msg>.*)"), clock="line"),
+    LogFormat("leveled", re.compile(rf"(?P<ts>)\[?(?P<level>{_LEVEL_RE})\]?[: ]+(?P<msg>.*)"), clock="line"),
 )}
 # What `--as log` reads input in no known format as: every line a record.
-LINES = LogFormat("lines", re.compile(r"(?P<msg>.*)"), clock="line")
+LINES = LogFormat("lines", re.compile(r"(?P<ts>)(?P<level>)(?P<msg>.*)"), clock="line")

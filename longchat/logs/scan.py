@@ -11,9 +11,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from longchat.logs.detect import is_continuation
+from longchat.logs.detect import CONTINUATIONS
 from longchat.logs.mine import Miner, is_variable, mask_batch
-from longchat.logs.parse import LEVEL_RANK, LEVELS, LogFormat, level_from_words, level_of, parse_clock, parse_time
+from longchat.logs.parse import (LEVEL_RANK, LEVELS, LogFormat, TimeCache, level_from_words, level_of, parse_clock,
+                                 parse_time)
 from longchat.logs.table import EXAMPLES, Clock, LogTable, Template, merge_buckets
 
 MAX_CONTINUATION = 200   # lines a record may carry; past them, lines stand alone
@@ -92,6 +93,7 @@ class LogScanner:
         self.progress = progress
         self.rest = ""
         self.pending: list[Record] = []
+        self.parse_time = TimeCache()
         self.times: dict[str, float | None] = {}
         self.levels: dict[str, str] = {}
         self.last_pos: float | None = None
@@ -101,7 +103,7 @@ class LogScanner:
 
     def feed(self, piece: str, size: int | None = None) -> None:
         self.table.bytes += len(piece.encode("utf-8", "replace")) if size is None else size
-        lines = (self.rest + piece).split("\n")
+        lines = (self.rest + piece).replace("\r\n", "\n").split("\n")
         self.rest = lines.pop()
         self._read_lines(lines)
         if len(self.pending) > 1:  # the last record may still get continuation lines
@@ -115,20 +117,21 @@ class LogScanner:
         n = self.table.lines
         for line in lines:
             n += 1
-            if line.endswith("\r"):
-                line = line[:-1]
-            if not line.strip():
-                continue
-            parts = None if is_continuation(line) else record_of(line)
-            if parts is None and pending:
-                last = pending[-1]
-                if last.more is None:
-                    last.more = [line]
+            if not line or line[0] in " \t" or line.startswith(CONTINUATIONS):
+                if not line or line.isspace():
                     continue
-                if len(last.more) < MAX_CONTINUATION:
-                    last.more.append(line)
-                    continue
+                parts = None
+            else:
+                parts = record_of(line)
             if parts is None:
+                if pending:
+                    last = pending[-1]
+                    if last.more is None:
+                        last.more = [line]
+                        continue
+                    if len(last.more) < MAX_CONTINUATION:
+                        last.more.append(line)
+                        continue
                 parts = (None, None, line.strip())
             pending.append(Record(n, parts[0], parts[1], parts[2], line))
         self.table.lines = n
@@ -146,27 +149,18 @@ class LogScanner:
 
     # ---- records to templates --------------------------------------------------------------
 
-    def _position(self, r: Record) -> float | None:
-        kind = self.table.clock.kind
-        if kind == "line":
-            return float(r.line_no)
-        pos = None
-        if r.ts is not None:
-            pos = self.times.get(r.ts, -1.0)
-            if pos == -1.0:
-                if kind == "uptime":
-                    try:
-                        pos = float(r.ts)
-                    except ValueError:
-                        pos = None
-                else:
-                    pos = parse_time(r.ts)
-                if len(self.times) >= CACHE_LIMIT:
-                    self.times.clear()
-                self.times[r.ts] = pos
-        if pos is None:
-            return self.last_pos  # a record without a time happened after the one before it
-        self.last_pos = pos
+    def _time(self, text: str) -> float | None:
+        """Seconds of a timestamp's text (remembered: a busy log repeats each second's)."""
+        if self.table.clock.kind == "uptime":
+            try:
+                pos = float(text)
+            except ValueError:
+                pos = None
+        else:
+            pos = self.parse_time(text)
+        if len(self.times) >= CACHE_LIMIT:
+            self.times.clear()
+        self.times[text] = pos
         return pos
 
     def _in_time(self, pos: float | None) -> bool:
@@ -191,13 +185,26 @@ class LogScanner:
             records = kept
         masked_all = mask_batch([r.msg for r in records])
         min_level = LEVEL_RANK[f.level] if f.level else 0
-        templates, volume, levels = table.templates, table.volume, self.levels
+        templates, volume, levels, times = table.templates, table.volume, self.levels, self.times
+        by_time, by_line = f.by_time, clock.kind == "line"
+        shapes = miner.cache
         for r, masked in zip(records, masked_all):
-            pos = self._position(r)
-            if f.by_time and not self._in_time(pos):
+            if by_line:
+                pos = float(r.line_no)
+            elif r.ts:
+                pos = times.get(r.ts, -1.0)
+                if pos == -1.0:
+                    pos = self._time(r.ts)
+                if pos is None:
+                    pos = self.last_pos  # a record without a time happened after the one before it
+                else:
+                    self.last_pos = pos
+            else:
+                pos = self.last_pos
+            if by_time and not self._in_time(pos):
                 table.filtered += 1
                 continue
-            level = level_of(r.level) if r.level is not None else None
+            level = level_of(r.level) if r.level else None
             if level is None:
                 level = levels.get(masked)
                 if level is None:
@@ -208,17 +215,20 @@ class LogScanner:
             if LEVEL_RANK[level] < min_level:
                 table.filtered += 1
                 continue
-            tid = miner.template_id(level, masked)
+            tid = shapes.get(f"{level} {masked}")
+            if tid is None:
+                tid = miner.template_id(level, masked, r.msg)
             t = templates.get(tid)
             if t is None:
                 t = templates[tid] = Template(tid, level, ())
                 t.first_line = r.line_no
                 t.sample = "\n".join([r.head] + (r.more or [])[:20])[:SAMPLE_CHARS]
             t.count += 1
-            t.lines += 1 + (len(r.more) if r.more else 0)
             if r.more:
+                t.lines += 1 + len(r.more)
                 t.multiline += 1
-            table.records += 1
+            else:
+                t.lines += 1
             if pos is not None:
                 if clock.origin is None:
                     clock.start(pos)
@@ -226,7 +236,8 @@ class LogScanner:
                 if doublings:
                     self._rebucket(doublings)
                     volume = table.volume
-                t.hist[index] = t.hist.get(index, 0) + 1
+                hist = t.hist
+                hist[index] = hist.get(index, 0) + 1
                 volume[index] = volume.get(index, 0) + 1
                 if t.first is None or pos < t.first:
                     t.first = pos
@@ -234,6 +245,7 @@ class LogScanner:
                     t.last = pos
             if t.count <= EXAMPLE_RECORDS or not t.count & 1023:
                 self._examples(t, tid, r.msg, masked)
+        table.records = sum(t.count for t in templates.values())
 
     def _rebucket(self, doublings: int) -> None:
         self.table.volume = merge_buckets(self.table.volume, doublings)
