@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
-from typing import BinaryIO, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import BinaryIO, Callable, Iterable, Sequence
 
 from longchat import memory as memories
 from longchat.context import strategy_class
 from longchat.context.base import QuestionText
 from longchat.context.infllm.lexical import best_passages
 from longchat.memory.encode import collect_sources, read_ids
-from longchat.prompts import MERGE_PROMPT, SUMMARY_PROMPT, ask_messages, chat_ids, encode_rendered, frame, question_suffix
+from longchat.prompts import (LOG_REPORT_PROMPT, MERGE_PROMPT, SUMMARY_PROMPT, ask_messages, chat_ids, encode_rendered,
+                              frame, question_suffix)
 from longchat.errors import ConfigError, InputError
 from longchat.profile import Profile, load_profile
 from longchat.runtime.generate import Engine, GenerationStats, Sampling
@@ -231,12 +232,20 @@ def _answer_from(runner, mem, question, sampling, system, on_text, progress, not
     return answer
 
 
+def summary_sampling(sampling: Sampling) -> Sampling:
+    """Generation settings for summaries: a reply that loops is stopped and its repeat cut off
+    (stop_on_repeat), and tokens already said are made a little less likely (a 135M model
+    otherwise writes one sentence again and again). A profile's own values win."""
+    return replace(sampling, stop_on_repeat=sampling.stop_on_repeat or 12,
+                   repetition_penalty=sampling.repetition_penalty if sampling.repetition_penalty != 1.0 else 1.1)
+
+
 class Summarizer:
     """Hierarchical summary in bounded memory: chunk summaries, merged whenever they pile up."""
 
     def __init__(self, runner: Runner, sampling: Sampling, on_chunk: Callable[[int], None] = lambda n: None):
         self.runner = runner
-        self.sampling = sampling
+        self.sampling = summary_sampling(sampling)
         self.on_chunk = on_chunk
         overhead = len(chat_ids(runner.tokenizer, [{"role": "user", "content": MERGE_PROMPT.format(text="")}]))
         self.chunk_tokens = runner.effective_window - sampling.max_new_tokens - overhead - 8
@@ -250,6 +259,9 @@ class Summarizer:
         self.total = GenerationStats(stop_reason="done")
 
     def _generate(self, template: str, text: str) -> str:
+        ids = self.runner.encode(text)
+        if len(ids) > self.chunk_tokens:  # every step stays within the window, merges included
+            text = self.runner.tokenizer.decode(ids[: self.chunk_tokens])
         prompt = chat_ids(self.runner.tokenizer, [{"role": "user", "content": template.format(text=text)}])
         reply = self.runner.engine.generate_text(prompt, self.sampling).strip()
         self.total.add(self.runner.engine.stats)
@@ -276,14 +288,18 @@ class Summarizer:
 
 def summarize(runner: Runner, sources: Sequence[str], *, sampling: Sampling | None = None,
               stdin: BinaryIO | None = None, progress: Callable[[int, int | None, int], None] | None = None,
-              note: Note = lambda m: None) -> tuple[str, GenerationStats]:
+              note: Note = lambda m: None, pieces: Iterable[tuple[str, bool]] | None = None,
+              ) -> tuple[str, GenerationStats]:
     """Summarise sources of any length; `progress(bytes_summarised, total_bytes or None, chunks_done)`:
-    the total is the files' size, or for stdin what was read once it has all been read."""
+    the total is the files' size, or for stdin what was read once it has all been read.
+    `pieces`: the input already opened (`iter_pieces` of the sources, e.g. after `logs.sniff`)."""
     sampling = sampling or runner.profile.generation
     sources = list(sources) or [STDIN]
     total = None
     if all(s != STDIN and os.path.isfile(s) for s in sources):
         total = sum(os.path.getsize(s) for s in sources)
+    if pieces is None:
+        pieces = iter_pieces(sources, stdin=stdin, note=note)
     read = fed = 0
     summarizer = Summarizer(runner, sampling, on_chunk=lambda n: progress and progress(fed, total, n))
     limit = summarizer.chunk_tokens
@@ -311,7 +327,7 @@ def summarize(runner: Runner, sources: Sequence[str], *, sampling: Sampling | No
     if progress:
         progress(0, total, 0)
     buffer, has_text = "", False
-    for piece, is_text in iter_pieces(sources, stdin=stdin, note=note):
+    for piece, is_text in pieces:
         has_text = has_text or (is_text and not piece.isspace())
         read += len(piece.encode("utf-8", "replace"))
         buffer += piece
@@ -335,3 +351,61 @@ def summarize(runner: Runner, sources: Sequence[str], *, sampling: Sampling | No
     tail = runner.tokenizer.decode(ids)
     text = summarizer.finish(squeeze(tail) if tail.strip() else tail)
     return text, summarizer.total
+
+
+def open_input(sources: Sequence[str], *, stdin: BinaryIO | None = None, note: Note = lambda m: None):
+    """(log format or None, the input's pieces from the start): whether the sources read as a
+    log, found from their first lines (stdin is read once: what was looked at is replayed)."""
+    from longchat import logs
+
+    return logs.sniff(iter_pieces(list(sources) or [STDIN], stdin=stdin, note=note))
+
+
+def mine_log(pieces: Iterable[tuple[str, bool]], fmt, filters=None, *,
+             progress: Callable[[int, int, int], None] | None = None):
+    """The template table (`logs.LogTable`) of a log in one streaming pass; no model is needed.
+    `progress(bytes read, lines, templates)` after each piece of input."""
+    from longchat import logs
+
+    table = logs.scan((piece for piece, _ in pieces), fmt, filters, progress=progress)
+    if table.lines == 0:
+        raise InputError("the input is empty")
+    return table
+
+
+def summarize_log(runner: Runner, table, *, sampling: Sampling | None = None,
+                  note: Note = lambda m: None) -> tuple[str, GenerationStats]:
+    """The model's report of a log from its template table (`mine_log`), never from its lines,
+    with the table's exact figures under it. The table is cut to the effective window (fewer
+    ranked templates); past that it is summarised hierarchically first. Sentences of the report
+    that state counts or times the table does not hold are dropped (and named in a note)."""
+    from longchat.logs.report import check_figures
+
+    sampling = summary_sampling(sampling or runner.profile.generation)
+    tok = runner.tokenizer
+    overhead = len(chat_ids(tok, [{"role": "user", "content": LOG_REPORT_PROMPT.format(table="")}]))
+    budget = runner.effective_window - sampling.max_new_tokens - overhead - 8
+    if budget < 64:
+        raise ConfigError(f"effective window {runner.effective_window} leaves too little room for the log's table "
+                          f"after max_new_tokens={sampling.max_new_tokens}; lower generation.max_new_tokens")
+    totals = GenerationStats(stop_reason="done")
+    items = 30
+    text = table.render(max_items=items)
+    while len(runner.encode(text)) > budget and items > 3:
+        items = max(3, items // 2)
+        text = table.render(max_items=items)
+    if len(runner.encode(text)) > budget:
+        note(f"the log's table does not fit the effective window ({runner.effective_window:,} tokens) even with "
+             f"{items} templates; summarising the table itself first")
+        text, stats = summarize(runner, [], sampling=sampling, pieces=[(table.render(), True)], note=note)
+        totals.add(stats)
+    prompt = chat_ids(tok, [{"role": "user", "content": LOG_REPORT_PROMPT.format(table=text)}])
+    reply = runner.engine.generate_text(prompt, sampling).strip()
+    totals.add(runner.engine.stats)
+    totals.stop_reason = runner.engine.stats.stop_reason
+    kept, dropped = check_figures(reply, text)
+    if dropped:
+        note(f"dropped {len(dropped)} sentence{'s' * (len(dropped) != 1)} of the report stating figures the "
+             f"table does not hold: " + " | ".join(d[:80] for d in dropped))
+    report = (kept + "\n\n" if kept else "") + table.figures()
+    return report, totals

@@ -1,21 +1,42 @@
-"""`longchat summarize [SOURCE...]`: summaries of inputs of any length, stdin by default."""
+"""`longchat summarize [SOURCE...]`: summaries of inputs of any length, stdin by default.
+
+A log (found from its first lines, or `--as log`) is mined into a template table first and the
+model reads the table, not the log; other text is summarised hierarchically.
+"""
 
 from __future__ import annotations
 
+import json
+from enum import Enum
 from typing import List, Optional
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn, TransferSpeedColumn)
 
+from longchat.cli import common
 from longchat.cli.app import app
-from longchat.cli.common import (CompressOpt, DeviceOpt, MaxNewOpt, ModelOpt, PlainProgress, ProfileOpt, QuietOpt,
-                                 SetOpt, StatsOpt, TemperatureOpt, check_sources, err, note, open_runner_cli,
-                                 print_stats, sampling_from, set_quiet, use_compression)
+from longchat.cli.common import (CompressOpt, DeviceOpt, MaxNewOpt, ModelOpt, PlainProgress, ProfileOpt,
+                                 QuietOpt, SetOpt, StatsOpt, TemperatureOpt, check_sources, err, note, open_runner_cli,
+                                 print_stats, sampling_from, set_quiet, usage_error, use_compression)
+
+
+class ReadAs(str, Enum):
+    auto = "auto"
+    log = "log"
+    text = "text"
 
 
 @app.command()
 def summarize(
     sources: Optional[List[str]] = typer.Argument(None, metavar="SOURCE", help="Files, PDFs, folders, or - ; stdin when none is given."),
+    read_as: ReadAs = typer.Option(ReadAs.auto, "--as", help="auto: a log when its first lines look like one (stated on stderr); log: mine templates whatever it looks like; text: summarise it as prose."),
+    no_model: bool = typer.Option(False, "--no-model", help="Logs: print the template table and ranking alone, in seconds; no model is loaded."),
+    as_json: bool = typer.Option(False, "--json", help="Logs: the template table and ranking as JSON (with the model's report unless --no-model)."),
+    since: Optional[str] = typer.Option(None, "--since", help="Logs: records at or after this time (2026-12-01, '2026-12-01 05:00', 'Dec 1 05:00', 05:00, or seconds after boot for dmesg)."),
+    until: Optional[str] = typer.Option(None, "--until", help="Logs: records at or before this time (same forms as --since)."),
+    level: Optional[str] = typer.Option(None, "--level", help="Logs: the lowest level kept: debug, info, warn, error or fatal."),
+    grep: Optional[str] = typer.Option(None, "--grep", help="Logs: only records matching this regular expression (stack traces included)."),
     compress: Optional[float] = CompressOpt,
     profile: str = ProfileOpt,
     model: Optional[str] = ModelOpt,
@@ -28,20 +49,98 @@ def summarize(
 ) -> None:
     """Summarise SOURCEs (or stdin) of any length.
 
-    Input longer than the model reads reliably is cut into chunks; each chunk is summarised,
-    and the chunk summaries are merged into one (hierarchically, in bounded memory).
-    Example: cat app.log | longchat summarize
+    A log (syslog, journald, nginx, dmesg, Python logging, JSON lines ...) is read in one pass
+    into a table of message templates (counts, levels, times) ranked errors first; the model
+    writes its report from that table, with the table's exact figures under it.
+    Other input longer than the model reads reliably is cut into chunks; each chunk is
+    summarised, and the chunk summaries are merged into one (hierarchically, in bounded memory).
+    Example: cat app.log | longchat summarize ; journalctl -b | longchat summarize --no-model
     """
     from longchat import api
+    from longchat.logs import LINES, Filters
 
+    log_only = [flag for flag, on in (("--no-model", no_model), ("--since", since), ("--until", until),
+                                      ("--level", level), ("--grep", grep)) if on]
+    if read_as == ReadAs.text and log_only:
+        raise usage_error(f"{log_only[0]} works on logs; drop it or --as text")
+    try:
+        filters = Filters.parse(since, until, level, grep)
+    except ValueError as e:
+        raise usage_error(str(e)) from None
     check_sources(sources or [])
     set_quiet(quiet)
+    fmt, pieces = api.open_input(sources or [], note=note)
+    if read_as == ReadAs.text:
+        fmt = None
+    elif read_as == ReadAs.log and fmt is None:
+        note("no known log format in the first lines; reading each line as a record (--as log)")
+        fmt = LINES
+    elif fmt is not None:
+        note(f"the input looks like a log ({fmt.name}); mining templates first (--as text to read it as prose)")
+    if fmt is None:
+        if log_only:
+            from longchat.errors import InputError
+
+            raise InputError(f"the input does not look like a log, and {log_only[0]} needs one; "
+                             f"pass --as log to read each line as a record")
+        return _summarize_text(api, sources, pieces, as_json, compress, profile, model, device, set_,
+                               max_new_tokens, temperature, stats)
+    table = _mine(api, sources, pieces, fmt, filters)
+    if no_model:
+        print(json.dumps(table.as_json(), ensure_ascii=False) if as_json else table.render(max_items=50), flush=True)
+        return
+    runner = open_runner_cli(profile, model, device, set_)
+    sampling = sampling_from(runner.profile, max_new_tokens, temperature)
+    with err.status("writing the report from the table...", spinner="dots") if err.is_terminal and not quiet \
+            else _nothing():
+        text, totals = api.summarize_log(runner, table, sampling=sampling, note=note)
+    if as_json:
+        print(json.dumps({**table.as_json(), "report": text}, ensure_ascii=False), flush=True)
+    else:
+        print(text.strip(), flush=True)
+    if stats:
+        print_stats(runner, totals, mined_lines=table.lines, mine_s=round(table.seconds, 3),
+                    mine_mb_s=round(table.bytes / 1e6 / max(table.seconds, 1e-9), 2))
+
+
+def _mine(api, sources, pieces, fmt, filters):
+    """The template pass, with progress on stderr: a bar on a terminal, plain lines otherwise."""
+    import os
+
+    total = None
+    if sources and all(s != "-" and os.path.isfile(s) for s in sources):
+        total = sum(os.path.getsize(s) for s in sources)
+    progress = Progress(SpinnerColumn(), TextColumn("[bold]mining templates"), BarColumn(), DownloadColumn(),
+                        TransferSpeedColumn(), TextColumn("{task.fields[lines]:,} lines, {task.fields[templates]:,} templates"),
+                        TimeRemainingColumn(), console=err, transient=True, disable=common.QUIET or not err.is_terminal)
+    task = progress.add_task("mining", total=total, lines=0, templates=0)
+    plain = PlainProgress("mining", unit="bytes")
+
+    def update(done: int, lines: int, templates: int) -> None:
+        progress.update(task, completed=done, lines=lines, templates=templates)
+        if not err.is_terminal:
+            plain.update(done, total, f"{lines:,} lines, {templates:,} templates")
+
+    with progress:
+        table = api.mine_log(pieces, fmt, filters, progress=update)
+    if not common.QUIET:
+        from longchat.logs.table import plural
+        from longchat.memory.store import human_bytes
+
+        rate = table.bytes / max(table.seconds, 1e-9)
+        note(f"mined {plural(table.lines, 'line')} ({human_bytes(table.bytes)}) into {plural(len(table.templates), 'template')} "
+             f"in {table.seconds:.1f}s ({human_bytes(rate)}/s)")
+    return table
+
+
+def _summarize_text(api, sources, pieces, as_json, compress, profile, model, device, set_, max_new_tokens,
+                    temperature, stats) -> None:
     runner = open_runner_cli(profile, model, device, set_)
     use_compression(runner, compress)
     sampling = sampling_from(runner.profile, max_new_tokens, temperature)
     progress = Progress(SpinnerColumn(), TextColumn("[bold]summarising"), BarColumn(), DownloadColumn(),
                         TextColumn("{task.fields[chunks]} chunks"), TimeElapsedColumn(),
-                        console=err, transient=True, disable=quiet or not err.is_terminal)
+                        console=err, transient=True, disable=common.QUIET or not err.is_terminal)
     task = progress.add_task("summarising", total=None, chunks=0)
     plain = PlainProgress("summarising", unit="bytes")
 
@@ -51,7 +150,17 @@ def summarize(
             plain.update(done, total, f"{chunks} chunks summarised" if chunks != 1 else "1 chunk summarised")
 
     with progress:
-        text, totals = api.summarize(runner, sources or [], sampling=sampling, progress=update, note=note)
-    print(text.strip(), flush=True)
+        text, totals = api.summarize(runner, sources or [], sampling=sampling, progress=update, note=note,
+                                     pieces=pieces)
+    if as_json:
+        print(json.dumps({"format": None, "report": text.strip()}, ensure_ascii=False), flush=True)
+    else:
+        print(text.strip(), flush=True)
     if stats:
         print_stats(runner, totals)
+
+
+def _nothing():
+    from contextlib import nullcontext
+
+    return nullcontext()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from longchat.logs.mine import WILDCARD, is_variable
+from longchat.logs.mine import TAGS, WILDCARD
 from longchat.logs.parse import LEVEL_RANK, show_time
 
 EXAMPLES = 3          # distinct example values kept per variable
@@ -45,8 +45,9 @@ class Template:
         return " ".join(self.tokens)
 
     def variables(self) -> list[tuple[int, list[str]]]:
+        """(word position, example values) of the words that are wholly a variable."""
         return [(i, self.examples[i]) for i in sorted(self.examples) if i < len(self.tokens)
-                and is_variable(self.tokens[i])]
+                and (self.tokens[i] == WILDCARD or self.tokens[i] in TAGS)]
 
 
 @dataclass

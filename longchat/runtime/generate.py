@@ -31,6 +31,9 @@ class Sampling:
     top_k: int = 0
     repetition_penalty: float = 1.0
     seed: int = 0
+    # Stop a reply whose last N tokens already appeared in it (a loop), and cut the repeat
+    # off; 0 = off. Summaries turn it on (12) when a profile leaves it at 0.
+    stop_on_repeat: int = 0
 
     def validate(self, where: str) -> None:
         from longchat.settings import require
@@ -40,6 +43,8 @@ class Sampling:
         require(0 < self.top_p <= 1, where, "top_p", "a number in (0, 1]")
         require(self.top_k >= 0, where, "top_k", "an integer >= 0 (0 = off)")
         require(self.repetition_penalty > 0, where, "repetition_penalty", "a number > 0 (1 = off)")
+        require(self.stop_on_repeat == 0 or self.stop_on_repeat >= 4, where, "stop_on_repeat",
+                "0 (off) or an integer >= 4 (tokens)")
 
 
 @dataclass
@@ -134,6 +139,30 @@ def sample_next(logits: torch.Tensor, s: Sampling, history: list[int], gen: torc
         sorted_p[cut] = 0
         probs = torch.zeros_like(probs).scatter_(0, order, sorted_p)
     return int(torch.multinomial(probs.cpu(), 1, generator=gen))
+
+
+class RepeatGuard:
+    """Spots a reply that loops: its last `n` tokens already appeared in it. `cut` is then
+    where the repetition starts (the reply up to it holds one copy of what repeats)."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.seen: dict[tuple[int, ...], int] = {}  # n-gram -> where it first started
+        self.cut: int | None = None
+
+    def push(self, ids: list[int]) -> bool:
+        """True when `ids` (the reply so far, one token longer than last time) now repeats."""
+        if len(ids) < self.n:
+            return False
+        j = len(ids) - self.n
+        gram = tuple(ids[j:])
+        i = self.seen.setdefault(gram, j)
+        if i == j:
+            return False
+        while i > 0 and ids[i - 1] == ids[j - 1]:  # the copy may have started earlier
+            i, j = i - 1, j - 1
+        self.cut = j
+        return True
 
 
 class Engine:
@@ -292,6 +321,8 @@ class Engine:
             self.stats.extra["strategy_used"] = chosen
         gen = torch.Generator().manual_seed(sampling.seed)
         new: list[int] = []
+        guard = RepeatGuard(sampling.stop_on_repeat) if sampling.stop_on_repeat else None
+        self.repeat_cut = None
         start = time.perf_counter()
         self.stats.stop_reason = "length"
         try:
@@ -303,6 +334,11 @@ class Engine:
                 new.append(token)
                 self.stats.new_tokens = len(new)
                 yield token
+                if guard is not None and guard.push(new):
+                    self.stats.stop_reason = "repeat"
+                    self.repeat_cut = guard.cut
+                    self.stats.extra["repeat_cut_tokens"] = len(new) - guard.cut
+                    break
                 if len(new) >= sampling.max_new_tokens:
                     break
                 logits = self._forward([token], "last")[0]
@@ -314,6 +350,7 @@ class Engine:
             self.stats.peak_rss_mb = round(peak_rss_mb(), 1)
 
     last_text = ""  # the reply `generate_text` made so far: what was said before a Ctrl-C
+    repeat_cut: int | None = None  # where the last reply began to repeat itself (stop_on_repeat)
 
     def generate_text(self, prompt_ids: list[int], sampling: Sampling,
                       on_text: Callable[[str], None] | None = None, progress=None, query: str | None = None) -> str:
@@ -331,4 +368,6 @@ class Engine:
                     on_text(delta)
         finally:
             tokens.close()  # finalises stats now, not at garbage collection
+        if self.repeat_cut is not None:  # streamed already; the returned reply drops the repeat
+            return self.model.tokenizer.decode(detok.ids[: self.repeat_cut], skip_special_tokens=True)
         return detok.emitted
