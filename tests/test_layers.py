@@ -17,6 +17,7 @@ LAYERS = {
     "plugins": 1,                                   # hook specs and manager: imports only layer 0
     "sources": 2, "runtime": 2, "context": 2,       # reading files; the model; attention strategies
     "memory": 3, "compress": 3,                     # encode-once memories; prompt compression
+    "logs": 3,                                      # log templates, ranking and the table
     "prompts": 2,                                   # chat templates, the ask and summarize frames
     "profile": 4, "api": 4,                         # profiles; ask / summarize / ingest as functions
     "chat": 5,                                      # conversations and persistent sessions

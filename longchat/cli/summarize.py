@@ -56,7 +56,6 @@ def summarize(
     summarised, and the chunk summaries are merged into one (hierarchically, in bounded memory).
     Example: cat app.log | longchat summarize ; journalctl -b | longchat summarize --no-model
     """
-    from longchat import api
     from longchat.logs import LINES, Filters
 
     log_only = [flag for flag, on in (("--no-model", no_model), ("--since", since), ("--until", until),
@@ -69,6 +68,8 @@ def summarize(
         raise usage_error(str(e)) from None
     check_sources(sources or [])
     set_quiet(quiet)
+    from longchat import api
+
     fmt, pieces = api.open_input(sources or [], note=note)
     if read_as == ReadAs.text:
         fmt = None

@@ -28,7 +28,7 @@ MASKS: list[tuple[str, re.Pattern]] = [
     # Ids: digits, letters, digits ('req-8f3a91' -> 'req-<ID>', 'a1b2c3' -> 'a<ID>'); 'sda1', 'x86_64' stay.
     ("<ID>", re.compile(r"\d[a-zA-Z]+\d\w*")),
     # Numbers, also with a unit after them ('12.5ms', '40%'); not the digit of a name ('sda1').
-    ("<NUM>", re.compile(r"(?<![A-Za-z_.])\d+(?:[.,]\d+)*(?![\d.])")),
+    ("<NUM>", re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?![\d.])")),
 ]
 TAGS = tuple(dict.fromkeys(tag for tag, _ in MASKS))
 # What the batch pass applies: the masks that are cheap on any text. The others (UUIDs, IPv6

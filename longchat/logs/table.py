@@ -190,11 +190,6 @@ class LogTable:
         return (f"{t.level.upper()} {times}{when}{peak}{tags}: {t.text}{trace}"
                 + (f" (e.g. {values})" if values else ""))
 
-    @staticmethod
-    def tokens_name(t: Template, i: int) -> str:
-        token = t.tokens[i]
-        return token if token != WILDCARD else f"word {i + 1}"
-
     def render(self, max_items: int = 30, routine_items: int = 5) -> str:
         """The table as text: overview, the ranked incidents and unusual templates, routine counts."""
         ranked = self.ranking()
@@ -259,7 +254,7 @@ class LogTable:
                 "first": show_time(t.first, kind) if t.first is not None else None,
                 "last": show_time(t.last, kind) if t.last is not None else None,
                 "histogram": self._series(t.hist),
-                "examples": {self.tokens_name(t, i): v for i, v in t.variables()},
+                "variables": [{"word": i, "values": v} for i, v in t.variables()],
                 "sample": t.sample,
             } for t, _ in self.ranking()],
         }
