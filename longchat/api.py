@@ -390,14 +390,15 @@ def summarize_log(runner: Runner, table, *, sampling: Sampling | None = None,
                           f"after max_new_tokens={sampling.max_new_tokens}; lower generation.max_new_tokens")
     totals = GenerationStats(stop_reason="done")
     items = 30
-    text = table.render(max_items=items)
+    text = table.render(max_items=items, concrete=True)
     while len(runner.encode(text)) > budget and items > 3:
         items = max(3, items // 2)
-        text = table.render(max_items=items)
+        text = table.render(max_items=items, concrete=True)
     if len(runner.encode(text)) > budget:
         note(f"the log's table does not fit the effective window ({runner.effective_window:,} tokens) even with "
              f"{items} templates; summarising the table itself first")
-        text, stats = summarize(runner, [], sampling=sampling, pieces=[(table.render(), True)], note=note)
+        text, stats = summarize(runner, [], sampling=sampling, pieces=[(table.render(concrete=True), True)],
+                                note=note)
         totals.add(stats)
     prompt = chat_ids(tok, [{"role": "user", "content": LOG_REPORT_PROMPT.format(table=text)}])
     reply = runner.engine.generate_text(prompt, sampling).strip()

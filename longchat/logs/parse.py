@@ -31,11 +31,13 @@ _LEVEL_WORDS = {
 _PRIORITIES = ("fatal", "fatal", "fatal", "error", "warn", "info", "info", "debug")
 
 # Formats without a level field: the level is read from the message's words.
-_FATAL_WORDS = re.compile(r"\b(?:fatal|panic|emerg(?:ency)?|critical|crit|oops)\b", re.I)
-_ERROR_WORDS = re.compile(r"\b(?:errors?|err|fail(?:ed|ure|s)?|exception|traceback|segfault|"
-                          r"out of memory|oom|killed process|unable to|cannot|can't)\b", re.I)
-_WARN_WORDS = re.compile(r"\b(?:warn(?:ing)?s?|deprecated|time[d ]? ?out|retry(?:ing)?|refused|denied|"
-                         r"invalid|unreachable)\b", re.I)
+# A word stands alone: not part of a name such as 'libgpg-error-dev' or 'error_count.c', nor a
+# setting ('panic=1', 'err=0').
+_FATAL_WORDS = re.compile(r"(?<![\w./-])(?:fatal|panic|emerg(?:ency)?|critical|crit|oops)(?![\w/=-])", re.I)
+_ERROR_WORDS = re.compile(r"(?<![\w./-])(?:errors?|err|fail(?:ed|ure|s)?|exception|traceback|segfault|"
+                          r"out of memory|oom|killed process|unable to|cannot|can't)(?![\w/=-])", re.I)
+_WARN_WORDS = re.compile(r"(?<![\w./-])(?:warn(?:ing)?s?|deprecated|time[d ]? ?out|retry(?:ing)?|refused|denied|"
+                         r"invalid|unreachable)(?![\w/=-])", re.I)
 
 
 def level_of(word: str | None) -> str | None:

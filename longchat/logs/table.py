@@ -17,7 +17,9 @@ from longchat.logs.parse import LEVEL_RANK, show_time
 EXAMPLES = 3          # distinct example values kept per variable
 BUCKETS = 64          # histogram buckets at most: the width doubles when time runs past them
 RARE_MAX = 3          # a template seen at most this often ...
-RARE_MIN_RECORDS = 100  # ... in a log of at least this many records is rare
+RARE_MIN_RECORDS = 100  # ... in a log of at least this many records ...
+RARE_MIN_MEAN = 20    # ... whose templates hold this many records on average is rare (where most
+                      # templates are seen once, as in a boot log, once means nothing)
 LATE_SHARE = 0.8      # first seen after this share of the log's span: new late
 CATEGORIES = ("fatal", "error", "warn", "rare", "burst", "new late", "routine")
 
@@ -43,6 +45,15 @@ class Template:
     @property
     def text(self) -> str:
         return " ".join(self.tokens)
+
+    def example(self) -> str:
+        """The template with its first example value in each variable word: a message as a
+        log writes it (what a small model reads best). Tags without an example stay."""
+        words = list(self.tokens)
+        for i, values in self.examples.items():
+            if i < len(words) and values and "<" in words[i]:
+                words[i] = values[0]
+        return " ".join(words)
 
     def variables(self) -> list[tuple[int, list[str]]]:
         """(word position, example values) of the words that are wholly a variable."""
@@ -125,7 +136,8 @@ class LogTable:
     def reasons(self, t: Template) -> list[str]:
         """Why a template matters, most important first ([] for routine ones)."""
         out = [t.level] if LEVEL_RANK[t.level] >= LEVEL_RANK["warn"] else []
-        if t.count <= RARE_MAX and self.records >= RARE_MIN_RECORDS:
+        if (t.count <= RARE_MAX and self.records >= RARE_MIN_RECORDS
+                and self.records >= RARE_MIN_MEAN * len(self.templates)):
             out.append("rare")
         if self.peak_ratio(t) >= 6 and max(t.hist.values()) >= 8:
             out.append("burst")
@@ -171,8 +183,9 @@ class LogTable:
         return (f"{plural(self.lines, 'line')} ({plural(self.records, 'record')}{filtered}){span}; "
                 f"{self.format} format; {plural(len(self.templates), 'template')}")
 
-    def describe(self, t: Template, reasons: list[str]) -> str:
-        """One line: level, count, time range, peak, the template and example values."""
+    def describe(self, t: Template, reasons: list[str], concrete: bool = False) -> str:
+        """One line: level, count, time range, peak, the template and example values
+        (`concrete`: a message as written, for the model, instead of the template)."""
         kind = self.clock.kind
         when = ""
         if t.first is not None:
@@ -182,23 +195,24 @@ class LogTable:
         if "burst" in reasons and t.hist:
             index = max(t.hist, key=t.hist.get)
             peak = f" (peak {t.hist[index]:,} in {self.clock.span(index)})"
-        values = "; ".join(", ".join(v) for _, v in t.variables() if len(v) > 1)
+        values = "" if concrete else "; ".join(", ".join(v) for _, v in t.variables() if len(v) > 1)
         times = "once" if t.count == 1 else f"{t.count:,} times"
         tags = f" [{', '.join(r for r in reasons if r not in ('fatal', 'error', 'warn'))}]" if len(reasons) > (
             1 if reasons and reasons[0] in ("fatal", "error", "warn") else 0) else ""
         trace = f" (with a {t.sample.count(chr(10)) + 1}-line trace)" if t.multiline else ""
-        return (f"{t.level.upper()} {times}{when}{peak}{tags}: {t.text}{trace}"
+        return (f"{t.level.upper()} {times}{when}{peak}{tags}: {t.example() if concrete else t.text}{trace}"
                 + (f" (e.g. {values})" if values else ""))
 
-    def render(self, max_items: int = 30, routine_items: int = 5) -> str:
-        """The table as text: overview, the ranked incidents and unusual templates, routine counts."""
+    def render(self, max_items: int = 30, routine_items: int = 5, concrete: bool = False) -> str:
+        """The table as text: overview, the ranked incidents and unusual templates, routine counts
+        (`concrete`: example messages instead of templates, for the model)."""
         ranked = self.ranking()
         notable = [(t, r) for t, r in ranked if r]
         routine = [t for t, r in ranked if not r]
         out = [f"Log: {self.overview()}.", ""]
         if notable:
             out.append("Incidents and unusual templates, most important first:")
-            out += [f"{i}. {self.describe(t, r)}" for i, (t, r) in enumerate(notable[:max_items], 1)]
+            out += [f"{i}. {self.describe(t, r, concrete)}" for i, (t, r) in enumerate(notable[:max_items], 1)]
             if len(notable) > max_items:
                 rest = notable[max_items:]
                 out.append(f"... and {plural(len(rest), 'more template')} ({plural(sum(t.count for t, _ in rest), 'record')}).")
@@ -206,7 +220,7 @@ class LogTable:
             out.append("No errors, warnings or unusual templates.")
         if routine:
             n = sum(t.count for t in routine)
-            common = "; ".join(f"{t.text} ({t.count:,})" for t in routine[:routine_items])
+            common = "; ".join(f"{t.example() if concrete else t.text} ({t.count:,})" for t in routine[:routine_items])
             out += ["", f"Routine: {plural(n, 'record')} in {plural(len(routine), 'template')}; most common: {common}."]
         if (change := self.volume_change()) is not None:
             out += ["", change]
