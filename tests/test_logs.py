@@ -57,7 +57,7 @@ SAMPLES = {
     "journald-short-iso": (lambda rng, i: f"2026-12-01T05:22:{i % 60:02d}+0000 host kernel: usb 1-{rng.randint(1, 9)}: new device number {rng.randint(2, 99)} using xhci_hcd",
                            "kernel: usb <NUM>-<NUM>: new device number <NUM> using xhci_hcd"),
     "nginx-access": (lambda rng, i: f'{_ips(rng)} - - [01/Dec/2026:05:22:{i % 60:02d} +0000] "GET /api/users/{rng.randint(1, 99999)} HTTP/1.1" 200 {rng.randint(100, 9000)} "-" "curl/8.5"',
-                     "GET <PATH> HTTP/<NUM> -> <NUM>"),
+                     "GET <PATH> HTTP/<NUM> -> status_200"),
     "nginx-error": (lambda rng, i: f'2026/12/01 05:22:{i % 60:02d} [error] {rng.randint(100, 999)}#0: *{rng.randint(1, 9999)} open() "/var/www/html/{rng.randint(1, 99)}.png" failed (2: No such file or directory), client: {_ips(rng)}',
                     'open() "<PATH>" failed (<NUM>: No such file or directory), client: <IP>'),
     "dmesg": (lambda rng, i: f"[{i * 1.5 + rng.random():12.6f}] EXT4-fs (sda{rng.randint(1, 3)}): mounted filesystem with ordered data mode. Quota mode: none.",

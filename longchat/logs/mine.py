@@ -38,6 +38,7 @@ TAGS = tuple(dict.fromkeys(tag for tag, _ in MASKS))
 RARE = {"<UUID>"}
 FAST = [(tag, p) for tag, p in MASKS if tag not in RARE and not p.pattern.startswith("[0-9a-fA-F]{1,4}(?::")]
 WILDCARD = "<*>"
+_DIGITS_AS_LETTERS = str.maketrans("0123456789", "abcdefghij")
 
 
 def mask_batch(messages: list[str]) -> list[str]:
@@ -81,7 +82,10 @@ class Miner:
     def template_id(self, level: str, shape: str, message: str) -> int:
         """The id of the template of `message` (its cheaply masked `shape` from `mask_batch`),
         a new one when it matches none. The level is the first word Drain sees, so Drain never
-        mixes levels."""
+        mixes levels; a level may carry a group its templates must not mix ('error 507': an
+        HTTP status), spelt without digits, which Drain would read as a variable."""
+        if " " in level:
+            level = level.replace(" ", "|").translate(_DIGITS_AS_LETTERS)
         key = f"{level} {shape}"
         found = self.cache.get(key)
         if found is not None:

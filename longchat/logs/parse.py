@@ -230,13 +230,17 @@ _ACCESS = re.compile(r'\S+ \S+ \S+ \[(?P<ts>\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d(?: [
 
 
 def _access_split(line: str):
-    """The request and its status are the message; 5xx reads as an error, 4xx as a warning."""
+    """The request and its status are the message ('GET /api/users ?id=42 HTTP/1.1 -> status_200':
+    the query apart from the path, so endpoints stay apart; the status spelt so that masking keeps
+    it). 5xx reads as an error, 4xx as a warning. The level comes with the status ('error 507'):
+    templates never mix statuses."""
     m = _ACCESS.match(line)
     if m is None:
         return None
     status = m.group("status")
     level = "error" if status[0] == "5" else "warn" if status[0] == "4" else "info"
-    return m.group("ts"), level, f'{m.group("request")} -> {status}'
+    request = m.group("request").replace("?", " ?", 1)
+    return m.group("ts"), f"{level} {status}", f"{request} -> status_{status}"
 
 
 FORMATS: dict[str, LogFormat] = {f.name: f for f in (

@@ -204,7 +204,10 @@ class LogScanner:
             if by_time and not self._in_time(pos):
                 table.filtered += 1
                 continue
-            level = level_of(r.level) if r.level else None
+            level = group = None
+            if r.level:
+                word, _, group = r.level.partition(" ")  # 'error 507': a level and a group (nginx)
+                level = level_of(word)
             if level is None:
                 level = levels.get(masked)
                 if level is None:
@@ -215,9 +218,10 @@ class LogScanner:
             if LEVEL_RANK[level] < min_level:
                 table.filtered += 1
                 continue
-            tid = shapes.get(f"{level} {masked}")
+            mined = f"{level} {group}" if group else level
+            tid = shapes.get(f"{mined} {masked}") if not group else None
             if tid is None:
-                tid = miner.template_id(level, masked, r.msg)
+                tid = miner.template_id(mined, masked, r.msg)
             t = templates.get(tid)
             if t is None:
                 t = templates[tid] = Template(tid, level, ())
