@@ -236,7 +236,9 @@ def summary_sampling(sampling: Sampling) -> Sampling:
     """Generation settings for summaries: a reply that loops is stopped and its repeat cut off
     (stop_on_repeat), and tokens already said are made a little less likely (a 135M model
     otherwise writes one sentence again and again). A profile's own values win."""
-    return replace(sampling, stop_on_repeat=sampling.stop_on_repeat or 12,
+    # 32 tokens: a tokenizer that spells numbers digit by digit makes one timestamp ~20 tokens,
+    # and a report may rightly name the same time twice; a loop is caught 32 tokens in.
+    return replace(sampling, stop_on_repeat=sampling.stop_on_repeat or 32,
                    repetition_penalty=sampling.repetition_penalty if sampling.repetition_penalty != 1.0 else 1.1)
 
 

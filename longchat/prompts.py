@@ -19,13 +19,10 @@ SUMMARY_PROMPT = ("Summarize the following text in a short paragraph. Keep names
 MERGE_PROMPT = ("The notes below summarize consecutive parts of one long input, in order. Write one "
                 "short summary of the whole input from them.\n\n{text}")
 # A log is summarised from its template table (longchat.logs), never from its raw lines.
-LOG_REPORT_PROMPT = ("Below is a table mined from a log file. Each numbered line is one kind of message with "
-                     "its level, how many times it occurred and when. Write a short report of the log:\n"
-                     "1. One overview line with the time span and the number of lines.\n"
-                     "2. The incidents: each error, fatal or warning with its count and time range.\n"
-                     "3. Notable changes: bursts, and messages that first appear late.\n"
-                     "4. The routine activity, in one line.\n"
-                     "Use only figures that appear in the table. Do not repeat yourself.\n\n{table}")
+LOG_REPORT_PROMPT = ("{table}\n\nThe table above describes a log file: each numbered line is one kind of "
+                     "message with its level, how many times it occurred and when. Write a short incident "
+                     "report in plain sentences: what went wrong, how many times and when, what changed, "
+                     "then what the log shows otherwise in one sentence. Use only figures from the table.")
 
 
 def render_chat(tokenizer, messages: list[dict], tools: list[dict] | None = None) -> str:

@@ -202,9 +202,11 @@ def test_bucket_histograms_stay_bounded_over_long_spans():
 def test_figures_the_table_does_not_hold_are_dropped():
     table = "Log: 1,204 lines from 05:00:00 to 06:10:00.\n1. ERROR 40 times, 05:12:00 to 05:14:00: disk quota"
     report = ("The log has 1,204 lines from 05:00 to 06:10. The disk quota error came 40 times.\n"
-              "1. It came 41 times at 07:30. Routine traffic otherwise.")
+              "1. It came 41 times at 07:30. Routine traffic otherwise.\n"
+              "2. ERROR 40 times, 05:12 to 06:10.\n3. ERROR 40 times, 05:12 to 05:14.\n4.")
     kept, dropped = check_figures(report, table)
-    assert dropped == ["It came 41 times at 07:30."]
+    assert dropped == ["It came 41 times at 07:30.", "ERROR 40 times, 05:12 to 06:10."]  # 06:10 is not the error's
+    assert kept.endswith("3. ERROR 40 times, 05:12 to 05:14.")  # an empty list item goes
     assert "1,204 lines" in kept and "40 times" in kept and "Routine traffic otherwise." in kept
 
 

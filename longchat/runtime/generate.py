@@ -32,7 +32,7 @@ class Sampling:
     repetition_penalty: float = 1.0
     seed: int = 0
     # Stop a reply whose last N tokens already appeared in it (a loop), and cut the repeat
-    # off; 0 = off. Summaries turn it on (12) when a profile leaves it at 0.
+    # off; 0 = off. Summaries turn it on (32) when a profile leaves it at 0.
     stop_on_repeat: int = 0
 
     def validate(self, where: str) -> None:
