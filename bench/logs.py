@@ -183,12 +183,15 @@ def cmd_speed(args) -> None:
 
 
 def named(report: str, incident: Incident) -> bool:
-    """The report names the incident (its marker phrase) and states its exact count."""
-    text = report.lower()
-    if incident.marker.lower() not in text:
-        return False
-    count = "once" if incident.count == 1 else f"{incident.count:,} times"
-    return any(incident.marker.lower() in line and count in line for line in text.splitlines())
+    """The report names the incident (its marker phrase) and states its exact count and time
+    range on one line (times to the second, as the table writes them)."""
+    first, last = (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) for t in (incident.first, incident.last))
+    if incident.count == 1:
+        facts = ["once", f"at {first}"]
+    else:
+        facts = [f"{incident.count:,} times", f"{first} to {last if last[:10] != first[:10] else last[11:]}"]
+    marker = incident.marker.lower()
+    return any(marker in line.lower() and all(f in line for f in facts) for line in report.splitlines())
 
 
 def cmd_incidents(args) -> None:

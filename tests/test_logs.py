@@ -4,7 +4,6 @@ generation that stops when a reply loops."""
 
 from __future__ import annotations
 
-import io
 import json
 import random
 import re
