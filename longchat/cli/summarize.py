@@ -21,6 +21,9 @@ from longchat.cli.common import (CompressOpt, DeviceOpt, MaxNewOpt, ModelOpt, Pl
                                  print_stats, sampling_from, set_quiet, usage_error, use_compression)
 
 
+LOG_REPORT_TOKENS = 160  # a log report's longest reply unless -n says otherwise
+
+
 class ReadAs(str, Enum):
     auto = "auto"
     log = "log"
@@ -91,7 +94,9 @@ def summarize(
         print(json.dumps(table.as_json(), ensure_ascii=False) if as_json else table.render(max_items=50), flush=True)
         return
     runner = open_runner_cli(profile, model, device, set_)
-    sampling = sampling_from(runner.profile, max_new_tokens, temperature)
+    # A log's report is short by default: the exact figures come from the table under it.
+    longest = max_new_tokens or min(LOG_REPORT_TOKENS, runner.profile.generation.max_new_tokens)
+    sampling = sampling_from(runner.profile, longest, temperature)
     with err.status("writing the report from the table...", spinner="dots") if err.is_terminal and not quiet \
             else _nothing():
         text, totals = api.summarize_log(runner, table, sampling=sampling, note=note)
