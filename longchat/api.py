@@ -406,6 +406,8 @@ def summarize_log(runner: Runner, table, *, sampling: Sampling | None = None,
     reply = runner.engine.generate_text(prompt, sampling).strip()
     totals.add(runner.engine.stats)
     totals.stop_reason = runner.engine.stats.stop_reason
+    if totals.stop_reason in ("length", "repeat") and "\n" in reply and not reply.endswith((".", "!", "?")):
+        reply = reply.rsplit("\n", 1)[0]  # the last line was cut short: it goes
     kept, dropped = check_figures(reply, text)
     if dropped:
         note(f"dropped {len(dropped)} sentence{'s' * (len(dropped) != 1)} of the report stating figures the "
