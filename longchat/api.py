@@ -369,7 +369,9 @@ def mine_log(pieces: Iterable[tuple[str, bool]], fmt, filters=None, *,
     `progress(bytes read, lines, templates)` after each piece of input."""
     from longchat import logs
 
-    table = logs.scan((piece for piece, _ in pieces), fmt, filters, progress=progress)
+    # Several sources: the "### File:" lines between documents are not log lines.
+    text = (piece for piece, is_text in pieces if is_text or not piece.startswith("### File: "))
+    table = logs.scan(text, fmt, filters, progress=progress)
     if table.lines == 0:
         raise InputError("the input is empty")
     return table
@@ -403,6 +405,7 @@ def summarize_log(runner: Runner, table, *, sampling: Sampling | None = None,
                                 note=note)
         totals.add(stats)
     prompt = chat_ids(tok, [{"role": "user", "content": LOG_REPORT_PROMPT.format(table=text)}])
+    note(f"the model reads the table ({len(prompt):,} tokens), not the log")
     reply = runner.engine.generate_text(prompt, sampling).strip()
     totals.add(runner.engine.stats)
     totals.stop_reason = runner.engine.stats.stop_reason

@@ -83,6 +83,27 @@ def test_each_format_is_detected_masked_and_mined_into_one_template(name):
     assert t.count == 60 and t.first is not None and t.last >= t.first
 
 
+def test_journald_json_uses_its_fields():
+    lines = [json.dumps({"__REALTIME_TIMESTAMP": str(1764566579000000 + i * 1_000_000), "PRIORITY": "3" if i % 10 == 0 else "6",
+                         "SYSLOG_IDENTIFIER": "nginx", "MESSAGE": f"worker {100 + i} exited"}) for i in range(50)]
+    table = _table("\n".join(lines) + "\n")
+    assert table.format == "json"
+    by_level = {t.level: t for t in table.templates.values()}
+    assert by_level["error"].count == 5 and by_level["info"].count == 45
+    assert by_level["error"].text == "nginx: worker <NUM> exited"
+    assert by_level["info"].last - by_level["info"].first == pytest.approx(48)
+
+
+def test_several_log_files_read_as_one_log(tmp_path):
+    from longchat.api import mine_log, open_input
+
+    for name in ("a.log", "b.log"):
+        (tmp_path / name).write_text(syslog(random.Random(name)).rstrip("\n"))  # no final newline
+    fmt, pieces = open_input([str(tmp_path / "a.log"), str(tmp_path / "b.log")])
+    table = mine_log(pieces, fmt)
+    assert fmt.name == "syslog" and table.records == 160 and len(table.templates) == 2
+
+
 def test_prose_is_not_a_log():
     prose = "The lighthouse keeper of Gull Rock was Margaret Hale.\nShe lit the lamp every night.\n" * 20
     assert detect(prose.splitlines()) is None
