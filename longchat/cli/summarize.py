@@ -89,6 +89,8 @@ def summarize(
                              f"pass --as log to read each line as a record")
         return _summarize_text(api, sources, pieces, as_json, compress, profile, model, device, set_,
                                max_new_tokens, temperature, stats)
+    if compress is not None:
+        note("--compress is for prose; a log's template table is what the model reads (--as text to compress the log)")
     table = _mine(api, sources, pieces, fmt, filters)
     if no_model:
         print(json.dumps(table.as_json(), ensure_ascii=False) if as_json else table.render(max_items=50), flush=True)
