@@ -259,24 +259,36 @@ class Summarizer:
         self.notes: list[str] = []   # summaries not yet merged; their total stays under a chunk
         self.chunks = 0
         self.total = GenerationStats(stop_reason="done")
+        self.note_sampling = replace(self.sampling, max_new_tokens=min(self.sampling.max_new_tokens, 128))
 
-    def _generate(self, template: str, text: str) -> str:
+    def plan(self, total_bytes: int | None) -> None:
+        """Pick the chunk notes' length from the input's size: short enough that all the notes
+        fit one final merge when they can (no merges on the way), at least 48 tokens. Unknown
+        size (stdin): 128. ~4 bytes a token: a rough mean for text."""
+        if total_bytes is None:
+            return
+        chunks = total_bytes // 4 // self.chunk_tokens + 1
+        length = max(48, min(self.sampling.max_new_tokens, self.chunk_tokens // chunks - 16))
+        self.note_sampling = replace(self.sampling, max_new_tokens=length)
+
+    def _generate(self, template: str, text: str, sampling: Sampling | None = None) -> str:
         ids = self.runner.encode(text)
         if len(ids) > self.chunk_tokens:  # every step stays within the window, merges included
             text = self.runner.tokenizer.decode(ids[: self.chunk_tokens])
         prompt = chat_ids(self.runner.tokenizer, [{"role": "user", "content": template.format(text=text)}])
-        reply = self.runner.engine.generate_text(prompt, self.sampling).strip()
+        reply = self.runner.engine.generate_text(prompt, sampling or self.sampling).strip()
         self.total.add(self.runner.engine.stats)
         return reply
 
     def add_chunk(self, text: str) -> None:
-        self.notes.append(self._generate(SUMMARY_PROMPT, text))
+        self.notes.append(self._generate(SUMMARY_PROMPT, text, self.note_sampling))
         self.chunks += 1
         self.on_chunk(self.chunks)
         joined = "\n\n".join(self.notes)
         if len(self.runner.encode(joined)) > self.chunk_tokens:
             # Merge all but the newest note so the pile never outgrows one chunk.
-            self.notes = [self._generate(MERGE_PROMPT, "\n\n".join(self.notes[:-1])), self.notes[-1]]
+            self.notes = [self._generate(MERGE_PROMPT, "\n\n".join(self.notes[:-1]), self.note_sampling),
+                          self.notes[-1]]
 
     def finish(self, tail: str) -> str:
         if self.chunks == 0:
@@ -304,6 +316,7 @@ def summarize(runner: Runner, sources: Sequence[str], *, sampling: Sampling | No
         pieces = iter_pieces(sources, stdin=stdin, note=note)
     read = fed = 0
     summarizer = Summarizer(runner, sampling, on_chunk=lambda n: progress and progress(fed, total, n))
+    summarizer.plan(total)
     limit = summarizer.chunk_tokens
     compressor = None
     if runner.profile.compress.on:
