@@ -385,7 +385,7 @@ def mine_log(pieces: Iterable[tuple[str, bool]], fmt, filters=None, *,
     # Several sources: the "### File:" lines between documents are not log lines.
     text = (piece for piece, is_text in pieces if is_text or not piece.startswith("### File: "))
     table = logs.scan(text, fmt, filters, progress=progress)
-    if table.lines == 0:
+    if table.records + table.filtered == 0:
         raise InputError("the input is empty")
     return table
 

@@ -301,6 +301,10 @@ def test_filters_from_the_command_line(cli):
         assert got == EXIT_USAGE and message in err and out == "" and "Traceback" not in err, (args, err)
     got, out, err = cli("summarize", "--no-model", input="Just some prose.\nNothing like a log here.\nAt all.\n" * 3)
     assert got == EXIT_INPUT and one_line_error(err) and "does not look like a log" in err and "--as log" in err
+    for text in ("", "\n \n\t\n"):
+        for args in (["--no-model"], ["--no-model", "--as", "log"]):
+            got, out, err = cli("summarize", *args, input=text)
+            assert got == EXIT_INPUT and one_line_error(err) and "the input is empty" in err, (args, err)
     got, out, err = cli("summarize", "--no-model", "--as", "log", input="Just some prose.\nAn error here.\n")
     assert got == 0 and "ERROR once" in out and "no known log format" in err
 

@@ -85,6 +85,8 @@ def summarize(
         if log_only:
             from longchat.errors import InputError
 
+            if not any(is_text and piece.strip() for piece, is_text in pieces):
+                raise InputError("the input is empty")
             raise InputError(f"the input does not look like a log, and {log_only[0]} needs one; "
                              f"pass --as log to read each line as a record")
         return _summarize_text(api, sources, pieces, as_json, compress, profile, model, device, set_,
