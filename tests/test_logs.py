@@ -376,3 +376,20 @@ def test_prose_keeps_the_hierarchical_summary_and_counts_its_flops(cli, tiny_cha
     assert "looks like a log" not in err
     stats = json.loads(err.strip().splitlines()[-1])
     assert stats["prefill_flops"] > 0 and stats["prompt_tokens"] > 1000
+
+
+def test_chunk_notes_are_sized_from_the_input(tiny_chat_model, home):
+    """Notes of a big file are short enough to fit one final merge; stdin's are 128 tokens."""
+    from longchat.api import Summarizer, open_runner
+    from longchat.runtime.generate import Sampling
+
+    summarizer = Summarizer(open_runner("full", str(tiny_chat_model)), Sampling(max_new_tokens=256))
+    assert summarizer.note_sampling.max_new_tokens == 128 and summarizer.sampling.max_new_tokens == 256
+    summarizer.plan(20_000)  # ~2 chunks
+    assert summarizer.note_sampling.max_new_tokens == 256
+    summarizer.plan(1 << 30)  # a gigabyte: as short as allowed
+    assert summarizer.note_sampling.max_new_tokens == 48
+    summarizer.plan(200_000)  # ~50k tokens: all the notes fit one chunk
+    n = summarizer.note_sampling.max_new_tokens
+    assert 48 < n < 256 and n * (200_000 // 4 // summarizer.chunk_tokens + 1) <= summarizer.chunk_tokens
+    assert summarizer.sampling.stop_on_repeat == 32 and summarizer.sampling.repetition_penalty == 1.1
