@@ -179,7 +179,6 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
     if total is not None:  # will the blocks fit: in RAM (or the disk tier), or in the ask cache's folder?
         strategy.prepare(total + strategy.params.quote + sampling.max_new_tokens,
                          folder=memories.cache_root() if cache else None)
-    engine.base = None
     result = memories.encode_for_ask(runner, strategy, srcs, head, headers, ids, cache=cache,
                                      progress=progress or (lambda d, t: None), note=note, head_ids=head_ids)
     suffix, quoted = question_after(runner, engine.cached_ids, question, system, note)
