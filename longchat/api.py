@@ -178,16 +178,15 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
     if message:
         note(message)
     if total is not None:  # will the blocks fit: in RAM (or the disk tier), or in the ask cache's folder?
-        strategy.prepare(total + strategy.params.quote + sampling.max_new_tokens,
+        strategy.prepare(total + strategy.params.quote_budget + sampling.max_new_tokens,
                          folder=memories.cache_root() if cache else None)
-    engine.base = None
     result = memories.encode_for_ask(runner, strategy, srcs, head, headers, ids, cache=cache,
                                      progress=progress or (lambda d, t: None), note=note, head_ids=head_ids)
     suffix, quoted = question_after(runner, engine.cached_ids, question, system, note)
     answer = engine.generate_text(list(engine.cached_ids) + suffix, sampling, on_text=on_text, query=question)
     engine.stats.extra.update(memory=result.memory.name if result.memory else None, cache="miss" if cache else "off",
-                              quoted_tokens=quoted, encoded_tokens=result.encoded, encode_s=round(result.seconds, 3),
-                              encode_tok_s=round(result.tokens_per_s, 1))
+                              quoted_tokens=quoted, encoded_tokens=result.encoded,
+                              encode_s=round(result.seconds, 3), encode_tok_s=round(result.tokens_per_s, 1))
     if result.memory is not None:
         result.memory.touch()
         memories.evict_cache(memories.cache_limit(), keep=result.memory.path, note=note)
@@ -203,10 +202,10 @@ def question_after(runner: Runner, ids: Sequence[int], question: str, system: st
     params = memories.infllm_for_params(runner)
     excerpts: list[str] = []
     quoted = None
-    if params is not None and params.quote:
+    if params is not None and params.quote_budget:
         start = len(encode_rendered(tok, frame(tok, system)[0]))
         decode = lambda spans: tok.batch_decode(spans, skip_special_tokens=True)  # noqa: E731
-        spans = best_passages(QuestionText(list(ids), question, decode), start, params.quote)
+        spans = best_passages(QuestionText(list(ids), question, decode), start, params.quote_budget)
         excerpts = decode([list(ids[a:b]) for a, b in spans])
         quoted = sum(b - a for a, b in spans)
         note(f"infllm: quoting {quoted:,} tokens ({len(spans)} passage{'s' * (len(spans) != 1)}) that share words "

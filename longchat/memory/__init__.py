@@ -243,15 +243,7 @@ def attach(runner, mem: Memory, *, system: str | None = None, note=lambda m: Non
     ckpt = mem.checkpoints[-1]
     state = mem.load_checkpoint(ckpt)
     ids = mem.ids(ckpt.tokens)
-    engine = runner.engine
-
-    def restore() -> None:
-        engine.reset()
-        mem.restore(strategy, state)
-        engine.cached_ids = list(ids)
-
-    restore()
-    engine.base = (ids, restore)
+    runner.engine.restore(ids, lambda: mem.restore(strategy, state), as_base=True)
     mem.touch()
     return ids
 

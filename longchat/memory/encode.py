@@ -214,7 +214,7 @@ class Encoder:
         return len(self.engine.cached_ids)
 
     def start(self, head_ids: list[int]) -> None:
-        self.engine.reset()
+        self.engine.reset(forget_base=True)
         if self.memory:
             self.strategy.persist(self.memory.blocks_dir, 0)
         self.docs.clear()
@@ -223,9 +223,7 @@ class Encoder:
     def resume(self, ckpt: Checkpoint) -> None:
         """Continue from a checkpoint: its state, its ids, and the documents before it."""
         state = self.memory.load_checkpoint(ckpt)
-        self.engine.reset()
-        self.memory.restore(self.strategy, state)
-        self.engine.cached_ids = self.memory.ids(ckpt.tokens)
+        self.engine.restore(self.memory.ids(ckpt.tokens), lambda: self.memory.restore(self.strategy, state))
         self.ids_written = self.last_checkpoint = ckpt.tokens
         del self.docs[ckpt.doc + (1 if ckpt.offset else 0):]
         if ckpt.offset:

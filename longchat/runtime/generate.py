@@ -185,10 +185,27 @@ class Engine:
         # (ids, restore): an attached memory that prompts start with, and how to go back to it.
         self.base: tuple[list[int], Callable[[], None]] | None = None
 
-    def reset(self) -> None:
+    def reset(self, *, forget_base: bool = False) -> None:
+        """Forget what the strategy holds (and, with `forget_base`, the attached memory too)."""
+        if forget_base:
+            self.base = None
         self.strategy.reset()
         self.cached_ids = []
         self._last_row = None
+
+    def restore(self, ids: list[int], load: Callable[[], None], *, as_base: bool = False) -> None:
+        """Start from a saved state that holds `ids`: `load()` puts it into the (reset) strategy.
+
+        With `as_base` (an attached memory), a later prompt that starts with `ids` but diverges
+        from what is cached goes back to that state by loading it again, not by re-reading `ids`.
+        """
+        def back() -> None:
+            self.reset()
+            load()
+            self.cached_ids = list(ids)
+
+        back()
+        self.base = (list(ids), back) if as_base else None
 
     _last_row: torch.Tensor | None = None  # the logits (V,) after the last token read, with surprise on
 

@@ -81,7 +81,7 @@ class InfLLMParams(StrategyParams):
                                # so a new block must out-vote one by that much (0 = re-vote freely)
     quote: int = 0             # `ask` only: up to this many tokens of the passages BM25 ranks best
                                # for the question are quoted again just before it, in the local
-                               # window (0 = off; needs n_local >= quote + 256)
+                               # window (0 = off; at most n_local - 256, room for the question)
     contiguity: int = 0        # with rerank: the re-ranked best block's neighbours this many blocks
                                # each side are read too, on top of topk (EM-LLM's contiguity buffer)
     segment: str = "fixed"     # "fixed": blocks of block_size tokens; "surprise": a block ends where
@@ -91,6 +91,11 @@ class InfLLMParams(StrategyParams):
     surprise_gamma: float = 1.0
     surprise_window: int = 128
     min_block: int = 64
+
+    @property
+    def quote_budget(self) -> int:
+        """Tokens `ask` may quote: `quote`, leaving the question 256 tokens of the local window."""
+        return max(0, min(self.quote, self.n_local - 256))
 
     def validate(self, where: str) -> None:
         require(self.n_init >= 0, where, "n_init", "an integer >= 0")
@@ -106,9 +111,7 @@ class InfLLMParams(StrategyParams):
         require(self.lexical >= 0, where, "lexical", "an integer >= 0 (0 = attention votes only)")
         require(self.rerank_margin >= 0.0, where, "rerank_margin", "a number of nats >= 0")
         require(self.decode_hold >= 0.0, where, "decode_hold", "a fraction of the voting layers >= 0 (0 = off)")
-        require(self.quote == 0 or 0 < self.quote <= self.n_local - 256, where, "quote",
-                f"0 (off) or an integer up to n_local - 256 ({self.n_local - 256}): the quote and the question are read "
-                "in the local window")
+        require(self.quote >= 0, where, "quote", "an integer >= 0 (0 = off)")
         require(self.contiguity >= 0, where, "contiguity", "an integer >= 0 (0 = off)")
         extra = f" - 2 x contiguity ({2 * self.contiguity})" if self.contiguity else ""
         require(self.max_cached_block >= self.topk + 2 * self.contiguity, where, "topk",
