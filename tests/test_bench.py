@@ -261,7 +261,8 @@ def test_cli_scale_runs_each_profile_on_a_random_model(home, tmp_path, capsys):
     assert [r["status"] for r in data["runs"]] == ["ok", "skipped (window 4,096)", "ok"]
     # No tokenizer, no stop token: every asked-for token is decoded; the prompt leaves room for them.
     assert infllm["new_tokens"] == full["new_tokens"] == 4 and infllm["prompt_tokens"] == 3 * 1024 - 4
-    assert infllm["prefill_tok_s"] > 0 and infllm["decode_tok_s"] > 0 and 0 < infllm["mfu"]
+    # MFU is reported (rounded: on a machine this busy it can round to 0.0), never above the peak.
+    assert infllm["prefill_tok_s"] > 0 and infllm["decode_tok_s"] > 0 and 0 <= infllm["mfu"] < 1.5
     assert infllm["gpu_peak_gib"] is None and infllm["host_peak_gib"] > 0
 
 
