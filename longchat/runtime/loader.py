@@ -181,20 +181,16 @@ class _quiet_transformers:
 
 
 
-# dtypes safetensors can hand over as numpy arrays (numpy has no bfloat16).
-_NUMPY_DTYPES = {"F64", "F32", "F16", "I64", "I32", "I16", "I8", "U8", "BOOL"}
-
-
 class _Weights:
-    """Tensors by name over a folder's safetensors (single-file or sharded), each read into
-    memory of its own.
+    """Tensors by name over a folder's safetensors (single-file or sharded), as views of the
+    mapped files: nothing is copied, and a page is read when it is first used.
 
-    Why not keep the files mapped: safetensors maps a whole file, and every page a tensor was
-    read from stays in the process's RSS while the mapping lives, on top of the copies made
-    to fuse qkv and gate/up: ~1.5x the weights at peak. Handles opened since the last
-    `release()` are closed by it (call it after each layer), so at most one layer's pages are
-    mapped. Reading through numpy (a copy) is ~5x faster than cloning a mapped torch tensor;
-    bfloat16, which numpy lacks, is cloned."""
+    Why two mappings of each file: every page read through a mapping stays in the process's
+    RSS while the mapping lives. The parts that are fused (q, k, v; gate, up) are copied by
+    `torch.cat` and then dropped, so they are read through a short-lived mapping
+    (`part=True`, closed by `release()` after each layer); the tensors the model keeps are
+    views of a long-lived one that never touches the parts' pages. Read through one mapping,
+    the parts' pages stayed resident next to their fused copies: ~1.5x the weights in RSS."""
 
     def __init__(self, folder: Path):
         index = folder / "model.safetensors.index.json"
@@ -204,41 +200,41 @@ class _Weights:
             files = sorted(p.name for p in folder.glob("*.safetensors"))
         if not files:
             raise ModelError(f"no .safetensors weights in {folder} (other formats are not supported)")
+        self.kept: dict[str, Any] = {}  # path -> the long-lived handle
         self.where: dict[str, str] = {}
         for name in files:
-            with safe_open(str(folder / name), framework="pt", device="cpu") as handle:
-                self.where.update(dict.fromkeys(handle.keys(), str(folder / name)))
-        self.open = ExitStack()
-        self.handles: dict[tuple[str, str], Any] = {}
+            path = str(folder / name)
+            self.kept[path] = safe_open(path, framework="pt", device="cpu")
+            self.where.update(dict.fromkeys(self.kept[path].keys(), path))
+        self.parts = ExitStack()
+        self.part_handles: dict[str, Any] = {}
 
     def __contains__(self, key: str) -> bool:
         return key in self.where
 
-    def get(self, key: str) -> torch.Tensor:
+    def get(self, key: str, part: bool = False) -> torch.Tensor:
+        """The tensor `key`; `part=True`: one that is copied and dropped (valid until `release()`)."""
         path = self.where[key]
-        kind = "np" if self._handle(path, "pt").get_slice(key).get_dtype() in _NUMPY_DTYPES else "pt"
-        tensor = self._handle(path, kind).get_tensor(key)
-        return torch.from_numpy(tensor) if kind == "np" else tensor.clone()
-
-    def _handle(self, path: str, framework: str):
-        if (path, framework) not in self.handles:
-            self.handles[path, framework] = self.open.enter_context(safe_open(path, framework=framework, device="cpu"))
-        return self.handles[path, framework]
+        if not part:
+            return self.kept[path].get_tensor(key)
+        if path not in self.part_handles:
+            self.part_handles[path] = self.parts.enter_context(safe_open(path, framework="pt", device="cpu"))
+        return self.part_handles[path].get_tensor(key)
 
     def release(self) -> None:
-        """Close the files: the pages read so far leave the process's RSS."""
-        self.open.close()
-        self.handles.clear()
+        """Close the parts' mappings: the pages read through them leave the process's RSS."""
+        self.parts.close()
+        self.part_handles.clear()
 
 
 def load_decoder(folder: Path, cfg: ModelConfig, device: torch.device, dtype: torch.dtype) -> Decoder:
     """Read weights by name, fuse qkv and gate/up, and move them to `device`/`dtype`."""
     weights = _Weights(folder)
 
-    def get(name: str, required: bool = True) -> torch.Tensor | None:
+    def get(name: str, required: bool = True, part: bool = False) -> torch.Tensor | None:
         for key in (name, f"model.{name}"):
             if key in weights:
-                return weights.get(key).to(device=device, dtype=dtype)
+                return weights.get(key, part).to(device=device, dtype=dtype)
         if required:
             raise ModelError(f"weight {name!r} missing from {folder}")
         return None
@@ -255,10 +251,11 @@ def load_decoder(folder: Path, cfg: ModelConfig, device: torch.device, dtype: to
             gate_up = get(p + "mlp.gate_up_proj.weight")
             gate_up_bias = get(p + "mlp.gate_up_proj.bias", False)
         else:
-            qkv = cat(*(get(p + f"self_attn.{n}_proj.weight") for n in "qkv"))
-            qkv_bias = cat(*(get(p + f"self_attn.{n}_proj.bias", cfg.qkv_bias) for n in "qkv"))
-            gate_up = cat(get(p + "mlp.gate_proj.weight"), get(p + "mlp.up_proj.weight"))
-            gate_up_bias = cat(get(p + "mlp.gate_proj.bias", cfg.mlp_bias), get(p + "mlp.up_proj.bias", cfg.mlp_bias))
+            qkv = cat(*(get(p + f"self_attn.{n}_proj.weight", part=True) for n in "qkv"))
+            qkv_bias = cat(*(get(p + f"self_attn.{n}_proj.bias", cfg.qkv_bias, True) for n in "qkv"))
+            gate_up = cat(get(p + "mlp.gate_proj.weight", part=True), get(p + "mlp.up_proj.weight", part=True))
+            gate_up_bias = cat(get(p + "mlp.gate_proj.bias", cfg.mlp_bias, True),
+                               get(p + "mlp.up_proj.bias", cfg.mlp_bias, True))
         layers.append(LayerWeights(
             input_norm=get(p + "input_layernorm.weight"),
             qkv=qkv, qkv_bias=qkv_bias,
@@ -274,9 +271,7 @@ def load_decoder(folder: Path, cfg: ModelConfig, device: torch.device, dtype: to
     lm_head = get("lm_head.weight", required=not cfg.tie_word_embeddings)
     if lm_head is None:
         lm_head = embed
-    final_norm = get("norm.weight")
-    weights.release()
-    return Decoder(cfg, embed, layers, final_norm, lm_head)
+    return Decoder(cfg, embed, layers, get("norm.weight"), lm_head)
 
 
 def load_model(spec: str = "default", *, device: str | None = None, dtype: torch.dtype | None = None,
