@@ -77,9 +77,9 @@ def ask(
     use_compression(runner, compress)
     sampling = sampling_from(runner.profile, max_new_tokens, temperature)
     with prefill_progress("compressing") as squeezing, prefill_progress() as progress:
-        answer = api.ask(runner, sources or [], question, sampling=sampling, stdin=stdin, truncate=truncate, system=system,
-                              on_text=None if as_json else stream_out, progress=progress, note=note,
-                              cache=not no_cache, memory=memory, keep=keep or [], compress_progress=squeezing)
+        answer = api.ask(runner, sources or [], question, sampling=sampling, stdin=stdin, truncate=truncate,
+                         system=system, on_text=None if as_json else stream_out, progress=progress, note=note,
+                         cache=not no_cache, memory=memory, keep=keep or [], compress_progress=squeezing)
     info = runner.engine.stats
     if as_json:
         print(json.dumps({"answer": answer.strip(), "profile": runner.profile.name, "model": runner.model.name,

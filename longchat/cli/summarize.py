@@ -15,8 +15,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, Te
 from longchat.cli import common
 from longchat.cli.app import app
 from longchat.cli.common import (CompressOpt, DeviceOpt, MaxNewOpt, ModelOpt, PlainProgress, ProfileOpt,
-                                 QuietOpt, ReadAs, SetOpt, StatsOpt, TemperatureOpt, check_sources, err, mine_log, note, open_runner_cli,
-                                 print_stats, sampling_from, set_quiet, usage_error, use_compression)
+                                 QuietOpt, ReadAs, SetOpt, StatsOpt, TemperatureOpt, check_sources, err, mine_log,
+                                 note, open_runner_cli, print_stats, sampling_from, set_quiet, usage_error,
+                                 use_compression)
 
 
 LOG_REPORT_TOKENS = 160  # a log report's longest reply unless -n says otherwise
