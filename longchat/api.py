@@ -375,6 +375,45 @@ def open_input(sources: Sequence[str], *, stdin: BinaryIO | None = None, note: N
     return logs.sniff(iter_pieces(list(sources) or [STDIN], stdin=stdin, note=note))
 
 
+def log_format(fmt, read_as: str = "auto", note: Note = lambda m: None):
+    """The format to read the input in, from what `open_input` found and `--as` (auto, log,
+    text): None reads it as text. Says on stderr (`note`) when a log is read as one."""
+    from longchat import logs
+
+    if read_as == "text":
+        return None
+    if read_as == "log" and fmt is None:
+        note("no known log format in the first lines; reading each line as a record (--as log)")
+        return logs.LINES
+    if fmt is not None:
+        note(f"the input looks like a log ({fmt.name}); mining templates first (--as text to read it as prose)")
+    return fmt
+
+
+def open_ask_input(sources: Sequence[str], *, read_as: str = "auto", stdin: BinaryIO | None = None,
+                   note: Note = lambda m: None):
+    """For `ask`: (log format, the input's pieces, None) when the input reads as a log (mine it
+    with `mine_log`, answer with `ask_log`), else (None, None, stdin to give `ask`): stdin's
+    first bytes, looked at here, are read again from it. A pipe named like a file (`<(cmd)`)
+    can be read only once, so it is looked at only with `--as log`."""
+    import sys
+
+    from longchat.sources.stdin import Rewindable
+
+    sources = list(sources) or [STDIN]
+    once = [s for s in sources if s != STDIN and os.path.exists(s) and not (os.path.isfile(s) or os.path.isdir(s))]
+    if read_as == "text" or (once and read_as == "auto"):
+        return None, None, stdin
+    replay = Rewindable(stdin or sys.stdin.buffer) if STDIN in sources else None
+    fmt, pieces = open_input(sources, stdin=replay, note=note)
+    fmt = log_format(fmt, read_as, note)
+    if fmt is not None:
+        return fmt, pieces, None
+    if replay is not None:
+        replay.rewind()
+    return None, None, replay
+
+
 def mine_log(pieces: Iterable[tuple[str, bool]], fmt, filters=None, *,
              progress: Callable[[int, int, int], None] | None = None):
     """The template table (`logs.LogTable`) of a log in one streaming pass; no model is needed.
@@ -387,6 +426,51 @@ def mine_log(pieces: Iterable[tuple[str, bool]], fmt, filters=None, *,
     if table.records + table.filtered == 0:
         raise InputError("the input is empty")
     return table
+
+
+ASK_LOG_TEMPLATES = 40  # templates a question's reader is shown at most
+
+
+def ask_log(runner: Runner, table, question: str, *, sampling: Sampling | None = None, system: str | None = None,
+            on_text: Callable[[str], None] | None = None, progress: Progress | None = None,
+            note: Note = lambda m: None) -> tuple[str, list]:
+    """Answer `question` about a log from its template table (`mine_log`), never its lines:
+    (answer, the (template, BM25 score) rows the model read). The model reads an overview line
+    and the templates most related to the question's words (`LogTable.relevant`; errors and
+    warnings break ties) with their exact counts, levels, times and an example line, as many
+    as the effective window holds, in the normal ask prompt."""
+    if not question.strip():
+        raise InputError("the question is empty")
+    sampling = sampling or runner.profile.generation
+    tok = runner.tokenizer
+    overhead = len(chat_ids(tok, ask_messages("", question, system)))
+    budget = runner.effective_window - sampling.max_new_tokens - overhead - 8
+    if budget < 64:
+        raise ConfigError(f"effective window {runner.effective_window} leaves too little room for the log's table "
+                          f"after max_new_tokens={sampling.max_new_tokens}; lower generation.max_new_tokens")
+    head = (f"Log: {table.overview()}.\n\nThe kinds of message in this log most related to the question, most "
+            f"related first (level, how many times, when, the message with variable parts as <TAGS>, an example):\n")
+    rows = table.relevant(question)[:ASK_LOG_TEMPLATES]
+    used = len(runner.encode(head))
+    shown, parts = [], []
+    for row, entry in zip(rows, table.render_relevant(rows)):
+        n = len(runner.encode(entry)) + 1
+        if used + n > budget:
+            if not shown:  # even one template is too long: its start
+                parts.append(tok.decode(runner.encode(entry)[: budget - used]))
+                shown.append(row)
+            break
+        shown.append(row)
+        parts.append(entry)
+        used += n
+    prompt = chat_ids(tok, ask_messages(head + "\n".join(parts), question, system))
+    matched = sum(score > 0 for _, score in shown)
+    note(f"the model reads {len(shown)} of the log's {len(table.templates):,} templates ({len(prompt):,} tokens), "
+         f"{matched} sharing words with the question; not the log's lines")
+    answer = runner.engine.generate_text(prompt, sampling, on_text=on_text, progress=progress, query=question)
+    runner.engine.stats.extra.update(log_templates_shown=len(shown), mined_lines=table.lines,
+                                     mine_s=round(table.seconds, 3))
+    return answer, shown
 
 
 def summarize_log(runner: Runner, table, *, sampling: Sampling | None = None,

@@ -393,3 +393,37 @@ def test_chunk_notes_are_sized_from_the_input(tiny_chat_model, home):
     n = summarizer.note_sampling.max_new_tokens
     assert 48 < n < 256 and n * (200_000 // 4 // summarizer.chunk_tokens + 1) <= summarizer.chunk_tokens
     assert summarizer.sampling.stop_on_repeat == 32 and summarizer.sampling.repetition_penalty == 1.1
+
+
+# ---- ask about a log --------------------------------------------------------------------------
+
+
+def test_relevance_ranking_for_a_question():
+    table = _table(incident_log())
+    rows = table.relevant("Why was the disk quota exceeded?")
+    assert "quota" in rows[0][0].text and rows[0][1] > 0 and all(score == 0 for _, score in rows[1:])
+    assert "publickey" in table.relevant("Who logged in with a publickey?")[0][0].text
+    # No shared word: errors and warnings first, as in the ranking.
+    assert [t.level for t, _ in table.relevant("hello there")[:3]] == ["fatal", "error", "warn"]
+    entry = table.render_relevant(rows[:1])[0]
+    assert entry.startswith("1. ERROR 40 times, 2026-12-01 02:46:40 to 02:53:10") and "\n   Example: Dec  1 02:46:40" in entry
+
+
+def test_ask_about_a_log_reads_the_relevant_templates(cli, tiny_chat_model):
+    got, out, err = cli("ask", "--as", "log", "-m", str(tiny_chat_model), "-n", "8", "--json", "-",
+                        "How often was the disk quota exceeded?", input=incident_log())
+    assert got == 0, err
+    assert "the input looks like a log (syslog); mining templates first" in err
+    assert re.search(r"the model reads \d+ of the log's 6 templates \([\d,]+ tokens\), 1 sharing words", err), err
+    record = json.loads(out)
+    shown = record["log"]["templates"]
+    assert "quota" in shown[0]["template"] and shown[0]["count"] == 40 and shown[0]["score"] > 0
+    assert shown[0]["first"] == "2026-12-01 02:46:40" and record["log"]["overview"].startswith("3,071 lines")
+    assert [t["level"] for t in shown[1:3]] == ["fatal", "warn"]
+    # Prose on stdin is still read as a document (the looked-at start is read again).
+    got, out, err = cli("ask", "-m", str(tiny_chat_model), "-n", "4", "--json", "-", "What sailed?",
+                        input="The ship sailed north.\nThe crew caught fish.\nThen it rained.\n")
+    assert got == 0 and "looks like a log" not in err and json.loads(out)["stats"]["prompt_tokens"] > 20, err
+    for text in ("", "\n\n"):
+        got, out, err = cli("ask", "--as", "log", "-m", str(tiny_chat_model), "-", "What failed?", input=text)
+        assert got == EXIT_INPUT and one_line_error(err) and "the input is empty" in err, err

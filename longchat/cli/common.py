@@ -9,11 +9,13 @@ import stat
 import sys
 import time
 from contextlib import contextmanager
+from enum import Enum
 from typing import Iterator, List, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, DownloadColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn,
+                           TimeRemainingColumn, TransferSpeedColumn)
 
 err = Console(stderr=True, highlight=False)
 # Tables on stdout: as wide as the terminal, or 200 columns into a pipe (nothing cut for grep).
@@ -226,3 +228,40 @@ def print_stats(runner, stats, **extra) -> None:
               **extra}
     sys.stderr.flush()
     print(json.dumps(record), file=sys.stderr, flush=True)
+
+
+class ReadAs(str, Enum):
+    """`--as`: read the input as a log (templates first) or as text; auto: found from its first lines."""
+
+    auto = "auto"
+    log = "log"
+    text = "text"
+
+
+def mine_log(api, sources, pieces, fmt, filters=None):
+    """The template pass (`api.mine_log`), with progress on stderr: a bar on a terminal, plain
+    lines otherwise, and a line on what it found."""
+    total = None
+    if sources and all(s != "-" and os.path.isfile(s) for s in sources):
+        total = sum(os.path.getsize(s) for s in sources)
+    progress = Progress(SpinnerColumn(), TextColumn("[bold]mining templates"), BarColumn(), DownloadColumn(),
+                        TransferSpeedColumn(), TextColumn("{task.fields[lines]:,} lines, {task.fields[templates]:,} templates"),
+                        TimeRemainingColumn(), console=err, transient=True, disable=QUIET or not err.is_terminal)
+    task = progress.add_task("mining", total=total, lines=0, templates=0)
+    plain = PlainProgress("mining", unit="bytes")
+
+    def update(done: int, lines: int, templates: int) -> None:
+        progress.update(task, completed=done, lines=lines, templates=templates)
+        if not err.is_terminal:
+            plain.update(done, total, f"{lines:,} lines, {templates:,} templates")
+
+    with progress:
+        table = api.mine_log(pieces, fmt, filters, progress=update)
+    if not QUIET:
+        from longchat.logs.table import plural
+        from longchat.memory.store import human_bytes
+
+        rate = table.bytes / max(table.seconds, 1e-9)
+        note(f"mined {plural(table.lines, 'line')} ({human_bytes(table.bytes)}) into {plural(len(table.templates), 'template')} "
+             f"in {table.seconds:.1f}s ({human_bytes(rate)}/s)")
+    return table

@@ -7,27 +7,20 @@ model reads the table, not the log; other text is summarised hierarchically.
 from __future__ import annotations
 
 import json
-from enum import Enum
 from typing import List, Optional
 
 import typer
-from rich.progress import (BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn, TransferSpeedColumn)
+from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from longchat.cli import common
 from longchat.cli.app import app
 from longchat.cli.common import (CompressOpt, DeviceOpt, MaxNewOpt, ModelOpt, PlainProgress, ProfileOpt,
-                                 QuietOpt, SetOpt, StatsOpt, TemperatureOpt, check_sources, err, note, open_runner_cli,
-                                 print_stats, sampling_from, set_quiet, usage_error, use_compression)
+                                 QuietOpt, ReadAs, SetOpt, StatsOpt, TemperatureOpt, check_sources, err, mine_log,
+                                 note, open_runner_cli, print_stats, sampling_from, set_quiet, usage_error,
+                                 use_compression)
 
 
 LOG_REPORT_TOKENS = 160  # a log report's longest reply unless -n says otherwise
-
-
-class ReadAs(str, Enum):
-    auto = "auto"
-    log = "log"
-    text = "text"
 
 
 @app.command()
@@ -59,7 +52,7 @@ def summarize(
     summarised, and the chunk summaries are merged into one (hierarchically, in bounded memory).
     Example: cat app.log | longchat summarize ; journalctl -b | longchat summarize --no-model
     """
-    from longchat.logs import LINES, Filters
+    from longchat.logs import Filters
 
     log_only = [flag for flag, on in (("--no-model", no_model), ("--since", since), ("--until", until),
                                       ("--level", level), ("--grep", grep)) if on]
@@ -74,13 +67,7 @@ def summarize(
     from longchat import api
 
     fmt, pieces = api.open_input(sources or [], note=note)
-    if read_as == ReadAs.text:
-        fmt = None
-    elif read_as == ReadAs.log and fmt is None:
-        note("no known log format in the first lines; reading each line as a record (--as log)")
-        fmt = LINES
-    elif fmt is not None:
-        note(f"the input looks like a log ({fmt.name}); mining templates first (--as text to read it as prose)")
+    fmt = api.log_format(fmt, read_as.value, note)
     if fmt is None:
         if log_only:
             from longchat.errors import InputError
@@ -93,7 +80,7 @@ def summarize(
                                max_new_tokens, temperature, stats)
     if compress is not None:
         note("--compress is for prose; a log's template table is what the model reads (--as text to compress the log)")
-    table = _mine(api, sources, pieces, fmt, filters)
+    table = mine_log(api, sources, pieces, fmt, filters)
     if no_model:
         print(json.dumps(table.as_json(), ensure_ascii=False) if as_json else table.render(max_items=50), flush=True)
         return
@@ -111,36 +98,6 @@ def summarize(
     if stats:
         print_stats(runner, totals, mined_lines=table.lines, mine_s=round(table.seconds, 3),
                     mine_mb_s=round(table.bytes / 1e6 / max(table.seconds, 1e-9), 2))
-
-
-def _mine(api, sources, pieces, fmt, filters):
-    """The template pass, with progress on stderr: a bar on a terminal, plain lines otherwise."""
-    import os
-
-    total = None
-    if sources and all(s != "-" and os.path.isfile(s) for s in sources):
-        total = sum(os.path.getsize(s) for s in sources)
-    progress = Progress(SpinnerColumn(), TextColumn("[bold]mining templates"), BarColumn(), DownloadColumn(),
-                        TransferSpeedColumn(), TextColumn("{task.fields[lines]:,} lines, {task.fields[templates]:,} templates"),
-                        TimeRemainingColumn(), console=err, transient=True, disable=common.QUIET or not err.is_terminal)
-    task = progress.add_task("mining", total=total, lines=0, templates=0)
-    plain = PlainProgress("mining", unit="bytes")
-
-    def update(done: int, lines: int, templates: int) -> None:
-        progress.update(task, completed=done, lines=lines, templates=templates)
-        if not err.is_terminal:
-            plain.update(done, total, f"{lines:,} lines, {templates:,} templates")
-
-    with progress:
-        table = api.mine_log(pieces, fmt, filters, progress=update)
-    if not common.QUIET:
-        from longchat.logs.table import plural
-        from longchat.memory.store import human_bytes
-
-        rate = table.bytes / max(table.seconds, 1e-9)
-        note(f"mined {plural(table.lines, 'line')} ({human_bytes(table.bytes)}) into {plural(len(table.templates), 'template')} "
-             f"in {table.seconds:.1f}s ({human_bytes(rate)}/s)")
-    return table
 
 
 def _summarize_text(api, sources, pieces, as_json, compress, profile, model, device, set_, max_new_tokens,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from longchat.context.infllm.lexical import bm25, words
 from longchat.logs.mine import TAGS, WILDCARD
 from longchat.logs.parse import LEVEL_RANK, show_time
 
@@ -171,6 +172,21 @@ class LogTable:
 
         return sorted(rows, key=key)
 
+    def relevant(self, question: str) -> list[tuple[Template, float]]:
+        """Every template with its BM25 score for the question's words, most relevant first.
+        A template's text is its words (tags left out), its example values and its first
+        record; ties (a question that shares no word with the log scores 0 everywhere) go to
+        the more severe level, then to the ranking's order."""
+        tags = set(words(" ".join(TAGS)))
+        docs = []
+        for t in self.templates.values():
+            values = " ".join(v for vs in t.examples.values() for v in vs)
+            docs.append([w for w in words(f"{t.text} {values} {t.sample[:400]}") if w not in tags])
+        scores = dict(zip(self.templates, bm25(words(question), docs)))
+        order = {t.id: i for i, (t, _) in enumerate(self.ranking())}
+        rows = sorted(self.templates.values(), key=lambda t: (-scores[t.id], -LEVEL_RANK[t.level], order[t.id]))
+        return [(t, scores[t.id]) for t in rows]
+
     # ---- text -----------------------------------------------------------------------------
 
     def overview(self) -> str:
@@ -226,6 +242,16 @@ class LogTable:
             out += ["", change]
         return "\n".join(out)
 
+    def render_relevant(self, rows: list[tuple[Template, float]], example_chars: int = 300) -> list[str]:
+        """One entry per template of `rows` (from `relevant`): the line `describe` writes, then
+        its first record as written (cut to `example_chars`), for a question's reader."""
+        ranked = dict((t.id, r) for t, r in self.ranking())
+        out = []
+        for i, (t, _) in enumerate(rows, 1):
+            example = t.sample if len(t.sample) <= example_chars else t.sample[:example_chars] + " ..."
+            out.append(f"{i}. {self.describe(t, ranked[t.id])}\n   Example: {example}")
+        return out
+
     def volume_change(self) -> str | None:
         """The busiest time bucket, when it holds well over the typical one's records."""
         if len(self.volume) < 8:
@@ -263,14 +289,18 @@ class LogTable:
             "bucket_width": span, "bucket_origin": None if self.clock.origin is None else show_time(self.clock.origin, kind),
             "volume": self._series(self.volume),
             "ranking": [{"id": t.id, "reasons": r} for t, r in self.ranking() if r],
-            "templates": [{
-                "id": t.id, "template": t.text, "level": t.level, "count": t.count, "lines": t.lines,
-                "first": show_time(t.first, kind) if t.first is not None else None,
-                "last": show_time(t.last, kind) if t.last is not None else None,
-                "histogram": self._series(t.hist),
-                "variables": [{"word": i, "values": v} for i, v in t.variables()],
-                "sample": t.sample,
-            } for t, _ in self.ranking()],
+            "templates": [self.template_json(t) for t, _ in self.ranking()],
+        }
+
+    def template_json(self, t: Template) -> dict:
+        kind = self.clock.kind
+        return {
+            "id": t.id, "template": t.text, "level": t.level, "count": t.count, "lines": t.lines,
+            "first": show_time(t.first, kind) if t.first is not None else None,
+            "last": show_time(t.last, kind) if t.last is not None else None,
+            "histogram": self._series(t.hist),
+            "variables": [{"word": i, "values": v} for i, v in t.variables()],
+            "sample": t.sample,
         }
 
     def _series(self, hist: dict[int, int]) -> list[int]:

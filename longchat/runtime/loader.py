@@ -14,11 +14,13 @@ import os
 import shutil
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 
 from longchat.errors import ModelError, env_error
 from longchat.paths import cache_dir
@@ -179,33 +181,60 @@ class _quiet_transformers:
 
 
 
-def _open_weights(folder: Path):
-    """Yield (name -> loader) over the folder's safetensors, single-file or sharded."""
-    from safetensors import safe_open
+class _Weights:
+    """Tensors by name over a folder's safetensors (single-file or sharded), as views of the
+    mapped files: nothing is copied, and a page is read when it is first used.
 
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    else:
-        files = sorted(p.name for p in folder.glob("*.safetensors"))
-    if not files:
-        raise ModelError(f"no .safetensors weights in {folder} (other formats are not supported)")
-    tensors = {}
-    for name in files:
-        handle = safe_open(str(folder / name), framework="pt", device="cpu")
-        for key in handle.keys():
-            tensors[key] = handle
-    return tensors
+    Why two mappings of each file: every page read through a mapping stays in the process's
+    RSS while the mapping lives. The parts that are fused (q, k, v; gate, up) are copied by
+    `torch.cat` and then dropped, so they are read through a short-lived mapping
+    (`part=True`, closed by `release()` after each layer); the tensors the model keeps are
+    views of a long-lived one that never touches the parts' pages. Read through one mapping,
+    the parts' pages stayed resident next to their fused copies: ~1.5x the weights in RSS."""
+
+    def __init__(self, folder: Path):
+        index = folder / "model.safetensors.index.json"
+        if index.is_file():
+            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        else:
+            files = sorted(p.name for p in folder.glob("*.safetensors"))
+        if not files:
+            raise ModelError(f"no .safetensors weights in {folder} (other formats are not supported)")
+        self.kept: dict[str, Any] = {}  # path -> the long-lived handle
+        self.where: dict[str, str] = {}
+        for name in files:
+            path = str(folder / name)
+            self.kept[path] = safe_open(path, framework="pt", device="cpu")
+            self.where.update(dict.fromkeys(self.kept[path].keys(), path))
+        self.parts = ExitStack()
+        self.part_handles: dict[str, Any] = {}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.where
+
+    def get(self, key: str, part: bool = False) -> torch.Tensor:
+        """The tensor `key`; `part=True`: one that is copied and dropped (valid until `release()`)."""
+        path = self.where[key]
+        if not part:
+            return self.kept[path].get_tensor(key)
+        if path not in self.part_handles:
+            self.part_handles[path] = self.parts.enter_context(safe_open(path, framework="pt", device="cpu"))
+        return self.part_handles[path].get_tensor(key)
+
+    def release(self) -> None:
+        """Close the parts' mappings: the pages read through them leave the process's RSS."""
+        self.parts.close()
+        self.part_handles.clear()
 
 
 def load_decoder(folder: Path, cfg: ModelConfig, device: torch.device, dtype: torch.dtype) -> Decoder:
     """Read weights by name, fuse qkv and gate/up, and move them to `device`/`dtype`."""
-    handles = _open_weights(folder)
+    weights = _Weights(folder)
 
-    def get(name: str, required: bool = True) -> torch.Tensor | None:
+    def get(name: str, required: bool = True, part: bool = False) -> torch.Tensor | None:
         for key in (name, f"model.{name}"):
-            if key in handles:
-                return handles[key].get_tensor(key).to(device=device, dtype=dtype)
+            if key in weights:
+                return weights.get(key, part).to(device=device, dtype=dtype)
         if required:
             raise ModelError(f"weight {name!r} missing from {folder}")
         return None
@@ -222,10 +251,11 @@ def load_decoder(folder: Path, cfg: ModelConfig, device: torch.device, dtype: to
             gate_up = get(p + "mlp.gate_up_proj.weight")
             gate_up_bias = get(p + "mlp.gate_up_proj.bias", False)
         else:
-            qkv = cat(*(get(p + f"self_attn.{n}_proj.weight") for n in "qkv"))
-            qkv_bias = cat(*(get(p + f"self_attn.{n}_proj.bias", cfg.qkv_bias) for n in "qkv"))
-            gate_up = cat(get(p + "mlp.gate_proj.weight"), get(p + "mlp.up_proj.weight"))
-            gate_up_bias = cat(get(p + "mlp.gate_proj.bias", cfg.mlp_bias), get(p + "mlp.up_proj.bias", cfg.mlp_bias))
+            qkv = cat(*(get(p + f"self_attn.{n}_proj.weight", part=True) for n in "qkv"))
+            qkv_bias = cat(*(get(p + f"self_attn.{n}_proj.bias", cfg.qkv_bias, True) for n in "qkv"))
+            gate_up = cat(get(p + "mlp.gate_proj.weight", part=True), get(p + "mlp.up_proj.weight", part=True))
+            gate_up_bias = cat(get(p + "mlp.gate_proj.bias", cfg.mlp_bias, True),
+                               get(p + "mlp.up_proj.bias", cfg.mlp_bias, True))
         layers.append(LayerWeights(
             input_norm=get(p + "input_layernorm.weight"),
             qkv=qkv, qkv_bias=qkv_bias,
@@ -236,6 +266,7 @@ def load_decoder(folder: Path, cfg: ModelConfig, device: torch.device, dtype: to
             gate_up=gate_up, gate_up_bias=gate_up_bias,
             down=get(p + "mlp.down_proj.weight"), down_bias=get(p + "mlp.down_proj.bias", cfg.mlp_bias),
         ))
+        weights.release()
     embed = get("embed_tokens.weight")
     lm_head = get("lm_head.weight", required=not cfg.tie_word_embeddings)
     if lm_head is None:

@@ -71,3 +71,31 @@ class _Stream:
     def pieces(self) -> Iterator[str]:
         # Held whole, the bytes are decoded afresh on every call; otherwise the stream is spent.
         yield from decode_blocks(io.BytesIO(self.held) if self.ended else self, self.label, self.note)
+
+
+class Rewindable(io.RawIOBase):
+    """A stream read once (stdin) whose start can be read again, once: what is read before
+    `rewind()` is kept (a log sniff reads a few hundred KB) and handed out again after it."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw = raw
+        self.seen = bytearray()
+        self.replay: bytearray | None = None   # None: still recording
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.replay:
+            n = min(len(buffer), len(self.replay))
+            buffer[:n] = self.replay[:n]
+            del self.replay[:n]
+            return n
+        data = self.raw.read(len(buffer))
+        if self.replay is None:
+            self.seen += data
+        buffer[: len(data)] = data
+        return len(data)
+
+    def rewind(self) -> None:
+        self.replay, self.seen = self.seen, bytearray()
