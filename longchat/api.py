@@ -193,7 +193,7 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
     return answer
 
 
-def question_after(runner: Runner, ids: Sequence[int], question: str, system: str | None,
+def question_after(runner: Runner, ids: list[int], question: str, system: str | None,
                    note: Note) -> tuple[list[int], int | None]:
     """(ids, tokens quoted) that follow an encoded document `ids` (template head included): the
     question, and first, with `infllm.quote`, the document's passages that best match its words (BM25),
@@ -205,8 +205,8 @@ def question_after(runner: Runner, ids: Sequence[int], question: str, system: st
     if params is not None and params.quote_budget:
         start = len(encode_rendered(tok, frame(tok, system)[0]))
         decode = lambda spans: tok.batch_decode(spans, skip_special_tokens=True)  # noqa: E731
-        spans = best_passages(QuestionText(list(ids), question, decode), start, params.quote_budget)
-        excerpts = decode([list(ids[a:b]) for a, b in spans])
+        spans = best_passages(QuestionText(ids, question, decode), start, params.quote_budget)
+        excerpts = decode([ids[a:b] for a, b in spans])
         quoted = sum(b - a for a, b in spans)
         note(f"infllm: quoting {quoted:,} tokens ({len(spans)} passage{'s' * (len(spans) != 1)}) that share words "
              f"with the question before it (infllm.quote)" if spans

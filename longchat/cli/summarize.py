@@ -7,6 +7,7 @@ model reads the table, not the log; other text is summarised hierarchically.
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from typing import List, Optional
 
 import typer
@@ -89,7 +90,7 @@ def summarize(
     longest = max_new_tokens or min(LOG_REPORT_TOKENS, runner.profile.generation.max_new_tokens)
     sampling = sampling_from(runner.profile, longest, temperature)
     with err.status("writing the report from the table...", spinner="dots") if err.is_terminal and not quiet \
-            else _nothing():
+            else nullcontext():
         text, totals = api.summarize_log(runner, table, sampling=sampling, note=note)
     if as_json:
         print(json.dumps({**table.as_json(), "report": text}, ensure_ascii=False), flush=True)
@@ -125,9 +126,3 @@ def _summarize_text(api, sources, pieces, as_json, compress, profile, model, dev
         print(text.strip(), flush=True)
     if stats:
         print_stats(runner, totals)
-
-
-def _nothing():
-    from contextlib import nullcontext
-
-    return nullcontext()
