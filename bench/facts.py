@@ -173,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only the first N of the --samples prompts (same prompts, e.g. at 128k)")
     parser.add_argument("--profiles", default="auto,rag,full@2k",
                         help="comma-separated: a profile name, NAME:section.key=value[;...], or full@2k")
+    parser.add_argument("--questions", default="shared,paraphrase",
+                        help="which questions to ask: shared, paraphrase or both (comma-separated)")
     parser.add_argument("--out", default="bench-out/facts")
     parser.add_argument("--plot", action="store_true", help="also write SPLIT.png (needs matplotlib)")
     parser.add_argument("--report", action="store_true",
@@ -218,16 +220,19 @@ def main(argv: list[str] | None = None) -> int:
                 path.parent.mkdir(exist_ok=True)
                 path.write_text(document)
                 for qkind, question in (("shared", fact.shared), ("paraphrase", fact.paraphrase)):
+                    if qkind not in args.questions.split(","):
+                        continue
                     start = time.perf_counter()
                     answer = api.ask(runner, [str(path)], question, sampling=sampling, cache=not ceiling)
                     row = {"split": args.split, "profile": spec, "length": length, "sample": i, "kind": fact.kind,
                            "source": source, "depth": round(depth, 3), "question": qkind, "value": value,
                            "answer": answer.strip(), "correct": correct(fact.kind, value, answer),
+                           "read": runner.engine.stats.extra.get("read", "whole"),
                            "seconds": round(time.perf_counter() - start, 2)}
                     results.append(row)
                     log.write(json.dumps(row) + "\n")
                     log.flush()
-                    print(f"{spec:>24} {length:>7,} #{i} {fact.kind:<5} {source:<8} {qkind:<10} "
+                    print(f"{spec:>24} {length:>7,} #{i} {fact.kind:<5} {source:<8} {qkind:<10} {row['read']:<8} "
                           f"{'ok ' if row['correct'] else 'MISS'} {row['answer'][:60]!r}", file=sys.stderr)
     print(table(results))
     if args.plot:

@@ -174,6 +174,11 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
     if total is not None and total + sampling.max_new_tokens <= memories.full_up_to(runner):
         prompt = head_ids + [int(t) for x in ids for t in x] + suffix  # fits: read whole (`auto` picks full)
         return engine.generate_text(prompt, sampling, on_text=on_text, progress=progress, query=question)
+    if total is not None:
+        flat = head_ids + [int(t) for x in ids for t in x]
+        answer = answer_from_passages(runner, flat, question, system, sampling, on_text, progress, note)
+        if answer is not None:
+            return answer
     strategy, message = memories.infllm_for(runner, (total or 1 << 40) + sampling.max_new_tokens)
     if message:
         note(message)
@@ -214,10 +219,46 @@ def question_after(runner: Runner, ids: list[int], question: str, system: str | 
     return question_suffix(tok, question, system, excerpts), quoted
 
 
+def answer_from_passages(runner: Runner, ids: list[int], question: str, system: str | None, sampling: Sampling,
+                         on_text, progress, note: Note) -> str | None:
+    """`auto` past `passages_past` document tokens: when one passage of `ids` (template head
+    first) holds `passages_cover` of the question's words, answer from BM25's best passages
+    alone, read with full attention (what the `rag` baseline does), and say so. None otherwise:
+    the caller reads the whole document with InfLLM."""
+    params = runner.engine.strategy.params
+    past = getattr(params, "passages_past", 0)
+    tok = runner.tokenizer
+    start = len(encode_rendered(tok, frame(tok, system)[0]))
+    if not past or len(ids) - start <= past:
+        return None
+    decode = lambda spans: tok.batch_decode(spans, skip_special_tokens=True)  # noqa: E731
+    spans = best_passages(QuestionText(ids, question, decode), start, params.passages_budget,
+                          cover=params.passages_cover)
+    if not spans:
+        note(f"auto: no passage holds {params.passages_cover:.0%} of the question's words; "
+             f"reading all {len(ids) - start:,} tokens with infllm")
+        return None
+    n = sum(b - a for a, b in spans)
+    note(f"auto: the question's words match the {len(ids) - start:,}-token input; reading its best "
+         f"{n:,} tokens ({len(spans)} passage{'s' * (len(spans) != 1)}, BM25) with full attention, as `rag` does "
+         f"(--set strategy.passages_past=0 reads it all with infllm)")
+    document = "\n\n[...]\n\n".join(e.strip() for e in decode([ids[a:b] for a, b in spans]))
+    prompt = chat_ids(tok, ask_messages(document, question, system))
+    answer = runner.engine.generate_text(prompt, sampling, on_text=on_text, progress=progress, query=question)
+    runner.engine.stats.extra.update(read="passages", passage_tokens=n, document_tokens=len(ids) - start)
+    return answer
+
+
 def _answer_from(runner, mem, question, sampling, system, on_text, progress, note, hit: str) -> str:
-    """Answer from an encoded memory: only the question's tokens (and any quote) are read."""
+    """Answer from an encoded memory: only the question's tokens (and any quote) are read, or,
+    with `auto` on a long memory, only BM25's best passages of it (`answer_from_passages`)."""
     mem.lock(exclusive=False)
     try:
+        if getattr(runner.engine.strategy.params, "passages_past", 0) and mem.complete:
+            answer = answer_from_passages(runner, mem.ids(), question, system, sampling, on_text, progress, note)
+            if answer is not None:
+                runner.engine.stats.extra.update(memory=mem.name, cache=hit)
+                return answer
         start = time.perf_counter()
         prefix = memories.attach(runner, mem, system=system, note=note)
         load_s = time.perf_counter() - start

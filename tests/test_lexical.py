@@ -82,3 +82,17 @@ def test_best_passages_take_the_best_windows_without_overlap_in_reading_order():
     assert all(a >= 4 for a, _ in best_passages(QuestionText(ids, "w0 w77", _spelled), 4, 64, size=8))
     assert best_passages(QuestionText(ids, "the of w5", _spelled), 4, budget=64, size=8) == []
     assert best_passages(text, 4, budget=4, size=8) == []  # a budget under one window quotes nothing
+
+
+def test_best_passages_need_the_best_window_to_cover_the_question():
+    """`cover`: nothing is returned unless one window holds that share of the query's words."""
+    ids = [0] * 4 + [1, 2, 3, 4] * 16
+    ids[4 + 50], ids[4 + 52] = 77, 88
+    text = QuestionText(ids, "where is w77 w88 w99", _spelled)  # 2 of 3 words in one window
+    assert best_passages(text, 4, budget=8, size=8, cover=0.5)
+    assert best_passages(text, 4, budget=8, size=8, cover=0.67) == []
+    apart = list(ids)
+    apart[4 + 52] = 1
+    apart[4 + 10] = 88  # the same two words, never in one window: 1 of 3 at best
+    assert best_passages(QuestionText(apart, "w77 w88 w99", _spelled), 4, budget=8, size=8, cover=0.5) == []
+    assert best_passages(QuestionText(apart, "w77 w88 w99", _spelled), 4, budget=8, size=8, cover=0.3)

@@ -297,6 +297,38 @@ def test_event_shaped_blocks_survive_checkpoints_and_a_new_process(home, tiny_ch
         memories.attach(runner_for(tiny_chat_model), find("events"))
 
 
+def test_auto_reads_the_matching_passages_alone_past_passages_past(home, tiny_chat_model, tmp_path):
+    """`auto` past `passages_past` document tokens: when a passage holds the question's words,
+    only BM25's best passages are read (full attention, nothing encoded); otherwise InfLLM reads
+    the whole document as before, and a later matching question reads passages of the cache."""
+    from longchat import api
+    from longchat.runtime.generate import Sampling
+
+    doc = text_file(tmp_path / "doc.txt", 1500)
+    words = doc.read_text().split()
+    words[700] = "zanzibar"
+    doc.write_text(" ".join(words) + "\n")
+    passages = ["strategy.full_up_to=256", "strategy.passages_past=300", "strategy.passages_budget=128"]
+    r = open_runner("auto", str(tiny_chat_model), overrides=SMALL + passages)
+    two = Sampling(max_new_tokens=2)
+    notes: list[str] = []
+    api.ask(r, [str(doc)], "Where is zanzibar?", sampling=two, note=notes.append)
+    read = r.tokenizer.decode(r.engine.cached_ids)
+    assert r.engine.stats.extra["read"] == "passages" and r.engine.stats.extra["passage_tokens"] == 128
+    assert read.count("zanzibar") == 2 and len(r.engine.cached_ids) < 128 + 100  # the passage, the question
+    assert r.engine.strategy.chosen == "full" and any("reading its best 128 tokens (1 passage" in n for n in notes)
+    assert not list(memories.cache_root().glob("*"))  # nothing encoded
+    notes = []
+    api.ask(r, [str(doc)], "Where is timbuktu?", sampling=two, note=notes.append)
+    assert "read" not in r.engine.stats.extra and r.engine.stats.extra["cache"] == "miss"
+    assert r.engine.strategy.chosen == "infllm" and any("no passage holds 50%" in n for n in notes)
+    api.ask(r, [str(doc)], "Where is zanzibar?", sampling=two)
+    assert r.engine.stats.extra["read"] == "passages" and r.engine.stats.extra["cache"] == "hit"
+    off = open_runner("auto", str(tiny_chat_model), overrides=SMALL + passages[:1] + ["strategy.passages_past=0"])
+    api.ask(off, [str(doc)], "Where is zanzibar?", sampling=two)
+    assert "read" not in off.engine.stats.extra and off.engine.stats.extra["cache"] == "hit"
+
+
 def test_quote_reads_the_matching_passage_again_before_the_question(home, tiny_chat_model, tmp_path):
     """`infllm.quote`: the passage that shares the question's words is quoted right before
     it, on a fresh encode and from the cache alike; with no shared word nothing is."""

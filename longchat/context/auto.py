@@ -20,10 +20,19 @@ from longchat.settings import require
 class AutoParams(InfLLMParams):
     # The InfLLM keys above apply past the window.
     full_up_to: int = 0  # prompt + reply tokens read with full attention; 0 = context.effective_window
+    # `ask` past this many document tokens, when one passage holds `passages_cover` of the
+    # question's words: read BM25's best passages (up to `passages_budget` tokens) alone with
+    # full attention, as the `rag` baseline does, instead of the whole input with InfLLM. 0 = off.
+    passages_past: int = 4096
+    passages_budget: int = 1024
+    passages_cover: float = 0.5
 
     def validate(self, where: str) -> None:
         super().validate(where)
         require(self.full_up_to >= 0, where, "full_up_to", "an integer >= 0 (0 = context.effective_window)")
+        require(self.passages_past >= 0, where, "passages_past", "an integer >= 0 (0 = off)")
+        require(self.passages_budget >= 128, where, "passages_budget", "an integer >= 128 (tokens)")
+        require(0 <= self.passages_cover <= 1, where, "passages_cover", "a number in [0, 1]")
 
     def check_context(self, context, where: str) -> None:
         super().check_context(context, where)

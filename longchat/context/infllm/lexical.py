@@ -57,11 +57,13 @@ def best_blocks(text: QuestionText, spans: list[tuple[int, int]], k: int) -> lis
     return [b for b in ranked[:k] if scores[b] > 0]
 
 
-def best_passages(text: QuestionText, start: int, budget: int, size: int = 128) -> list[tuple[int, int]]:
+def best_passages(text: QuestionText, start: int, budget: int, size: int = 128,
+                  cover: float = 0.0) -> list[tuple[int, int]]:
     """Spans of `text.ids[start:]` worth quoting before the question: windows of `size` tokens
     starting every `size // 2`, ranked by BM25 for the query's words, taken best first without
     overlap until `budget` tokens; returned in reading order, touching spans joined. Empty when
-    no window shares a word with the query."""
+    no window shares a word with the query, or when the best one holds fewer than `cover` of
+    the query's distinct words (a question whose words the document does not answer)."""
     query = words(text.query)
     end = len(text.ids)
     if budget < size or not query or end <= start:
@@ -70,7 +72,11 @@ def best_passages(text: QuestionText, start: int, budget: int, size: int = 128) 
     spans = [(a, min(a + size, end)) for a in range(start, max(end - size, start) + 1, step)]
     if spans[-1][1] < end:
         spans.append((max(end - size, start), end))
-    scores = bm25(query, [words(t) for t in text.decode([text.ids[a:b] for a, b in spans])])
+    docs = [words(t) for t in text.decode([text.ids[a:b] for a, b in spans])]
+    scores = bm25(query, docs)
+    best = max(range(len(spans)), key=lambda i: (scores[i], -i))
+    if len(set(query) & set(docs[best])) < cover * len(set(query)):
+        return []
     taken: list[tuple[int, int]] = []
     used = 0
     for i in sorted(range(len(spans)), key=lambda i: (-scores[i], i)):
