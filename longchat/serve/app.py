@@ -71,7 +71,7 @@ async def next_event(job: Job, request: Request) -> tuple[str, object]:
     while True:
         try:
             return await asyncio.wait_for(job.events.get(), timeout=0.5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if await request.is_disconnected():
                 job.cancel("the client went away")
                 raise ClientDisconnect() from None

@@ -51,7 +51,7 @@ class TextPart(BaseModel):
     text: str | None = None
 
     @model_validator(mode="after")
-    def _only_text(self) -> "TextPart":
+    def _only_text(self) -> TextPart:
         if self.type != "text" or self.text is None:
             raise ValueError(f"content parts of type {self.type!r} are not supported (text only)")
         return self

@@ -114,7 +114,7 @@ class Worker:
         start = time.perf_counter()
         try:
             job.emit("done", self.handle(job))
-        except BaseException as e:  # noqa: BLE001 -- every failure goes back to its client; the thread lives on
+        except BaseException as e:  # every failure goes back to its client; the thread lives on
             if isinstance(e, (SystemExit, GeneratorExit)):
                 raise
             job.emit("error", e)
