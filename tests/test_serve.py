@@ -320,6 +320,20 @@ def test_a_prompt_past_the_profiles_window_is_refused_naming_one_that_takes_it(s
     assert "profile 'full'" in error["message"] and "profile 'auto' takes it" in error["message"]
 
 
+def test_a_session_busy_in_a_chat_is_409(server, serve_home, monkeypatch):
+    from longchat.chat.store import SessionLock
+
+    monkeypatch.setenv("LONGCHAT_HOME", str(serve_home))
+    lock = SessionLock("busy")  # as `longchat chat --session busy` holds it
+    try:
+        with pytest.raises(openai.ConflictError) as e:
+            server.client().chat.completions.create(model=server.model, messages=HI, max_tokens=4,
+                                                    extra_body={"longchat": {"session": "busy"}})
+    finally:
+        lock.release()
+    assert "busy" in e.value.body["message"] and e.value.body["code"] == "conflict"
+
+
 def test_a_body_over_the_cap_is_413(server):
     big = json.dumps({"model": server.model, "messages": [{"role": "user", "content": "x" * (1 << 20)}]}).encode()
     status, _, data = server.request("POST", "/v1/chat/completions", big)

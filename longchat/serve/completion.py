@@ -319,9 +319,11 @@ def _last_user(messages: list[dict]) -> int:
 
 
 def _question(text: str) -> str | None:
-    """The question in a long message (its last paragraph), for strategies that retrieve by its
-    words, as `ask` gives them its question; None for a short message (it is its own question)."""
+    """The question in a long message (its last paragraph, without the "Question:" of an `ask`
+    frame), for strategies that retrieve by its words, as `ask` gives them its question; None
+    for a short message (the text of the prompt's end stands for it)."""
     tail = text.rsplit("\n\n", 1)[-1].strip()
+    tail = tail.removeprefix(QUESTION.format(question="").strip()).strip()
     return tail if len(text) > 2000 and 0 < len(tail) <= 1000 else None
 
 
