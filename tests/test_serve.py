@@ -413,3 +413,20 @@ def test_tool_calls_are_read_from_a_reply():
     assert calls[0]["function"] == {"name": "get_weather", "arguments": '{"city": "Oslo"}'}
     assert tool_calls_in("It is sunny.", tools) is None
     assert tool_calls_in('{"name": "other", "arguments": {}}', tools) is None
+
+
+def test_should_stop_cancels_a_reply_between_forwards(tiny_chat_model):
+    from longchat.api import open_runner
+    from longchat.runtime.generate import Cancelled, Sampling
+
+    runner = open_runner("full", str(tiny_chat_model))
+    engine, prompt = runner.engine, list(range(100, 1300))  # 1,200 tokens: three prefill chunks
+    calls = []
+    engine.should_stop = lambda: calls.append(1) or len(calls) >= 4  # stop before the 2nd decode forward
+    with pytest.raises(Cancelled):
+        list(engine.generate(prompt, Sampling(max_new_tokens=50)))
+    assert engine.stats.stop_reason == "interrupted" and engine.stats.new_tokens == 2
+    assert len(engine.cached_ids) == len(prompt) + 1  # consistent: the next prompt reuses it
+    engine.should_stop = None
+    list(engine.generate(prompt + [7, 8], Sampling(max_new_tokens=2)))
+    assert engine.stats.reused_tokens >= len(prompt)
