@@ -22,6 +22,7 @@ LAYERS = {
     "profile": 4, "api": 4,                         # profiles; ask / summarize / ingest as functions
     "chat": 5,                                      # conversations and persistent sessions
     "bench": 6,                                     # benchmark tasks
+    "serve": 6,                                     # the OpenAI-compatible HTTP server
     "cli": 7, "__main__": 8,                        # the command line
 }
 

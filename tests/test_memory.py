@@ -352,3 +352,25 @@ def test_quote_reads_the_matching_passage_again_before_the_question(home, tiny_c
     api.ask(r, [str(doc)], "Where is it?", sampling=Sampling(max_new_tokens=2), note=notes.append)
     assert "Excerpts" not in r.tokenizer.decode(r.engine.cached_ids)
     assert r.engine.stats.extra["quoted_tokens"] == 0 and any("nothing quoted" in n for n in notes)
+
+
+def test_auto_reads_a_short_memory_from_the_memory(home, tiny_chat_model, tmp_path):
+    """`auto` picks full attention for a prompt under its window; one that starts with an attached
+    memory stays with the InfLLM that holds it (else only the question would be read), also after
+    a prompt without the memory went through full attention."""
+    from longchat.prompts import chat_ids
+    from longchat.runtime.generate import Sampling
+
+    memories.ingest(open_runner("auto", str(tiny_chat_model), overrides=SMALL), [str(text_file(tmp_path / "d.txt", 300))],
+                    name="small")
+    r = open_runner("auto", str(tiny_chat_model), overrides=SMALL)
+    prefix = memories.attach(r, memories.find("small"))
+    greedy = Sampling(max_new_tokens=3)
+    replies = []
+    for prompt in (prefix + question_suffix(r.tokenizer, "what?"), chat_ids(r.tokenizer, [{"role": "user", "content": "hi"}]),
+                   prefix + question_suffix(r.tokenizer, "what?")):
+        replies.append(r.engine.generate_text(prompt, greedy))
+        on_memory = prompt[: len(prefix)] == prefix
+        assert r.engine.stats.extra["strategy_used"] == ("infllm" if on_memory else "full")
+        assert r.engine.stats.reused_tokens == (len(prefix) if on_memory else 0)
+    assert replies[0] == replies[2]

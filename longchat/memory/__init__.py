@@ -243,7 +243,10 @@ def attach(runner, mem: Memory, *, system: str | None = None, note=lambda m: Non
     ckpt = mem.checkpoints[-1]
     state = mem.load_checkpoint(ckpt)
     ids = mem.ids(ckpt.tokens)
-    runner.engine.restore(ids, lambda: mem.restore(strategy, state), as_base=True)
+    # Restored into the memory strategy of the moment: `auto` may have read a prompt without the
+    # memory with full attention since, and makes a new InfLLM to go back to it.
+    runner.engine.restore(ids, lambda: mem.restore(runner.engine.strategy.memory_strategy(len(ids))[0], state),
+                          as_base=True)
     mem.touch()
     return ids
 

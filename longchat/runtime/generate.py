@@ -21,6 +21,12 @@ from longchat.sysinfo import peak_rss_mb
 STOP_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "<|end_of_text|>", "</s>")
 
 
+class Cancelled(KeyboardInterrupt):
+    """A reply stopped by its caller (`Engine.should_stop`): a client that went away, a server
+    shutting down. A KeyboardInterrupt, so that every place that keeps a reply cut short by
+    Ctrl-C (a chat turn marked interrupted, the engine's stats) keeps this one the same way."""
+
+
 @dataclass
 class Sampling:
     """How to pick the next token. temperature 0 means greedy."""
@@ -184,6 +190,9 @@ class Engine:
         self.on_note: Callable[[str], None] = lambda message: None  # what the strategy tells the user
         # (ids, restore): an attached memory that prompts start with, and how to go back to it.
         self.base: tuple[list[int], Callable[[], None]] | None = None
+        # Asked before each prefill chunk and each decoded token; True raises `Cancelled`
+        # (`longchat serve`: the client left). Between forwards, so the state stays consistent.
+        self.should_stop: Callable[[], bool] | None = None
 
     def reset(self, *, forget_base: bool = False) -> None:
         """Forget what the strategy holds (and, with `forget_base`, the attached memory too)."""
@@ -286,6 +295,8 @@ class Engine:
             logits = self._forward(todo[i:j], "last" if last else "none")
             if progress:
                 progress(reused + j, len(prompt_ids))
+            if not last:
+                self._check_stop()
         if logits is not None and logits.device.type == "cuda":
             torch.cuda.synchronize(logits.device)  # a GPU runs behind Python: count its work here
         self.stats.prefill_s = time.perf_counter() - start
@@ -327,7 +338,7 @@ class Engine:
         if not prompt_ids:
             raise ValueError("empty prompt")
         self.query = query
-        message = self.strategy.prepare(len(prompt_ids) + sampling.max_new_tokens)
+        message = self._prepare(prompt_ids, len(prompt_ids) + sampling.max_new_tokens)
         if self.strategy.length != len(self.cached_ids):  # the strategy started afresh
             self.reset()
         if message:
@@ -358,6 +369,7 @@ class Engine:
                     break
                 if len(new) >= sampling.max_new_tokens:
                     break
+                self._check_stop()
                 logits = self._forward([token], "last")[0]
         except (GeneratorExit, KeyboardInterrupt):
             self.stats.stop_reason = "interrupted"
@@ -365,6 +377,21 @@ class Engine:
         finally:
             self.stats.decode_s = time.perf_counter() - start
             self.stats.peak_rss_mb = round(peak_rss_mb(), 1)
+
+    def _prepare(self, prompt_ids: list[int], n_tokens: int) -> str | None:
+        """Let the strategy get ready for a prompt + reply of `n_tokens`. A prompt that starts
+        with the attached memory is read by the strategy that holds it: `auto` would otherwise
+        pick full attention for a short one, and the memory, restored into InfLLM, be lost."""
+        if self.base is not None and prompt_ids[: len(self.base[0])] == self.base[0]:
+            found = self.strategy.memory_strategy(n_tokens)
+            if found is not None:
+                return found[0].prepare(n_tokens) or found[1]
+        return self.strategy.prepare(n_tokens)
+
+    def _check_stop(self) -> None:
+        if self.should_stop is not None and self.should_stop():
+            self.stats.stop_reason = "interrupted"
+            raise Cancelled()
 
     last_text = ""  # the reply `generate_text` made so far: what was said before a Ctrl-C
     repeat_cut: int | None = None  # where the last reply began to repeat itself (stop_on_repeat)
