@@ -60,3 +60,10 @@ def test_every_imported_package_is_declared(project):
         if not names & wanted:
             missing.append(f"{module} (imported by {where}; distribution {', '.join(sorted(names))})")
     assert not missing, f"{project.name}/pyproject.toml does not declare: " + "; ".join(missing)
+
+
+def test_every_package_directory_is_listed():
+    """A package left out of `[tool.setuptools] packages` is missing from a non-editable install."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "longchat").rglob("__init__.py")}
+    assert not found - listed, f"pyproject.toml [tool.setuptools] packages lacks: {sorted(found - listed)}"
