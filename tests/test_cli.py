@@ -129,7 +129,8 @@ def test_ask_refuses_at_once_an_input_whose_memory_cannot_fit(home, tmp_path, ca
     monkeypatch.setattr(sysinfo, "available_ram", lambda: 1_000_000)  # 1 MB: not even a 10k-token input
     path = tmp_path / "long.txt"
     path.write_text("The grass is green. The sky is blue. " * 1200 + FACTS)
-    code, out, err = run(capsys, "ask", str(path), QUESTION, "--no-cache")
+    # (passages_past=0: InfLLM reads the whole input even though the question's words match it)
+    code, out, err = run(capsys, "ask", str(path), QUESTION, "--no-cache", "--set", "strategy.passages_past=0")
     assert code == EXIT_INPUT and out == ""
     assert "GB of memory blocks in RAM, but 0.0 GB is available; set infllm.disk=true" in err
     assert "using infllm" in err and "tokens (" not in err  # refused before any progress
@@ -162,13 +163,14 @@ def test_installed_entry_point_runs(home):
 
 
 def test_ask_past_the_window_switches_to_infllm_and_finds_the_needle(home, tmp_path, capsys):
-    # ~13k tokens of varied prose, 4x the model's effective window: `auto` reads it with InfLLM.
+    # ~13k tokens of varied prose, 4x the model's effective window: `auto` reads it with InfLLM
+    # (passages_past=0: the question's words would otherwise send it to BM25's passages).
     rng = random.Random(1)
     prose = [prose_sentence(rng) for _ in range(700)]
     prose.insert(350, FACTS.strip())
     path = tmp_path / "long.txt"
     path.write_text(" ".join(prose))
-    code, out, err = run(capsys, "ask", str(path), QUESTION, "-n", "24", "--stats")
+    code, out, err = run(capsys, "ask", str(path), QUESTION, "-n", "24", "--stats", "--set", "strategy.passages_past=0")
     assert code == 0, err
     assert "using infllm" in err  # the choice, then plain progress lines with percent, rate and time left
     assert re.search(r"reading [\d,]+/[\d,]+ tokens \(\d+%, [\d,]+ tokens/s, ETA \d+", err), err
@@ -189,7 +191,7 @@ def test_ask_a_100k_token_book(home, tmp_path, capsys, kind):
         path.write_text(" ".join(prose))
     else:
         path = make_pdf(tmp_path / "book.pdf", [" ".join(prose[i : i + 22]) for i in range(0, len(prose), 22)])
-    code, out, err = run(capsys, "ask", str(path), QUESTION, "-n", "24", "--stats")
+    code, out, err = run(capsys, "ask", str(path), QUESTION, "-n", "24", "--stats", "--set", "strategy.passages_past=0")
     assert code == 0, err
     assert "using infllm" in err and "PELICAN" in out.upper()
     assert json.loads(err.strip().splitlines()[-1])["prompt_tokens"] > 95000

@@ -128,7 +128,7 @@ def test_ask_cache_refuses_at_once_an_input_whose_blocks_do_not_fit_on_disk(home
     monkeypatch.setattr(infllm.shutil, "disk_usage", lambda path: usage(10**12, 10**12 - 10**6, 10**6))
     path = tmp_path / "long.txt"
     path.write_text("The grass is green. The sky is blue. " * 1200 + FACTS)
-    code = main(["ask", str(path), "Who was the keeper?"])
+    code = main(["ask", str(path), "Who was the keeper?", "--set", "strategy.passages_past=0"])  # InfLLM's read
     out, err = capsys.readouterr()
     assert code == EXIT_INPUT and out == ""
     assert "GB of memory blocks on disk, but" in err and "set LONGCHAT_HOME to a bigger disk" in err
@@ -175,12 +175,13 @@ def _popen(cli, tmp_path: Path, *args: str):
 
 def test_sigint_during_ask_exits_130_and_a_rerun_answers(cli, tmp_path):
     text = _long_text(tmp_path / "long.txt", 300)  # ~5k tokens: past the window, read by infllm
-    proc, err_file = _popen(cli, tmp_path, "ask", str(text), "Who was the keeper of Gull Rock?", "-n", "12")
+    whole = ("--set", "strategy.passages_past=0")  # (not BM25's passages of it: that takes a second)
+    proc, err_file = _popen(cli, tmp_path, "ask", str(text), "Who was the keeper of Gull Rock?", "-n", "12", *whole)
     err = _signal_when(proc, err_file, r"reading [\d,]+/")
     out = proc.stdout.read().decode()
     assert proc.returncode == EXIT_INTERRUPTED, err
     assert "longchat: interrupted" in err and "Traceback" not in err and out == ""
-    got, out, err = cli("ask", str(text), "Who was the keeper of Gull Rock?", "-n", "12")
+    got, out, err = cli("ask", str(text), "Who was the keeper of Gull Rock?", "-n", "12", *whole)
     assert got == 0 and out.strip(), err  # (whether infllm finds the fact at 5k tokens is issue 20's matter)
 
 
