@@ -174,9 +174,9 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
     if total is not None and total + sampling.max_new_tokens <= memories.full_up_to(runner):
         prompt = head_ids + [int(t) for x in ids for t in x] + suffix  # fits: read whole (`auto` picks full)
         return engine.generate_text(prompt, sampling, on_text=on_text, progress=progress, query=question)
-    if total is not None:
+    if total is not None and _reads_passages(runner, total - len(head_ids) - len(suffix)):
         flat = head_ids + [int(t) for x in ids for t in x]
-        answer = answer_from_passages(runner, flat, question, system, sampling, on_text, progress, note)
+        answer = answer_from_passages(runner, flat, len(head_ids), question, system, sampling, on_text, progress, note)
         if answer is not None:
             return answer
     strategy, message = memories.infllm_for(runner, (total or 1 << 40) + sampling.max_new_tokens)
@@ -219,18 +219,20 @@ def question_after(runner: Runner, ids: list[int], question: str, system: str | 
     return question_suffix(tok, question, system, excerpts), quoted
 
 
-def answer_from_passages(runner: Runner, ids: list[int], question: str, system: str | None, sampling: Sampling,
-                         on_text, progress, note: Note) -> str | None:
-    """`auto` past `passages_past` document tokens: when one passage of `ids` (template head
-    first) holds `passages_cover` of the question's words, answer from BM25's best passages
-    alone, read with full attention (what the `rag` baseline does), and say so. None otherwise:
-    the caller reads the whole document with InfLLM."""
+def _reads_passages(runner: Runner, document_tokens: int) -> bool:
+    """Whether `auto` would try BM25's passages for a document this long (`passages_past`)."""
+    past = getattr(runner.engine.strategy.params, "passages_past", 0)
+    return bool(past) and document_tokens > past
+
+
+def answer_from_passages(runner: Runner, ids: list[int], start: int, question: str, system: str | None,
+                         sampling: Sampling, on_text, progress, note: Note) -> str | None:
+    """When one passage of the document `ids[start:]` (the template head before it) holds
+    `passages_cover` of the question's words, answer from BM25's best passages alone, read with
+    full attention (what the `rag` baseline does), and say so. None otherwise: the caller reads
+    the whole document with InfLLM. Callers check `_reads_passages` first."""
     params = runner.engine.strategy.params
-    past = getattr(params, "passages_past", 0)
     tok = runner.tokenizer
-    start = len(encode_rendered(tok, frame(tok, system)[0]))
-    if not past or len(ids) - start <= past:
-        return None
     decode = lambda spans: tok.batch_decode(spans, skip_special_tokens=True)  # noqa: E731
     spans = best_passages(QuestionText(ids, question, decode), start, params.passages_budget,
                           cover=params.passages_cover)
@@ -254,8 +256,10 @@ def _answer_from(runner, mem, question, sampling, system, on_text, progress, not
     with `auto` on a long memory, only BM25's best passages of it (`answer_from_passages`)."""
     mem.lock(exclusive=False)
     try:
-        if getattr(runner.engine.strategy.params, "passages_past", 0) and mem.complete:
-            answer = answer_from_passages(runner, mem.ids(), question, system, sampling, on_text, progress, note)
+        head = len(encode_rendered(runner.tokenizer, frame(runner.tokenizer, system)[0]))
+        if mem.complete and _reads_passages(runner, mem.tokens - head):  # ids.bin is read only then
+            answer = answer_from_passages(runner, mem.ids(), head, question, system, sampling, on_text, progress,
+                                          note)
             if answer is not None:
                 runner.engine.stats.extra.update(memory=mem.name, cache=hit)
                 return answer
