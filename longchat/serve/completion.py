@@ -20,7 +20,7 @@ from longchat.api import Runner, open_runner
 from longchat.chat.session import SessionConversation
 from longchat.chat.store import check_name
 from longchat.errors import ConfigError, InputError
-from longchat.memory.store import NAME, Memory, named_root
+from longchat.memory.store import NAME, Memory, all_memories, named_root
 from longchat.profile import load_profile
 from longchat.prompts import PREAMBLE, QUESTION, SENTINEL, chat_ids, render_chat
 from longchat.runtime.generate import Sampling
@@ -116,8 +116,7 @@ class Completer:
 
     def model_ids(self) -> list[str]:
         """The loaded model, then one id per named memory (`MODEL@memory:NAME`)."""
-        root = named_root()
-        names = sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []
+        names = [p.name for kind, p in all_memories() if kind == "named" and (p / "manifest.json").is_file()]
         return [self.model_id] + [f"{self.model_id}{MEMORY_TAG}{name}" for name in names]
 
     def memory_for(self, request: ChatRequest) -> str | None:
