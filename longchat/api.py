@@ -5,6 +5,7 @@ The CLI parses and prints; everything here can be called from Python and from te
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, replace
@@ -19,6 +20,7 @@ from longchat.prompts import (LOG_REPORT_PROMPT, MERGE_PROMPT, SUMMARY_PROMPT, a
                               frame, question_suffix)
 from longchat.errors import ConfigError, InputError
 from longchat.profile import Profile, load_profile
+from longchat.runtime import remote
 from longchat.runtime.generate import Engine, GenerationStats, Sampling
 from longchat.runtime.loader import LoadedModel, load_model
 from longchat.runtime.rope import Rope
@@ -39,6 +41,11 @@ class Runner:
     @property
     def tokenizer(self):
         return self.model.tokenizer
+
+    @property
+    def remote(self) -> bool:
+        """The model is an OpenAI-compatible engine (`--model openai:URL`, `runtime.remote`)."""
+        return self.engine.strategy is None
 
     @property
     def window(self) -> int:
@@ -66,6 +73,8 @@ def open_runner(profile: str | Profile = "auto", model: str | None = None, *, de
     `loaded`: an already loaded model to use instead (comparisons run several profiles on one).
     """
     prof = profile if isinstance(profile, Profile) else load_profile(profile, list(overrides))
+    if loaded is None and remote.is_remote(model or prof.model):
+        return open_remote(prof, model or prof.model, note=note)
     loaded = loaded or load_model(model or prof.model or "default", device=device, note=note)
     cls = strategy_class(prof.context.strategy)
     dec = loaded.decoder
@@ -73,6 +82,45 @@ def open_runner(profile: str | Profile = "auto", model: str | None = None, *, de
     engine = Engine(loaded, strategy, prefill_chunk=prof.context.prefill_chunk, final_chunk=prof.context.final_chunk)
     engine.on_note = note
     return Runner(prof, loaded, engine)
+
+
+# Strategies that only change which text the model reads; the others work on the local KV cache.
+REMOTE_STRATEGIES = ("full", "auto")
+
+
+def open_remote(prof: Profile, spec: str, *, note: Note = lambda m: None) -> Runner:
+    """A runner whose model is an OpenAI-compatible engine. Its window comes from the engine
+    (else `context.window`) and is held in the local tokenizer's units (`RemoteModel.ratio`),
+    so chunking, sessions and budgets work as with a local model; `ask` counts with the engine."""
+    from longchat.runtime.loader import load_tokenizer
+
+    if prof.context.strategy not in REMOTE_STRATEGIES:
+        raise ConfigError(
+            f"profile '{prof.name}' uses the {prof.context.strategy} strategy, which works inside the local model's "
+            f"attention (its KV cache); a remote engine only reads text. Use --profile auto (the engine reads the "
+            f"input whole while it fits its window; past it, retrieval or compression, chosen per question), "
+            f"--profile rag, or --compress RATE")
+    tokenizer = load_tokenizer(prof.compress.model, note=note)
+    model = remote.RemoteModel(spec, tokenizer, timeout=prof.remote.timeout, retries=prof.remote.retries, note=note)
+    window, source = model.engine_window, model.window_source
+    if window is None:
+        bounded = prof.context.window if 0 < prof.context.window < 10_000_000 else 0
+        window, source = bounded or DEFAULT_REMOTE_WINDOW, (
+            "the profile's context.window" if bounded else
+            "a default: the engine reports none (--set context.window=N to say it)")
+    counts = "counted by the engine (/tokenize)" if model.exact else \
+        f"estimated locally (x{remote.ESTIMATE_RATIO}; the engine has no /tokenize)"
+    note(f"remote engine {model.base_url}, model {model.model_id}: window {window:,} tokens from {source}; "
+         f"tokens {counts}")
+    model.window = window
+    local = max(256, int(window / model.ratio))
+    context = replace(prof.context, window=local, effective_window=local)
+    engine = remote.RemoteEngine(model)
+    engine.on_note = note
+    return Runner(replace(prof, context=context), model, engine)
+
+
+DEFAULT_REMOTE_WINDOW = 8192
 
 
 def fit_document(runner: Runner, sources: Sequence[str], question: str, sampling: Sampling, *,
@@ -141,6 +189,12 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
     if not question.strip():
         raise InputError("the question is empty")
     sampling = sampling or runner.profile.generation
+    if memory is not None and runner.remote:
+        raise ConfigError(memories.REMOTE_NO_MEMORY)
+    if runner.remote:
+        return ask_remote(runner, sources, question, sampling, stdin=stdin, truncate=truncate, system=system,
+                          on_text=on_text, progress=progress, note=note, keep=keep,
+                          compress_progress=compress_progress)
     if memory is not None:
         if sources:
             raise InputError("give SOURCEs or --memory, not both")
@@ -155,8 +209,9 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
     if params is None:
         document = fit_document(runner, sources, question, sampling, stdin=stdin, truncate=truncate, note=note,
                                 text=squeezed)
-        prompt = chat_ids(runner.tokenizer, ask_messages(document, question, system))
-        return runner.engine.generate_text(prompt, sampling, on_text=on_text, progress=progress, query=question)
+        messages = ask_messages(document, question, system)
+        return runner.engine.generate_text(chat_ids(runner.tokenizer, messages), sampling, on_text=on_text,
+                                           progress=progress, query=question, messages=messages)
     if squeezed is None:
         srcs = collect_sources(sources, stdin=stdin, read_stdin=True, note=note)
         headers = wants_headers(sources)
@@ -245,10 +300,86 @@ def answer_from_passages(runner: Runner, ids: list[int], start: int, question: s
          f"{n:,} tokens ({len(spans)} passage{'s' * (len(spans) != 1)}, BM25) with full attention, as `rag` does "
          f"(--set strategy.passages_past=0 reads it all with infllm)")
     document = "\n\n[...]\n\n".join(e.strip() for e in decode([ids[a:b] for a, b in spans]))
-    prompt = chat_ids(tok, ask_messages(document, question, system))
-    answer = runner.engine.generate_text(prompt, sampling, on_text=on_text, progress=progress, query=question)
+    messages = ask_messages(document, question, system)
+    answer = runner.engine.generate_text(chat_ids(tok, messages), sampling, on_text=on_text, progress=progress,
+                                         query=question, messages=messages)
     runner.engine.stats.extra.update(read="passages", passage_tokens=n, document_tokens=len(ids) - start)
     return answer
+
+
+def ask_remote(runner: Runner, sources: Sequence[str], question: str, sampling: Sampling, *,
+               stdin: BinaryIO | None = None, truncate: bool = False, system: str | None = None,
+               on_text: Callable[[str], None] | None = None, progress: Progress | None = None,
+               note: Note = lambda m: None, keep: Sequence[str] = (),
+               compress_progress: Progress | None = None) -> str:
+    """`ask` against a remote engine (`runtime.remote`). The engine reads the whole input while
+    prompt + reply fit its window. Past it, `auto` reads BM25's best passages when one holds
+    `passages_cover` of the question's words (as `rag` does), else compresses the input
+    question-aware with the local compressor down to the window; stderr says which. Other
+    profiles refuse an input past the window (or keep its start with `truncate`), never silently."""
+    model, tok = runner.model, runner.tokenizer
+    if runner.profile.compress.on:
+        document = compress_input(runner, sources, question, stdin=stdin, keep=keep, progress=compress_progress,
+                                  note=note).text
+    else:
+        document = read_text(sources, stdin=stdin, note=note)
+    overhead, _ = model.count_messages(ask_messages("", question, system))
+    room = model.window - sampling.max_new_tokens - overhead
+    if room <= 0:
+        raise ConfigError(f"the engine's window ({model.window:,} tokens) has no room for a document after the "
+                          f"question and max_new_tokens={sampling.max_new_tokens}")
+    local = len(runner.encode(document))
+    # The engine counts what could fit: a tokenizer twice as thrifty as the local one's at most.
+    n, exact = model.count(document) if local <= 2 * room else (math.ceil(local * model.ratio), False)
+    counted = "counted by the engine" if exact else "estimated"
+    read = "whole"
+    if n > room:
+        budget = int(room / model.ratio)  # local tokens that surely fit
+        if truncate:
+            note(f"warning: the input is {n:,} tokens ({counted}); kept the first ~{room:,} that fit the engine's "
+                 f"window ({model.window:,}) and dropped the rest (--truncate)")
+            document, read = tok.decode(runner.encode(document)[:budget]), "truncated"
+        elif runner.profile.context.strategy != "auto":
+            raise InputError(
+                f"the input is {n:,} tokens ({counted}) but the engine's window ({model.window:,}) leaves room for "
+                f"{room:,}; use --profile auto (retrieval or compression past the window), --compress RATE, "
+                f"or --truncate")
+        else:
+            document, read = _fit_remote(runner, document, question, budget, keep, compress_progress, note)
+    else:
+        note(f"remote: the engine reads the whole input ({n:,} tokens, {counted}; window {model.window:,})")
+    messages = ask_messages(document, question, system)
+    answer = runner.engine.generate_text(runner.encode(document), sampling, on_text=on_text, progress=progress,
+                                         query=question, messages=messages)
+    runner.engine.stats.extra.update(read=read, document_tokens=n, document_tokens_exact=exact,
+                                     remote_window=model.window)
+    return answer
+
+
+def _fit_remote(runner: Runner, document: str, question: str, budget: int, keep: Sequence[str],
+                compress_progress: Progress | None, note: Note) -> tuple[str, str]:
+    """`auto` past a remote engine's window: (the text to send, how it was chosen)."""
+    from longchat import compress
+
+    params, tok = runner.profile.strategy, runner.tokenizer
+    ids = runner.encode(document)
+    decode = lambda spans: tok.batch_decode(spans, skip_special_tokens=True)  # noqa: E731
+    spans = best_passages(QuestionText(ids, question, decode), 0, min(params.passages_budget, budget),
+                          cover=params.passages_cover)
+    if spans:
+        n = sum(b - a for a, b in spans)
+        note(f"auto: the input is past the engine's window and the question's words match it; sending its best "
+             f"{n:,} tokens ({len(spans)} passage{'s' * (len(spans) != 1)}, BM25), as `rag` does "
+             f"(--set strategy.passages_budget=N for more)")
+        return "\n\n[...]\n\n".join(e.strip() for e in decode([ids[a:b] for a, b in spans])), "passages"
+    note(f"auto: the input ({len(ids):,} local tokens) is past the engine's window and no passage holds "
+         f"{params.passages_cover:.0%} of the question's words; compressing it question-aware with the local "
+         f"compressor down to ~{budget:,} tokens")
+    result = compress.compressor_for(runner, note=note).compress(
+        [document], question=question, keep=keep, target_tokens=budget, method="longllmlingua",
+        progress=compress_progress or (lambda d, t: None))
+    note(compress.describe(result))
+    return result.text, "compressed"
 
 
 def _answer_from(runner, mem, question, sampling, system, on_text, progress, note, hit: str) -> str:
@@ -319,8 +450,9 @@ class Summarizer:
         ids = self.runner.encode(text)
         if len(ids) > self.chunk_tokens:  # every step stays within the window, merges included
             text = self.runner.tokenizer.decode(ids[: self.chunk_tokens])
-        prompt = chat_ids(self.runner.tokenizer, [{"role": "user", "content": template.format(text=text)}])
-        reply = self.runner.engine.generate_text(prompt, sampling or self.sampling).strip()
+        messages = [{"role": "user", "content": template.format(text=text)}]
+        reply = self.runner.engine.generate_text(chat_ids(self.runner.tokenizer, messages), sampling or self.sampling,
+                                                 messages=messages).strip()
         self.total.add(self.runner.engine.stats)
         return reply
 
@@ -508,11 +640,13 @@ def ask_log(runner: Runner, table, question: str, *, sampling: Sampling | None =
         shown.append(row)
         parts.append(entry)
         used += n
-    prompt = chat_ids(tok, ask_messages(head + "\n".join(parts), question, system))
+    messages = ask_messages(head + "\n".join(parts), question, system)
+    prompt = chat_ids(tok, messages)
     matched = sum(score > 0 for _, score in shown)
     note(f"the model reads {len(shown)} of the log's {len(table.templates):,} templates ({len(prompt):,} tokens), "
          f"{matched} sharing words with the question; not the log's lines")
-    answer = runner.engine.generate_text(prompt, sampling, on_text=on_text, progress=progress, query=question)
+    answer = runner.engine.generate_text(prompt, sampling, on_text=on_text, progress=progress, query=question,
+                                         messages=messages)
     runner.engine.stats.extra.update(log_templates_shown=len(shown), mined_lines=table.lines,
                                      mine_s=round(table.seconds, 3))
     return answer, shown
@@ -545,9 +679,10 @@ def summarize_log(runner: Runner, table, *, sampling: Sampling | None = None,
         text, stats = summarize(runner, [], sampling=sampling, pieces=[(table.render(concrete=True), True)],
                                 note=note)
         totals.add(stats)
-    prompt = chat_ids(tok, [{"role": "user", "content": LOG_REPORT_PROMPT.format(table=text)}])
+    messages = [{"role": "user", "content": LOG_REPORT_PROMPT.format(table=text)}]
+    prompt = chat_ids(tok, messages)
     note(f"the model reads the table ({len(prompt):,} tokens), not the log")
-    reply = runner.engine.generate_text(prompt, sampling).strip()
+    reply = runner.engine.generate_text(prompt, sampling, messages=messages).strip()
     totals.add(runner.engine.stats)
     totals.stop_reason = runner.engine.stats.stop_reason
     if totals.stop_reason in ("length", "repeat") and "\n" in reply and not reply.endswith((".", "!", "?")):

@@ -95,6 +95,18 @@ class SessionSettings:
 
 
 @dataclass
+class RemoteSettings:
+    """[remote]: talking to an OpenAI-compatible engine (`--model openai:URL`, docs/scaling.md)."""
+
+    timeout: float = 600.0     # seconds to wait for the engine's next bytes before giving up
+    retries: int = 3           # retries of a 429 / 5xx / dropped connection, with backoff
+
+    def validate(self, where: str) -> None:
+        require(self.timeout > 0, where, "timeout", "a number of seconds > 0")
+        require(0 <= self.retries <= 20, where, "retries", "an integer in 0..20")
+
+
+@dataclass
 class Profile:
     name: str
     source: str
@@ -105,11 +117,12 @@ class Profile:
     generation: Sampling = field(default_factory=Sampling)
     compress: CompressSettings = field(default_factory=CompressSettings)
     sessions: SessionSettings = field(default_factory=SessionSettings)
+    remote: RemoteSettings = field(default_factory=RemoteSettings)
 
 
 
 SECTIONS = {"context": ContextSettings, "generation": Sampling, "compress": CompressSettings,
-            "sessions": SessionSettings}
+            "sessions": SessionSettings, "remote": RemoteSettings}
 # Sections renamed since: an old profile gets a message naming the new one.
 RENAMED = {"memory": "sessions"}
 

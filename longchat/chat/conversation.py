@@ -18,6 +18,7 @@ from longchat.errors import InputError, LongchatError
 from longchat.api import Note, Progress, Runner
 from longchat.prompts import PREAMBLE, QUESTION, SENTINEL, chat_ids, render_chat
 from longchat.runtime.generate import GenerationStats, Sampling
+from longchat.runtime.remote import RemoteError
 
 INTERRUPTED_MARK = " [interrupted]"  # shown after a cut-off reply; never sent to the model
 
@@ -64,6 +65,7 @@ class Conversation:
         self.memory_ids: list[int] | None = None  # an attached memory's prompt prefix
         self.memory_name: str | None = None
         self.documents = ""       # attached files (compressed when the profile says so)
+        self.last_messages: list[dict] | None = None  # the messages the last prompt ids were made from
 
     # ------------------------------------------------------------ the prompt
 
@@ -83,6 +85,7 @@ class Conversation:
                 first = next(i for i, m in enumerate(messages) if m["role"] == "user")
                 content = PREAMBLE + self.documents + QUESTION.format(question=messages[first]["content"])
                 messages[first] = {"role": "user", "content": content}
+            self.last_messages = messages  # what a remote engine is sent (it applies its own template)
             return chat_ids(self.runner.tokenizer, messages)
         # With a memory, the first user message carries its documents, like an ask prompt:
         # everything before the sentinel is what the memory holds, already encoded.
@@ -177,8 +180,8 @@ class Conversation:
         engine = self.runner.engine
         engine.last_text = ""
         try:
-            reply = engine.generate_text(prompt, self.sampling, on_text, progress)
-        except KeyboardInterrupt:
+            reply = engine.generate_text(prompt, self.sampling, on_text, progress, messages=self.last_messages)
+        except (KeyboardInterrupt, RemoteError):  # what was said before Ctrl-C, or before the engine went away
             self._finish_turn(user_text, engine.last_text, prompt, interrupted=True)
             raise
         self._finish_turn(user_text, reply, prompt, interrupted=False)

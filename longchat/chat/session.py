@@ -28,6 +28,7 @@ from longchat.errors import InputError
 from longchat.api import Note, Progress, Runner
 from longchat.prompts import PREAMBLE, SENTINEL, chat_ids, render_chat
 from longchat.runtime.generate import Sampling
+from longchat.runtime.remote import RemoteError
 from longchat.chat import functions as fn
 from longchat.chat.store import SessionLock, Store
 
@@ -91,7 +92,11 @@ class SessionConversation(Conversation):
     @property
     def native_tools(self) -> bool:
         """Function calling through the chat template's own tool format (when it has one)."""
-        return self.paging == "functions" and "tools" in (getattr(self.runner.tokenizer, "chat_template", "") or "")
+        if self.paging != "functions":
+            return False
+        if self.runner.remote:  # the engine's tool-calling API, when it has one for this model
+            return self.runner.model.supports_tools()
+        return "tools" in (getattr(self.runner.tokenizer, "chat_template", "") or "")
 
     def memory_system(self) -> str | None:
         return None  # the session's instructions travel in its first message, after the memory
@@ -162,6 +167,7 @@ class SessionConversation(Conversation):
                           Part("new message", n_user)]
             if len(ids) <= self.budget:
                 self._pressure(len(ids))
+                self.last_messages = messages
                 return self._prompt(ids)
             if self._page_out(user_id, len(ids)):
                 continue
@@ -231,11 +237,11 @@ class SessionConversation(Conversation):
         limit = self.runner.effective_window - 200 - len(tok.encode(SUMMARY_PROMPT + head, add_special_tokens=False))
         while lines and len(tok.encode("\n".join(lines), add_special_tokens=False)) > limit:
             lines = [clip(x, 300, one_line=True) for x in lines] if any(len(x) > 300 for x in lines) else lines[1:]
-        prompt = chat_ids(tok, [{"role": "user", "content": SUMMARY_PROMPT.format(previous=head,
-                                                                                  dialogue="\n".join(lines))}])
+        messages = [{"role": "user", "content": SUMMARY_PROMPT.format(previous=head, dialogue="\n".join(lines))}]
         self.runner.engine.reset()
         cap = min(160, self.budget // 4)  # the summary never takes more than a quarter of the budget
-        text = self.runner.engine.generate_text(prompt, Sampling(max_new_tokens=cap, temperature=0.0))
+        text = self.runner.engine.generate_text(chat_ids(tok, messages), Sampling(max_new_tokens=cap, temperature=0.0),
+                                                messages=messages)
         return text.strip() or previous
 
     # ------------------------------------------------------------ a turn
@@ -243,7 +249,8 @@ class SessionConversation(Conversation):
     def _generate(self, prompt: list[int], on_text) -> str:
         """The model's reply to `prompt`, streamed to `on_text` (on Ctrl-C, what it had said is
         the engine's `last_text`)."""
-        return self.runner.engine.generate_text(prompt, self.sampling, on_text)
+        return self.runner.engine.generate_text(prompt, self.sampling, on_text, messages=self.last_messages,
+                                                tools=self._tool_schemas() if self.runner.remote else None)
 
     def send(self, user_text: str, on_text=None, progress: Progress | None = None) -> str:
         if not user_text.strip():
@@ -255,7 +262,7 @@ class SessionConversation(Conversation):
         self.runner.engine.last_text = ""
         try:
             reply = self._generate(prompt, on_text)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, RemoteError):  # what was said before Ctrl-C, or before the engine went away
             self._keep_reply(self.runner.engine.last_text, prompt, interrupted=True)
             raise
         self._keep_reply(reply, prompt, interrupted=False)

@@ -9,7 +9,7 @@ import typer
 
 from longchat.cli.app import app
 from longchat.cli.common import (DeviceOpt, KeepOpt, ProfileOpt, QuietOpt, SetOpt, check_sources, note,
-                                 open_runner_cli, prefill_progress, set_quiet, use_compression)
+                                 open_runner_cli, prefill_progress, set_quiet, usage_error, use_compression)
 
 
 @app.command()
@@ -22,6 +22,7 @@ def compress(
     keep: Optional[List[str]] = KeepOpt,
     profile: str = ProfileOpt,
     compressor: Optional[str] = typer.Option(None, "--compressor", help="The model that scores tokens. Default: the profile's compress.model (the bundled small model)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="The engine the text is for, openai:URL[#NAME]: without --rate or --target-tokens, compress to what fits its window (prompt + the profile's reply). Compression still runs here."),
     device: Optional[str] = DeviceOpt,
     set_: Optional[List[str]] = SetOpt,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (text and figures) instead of the text."),
@@ -50,7 +51,20 @@ def compress(
         if method not in known:
             raise InputError(f"--method must be one of: {', '.join(known)}")
         overrides.append(f"compress.method={json.dumps(method)}")
-    runner = open_runner_cli(profile, compressor, device, overrides)
+    if model is not None:
+        from longchat.runtime.remote import is_remote
+
+        if not is_remote(model):
+            raise usage_error("compress --model takes an engine, openai:URL[#NAME] (the scoring model is "
+                              "--compressor)")
+        runner = open_runner_cli(profile, model, device, overrides)
+        if rate is None and not target_tokens:
+            # The runner's window is in the local tokenizer's units, with the engine's ratio applied.
+            target_tokens = max(64, runner.window - runner.profile.generation.max_new_tokens - 64)
+            note(f"compressing to ~{target_tokens:,} tokens: what fits the engine's window "
+                 f"({runner.model.window:,} of its tokens) with a {runner.profile.generation.max_new_tokens}-token reply")
+    else:
+        runner = open_runner_cli(profile, compressor, device, overrides)
     use_compression(runner, 0.5 if rate is None and not target_tokens else rate, target_tokens)
     with prefill_progress("compressing") as progress:
         result = api.compress_input(runner, sources or ["-"], question, keep=keep or [], progress=progress,

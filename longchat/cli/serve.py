@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from longchat.cli.app import app
-from longchat.cli.common import DeviceOpt, ModelOpt, ProfileOpt, SetOpt, note, open_runner_cli
+from longchat.cli.common import DeviceOpt, ModelOpt, ProfileOpt, SetOpt, note, open_runner_cli, usage_error
 
 
 @app.command()
@@ -33,6 +33,11 @@ def serve(
     """
     from longchat.serve import check_host, listen, serve as serve_forever
 
+    from longchat.runtime.remote import is_remote
+
+    if is_remote(model):
+        raise usage_error("serve runs a local model; point clients at the engine itself, or use "
+                          "--model openai:... with ask, chat or summarize")
     check_host(host, api_key)
     sock = listen(host, port)
     runner = open_runner_cli(profile, model, device, set_)

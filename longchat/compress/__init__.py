@@ -34,7 +34,9 @@ def compressor_for(runner, note: Callable[[str], None] = lambda m: None):
 
     settings = runner.profile.compress
     model = runner.model
-    if resolve_model_dir(settings.model)[1].resolve() != model.path.resolve():
+    if model.decoder is None:  # a remote engine: the compressor runs here, on the local device
+        model = load_model(settings.model, note=note)
+    elif resolve_model_dir(settings.model)[1].resolve() != model.path.resolve():
         model = load_model(settings.model, device=str(runner.model.device), note=note)
     factory = methods().get(settings.method, Compressor)
     return factory(model, settings, note=note)

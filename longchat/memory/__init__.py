@@ -34,7 +34,13 @@ def infllm_for(runner, n_tokens: int):
     return found
 
 
+REMOTE_NO_MEMORY = ("memories hold the local model's encoded KV blocks; a remote engine (--model openai:...) "
+                    "reads text only. Ask about the files themselves (`longchat ask FILES ...`), or use a local model")
+
+
 def _require_infllm(runner, n_tokens: int = 1 << 40, note=lambda m: None):
+    if runner.engine.strategy is None:  # a remote engine (runtime.remote)
+        raise ConfigError(REMOTE_NO_MEMORY)
     found = infllm_for(runner, n_tokens)
     if found is None:
         raise ConfigError(f"profile '{runner.profile.name}' uses strategy '{runner.profile.context.strategy}', "

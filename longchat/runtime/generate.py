@@ -81,6 +81,10 @@ class GenerationStats:
         for key in ("prompt_tokens", "reused_tokens", "prefill_s", "new_tokens", "decode_s", "prefill_flops"):
             setattr(self, key, getattr(self, key) + getattr(other, key))
         self.peak_rss_mb = max(self.peak_rss_mb, other.peak_rss_mb)
+        for key, value in other.extra.items():  # a remote engine's figures (runtime.remote): counts summed
+            if key.startswith("remote") or key == "token_counts":
+                summed = isinstance(value, (int, float)) and not isinstance(value, bool) and key != "remote_window"
+                self.extra[key] = round(self.extra.get(key, 0) + value, 3) if summed else value
 
     def as_dict(self) -> dict:
         out = asdict(self)
@@ -397,10 +401,13 @@ class Engine:
     repeat_cut: int | None = None  # where the last reply began to repeat itself (stop_on_repeat)
 
     def generate_text(self, prompt_ids: list[int], sampling: Sampling,
-                      on_text: Callable[[str], None] | None = None, progress=None, query: str | None = None) -> str:
+                      on_text: Callable[[str], None] | None = None, progress=None, query: str | None = None, *,
+                      messages: list[dict] | None = None, tools: list[dict] | None = None) -> str:
         """Run `generate` and return the decoded reply, streaming deltas to `on_text`: the one
         streaming loop (ask, summarize, chat and sessions all reply through it). Stats are
-        final when it returns or raises (Ctrl-C in `on_text` included)."""
+        final when it returns or raises (Ctrl-C in `on_text` included). `messages` and `tools`
+        (what `prompt_ids` were rendered from) are for a remote engine (`runtime.remote`); the
+        local model reads the ids."""
         detok = Detokenizer(self.model.tokenizer)
         self.last_text = ""  # what was produced, also when Ctrl-C cuts the reply short
         tokens = self.generate(prompt_ids, sampling, progress, query)

@@ -280,7 +280,7 @@ def load_model(spec: str = "default", *, device: str | None = None, dtype: torch
     start = time.perf_counter()
     name, folder = resolve_model_dir(spec, note)
     dev = pick_device(device)
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
     with _quiet_transformers():
         try:
@@ -289,8 +289,21 @@ def load_model(spec: str = "default", *, device: str | None = None, dtype: torch
             raise ModelError(f"cannot read the config in {folder}: {str(e).splitlines()[0]}") from None
         cfg = ModelConfig.from_hf(hf_cfg)
         decoder = load_decoder(folder, cfg, dev, dtype or default_dtype(dev))
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(folder)
-        except (OSError, ValueError) as e:
-            raise ModelError(f"cannot load the tokenizer in {folder}: {str(e).splitlines()[0]}") from None
+        tokenizer = _tokenizer(folder)
     return LoadedModel(name, folder, cfg, decoder, tokenizer, time.perf_counter() - start)
+
+
+def _tokenizer(folder: Path):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"cannot load the tokenizer in {folder}: {str(e).splitlines()[0]}") from None
+
+
+def load_tokenizer(spec: str = "default", note=lambda msg: None):
+    """Only the tokenizer of a model spec (no weights): what a remote engine's runner counts
+    and cuts text with locally."""
+    with _quiet_transformers():
+        return _tokenizer(resolve_model_dir(spec, note)[1])

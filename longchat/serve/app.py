@@ -93,7 +93,8 @@ class Server:
     def app(self) -> Starlette:
         routes = [Route("/health", self.health), Route("/v1/models", self.models),
                   Route("/v1/models/{model_id:path}", self.model),
-                  Route("/v1/chat/completions", self.chat_completions, methods=["POST"])]
+                  Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+                  Route("/tokenize", self.tokenize, methods=["POST"])]
 
         async def http_error(request: Request, e: HTTPException) -> Response:
             return error_response(RequestError(e.status_code, f"{request.method} {request.url.path}: {e.detail}",
@@ -123,7 +124,19 @@ class Server:
         return JSONResponse(self._model(wanted))
 
     def _model(self, model_id: str) -> dict:
-        return {"id": model_id, "object": "model", "created": 0, "owned_by": "longchat"}
+        # max_model_len: vLLM's field, which clients (longchat's own remote engines) read the window from.
+        return {"id": model_id, "object": "model", "created": 0, "owned_by": "longchat",
+                "max_model_len": self.completer.window}
+
+    async def tokenize(self, request: Request) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
+        body = await read_body(request, self.max_body)
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            raise RequestError(400, "the body is not JSON") from None
+        return JSONResponse(await run_in_threadpool(self.completer.tokenize, parsed))
 
     async def chat_completions(self, request: Request) -> Response:
         req = schema.parse_request(await read_body(request, self.max_body))

@@ -24,7 +24,7 @@ from longchat.memory.store import NAME, Memory, all_memories, named_root
 from longchat.profile import load_profile
 from longchat.prompts import PREAMBLE, QUESTION, SENTINEL, chat_ids, render_chat
 from longchat.runtime.generate import Sampling
-from longchat.serve.schema import ChatRequest, RequestError
+from longchat.serve.schema import ChatRequest, Message, RequestError, validation_error
 from longchat.serve.worker import Job
 
 MEMORY_TAG = "@memory:"   # `MODEL@memory:NAME` answers from the named memory NAME
@@ -113,6 +113,31 @@ class Completer:
     @property
     def model_id(self) -> str:
         return self.runners.main.model.name
+
+    @property
+    def window(self) -> int:
+        """Tokens of prompt + reply the main runner accepts (reported as vLLM's `max_model_len`)."""
+        return self.runners.main.window
+
+    def tokenize(self, body: object) -> dict:
+        """`POST /tokenize`, as vLLM and llama-server have it: the token ids of `prompt` (or
+        llama-server's `content`), or of chat `messages` with the template, and their count."""
+        from pydantic import ValidationError
+
+        tok = self.runners.main.tokenizer
+        if not isinstance(body, dict):
+            raise RequestError(400, "expected a JSON object with `prompt` (a string) or `messages`")
+        if isinstance(body.get("messages"), list):
+            try:
+                ids = chat_ids(tok, [Message.model_validate(m).for_template() for m in body["messages"]])
+            except ValidationError as e:
+                raise validation_error(e) from None
+        else:
+            text = body.get("prompt", body.get("content"))
+            if not isinstance(text, str):
+                raise RequestError(400, "`prompt` must be a string", param="prompt")
+            ids = tok.encode(text, add_special_tokens=body.get("add_special_tokens", True) is not False)
+        return {"count": len(ids), "max_model_len": self.window, "tokens": ids}
 
     def model_ids(self) -> list[str]:
         """The loaded model, then one id per named memory (`MODEL@memory:NAME`)."""
