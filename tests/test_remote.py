@@ -265,6 +265,7 @@ def test_summarize_cuts_chunks_that_fit_the_engine(cli, proxy, tmp_path):
     assert stats_of(err)["remote_prompt_tokens"] > 0
 
 
+@pytest.mark.slow  # ~1 min of local compression; the same compressor runs in the auto test above
 def test_compress_for_an_engine_fits_its_window_and_runs_locally(cli, engine, bare, tmp_path):
     doc = tmp_path / "long.txt"
     doc.write_text(haystack(1200))
