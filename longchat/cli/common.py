@@ -22,7 +22,7 @@ err = Console(stderr=True, highlight=False)
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 ProfileOpt = typer.Option("auto", "--profile", "-p", help="Context strategy profile: a name (see `longchat profiles`) or a .toml path. Default 'auto': full attention when the input fits the model's effective window, InfLLM past it.")
-ModelOpt = typer.Option(None, "--model", "-m", help="A model folder, a .gguf file, a hub id, or 'default' (SmolLM2-135M-Instruct). Default: the profile's model, else 'default'.")
+ModelOpt = typer.Option(None, "--model", "-m", help="A model folder, a .gguf file, a hub id, 'default' (SmolLM2-135M-Instruct), or an OpenAI-compatible engine: openai:URL[#NAME] (see docs/scaling.md). Default: the profile's model, else 'default'.")
 def _check_device(value: Optional[str]) -> Optional[str]:
     if value is not None and not re.fullmatch(r"cpu|cuda(:\d+)?|mps|xpu(:\d+)?", value):
         raise typer.BadParameter(f"{value!r}: expected cpu, cuda, cuda:N (or mps, xpu)")
