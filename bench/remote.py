@@ -100,7 +100,7 @@ def needles(spec: str, loaded, samples: int, length: int, skip_compress: bool) -
     for i in range(samples):
         document, question, expected = needle_doc(loaded.tokenizer, length, seed=900 + i)
         for name, runner in runs.items():
-            r = timed_ask(runner, document, question, 12)
+            r = timed_ask(runner, document, question, 32)  # "The special magic number for X is N": ~25 tokens
             ok = score_needles(r["answer"], expected)
             found[name] += ok
             rows.append({"sample": i, "run": name, "ok": ok, "expected": expected, **r})
