@@ -55,6 +55,8 @@ class Runner:
     @property
     def window_label(self) -> str:
         """The window for people: strategies with bounded attention take any length."""
+        if self.remote:
+            return f"{self.model.window:,} tokens of the engine's"
         return "any length" if self.window >= 10_000_000 else f"{self.window:,} tokens"
 
     @property
