@@ -77,7 +77,7 @@ def open_runner(profile: str | Profile = "auto", model: str | None = None, *, de
     prof = profile if isinstance(profile, Profile) else load_profile(profile, list(overrides))
     if loaded is None and remote.is_remote(model or prof.model):
         return open_remote(prof, model or prof.model, note=note)
-    loaded = loaded or load_model(model or prof.model or "default", device=device, note=note)
+    loaded = loaded or load_model(model or prof.model or "default", device=device, weights=prof.runtime.weights, note=note)
     cls = strategy_class(prof.context.strategy)
     dec = loaded.decoder
     strategy = cls(loaded.cfg, Rope(loaded.cfg.hf, dec.device), prof.strategy, device=dec.device, dtype=dec.dtype)

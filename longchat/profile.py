@@ -107,6 +107,20 @@ class RemoteSettings:
 
 
 @dataclass
+class RuntimeSettings:
+    """[runtime]: how the local model is held (`--set model.weights=int8` is the short form)."""
+
+    # auto: the model's dtype (fp32 on a CPU, bf16 on a GPU); fp32, bf16, fp16; int8 or int4:
+    # quantised, decoded through torch's weight-only kernels (runtime/weights.py, README).
+    weights: str = "auto"
+
+    def validate(self, where: str) -> None:
+        from longchat.runtime.weights import FORMATS
+
+        require(self.weights in FORMATS, where, "weights", " | ".join(FORMATS))
+
+
+@dataclass
 class Profile:
     name: str
     source: str
@@ -118,11 +132,12 @@ class Profile:
     compress: CompressSettings = field(default_factory=CompressSettings)
     sessions: SessionSettings = field(default_factory=SessionSettings)
     remote: RemoteSettings = field(default_factory=RemoteSettings)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
 
 
 
 SECTIONS = {"context": ContextSettings, "generation": Sampling, "compress": CompressSettings,
-            "sessions": SessionSettings, "remote": RemoteSettings}
+            "sessions": SessionSettings, "remote": RemoteSettings, "runtime": RuntimeSettings}
 # Sections renamed since: an old profile gets a message naming the new one.
 RENAMED = {"memory": "sessions"}
 
@@ -182,6 +197,8 @@ def load_profile(spec: str = "full", overrides: list[str] = ()) -> Profile:
     own = {strategy_name, *_runs(strategy_name)}
     for text in overrides:
         (section, key), value = parse_assignment(text)
+        if (section, key) == ("model", "weights"):  # the short form the README uses
+            section = "runtime"
         if section in own:
             section = "strategy"
         if section in RENAMED:

@@ -79,7 +79,7 @@ def test_engine_reuses_prefix_with_identical_logits(tiny_dirs):
     assert engine.stats.reused_tokens == len(first)
     # FLOPs of the 10 new tokens: every weight twice per token, the vocabulary once, and
     # attention over 40 cached + 10 causal keys.
-    per_layer = sum(getattr(ours.layers[0], n).numel() for n in ("qkv", "o", "gate_up", "down"))
+    per_layer = sum(p.numel for p in ours.layers[0].projections())
     weights = 2 * per_layer * cfg.n_layers * 10 + 2 * cfg.vocab_size * cfg.hidden_size
     attention = 4 * cfg.n_layers * cfg.n_heads * cfg.head_dim * (10 * 40 + 10 * 11 // 2)
     assert engine.stats.prefill_flops == weights + attention

