@@ -146,6 +146,61 @@ def scale(
 
 
 @bench_app.command()
+def decode(
+    model: Optional[str] = ModelOpt,
+    weights: str = typer.Option("fp32,int8,int4", "--weights", "-w", help="Weight formats to compare, comma-separated (auto, fp32, bf16, fp16, int8, int4); the first is the reference for 'same tokens'."),
+    lengths: str = typer.Option("1k,4k", "--lengths", "-l", help="Prompt lengths in tokens, comma-separated; k = 1024."),
+    new_tokens: int = typer.Option(64, "--new-tokens", "-n", help="Tokens decoded greedily after each prompt (stop tokens ignored: every step runs)."),
+    rounds: int = typer.Option(2, "--rounds", min=1, help="Rounds, taking turns between the engines; the table shows medians."),
+    llama_cpp: Optional[bool] = typer.Option(None, "--llama-cpp/--no-llama-cpp", help="Also run llama.cpp on the same GGUF and token ids. Default: when llama-cpp-python is installed (pip install llama-cpp-python)."),
+    device: Optional[str] = DeviceOpt,
+    json_path: Optional[str] = JsonOpt,
+) -> None:
+    """Prefill and decode tok/s and peak RSS per weight format, beside llama.cpp when installed.
+
+    Each measurement runs in its own process (load, prefill the prompt, decode), so its peak RSS is its own. The prompt is natural prose (the bundled sample, repeated), the same token ids for every engine.
+
+    Example: longchat bench decode --weights fp32,int8,int4 --lengths 1k,4k --rounds 2
+    """
+    from longchat.bench.decode import LLAMA_CPP, medians, run_decode, write_json
+    from longchat.bench.run import parse_lengths
+    from longchat.errors import ConfigError
+
+    out = Path(json_path).expanduser() if json_path else None
+    if out and not out.parent.is_dir():
+        raise ConfigError(f"--json: the folder of {json_path} does not exist")
+    formats = [f.strip() for f in weights.split(",") if f.strip()]
+    spec = model or "default"
+
+    def on_run(run, r: int) -> None:
+        err.print(f"round {r + 1}: {run.engine} {run.length:,} tokens: prefill {run.prefill_tok_s:,.0f} tok/s, "
+                  f"decode {run.decode_tok_s:.1f} tok/s, peak RSS {run.peak_rss_mib:,.0f} MiB",
+                  markup=False, highlight=False)
+
+    done = run_decode(spec, formats, parse_lengths(lengths), new_tokens=new_tokens, rounds=rounds, device=device,
+                      llama_cpp=llama_cpp, on_run=on_run)
+    rows = medians(done)
+    with_llama = any(r["engine"] == LLAMA_CPP for r in rows)
+    table = Table(title=f"decode - {spec}, medians of {rounds} round(s), {new_tokens} new tokens")
+    for name in ("weights", "prompt", "prefill tok/s", "decode tok/s", "peak RSS MiB", "weights MiB", "same tokens"):
+        table.add_column(name, justify="left" if name == "weights" else "right")
+    if with_llama:
+        for name in ("prefill x llama.cpp", "decode x llama.cpp", "RSS x llama.cpp"):
+            table.add_column(name, justify="right")
+    for row in rows:
+        cells = [row["engine"], f"{row['length']:,}", f"{row['prefill_tok_s']:,.0f}", f"{row['decode_tok_s']:.1f}",
+                 f"{row['peak_rss_mib']:,.0f}", f"{row['weights_mib']:,.0f}", f"{row['same_tokens']}/{new_tokens}"]
+        if with_llama:
+            cells += [f"{row[k]:.2f}" if row.get(k) is not None else "" for k in
+                      ("prefill_tok_s_vs_llama_cpp", "decode_tok_s_vs_llama_cpp", "peak_rss_mib_vs_llama_cpp")]
+        table.add_row(*cells)
+    if out:
+        write_json(str(out), spec, done, rows)
+        note(f"wrote {json_path}")
+    _stdout().print(table)
+
+
+@bench_app.command()
 def startup(
     model: Optional[str] = ModelOpt,
     warm_runs: int = typer.Option(2, "--warm-runs", min=1, help="How many warm `ask` runs to time."),

@@ -24,6 +24,7 @@ from safetensors import safe_open
 
 from longchat.errors import ModelError, env_error
 from longchat.paths import cache_dir
+from longchat.sysinfo import return_free_heap
 from longchat.runtime.config import ModelConfig
 from longchat.runtime.model import Decoder, LayerWeights
 from longchat.runtime.weights import Embedding, check_format, embedding_format, make_linear
@@ -182,6 +183,74 @@ class _quiet_transformers:
 
 
 
+_SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
+
+
+class FileRows:
+    """A 2-D tensor in a safetensors file, read a block of rows at a time with plain reads:
+    what a quantised load goes through, so that the checkpoint's pages never count in the
+    process's RSS (they stay in the OS's file cache) and only one block is in memory at once.
+    Several files' tensors stacked along rows (q, k, v; gate, up) read as one."""
+
+    def __init__(self, parts: list[tuple[str, int, torch.dtype, tuple[int, int]]]):
+        self.parts = parts  # (path, byte offset, dtype, (rows, cols)) each
+        self.shape = (sum(p[3][0] for p in parts), parts[0][3][1])
+        self.device = torch.device("cpu")
+
+    @staticmethod
+    def stack(*items: "FileRows") -> "FileRows":
+        return FileRows([p for item in items for p in item.parts])
+
+    def __getitem__(self, rows: slice) -> torch.Tensor:
+        start, stop, _ = rows.indices(self.shape[0])
+        out, base = [], 0
+        for path, offset, dtype, (n, k) in self.parts:
+            lo, hi = max(start - base, 0), min(stop - base, n)
+            if lo < hi:
+                size = torch.empty(0, dtype=dtype).element_size()
+                buf = bytearray((hi - lo) * k * size)
+                with open(path, "rb") as f:
+                    f.seek(offset + lo * k * size)
+                    f.readinto(buf)
+                out.append(torch.frombuffer(buf, dtype=dtype).view(hi - lo, k))
+            base += n
+        return out[0] if len(out) == 1 else torch.cat(out)
+
+
+def _safetensors_header(path: str) -> dict:
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+    header.pop("__metadata__", None)
+    for meta in header.values():
+        meta["start"] = 8 + n + meta["data_offsets"][0]
+    return header
+
+
+def checkpoint_shapes(folder: Path) -> tuple[dict[str, tuple[int, ...]], set[str]]:
+    """Tensor shapes and dtypes of a folder's safetensors, from their headers (nothing loaded)."""
+    shapes, dtypes = {}, set()
+    for path in sorted(folder.glob("*.safetensors")):
+        for name, meta in _safetensors_header(str(path)).items():
+            shapes[name] = tuple(meta["shape"])
+            dtypes.add(meta["dtype"])
+    return shapes, dtypes
+
+
+def gguf_tensor_types(path: Path) -> str:
+    """What a GGUF holds, e.g. "Q4_1 (token_embd Q8_0)": the projections' type, and the
+    embedding's when it differs."""
+    import collections
+
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    kinds = collections.Counter(t.tensor_type.name for t in reader.tensors if len(t.shape) > 1 and "token_embd" not in t.name)
+    embed = next((t.tensor_type.name for t in reader.tensors if t.name.startswith("token_embd")), None)
+    main = kinds.most_common(1)[0][0] if kinds else "?"
+    return main + (f" (token_embd {embed})" if embed and embed != main else "")
+
+
 class _Weights:
     """Tensors by name over a folder's safetensors (single-file or sharded), as views of the
     mapped files: nothing is copied, and a page is read when it is first used.
@@ -209,6 +278,7 @@ class _Weights:
             self.where.update(dict.fromkeys(self.kept[path].keys(), path))
         self.parts = ExitStack()
         self.part_handles: dict[str, Any] = {}
+        self.headers: dict[str, dict] = {}
 
     def __contains__(self, key: str) -> bool:
         return key in self.where
@@ -221,6 +291,16 @@ class _Weights:
         if path not in self.part_handles:
             self.part_handles[path] = self.parts.enter_context(safe_open(path, framework="pt", device="cpu"))
         return self.part_handles[path].get_tensor(key)
+
+    def rows(self, key: str) -> FileRows:
+        """The 2-D tensor `key`, to be read in blocks of rows (`FileRows`)."""
+        path = self.where[key]
+        if path not in self.headers:
+            self.headers[path] = _safetensors_header(path)
+        meta = self.headers[path][key]
+        if meta["dtype"] not in _SAFETENSORS_DTYPES or len(meta["shape"]) != 2:
+            raise ModelError(f"weight {key!r} in {path} is {meta['dtype']} {meta['shape']}: not a float matrix")
+        return FileRows([(path, meta["start"], _SAFETENSORS_DTYPES[meta["dtype"]], tuple(meta["shape"]))])
 
     def release(self) -> None:
         """Close the parts' mappings: the pages read through them leave the process's RSS."""
@@ -253,11 +333,17 @@ def load_decoder(folder: Path, cfg: ModelConfig, device: torch.device, dtype: to
         `weights_format` stays resident, never the checkpoint's pages beside it."""
         if weights_format == "auto":
             return get(name, part=part)
+        if held is None and device.type == "cpu":  # int8 / int4: quantised a block of rows at a time
+            for key in (name, f"model.{name}"):
+                if key in weights:
+                    return weights.rows(key)
         tensor = get(name, part=True, to=None)
         return tensor.float() if held is None else tensor.to(held, copy=True)
 
     def cat(*parts):
         parts = [p for p in parts if p is not None]
+        if parts and isinstance(parts[0], FileRows):
+            return FileRows.stack(*parts)
         return torch.cat(parts, dim=0) if parts else None
 
     def linear(weight: torch.Tensor, bias: torch.Tensor | None, fmt: str = weights_format):
@@ -287,10 +373,13 @@ def load_decoder(folder: Path, cfg: ModelConfig, device: torch.device, dtype: to
             down=linear(proj(p + "mlp.down_proj.weight"), get(p + "mlp.down_proj.bias", cfg.mlp_bias)),
         ))
         weights.release()
+        if weights_format != "auto":
+            return_free_heap()
     table_format = embedding_format(weights_format)
     embed = linear(proj("embed_tokens.weight"), None, table_format)
     lm_head = embed if cfg.tie_word_embeddings else linear(proj("lm_head.weight"), None, table_format)
     weights.release()
+    return_free_heap()
     return Decoder(cfg, Embedding(embed, dtype), layers, get("norm.weight"), lm_head)
 
 

@@ -95,6 +95,10 @@ class Dense(Linear):
         return self.weight.float()
 
 
+def _row_blocks(n: int, size: int = 4096) -> list[slice]:
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
 def _rows(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, x.shape[-1])
 
@@ -113,9 +117,12 @@ class Int8(Linear):
 
     @classmethod
     def quantize(cls, w: torch.Tensor, bias: torch.Tensor | None = None) -> "Int8":
-        w = w.float()
-        scale = (w.abs().amax(1) / 127).clamp(min=1e-12)
-        q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+        q = torch.empty(w.shape, dtype=torch.int8, device=w.device)
+        scale = torch.empty(w.shape[0], dtype=torch.float32, device=w.device)
+        for rows in _row_blocks(w.shape[0]):  # a block at a time: fp32 temporaries stay small
+            part = w[rows].float()
+            scale[rows] = (part.abs().amax(1) / 127).clamp(min=1e-12)
+            q[rows] = torch.round(part / scale[rows, None]).clamp_(-127, 127).to(torch.int8)
         return cls(q, scale, bias)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -164,10 +171,14 @@ class Int4(Linear):
         n, k = w.shape
         if k % GROUP:
             raise ConfigError(f"int4 weights need an input size divisible by {GROUP} (this model has {k}); use int8")
-        g = w.float().view(n, k // GROUP, GROUP)
-        lo, hi = g.amin(-1), g.amax(-1)
-        scale = ((hi - lo) / 15).clamp(min=1e-12)
-        q = torch.round((g - lo[..., None]) / scale[..., None]).clamp_(0, 15).to(torch.uint8).view(n, k)
+        q = torch.empty((n, k), dtype=torch.uint8, device=w.device)
+        scale = torch.empty((n, k // GROUP), dtype=torch.float32, device=w.device)
+        lo = torch.empty_like(scale)
+        for rows in _row_blocks(n):  # a block at a time: fp32 temporaries stay small
+            g = w[rows].float().view(-1, k // GROUP, GROUP)
+            lo[rows] = g.amin(-1)
+            scale[rows] = ((g.amax(-1) - lo[rows]) / 15).clamp(min=1e-12)
+            q[rows] = torch.round((g - lo[rows, :, None]) / scale[rows, :, None]).clamp_(0, 15).to(torch.uint8).view(-1, k)
         return cls(q, scale, lo + 8 * scale, bias)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -230,3 +241,24 @@ def embedding_format(fmt: str) -> str:
     """The embedding (and a tied output projection) is held as int8 under int4: a 4-bit
     vocabulary projection costs accuracy for little speed (llama.cpp keeps it at 6-8 bits)."""
     return "int8" if fmt == "int4" else fmt
+
+
+def resident_mib(shapes: dict[str, tuple[int, ...]], tied: bool) -> dict[str, int]:
+    """MiB the weights take in memory per format, from a checkpoint's tensor shapes (names as
+    in transformers): projections in the format, the embedding and output projection in
+    `embedding_format`, vectors (norms, biases) in fp32."""
+    sizes = {}
+    for fmt in ("fp32", "bf16", "int8", "int4"):
+        total = 0.0
+        for name, shape in shapes.items():
+            n = 1
+            for d in shape:
+                n *= d
+            if len(shape) < 2:
+                total += 4 * n
+            elif "embed_tokens" in name or "lm_head" in name:
+                total += 0 if (tied and "lm_head" in name) else n * bytes_per_weight(embedding_format(fmt), torch.float32)
+            else:
+                total += n * bytes_per_weight(fmt, torch.float32)
+        sizes[fmt] = round(total / 2**20)
+    return sizes
