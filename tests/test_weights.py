@@ -9,6 +9,7 @@ against its own dequantised weights in `test_quantisers_round_trip_within_their_
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -22,6 +23,7 @@ from longchat.runtime.config import ModelConfig
 from longchat.runtime.loader import load_decoder
 from longchat.runtime.rope import Rope
 from longchat.runtime.weights import FORMATS, Int4, Int8, check_format
+from conftest import one_line_error
 from tiny_models import FAMILIES, make_tiny
 
 TOLERANCE = {"fp32": 1e-6, "bf16": 0.015, "fp16": 0.002, "int8": 0.04, "int4": 0.3}
@@ -112,3 +114,41 @@ def test_cli_refuses_an_unknown_format_in_one_line(tmp_path):
     assert run.returncode == 4  # a configuration error (README: exit codes)
     assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
     assert "weights must be auto | fp32 | bf16 | fp16 | int8 | int4" in run.stderr
+
+
+def test_bench_decode_compares_formats_in_their_own_processes(cli, tiny_chat_model, tmp_path):
+    out_json = tmp_path / "decode.json"
+    code, out, err = cli("bench", "decode", "--model", tiny_chat_model, "--weights", "fp32,int8,int4",
+                         "--lengths", "200", "--rounds", "2", "--new-tokens", "6", "--no-llama-cpp",
+                         "--json", out_json, timeout=600)
+    assert code == 0, err
+    assert err.count("round 1: ") == 3 and err.count("round 2: ") == 3
+    rows = json.loads(out_json.read_text())["rows"]
+    assert [r["engine"] for r in rows] == ["fp32", "int8", "int4"]
+    fp32, int8, int4 = rows
+    assert all(r["length"] == 200 and r["rounds"] == 2 and r["decode_tok_s"] > 0 and r["peak_rss_mib"] > 0 for r in rows)
+    assert fp32["same_tokens"] == 6 and len(int4["tokens"]) == 6  # fp32 is the reference
+    assert fp32["weights_mib"] > 3 * int8["weights_mib"] and int8["weights_mib"] >= int4["weights_mib"]  # (a big int8 vocabulary)
+    assert "decode - " in out and "int4" in out
+
+
+def test_bench_decode_says_what_llama_cpp_needs(cli, tiny_chat_model):
+    code, out, err = cli("bench", "decode", "--model", tiny_chat_model, "--llama-cpp", "--rounds", "1")
+    assert code == 4 and one_line_error(err) and "needs a GGUF model" in err
+
+
+def test_quantised_load_of_the_bundled_gguf_keeps_no_fp32_copy(default_model_dir):
+    """The bundled Q4_1/Q8_0 GGUF held as int4: what the load adds to the process is about the
+    int4 weights (~91 MiB), never the 513 MiB of fp32 the conversion cache holds."""
+    script = (
+        "from longchat.runtime.loader import load_model, load_tokenizer\n"
+        "from longchat.sysinfo import peak_rss_mb\n"
+        "load_tokenizer('default'); base = peak_rss_mb()\n"
+        "m = load_model('default', weights='int4', note=lambda s: None)\n"
+        "print(base, peak_rss_mb(), m.decoder.weight_bytes / 2**20, m.decoder.weight_format)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    base, peak, weights, fmt = run.stdout.split()
+    assert fmt == "int4" and float(weights) < 100
+    assert float(peak) - float(base) < 250, (base, peak)  # measured: +119 MiB
