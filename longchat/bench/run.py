@@ -237,6 +237,7 @@ def machine_info(runner) -> dict:
         "python": platform.python_version(), "platform": platform.platform(), "cpu": cpu,
         "cpu_count": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
         "transformers": transformers.__version__, "device": str(model.device), "dtype": str(model.decoder.dtype),
+        "weights": getattr(model.decoder, "weight_format", "auto"),
         "model": model.name, "model_path": str(model.path), "model_load_s": round(model.load_s, 2),
         "profile": runner.profile.name, "strategy": runner.profile.context.strategy, "window": runner.window,
         "prefill_chunk": runner.profile.context.prefill_chunk,

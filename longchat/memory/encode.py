@@ -79,8 +79,14 @@ def memory_key(runner, params, head: str) -> dict:
     strategy = {f"infllm.{k}": v for k, v in vars(params).items()
                 if k not in STORAGE_ONLY and not (fixed and k in SEGMENT_KEYS)}
     model = runner.model
-    return {"model": model.name, "model_sha256": model_sha256(model.path), "dtype": str(model.decoder.dtype).removeprefix("torch."),
-            "prefill_chunk": runner.profile.context.prefill_chunk, "head": head, **strategy}
+    dtype = str(model.decoder.dtype).removeprefix("torch.")
+    key = {"model": model.name, "model_sha256": model_sha256(model.path), "dtype": dtype,
+           "prefill_chunk": runner.profile.context.prefill_chunk, "head": head, **strategy}
+    # Weights held in another format than the dtype (int8, int4: runtime/weights.py) give other
+    # keys and values; memories made before formats existed have no entry and stay valid.
+    if model.decoder.weight_format != {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(dtype):
+        key["weights"] = model.decoder.weight_format
+    return key
 
 
 # ------------------------------------------------------------------ sources

@@ -196,8 +196,11 @@ class Memory:
         diff = [k for k in sorted(set(have) | set(key)) if have.get(k) != key.get(k)]
         if diff:
             shown = ", ".join(f"{k}: memory has {have.get(k)!r}, now {key.get(k)!r}" for k in diff[:3])
+            hint = ""
+            if "weights" in diff:
+                hint = f" (--set model.weights={have.get('weights') or 'fp32'} reads it as it was made)"
             raise MemoryStoreError(f"memory '{self.name}' was encoded with other settings ({shown}); "
-                               f"re-ingest it, or use the model and profile it was made with")
+                                   f"re-ingest it, or use the model and profile it was made with{hint}")
 
     # -- locking ---------------------------------------------------------------------------
 
