@@ -178,3 +178,21 @@ def test_the_bundled_int4_holds_the_ggufs_own_4_bit_codes(default_model_dir):
     assert ((codes * 15) - (codes * 15).round()).abs().max() < 1e-3
     err = (Int4.quantize(weight).dense() - weight).abs()
     assert err.mean() / weight.abs().mean() < 0.005
+
+
+def test_memory_keys_name_a_quantised_format_and_old_memories_stay_valid(tiny_chat_model, home, tmp_path):
+    from longchat.api import open_runner
+    from longchat.memory.encode import memory_key
+    from longchat.memory.store import Memory, MemoryStoreError
+
+    def key(fmt):
+        runner = open_runner("infllm", str(tiny_chat_model), overrides=[f"model.weights={fmt}"])
+        return memory_key(runner, runner.engine.strategy.params, "head")
+
+    fp32, auto, int8 = key("fp32"), key("auto"), key("int8")
+    assert "weights" not in fp32 and fp32 == auto  # memories made before formats existed keep their key
+    assert int8["weights"] == "int8" and {k: v for k, v in int8.items() if k != "weights"} == fp32
+    made_with_fp32 = Memory(tmp_path, {"key": fp32})
+    made_with_fp32.check_key(fp32)
+    with pytest.raises(MemoryStoreError, match="--set model.weights=fp32 reads it as it was made"):
+        made_with_fp32.check_key(int8)
