@@ -155,16 +155,6 @@ def test_quantised_load_of_the_bundled_gguf_keeps_no_fp32_copy(default_model_dir
     assert float(peak) - float(base) < 250, (base, peak)  # measured: +119 MiB
 
 
-def test_auto_keeps_a_ggufs_quantised_projections_quantised(default_model_dir, tiny_dirs):
-    from longchat.runtime.loader import auto_weights, gguf_tensor_types
-
-    source = json.loads((default_model_dir / "longchat-source.json").read_text())["gguf"]
-    assert gguf_tensor_types(Path(source)) == "Q4_1 (token_embd Q8_0)"
-    assert auto_weights(default_model_dir, torch.device("cpu")) == "int4"
-    assert auto_weights(default_model_dir, torch.device("cuda")) == "auto"  # bf16 on a GPU, as before
-    assert auto_weights(tiny_dirs["llama"], torch.device("cpu")) == "auto"  # safetensors: the dtype
-
-
 def test_the_bundled_int4_holds_the_ggufs_own_4_bit_codes(default_model_dir):
     """Q4_1 blocks are 32 inputs of d * q + m, q in 0..15: requantising the converted fp32
     weights finds the same grid exactly; only d and m are rounded (to bf16, the kernel's)."""

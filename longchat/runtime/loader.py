@@ -232,27 +232,6 @@ def _safetensors_header(path: str) -> dict:
     return header
 
 
-# GGUF tensor types -> the format that keeps them about as small (runtime/weights.py).
-_GGUF_AS = {"Q2": "int4", "Q3": "int4", "Q4": "int4", "IQ": "int4", "Q5": "int8", "Q6": "int8", "Q8": "int8"}
-
-
-def auto_weights(folder: Path, device: torch.device) -> str:
-    """What `--set model.weights=auto` holds a model as: a GGUF's quantised projections stay
-    quantised on a CPU (Q4_x -> int4, Q5/Q6/Q8 -> int8), where the decode step reads every
-    weight once and the bytes decide its speed; anything else in the device's dtype."""
-    source = folder / "longchat-source.json"
-    if device.type != "cpu" or not source.is_file():
-        return "auto"
-    gguf = Path(json.loads(source.read_text()).get("gguf", ""))
-    if not gguf.is_file():
-        return "auto"
-    try:
-        kind = gguf_tensor_types(gguf).split()[0]
-    except Exception:  # an unreadable header: the converted folder still loads as before
-        return "auto"
-    return _GGUF_AS.get(kind[:2], "auto")
-
-
 def checkpoint_shapes(folder: Path) -> tuple[dict[str, tuple[int, ...]], set[str]]:
     """Tensor shapes and dtypes of a folder's safetensors, from their headers (nothing loaded)."""
     shapes, dtypes = {}, set()
@@ -417,8 +396,6 @@ def load_model(spec: str = "default", *, device: str | None = None, dtype: torch
     check_format(weights)
     name, folder = resolve_model_dir(spec, note)
     dev = pick_device(device)
-    if weights == "auto":
-        weights = auto_weights(folder, dev)
     from transformers import AutoConfig
 
     with _quiet_transformers():
