@@ -85,7 +85,7 @@ class Dense(Linear):
         if w.dtype == x.dtype:
             return F.linear(x, w, self.bias)
         if w.dtype == torch.bfloat16:
-            return F.linear(x.to(w.dtype), w).to(x.dtype) + (0 if self.bias is None else self.bias)
+            return self._with_bias(F.linear(x.to(w.dtype), w).to(x.dtype))
         return F.linear(x, w.to(x.dtype), self.bias)
 
     def _tensors(self):
