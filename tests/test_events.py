@@ -159,7 +159,7 @@ def test_the_memory_key_names_the_cut_only_for_event_shaped_blocks():
     from longchat.context.infllm import InfLLMParams
     from longchat.memory.encode import memory_key
 
-    model = SimpleNamespace(name="m", path=None, decoder=SimpleNamespace(dtype=torch.float32))
+    model = SimpleNamespace(name="m", path=None, decoder=SimpleNamespace(dtype=torch.float32, weight_format="fp32"))
     runner = SimpleNamespace(model=model, profile=SimpleNamespace(context=SimpleNamespace(prefill_chunk=512)))
     import longchat.memory.encode as encode
 
