@@ -24,6 +24,7 @@ from longchat.runtime import remote
 from longchat.runtime.generate import Engine, GenerationStats, Sampling
 from longchat.runtime.loader import LoadedModel, load_model
 from longchat.runtime.rope import Rope
+from longchat.runtime.step import compile_step
 from longchat.sources import STDIN, iter_pieces, read_text, wants_headers
 
 Note = Callable[[str], None]
@@ -80,6 +81,8 @@ def open_runner(profile: str | Profile = "auto", model: str | None = None, *, de
     loaded = loaded or load_model(model or prof.model or "default", device=device, weights=prof.runtime.weights, note=note)
     cls = strategy_class(prof.context.strategy)
     dec = loaded.decoder
+    if prof.runtime.compile == "on" and dec.step is None:
+        compile_step(dec, "on", note)
     strategy = cls(loaded.cfg, Rope(loaded.cfg.hf, dec.device), prof.strategy, device=dec.device, dtype=dec.dtype)
     engine = Engine(loaded, strategy, prefill_chunk=prof.context.prefill_chunk, final_chunk=prof.context.final_chunk)
     engine.on_note = note

@@ -77,7 +77,15 @@ class CLI:
         import subprocess
 
         return subprocess.Popen(self.argv(*args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=self.env(**env))
+                                stderr=subprocess.PIPE, env=self.env(**env), preexec_fn=interruptible)
+
+
+def interruptible() -> None:
+    """Popen's preexec_fn for a child that a test sends SIGINT: a suite started in the background
+    (`cmd &` in a script) runs with SIGINT ignored, which Python children inherit and keep."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def one_line_error(err: str) -> bool:

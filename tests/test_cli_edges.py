@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import one_line_error
+from conftest import interruptible, one_line_error
 from longchat.errors import (EXIT_CODES, EXIT_CONFIG, EXIT_ENV, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_STORE,
                              EXIT_USAGE)
 
@@ -169,7 +169,7 @@ def _popen(cli, tmp_path: Path, *args: str):
     err_file = tmp_path / f"stderr-{time.monotonic_ns()}.txt"
     with open(err_file, "wb") as err:
         proc = subprocess.Popen(cli.argv(*args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
-                                env=cli.env())
+                                env=cli.env(), preexec_fn=interruptible)
     return proc, err_file
 
 

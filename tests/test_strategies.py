@@ -528,3 +528,18 @@ def test_infllm_attention_flops_are_bounded_past_the_window(tiny):
     assert counted < per_pair * 200 * 201 // 2  # less than full attention
     assert counted > per_pair * (200 - 64) * 64  # every query past the window sees at least the window
 
+
+
+def test_full_holds_a_prepared_prompt_and_reply_in_one_allocation(tiny):
+    cfg, decoder = tiny
+    reference = run(decoder, make(cfg, "full"), IDS, 50)
+    s = make(cfg, "full")
+    assert s.prepare(IDS.shape[1] + 10) is None
+    got = run(decoder, s, IDS, 50)
+    assert torch.equal(got, reference)
+    assert {buf.k.shape[2] for buf in s.layers} == {210}  # not doubled past it (256+)
+    s.reset()  # a new sequence for the same prompt + reply keeps the size
+    run(decoder, s, IDS[:, :60], 60)
+    assert {buf.k.shape[2] for buf in s.layers} == {210}
+    run(decoder, s, IDS, 50)  # past the reservation: doubles as before
+    assert s.layers[0].k.shape[2] >= 2 * 260

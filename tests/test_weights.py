@@ -186,3 +186,18 @@ def test_memory_keys_name_a_quantised_format_and_old_memories_stay_valid(tiny_ch
     made_with_fp32.check_key(fp32)
     with pytest.raises(MemoryStoreError, match="--set model.weights=fp32 reads it as it was made"):
         made_with_fp32.check_key(int8)
+
+
+def test_prefill_chunks_widen_int_weights_to_bf16_and_agree_with_the_kernels(monkeypatch):
+    from longchat.runtime import weights
+
+    assert weights._int4_layout_known()  # the kernel's packed layout is the one we unpack
+    w = torch.randn(192, 128, generator=torch.Generator().manual_seed(0)) * 0.05
+    x = torch.randn(64, 128, generator=torch.Generator().manual_seed(1))
+    for linear in (Int8.quantize(w), Int4.quantize(w)):
+        chunk, step = linear(x), linear(x[:1])  # 64 rows: widened when the CPU multiplies bf16 natively
+        monkeypatch.setattr(weights, "WIDEN_ROWS", 10**9)
+        kernel, kernel_step = linear(x), linear(x[:1])
+        monkeypatch.setattr(weights, "WIDEN_ROWS", 16)
+        assert ((chunk - kernel).norm() / kernel.norm()).item() < 0.01, linear.fmt
+        assert torch.equal(step, kernel_step)  # a decode step always takes the kernel

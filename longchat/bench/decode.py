@@ -64,6 +64,7 @@ def measure_ours(spec: str, fmt: str, length: int, new_tokens: int, device: str 
     dec = model.decoder
     strategy = strategy_class("full")(model.cfg, Rope(model.cfg.hf, dec.device), device=dec.device, dtype=dec.dtype)
     engine = Engine(model, strategy, prefill_chunk=512)
+    strategy.prepare(length + new_tokens)  # as `Engine.generate` does: the KV cache sized once
     start = time.perf_counter()
     logits = engine.prefill(ids)
     prefill_s = time.perf_counter() - start

@@ -17,8 +17,12 @@ class FullAttention(ContextStrategy):
 
     name = "full"
 
+    _reserve = 0  # tokens the current prompt + reply will reach (`prepare`)
+
     def reset(self) -> None:
         self.layers = [KVBuffer() for _ in range(self.cfg.n_layers)]
+        for buf in self.layers:
+            buf.reserve(self._reserve)
         self._length = 0
 
     def begin(self, positions: torch.Tensor) -> None:
@@ -42,6 +46,12 @@ class FullAttention(ContextStrategy):
         t = q.shape[2]
         count(q, causal_pairs(t) if self.causal else t * keys.shape[2])
         return F.scaled_dot_product_attention(q, keys, values, is_causal=self.causal, enable_gqa=True)
+
+    def prepare(self, n_tokens: int) -> str | None:
+        self._reserve = n_tokens  # the prompt + reply's cache in one allocation
+        for buf in self.layers:
+            buf.reserve(n_tokens)
+        return None
 
     def truncate(self, n_tokens: int) -> bool:
         for buf in self.layers:

@@ -416,9 +416,11 @@ def _tokenizer(folder: Path):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError) as e:
         raise ModelError(f"cannot load the tokenizer in {folder}: {str(e).splitlines()[0]}") from None
+    return_free_heap()  # the load's temporaries: ~30 MiB of heap for the bundled model's tokenizer
+    return tokenizer
 
 
 def load_tokenizer(spec: str = "default", note=lambda msg: None):

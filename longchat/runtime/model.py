@@ -57,6 +57,8 @@ class Decoder:
         self.final_norm = final_norm
         # (V, C), the embedding's own table when tied (one copy)
         self.lm_head = Dense(lm_head) if isinstance(lm_head, torch.Tensor) else lm_head
+        # The layers of a one-token step run compiled (`runtime.step.CompiledStep`), else None.
+        self.step = None
 
     @property
     def weight_format(self) -> str:
@@ -73,9 +75,12 @@ class Decoder:
         return sum(p.nbytes for p in held.values()) + sum(n.numel() * n.element_size() for n in norms)
 
     def attention(self, i: int, w: LayerWeights, x: torch.Tensor, strategy) -> torch.Tensor:
+        return w.o(self.attend(i, w, w.qkv(x), strategy))
+
+    def attend(self, i: int, w: LayerWeights, qkv: torch.Tensor, strategy) -> torch.Tensor:
+        """The projected qkv (B, T, (Hq + 2 Hkv) D) -> the heads' outputs (B, T, Hq D)."""
         cfg = self.cfg
-        b, t, _ = x.shape
-        qkv = w.qkv(x)  # (B, T, (Hq + 2 Hkv) D)
+        b, t, _ = qkv.shape
         q, k, v = qkv.split([cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim,
                              cfg.n_kv_heads * cfg.head_dim], dim=-1)
         q = q.view(b, t, cfg.n_heads, cfg.head_dim).transpose(1, 2)     # (B, Hq, T, D)
@@ -85,8 +90,7 @@ class Decoder:
             q = rms_norm(q, w.q_norm, cfg.rms_norm_eps)
             k = rms_norm(k, w.k_norm, cfg.rms_norm_eps)
         out = strategy.attend(i, q, k, v)  # (B, Hq, T, D)
-        out = out.transpose(1, 2).reshape(b, t, cfg.n_heads * cfg.head_dim)
-        return w.o(out)
+        return out.transpose(1, 2).reshape(b, t, cfg.n_heads * cfg.head_dim)
 
     def mlp(self, w: LayerWeights, x: torch.Tensor) -> torch.Tensor:
         gate, up = w.gate_up(x).chunk(2, dim=-1)
@@ -105,9 +109,12 @@ class Decoder:
         strategy.begin(positions)
         x = self.embed(input_ids)  # (B, T, C)
         eps = self.cfg.rms_norm_eps
-        for i, w in enumerate(self.layers):
-            x = x + self.attention(i, w, rms_norm(x, w.input_norm, eps), strategy)
-            x = x + self.mlp(w, rms_norm(x, w.post_norm, eps))
+        if t == 1 and self.step is not None:
+            x = self.step(x, strategy)
+        else:
+            for i, w in enumerate(self.layers):
+                x = x + self.attention(i, w, rms_norm(x, w.input_norm, eps), strategy)
+                x = x + self.mlp(w, rms_norm(x, w.post_norm, eps))
         if logits == "none":
             return None
         if logits == "last":

@@ -20,6 +20,8 @@ stays, the speed does not.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -39,6 +41,25 @@ def _fast_kernels(device: torch.device) -> bool:
     return device.type == "cpu"
 
 
+# From this many rows (prefill chunks, not decode steps), an int product on a CPU with bf16
+# matmuls (AVX512-BF16, AMX) widens its weights to bf16 for the chunk and multiplies densely:
+# at 512 rows that is ~2x faster than the weight-only kernels, and the activations were bf16 in
+# those kernels anyway (docs/decode.md).
+WIDEN_ROWS = 16
+
+
+@functools.cache
+def _bf16_matmuls() -> bool:
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # an older or other build: keep the weight-only kernels
+        return False
+
+
+def _widen_chunk(x: torch.Tensor) -> bool:
+    return x.device.type == "cpu" and x.numel() >= WIDEN_ROWS * x.shape[-1] and _bf16_matmuls()
+
+
 class Linear:
     """y = x W^T + b for one projection; subclasses hold W differently."""
 
@@ -48,6 +69,16 @@ class Linear:
     bias: torch.Tensor | None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(self.parts(), x, self.out_features)
+
+    def parts(self) -> tuple[torch.Tensor | None, ...]:
+        """The tensors the product reads, for `run`: a compiled decode step (runtime/step.py)
+        takes them as inputs, so one compiled graph serves every layer."""
+        raise NotImplementedError
+
+    @staticmethod
+    def run(parts: tuple, x: torch.Tensor, n: int) -> torch.Tensor:
+        """y (..., n) for x (..., K): a pure function of `parts`."""
         raise NotImplementedError
 
     @property
@@ -60,14 +91,15 @@ class Linear:
         return sum(t.numel() * t.element_size() for t in self._tensors())
 
     def _tensors(self) -> list[torch.Tensor]:
-        raise NotImplementedError
+        return [t for t in self.parts() if t is not None]
 
     def dense(self) -> torch.Tensor:
         """W widened to fp32 (tests, reference checks)."""
         raise NotImplementedError
 
-    def _with_bias(self, y: torch.Tensor) -> torch.Tensor:
-        return y if self.bias is None else y + self.bias
+
+def _with_bias(y: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return y if bias is None else y + bias
 
 
 class Dense(Linear):
@@ -80,16 +112,17 @@ class Dense(Linear):
         self.out_features, self.in_features = weight.shape
         self.fmt = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(weight.dtype, str(weight.dtype))
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight
-        if w.dtype == x.dtype:
-            return F.linear(x, w, self.bias)
-        if w.dtype == torch.bfloat16:
-            return self._with_bias(F.linear(x.to(w.dtype), w).to(x.dtype))
-        return F.linear(x, w.to(x.dtype), self.bias)
+    def parts(self):
+        return self.weight, self.bias
 
-    def _tensors(self):
-        return [self.weight] + ([self.bias] if self.bias is not None else [])
+    @staticmethod
+    def run(parts, x, n):
+        w, bias = parts
+        if w.dtype == x.dtype:
+            return F.linear(x, w, bias)
+        if w.dtype == torch.bfloat16:
+            return _with_bias(F.linear(x.to(w.dtype), w).to(x.dtype), bias)
+        return F.linear(x, w.to(x.dtype), bias)
 
     def dense(self) -> torch.Tensor:
         return self.weight.float()
@@ -125,20 +158,24 @@ class Int8(Linear):
             q[rows] = torch.round(part / scale[rows, None]).clamp_(-127, 127).to(torch.int8)
         return cls(q, scale, bias)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if _fast_kernels(x.device):
-            y = torch._weight_int8pack_mm(_rows(x).to(torch.bfloat16), self.q, self.scale_bf16)
-            y = y.to(x.dtype).view(*x.shape[:-1], self.out_features)
+    def parts(self):
+        return self.q, self.scale, self.scale_bf16, self.bias
+
+    @staticmethod
+    def run(parts, x, n):
+        q, scale, scale_bf16, bias = parts
+        if _widen_chunk(x):
+            y = F.linear(x.to(torch.bfloat16), q.to(torch.bfloat16) * scale_bf16[:, None]).to(x.dtype)
+        elif _fast_kernels(x.device):
+            y = torch._weight_int8pack_mm(_rows(x).to(torch.bfloat16), q, scale_bf16)
+            y = y.to(x.dtype).view(*x.shape[:-1], n)
         else:
-            y = F.linear(x, self.q.to(x.dtype) * self.scale.to(x.dtype)[:, None])
-        return self._with_bias(y)
+            y = F.linear(x, q.to(x.dtype) * scale.to(x.dtype)[:, None])
+        return _with_bias(y, bias)
 
     def rows(self, ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Rows `ids` of W, widened: the embedding lookup when W is the tied embedding."""
         return self.q[ids].to(dtype) * self.scale[ids].to(dtype)[..., None]
-
-    def _tensors(self):
-        return [self.q, self.scale, self.scale_bf16] + ([self.bias] if self.bias is not None else [])
 
     def dense(self) -> torch.Tensor:
         return self.q.float() * self.scale[:, None]
@@ -181,27 +218,56 @@ class Int4(Linear):
             q[rows] = torch.round((g - lo[rows, :, None]) / scale[rows, :, None]).clamp_(0, 15).to(torch.uint8).view(-1, k)
         return cls(q, scale, lo + 8 * scale, bias)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed is not None:  # on the CPU
-            y = torch._weight_int4pack_mm_for_cpu(_rows(x).to(torch.bfloat16), self.packed, GROUP, self.scales_zeros)
-            y = y.to(x.dtype).view(*x.shape[:-1], self.out_features)
-        else:
-            y = F.linear(x, self.dense().to(x.dtype))
-        return self._with_bias(y)
+    def parts(self):
+        return self.packed, self.scales_zeros, self.q, self.scale, self.zero, self.bias
 
-    def _tensors(self):
-        held = [self.packed, self.scales_zeros, self.q, self.scale, self.zero, self.bias]
-        return [t for t in held if t is not None]
+    @staticmethod
+    def run(parts, x, n):
+        packed, scales_zeros, q, scale, zero, bias = parts
+        if packed is not None and n % 64 == 0 and _widen_chunk(x) and _int4_layout_known():
+            y = F.linear(x.to(torch.bfloat16), _unpack_int4_bf16(packed, scales_zeros, n)).to(x.dtype)
+        elif packed is not None:  # on the CPU
+            y = torch._weight_int4pack_mm_for_cpu(_rows(x).to(torch.bfloat16), packed, GROUP, scales_zeros)
+            y = y.to(x.dtype).view(*x.shape[:-1], n)
+        else:
+            y = F.linear(x, _widen_int4(q, scale, zero).to(x.dtype))
+        return _with_bias(y, bias)
 
     def dense(self) -> torch.Tensor:
         if self.q is not None:
-            q = self.q.float()
-        else:  # unpack through the kernel: W = int4mm(I) for the identity
-            eye = torch.eye(self.in_features, dtype=torch.bfloat16)
-            return torch._weight_int4pack_mm_for_cpu(eye, self.packed, GROUP, self.scales_zeros).float().T.contiguous()
-        n, k = q.shape
-        g = q.view(n, k // GROUP, GROUP) - 8
-        return (g * self.scale[..., None] + self.zero[..., None]).view(n, k)
+            return _widen_int4(self.q, self.scale, self.zero)
+        # unpack through the kernel: W = int4mm(I) for the identity
+        eye = torch.eye(self.in_features, dtype=torch.bfloat16)
+        return torch._weight_int4pack_mm_for_cpu(eye, self.packed, GROUP, self.scales_zeros).float().T.contiguous()
+
+
+def _unpack_int4_bf16(packed: torch.Tensor, scales_zeros: torch.Tensor, n: int) -> torch.Tensor:
+    """W (N, K) in bf16 from the CPU kernel's layout: rows in blocks of 64, each byte of a
+    block's column k holding row j (low nibble) and row 32 + j (high nibble), j < 32. Checked
+    against the kernel itself once per process (`_int4_layout_known`)."""
+    k = packed.shape[1] * 2
+    blocks = packed.view(n // 64, k, 32)
+    q = torch.cat([blocks & 15, blocks >> 4], dim=2).transpose(1, 2).reshape(n, k // GROUP, GROUP)
+    scale, zero = scales_zeros[..., 0].t(), scales_zeros[..., 1].t()  # (N, K / 32)
+    return ((q.to(torch.bfloat16) - 8) * scale[..., None] + zero[..., None]).view(n, k)
+
+
+@functools.cache
+def _int4_layout_known() -> bool:
+    """The kernel's packed layout is torch's own: check `_unpack_int4_bf16` against the kernel
+    (W = int4mm(I)) on a small matrix before trusting it."""
+    q = torch.randint(0, 16, (128, 64), generator=torch.Generator().manual_seed(0), dtype=torch.int32)
+    packed = torch._convert_weight_to_int4pack_for_cpu(q, 1)
+    scales_zeros = torch.ones(64 // GROUP, 128, 2, dtype=torch.bfloat16)
+    scales_zeros[..., 1] = 8  # W = q exactly
+    ours = _unpack_int4_bf16(packed, scales_zeros, 128)
+    return torch.equal(ours, q.to(torch.bfloat16))
+
+
+def _widen_int4(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    n, k = q.shape
+    g = q.float().view(n, k // GROUP, GROUP) - 8
+    return (g * scale[..., None] + zero[..., None]).view(n, k)
 
 
 def make_linear(weight: torch.Tensor, bias: torch.Tensor | None, fmt: str, dtype: torch.dtype) -> Linear:
