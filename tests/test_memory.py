@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,9 +19,8 @@ import torch
 from longchat import memory as memories
 from longchat.cli import main
 from longchat.prompts import frame, question_suffix
-from longchat.memory.store import Memory, MemoryStoreError, atomic_write, find
+from longchat.memory.store import MemoryStoreError, atomic_write, find
 from longchat.api import open_runner
-from tiny_models import make_tiny
 
 SMALL = ["strategy.n_init=4", "strategy.n_local=64", "strategy.block_size=16", "strategy.topk=2",
          "strategy.repr_topk=2", "strategy.max_cached_block=4", "context.prefill_chunk=32", "context.final_chunk=0"]
