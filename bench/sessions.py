@@ -58,11 +58,14 @@ def run_part(name: str, paging: str, lines: list[str], first: int) -> list[dict]
     conv = SessionConversation(runner, name, paging=paging, note=lambda m: print("  note:", m, file=sys.stderr))
     out = []
     questions = {q: k for _, q, k in FACTS}
+    stated = {f: k for f, _, k in FACTS}
     try:
         for i, line in enumerate(lines, start=first):
             start = time.perf_counter()
             reply = conv.send(line)
             took = time.perf_counter() - start
+            if line in stated:  # the model's reply to a fact: an acknowledgement, or an invention
+                out.append({"turn": i, "fact": line, "reply": reply.strip(), "echoed": stated[line] in reply.lower()})
             if line in questions:
                 ok = questions[line] in reply.lower()
                 out.append({"turn": i, "question": line, "reply": reply.strip(), "ok": ok, "seconds": round(took, 2),
@@ -88,12 +91,16 @@ def deep(out: Path, home: Path) -> dict:
             raise SystemExit(proc.stderr[-2000:])
         sys.stderr.write(proc.stderr)
         second = json.loads(proc.stdout.strip().splitlines()[-1])
-        answers = first + second
+        replies = [a for a in first if "fact" in a]
+        answers = [a for a in first + second if "question" in a]
+        second = [a for a in second if "question" in a]
         recalled = sum(a["ok"] for a in answers)
+        invented = sum(not a["echoed"] for a in replies)
         results[paging] = {"recalled": recalled, "of": len(answers), "after_restart": sum(a["ok"] for a in second),
-                           "answers": answers}
+                           "fact_replies_without_the_fact": invented, "answers": answers, "fact_replies": replies}
         print(f"deep memory, paging {paging}: {recalled}/{len(answers)} facts recalled "
-              f"({sum(a['ok'] for a in second)}/5 after the restart)")
+              f"({sum(a['ok'] for a in second)}/5 after the restart); the model's reply to {invented}/{len(replies)} "
+              f"facts did not repeat the fact (inventions or generic replies)")
     (out / "deep.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
 

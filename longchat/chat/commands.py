@@ -1,4 +1,4 @@
-"""Slash commands of a session: /remember, /core, /search, /memory, /sessions."""
+"""Slash commands of a session: /remember, /core, /search, /memory, /sessions, /facts, /forget."""
 
 from __future__ import annotations
 
@@ -78,3 +78,27 @@ def _sessions(conv: Conversation, arg: str) -> CommandResult:
         return CommandResult("no sessions yet (longchat chat --session NAME starts one)")
     return CommandResult("\n".join(f"{r['name']}: {r['messages']} messages ({r['in_context']} in the window), "
                                    f"last used {_when(r['updated'])}" for r in rows))
+
+
+def facts_lines(facts: list[dict]) -> list[str]:
+    """One line per stored fact: id, where it is kept, its text and the message it came from."""
+    return [f"#{f['id']} [{f['where']}] {f['content']}  (from message #{f['source']}, {_when(f['created'])})"
+            for f in facts]
+
+
+@command("facts", "/facts", "the facts the session keeps from what you said, with their sources")
+def _facts(conv: Conversation, arg: str) -> CommandResult:
+    def act(s):
+        facts = s.store.facts(s.sid)
+        return "\n".join(facts_lines(facts)) if facts else "no facts kept yet (say e.g. 'please remember ...')"
+    return _run(conv, act)
+
+
+@command("forget", "/forget ID", "remove a kept fact (its id from /facts)")
+def _forget(conv: Conversation, arg: str) -> CommandResult:
+    def act(s):
+        text = arg.strip().lstrip("#")
+        if not text.isdigit():
+            raise InputError("usage: /forget ID (the fact's number from /facts)")
+        return f"forgot fact #{text}: {s.store.forget_fact(s.sid, int(text))}"
+    return _run(conv, act)

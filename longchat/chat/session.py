@@ -30,6 +30,7 @@ from longchat.prompts import PREAMBLE, SENTINEL, chat_ids, render_chat
 from longchat.runtime.generate import Sampling
 from longchat.runtime.remote import RemoteError
 from longchat.chat import functions as fn
+from longchat.chat.facts import extract
 from longchat.chat.store import SessionLock, Store
 
 INSTRUCTIONS = ("You are a helpful assistant talking with one user. When the user tells you a fact about their "
@@ -120,19 +121,47 @@ class SessionConversation(Conversation):
         return "\n\n".join(parts)
 
     def relevant(self, text: str) -> list[str]:
-        """Recall (all but the last few messages) and archival hits for `text`, best first."""
+        """Memories for `text`, best first, each marked with who said it and when: the facts the
+        user stated, then the user's own messages and function results, then archival passages.
+        The assistant's own replies are left out: a small model's confabulation, found again by
+        its shared words, would otherwise be copied into the answer (what the user said wins)."""
         n = self.settings.relevant
         if not n or self.paging == "truncate":
             return []
         # Everything said before the last few messages is searched, in the window or not: a small
         # model uses a fact placed next to the question far better than one 2,000 tokens up.
         recent = self.store.messages(self.sid, in_context=True)[-(self.settings.keep_last + 1):]
-        hits, _ = self.store.search_messages(self.sid, text, limit=n, before=recent[0].id if recent else None)
+        facts = self.store.search_facts(self.sid, text, limit=n)
+        hits, _ = self.store.search_messages(self.sid, text, limit=n, before=recent[0].id if recent else None,
+                                             roles=("user", "function"))
         archived, _ = self.store.search_archival(self.sid, text, limit=n)
-        lines = [f"{'I' if h.role == 'assistant' else 'you'} said ({_day(h.created)}): {clip(h.content, 240, one_line=True)}"
-                 for h in hits]
-        lines += [f"noted ({_day(h.created)}): {clip(h.content, 240, one_line=True)}" for h in archived]
+        shown = {_plain(h.content) for h in facts}
+        lines = [f"you told me ({_day(h.created)}): {clip(h.content, 240, one_line=True)}" for h in facts]
+        for h in hits:
+            if h.role == "user" and h.content.rstrip().endswith("?"):
+                continue  # an earlier question holds no answer, only the words that matched
+            if not any(f in _plain(h.content) for f in shown):  # the fact's own message adds nothing
+                who = "you said" if h.role == "user" else "a memory function returned"
+                lines.append(f"{who} ({_day(h.created)}): {clip(h.content, 240, one_line=True)}")
+        lines += [f"noted ({_day(h.created)}): {clip(h.content, 240, one_line=True)}" for h in archived
+                  if _plain(h.content) not in shown]
         return lines[:n]
+
+    def learn(self, user_text: str, user_id: int) -> list[str]:
+        """Keep the facts `user_text` states (chat/facts.py); a line for the user per fact kept."""
+        if self.paging == "truncate":
+            return []
+        lines = []
+        for fact in extract(user_text):
+            kept = self.store.add_fact(self.sid, fact.key, fact.text, user_id)
+            if kept is None:
+                continue
+            fid, replaced, where = kept
+            line = f"noted fact #{fid}" + (" in archival memory" if where == "archival" else "") + f": {fact.text}"
+            lines.append(line + (f" (replaces: {replaced})" if replaced else ""))
+        for line in lines:
+            self.note(line)
+        return lines
 
     def _history(self, upto: int | None) -> list[dict]:
         out = []
@@ -256,6 +285,7 @@ class SessionConversation(Conversation):
         if not user_text.strip():
             raise InputError("the message is empty")
         user_id = self.store.add_message(self.sid, "user", user_text, self._count(user_text))
+        self.learn(user_text, user_id)
         if self.paging == "functions":
             return self._send_with_functions(user_text, user_id, on_text)
         prompt = self.assemble(user_text, user_id)
@@ -358,6 +388,10 @@ class SessionConversation(Conversation):
         archival = self.store.db.execute("SELECT count(*) FROM archival WHERE session_id = ?", (self.sid,)).fetchone()[0]
         lines.append(f"archival storage: {archival:,} passages")
         return "\n".join(lines)
+
+
+def _plain(text: str) -> str:
+    return text.lower().strip(" .!?")
 
 
 def _day(ts: float) -> str:

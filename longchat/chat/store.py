@@ -64,6 +64,15 @@ MIGRATIONS = [
         id INTEGER PRIMARY KEY, session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
         upto_message INTEGER NOT NULL, content TEXT NOT NULL, created REAL NOT NULL);
     """,
+    # 2: facts the user stated, kept by the system (chat/facts.py): each one a line of the
+    # `human` core block, or an archival passage when that block is full
+    """
+    CREATE TABLE facts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        key TEXT NOT NULL, content TEXT NOT NULL, source INTEGER, created REAL NOT NULL,
+        archival INTEGER);
+    CREATE INDEX facts_session ON facts(session_id, key);
+    """,
 ]
 
 STOPWORDS = set("""a an and are as at be but by can could did do does for from had has have he her hers him his how
@@ -115,6 +124,12 @@ def fts_query(text: str) -> str | None:
     words = [w for w in re.findall(r"[^\W_]+", text.lower()) if w not in STOPWORDS and len(w) > 1]
     seen = list(dict.fromkeys(words))[:24]
     return " OR ".join(f'"{w}"' for w in seen) or None
+
+
+def _words(text: str) -> list[str]:
+    """Content words, a plural's "s" dropped: what fact search compares."""
+    words = [w for w in re.findall(r"[^\W_]+", text.lower()) if w not in STOPWORDS and len(w) > 1]
+    return [w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in words]
 
 
 class Store:
@@ -209,14 +224,18 @@ class Store:
         self.db.execute("UPDATE messages SET in_context = 0 WHERE session_id = ? AND id <= ?", (sid, upto))
 
     def search_messages(self, sid: int, query: str, *, limit: int = 5, offset: int = 0,
-                        outside_context: bool = False, before: int | None = None) -> tuple[list[Hit], int]:
+                        outside_context: bool = False, before: int | None = None,
+                        roles: tuple[str, ...] | None = None) -> tuple[list[Hit], int]:
         """Messages matching any content word of `query`, best first; and how many match.
-        `outside_context`: only those that left the window; `before`: only ids below it."""
+        `outside_context`: only those that left the window; `before`: only ids below it;
+        `roles`: only messages of these roles."""
         q = fts_query(query)
         if q is None:
             return [], 0
         extra = (" AND m.in_context = 0" if outside_context else "") + \
             (f" AND m.id < {int(before)}" if before is not None else "")
+        if roles:
+            extra += " AND m.role IN (" + ", ".join(f"'{r}'" for r in roles if r.isalpha()) + ")"
         # CROSS JOIN: the full-text matches drive the loop (a plain JOIN let SQLite scan the
         # session's messages and run the match per row: 1.6 s instead of 2 ms at 10,000 messages).
         base = (f"FROM messages_fts f CROSS JOIN messages m ON m.id = f.rowid "
@@ -268,6 +287,68 @@ class Store:
                                (q, sid, limit, offset)).fetchall()
         return [Hit(r["id"], r["content"], r["created"]) for r in rows], total
 
+    # -- facts the user stated ---------------------------------------------------------------
+    def facts(self, sid: int) -> list[dict]:
+        """Every stored fact: id, key, content, source (message id), created, where ("core" or
+        "archival")."""
+        rows = self.db.execute("SELECT id, key, content, source, created, archival FROM facts WHERE session_id = ? "
+                               "ORDER BY id", (sid,)).fetchall()
+        return [{**{k: r[k] for k in ("id", "key", "content", "source", "created")},
+                 "where": "core" if r["archival"] is None else "archival"} for r in rows]
+
+    def add_fact(self, sid: int, key: str, content: str, source: int | None) -> tuple[int, str | None, str] | None:
+        """Keep a fact: a line of the `human` core block, or an archival passage when the block
+        has no room. A fact with the same key is replaced (a correction). Returns (id, the
+        replaced fact's text or None, "core" | "archival"), or None when it is already held."""
+        with self._tx():
+            old = self.db.execute("SELECT id, content FROM facts WHERE session_id = ? AND key = ?",
+                                  (sid, key)).fetchone()
+            if old is not None and old["content"] == content:
+                return None
+            if old is not None:
+                self._drop_fact(sid, old["id"])
+            value, limit = self.core(sid).get("human", ("", CORE_LIMIT))
+            line = "- " + content
+            archival = None
+            if len(value) + len(line) + 1 <= limit:
+                self.db.execute("UPDATE core_blocks SET value = ? WHERE session_id = ? AND label = 'human'",
+                                ((value.rstrip() + "\n" + line).strip(), sid))
+            else:
+                archival = self.archive(sid, content)
+            fid = self.db.execute("INSERT INTO facts(session_id, key, content, source, created, archival) "
+                                  "VALUES (?, ?, ?, ?, ?, ?)", (sid, key, content, source, time.time(), archival)).lastrowid
+        return fid, None if old is None else old["content"], "core" if archival is None else "archival"
+
+    def forget_fact(self, sid: int, fact_id: int) -> str:
+        """Remove a fact (its core line or archival passage too); its text."""
+        with self._tx():
+            row = self.db.execute("SELECT content FROM facts WHERE session_id = ? AND id = ?", (sid, fact_id)).fetchone()
+            if row is None:
+                raise InputError(f"no fact #{fact_id} in this session (/facts lists them)")
+            self._drop_fact(sid, fact_id)
+        return row["content"]
+
+    def _drop_fact(self, sid: int, fact_id: int) -> None:
+        row = self.db.execute("SELECT content, archival FROM facts WHERE id = ?", (fact_id,)).fetchone()
+        if row["archival"] is not None:
+            self.db.execute("DELETE FROM archival WHERE id = ? AND session_id = ?", (row["archival"], sid))
+        else:
+            value, _ = self.core(sid).get("human", ("", 0))
+            kept = [line for line in value.splitlines() if line.strip() != "- " + row["content"]]
+            self.db.execute("UPDATE core_blocks SET value = ? WHERE session_id = ? AND label = 'human'",
+                            ("\n".join(kept).strip(), sid))
+        self.db.execute("DELETE FROM facts WHERE id = ?", (fact_id,))
+
+    def search_facts(self, sid: int, query: str, *, limit: int = 5) -> list[Hit]:
+        """Facts sharing a content word with `query`, most shared words first."""
+        wanted = set(_words(query))
+        scored = []
+        for f in self.facts(sid):
+            shared = len(wanted & set(_words(f["content"] + " " + f["key"])))
+            if shared:
+                scored.append((-shared, -f["id"], Hit(f["id"], f["content"], f["created"], "fact")))
+        return [h for *_, h in sorted(scored)[:limit]]
+
     # -- recursive summary -----------------------------------------------------------------
     def summary(self, sid: int) -> tuple[str, int]:
         """(the latest summary, the last message id it covers); ("", 0) before the first."""
@@ -291,7 +372,8 @@ class Store:
                 "core": {k: v for k, (v, _) in self.core(sid).items()}, "summary": summary, "summary_upto": upto,
                 "messages": [vars(m) for m in self.messages(sid)],
                 "archival": [dict(r) for r in self.db.execute(
-                    "SELECT id, content, created FROM archival WHERE session_id = ? ORDER BY id", (sid,))]}
+                    "SELECT id, content, created FROM archival WHERE session_id = ? ORDER BY id", (sid,))],
+                "facts": self.facts(sid)}
 
     def _tx(self):
         return _Transaction(self.db)

@@ -1,4 +1,4 @@
-"""`longchat sessions list|show|rm|export`: the stored chat sessions."""
+"""`longchat sessions list|show|facts|rm|export`: the stored chat sessions."""
 
 from __future__ import annotations
 
@@ -57,6 +57,23 @@ def show(name: str = typer.Argument(..., metavar="NAME", help="The session."),
     for m in data["messages"][-last:]:
         mark = "" if m["in_context"] else " (paged out)"
         print(f"{_when(m['created'])} {m['role']}{mark}: {m['content']}")
+
+
+@sessions_app.command()
+def facts(name: str = typer.Argument(..., metavar="NAME", help="The session."),
+          as_json: bool = typer.Option(False, "--json", help="One JSON array instead of lines.")) -> None:
+    """The facts a session keeps from what the user said (each with the message it came from);
+    `/forget ID` in the chat removes one."""
+    from longchat.chat.commands import facts_lines
+
+    store = _store()
+    kept = store.facts(store.session_id(name))
+    if as_json:
+        print(json.dumps(kept))
+    elif not kept:
+        note(f"session {name!r} keeps no facts yet")
+    else:
+        print("\n".join(facts_lines(kept)))
 
 
 @sessions_app.command()

@@ -1,0 +1,155 @@
+"""Facts the user states become session memory, by the system (chat/facts.py, Store.add_fact),
+and recall weighs who said what.
+
+The weighting tests put an assistant reply into the store directly, as the bundled model's
+confabulations look; they test longchat's ranking, not any model. The last test uses the real
+bundled model end to end.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+
+import pytest
+
+from longchat.api import open_runner
+from longchat.chat.facts import extract, supported
+from longchat.chat.session import SessionConversation
+from longchat.chat.store import MIGRATIONS, Store, _statements
+from longchat.cli import main
+
+
+@pytest.mark.parametrize("said, key, text", [
+    ("My sister's name is Alma.", "sister's name", "My sister's name is Alma."),
+    ("Actually, my sister is called Maria.", "sister's name", "My sister is called Maria."),
+    ("Please remember that my locker code is 4417.", "locker code", "My locker code is 4417."),
+    ("I work as a pharmacist.", "work", "I work as a pharmacist."),
+    ("Hi! I was born in Lisbon. Nice weather today.", "born", "I was born in Lisbon."),
+    ("Remember: the spare key is under the mat.", "spare key under", "The spare key is under the mat."),
+    ("Can you remember that my train leaves at 6?", "train leaves 6", "My train leaves at 6"),
+])
+def test_statements_of_fact_are_extracted_in_the_users_words(said, key, text):
+    assert [(f.key, f.text) for f in extract(said)] == [(key, text)]
+
+
+@pytest.mark.parametrize("said", [
+    "What is my sister's name?", "Tell me one short fact about the ocean.", "Why do people like chess?",
+    "Hello there!", "Thanks, that is helpful.", "I think so.", "Write a poem about my cat.",
+])
+def test_questions_requests_and_chit_chat_are_not_facts(said):
+    assert extract(said) == []
+
+
+def test_a_fact_must_be_supported_by_the_users_own_words():
+    assert supported("My sister is called Alma.", "oh, my sister is called Alma by everyone")
+    assert not supported("My sister is called Alma.", "my sister is called Anna")  # a different name
+    assert not supported("The bike is a reference to The Legend of Zelda.", "my bike is teal")  # an invention
+    assert not supported("", "anything")
+
+
+def test_a_corrected_fact_replaces_the_old_one_in_core_memory(tmp_path):
+    store = Store(tmp_path / "s.db")
+    sid = store.session_id("a", create=True)
+    assert store.add_fact(sid, "sister's name", "My sister's name is Alma.", 1) == (1, None, "core")
+    assert store.add_fact(sid, "work", "I work as a pharmacist.", 2)[2] == "core"
+    assert store.add_fact(sid, "work", "I work as a pharmacist.", 3) is None  # said again: nothing changes
+    fid, replaced, where = store.add_fact(sid, "sister's name", "My sister is called Maria.", 4)
+    assert replaced == "My sister's name is Alma." and where == "core"
+    assert store.core(sid)["human"][0] == "- I work as a pharmacist.\n- My sister is called Maria."
+    assert [f["content"] for f in store.facts(sid)] == ["I work as a pharmacist.", "My sister is called Maria."]
+    assert store.forget_fact(sid, fid) == "My sister is called Maria."
+    assert store.core(sid)["human"][0] == "- I work as a pharmacist."
+
+
+def test_facts_go_to_archival_memory_when_core_memory_is_full(tmp_path):
+    store = Store(tmp_path / "s.db")
+    sid = store.session_id("a", create=True)
+    store.set_core(sid, "human", "x" * 1990)
+    fid, _, where = store.add_fact(sid, "dog's name", "My dog is called Biscuit.", 1)
+    assert where == "archival" and store.core(sid)["human"][0] == "x" * 1990
+    hits, _ = store.search_archival(sid, "dog Biscuit")
+    assert [h.content for h in hits] == ["My dog is called Biscuit."]
+    store.add_fact(sid, "dog's name", "My dog is called Rex.", 2)  # the correction replaces the passage
+    hits, _ = store.search_archival(sid, "dog")
+    assert [h.content for h in hits] == ["My dog is called Rex."]
+    store.forget_fact(sid, store.facts(sid)[0]["id"])
+    assert store.search_archival(sid, "dog")[1] == 0
+
+
+@pytest.fixture
+def tiny_runner(home, tiny_chat_model):
+    return open_runner("full", str(tiny_chat_model), overrides=["generation.max_new_tokens=8"])
+
+
+def test_recall_puts_the_users_fact_first_and_never_the_assistants_confabulation(tiny_runner, tmp_path):
+    notes = []
+    conv = SessionConversation(tiny_runner, "zelda", store=Store(tmp_path / "s.db"), note=notes.append)
+    uid = conv.store.add_message(conv.sid, "user", "Please remember: my bike is teal.")
+    assert conv.learn("Please remember: my bike is teal.", uid) == ["noted fact #1: My bike is teal."]
+    conv.store.add_message(conv.sid, "assistant", "In the context of the anime, the bike is a reference to the "
+                           "bike in The Legend of Zelda, and the bike is green.")
+    for i in range(8):
+        conv.store.add_message(conv.sid, "user", f"Tell me about trains, part {i}.")
+        conv.store.add_message(conv.sid, "assistant", f"Trains run on rails ({i}).")
+    found = conv.relevant("What colour is my bike?")
+    assert found[0].startswith("you told me (") and found[0].endswith("My bike is teal.")
+    assert not any("Zelda" in line for line in found)
+    assert notes == ["noted fact #1: My bike is teal."]
+    conv.close()
+    again = SessionConversation(tiny_runner, "zelda", store=Store(tmp_path / "s.db"))  # after a restart
+    assert again.relevant("What colour is my bike?")[0].endswith("My bike is teal.")
+    assert "- My bike is teal." in again.system_text()  # the human block, in every prompt
+    again.close()
+
+
+def test_an_old_session_store_gains_facts_without_losing_anything(tmp_path):
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for statement in _statements(MIGRATIONS[0]):  # the store as the first release wrote it
+        db.execute(statement)
+    db.execute("PRAGMA user_version=1")
+    db.execute("INSERT INTO sessions(name, created, updated) VALUES ('old', 1, 1)")
+    db.execute("INSERT INTO core_blocks VALUES (1, 'human', 'Name: Ana', 2000)")
+    db.execute("INSERT INTO messages(session_id, role, content, created) VALUES (1, 'user', 'my cat is grey', 1)")
+    db.close()
+    store = Store(path)
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    sid = store.session_id("old")
+    assert [m.content for m in store.messages(sid)] == ["my cat is grey"]
+    assert store.search_messages(sid, "cat")[1] == 1 and store.facts(sid) == []
+    store.add_fact(sid, "cat", "My cat is grey.", 1)
+    assert store.core(sid)["human"][0] == "Name: Ana\n- My cat is grey."
+
+
+def test_piped_chat_notes_facts_and_the_commands_list_and_forget_them(home, tiny_chat_model, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.StringIO("My dog is called Biscuit.\nActually, my dog is called Rex.\n"
+                                                 "/facts\n/forget 2\n/facts\n"))
+    assert main(["chat", "--session", "pets", "-m", str(tiny_chat_model), "-n", "4"]) == 0
+    err = capsys.readouterr().err
+    assert "noted fact #1: My dog is called Biscuit." in err
+    assert "noted fact #2: My dog is called Rex. (replaces: My dog is called Biscuit.)" in err
+    assert "#2 [core] My dog is called Rex.  (from message #3" in err
+    assert "forgot fact #2: My dog is called Rex." in err and "no facts kept yet" in err
+    monkeypatch.setattr("sys.stdin", io.StringIO("I live in Porto.\n"))
+    assert main(["chat", "--session", "pets", "-m", str(tiny_chat_model), "-n", "4"]) == 0
+    capsys.readouterr()
+    assert main(["sessions", "facts", "pets", "--json"]) == 0
+    kept = json.loads(capsys.readouterr().out)
+    assert [(f["key"], f["content"], f["where"]) for f in kept] == [("live", "I live in Porto.", "core")]
+    assert main(["sessions", "facts", "nope"]) != 0
+
+
+def test_a_stated_fact_survives_chit_chat_and_a_restart_with_the_real_model(home):
+    runner = open_runner("auto", overrides=["generation.max_new_tokens=24"])
+    first = SessionConversation(runner, "bike")
+    first.send("Please remember: my bike is teal.")
+    for topic in ("the ocean", "volcanoes", "honey bees"):
+        first.send(f"Tell me one short fact about {topic}.")
+    first.close()
+    runner.engine.reset()
+    second = SessionConversation(runner, "bike")  # a new process would see the same store
+    reply = second.send("What colour is my bike?")
+    second.close()
+    assert "teal" in reply.lower(), reply
