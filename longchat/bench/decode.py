@@ -80,13 +80,12 @@ def measure_ours(spec: str, fmt: str, length: int, new_tokens: int, device: str 
                      _peak_rss_mib(), round(model.load_s, 2), round(dec.weight_bytes / 2**20, 1), tokens)
 
 
-def measure_llama_cpp(gguf: str, spec: str, length: int, new_tokens: int) -> DecodeRun:
-    import numpy as np
+def measure_llama_cpp(gguf: str, ids: list[int], new_tokens: int) -> DecodeRun:
+    """llama.cpp on the same token ids, which the parent made with our tokenizer: this process
+    loads neither transformers nor torch, so its peak RSS is llama.cpp's own."""
     from llama_cpp import Llama
 
-    from longchat.runtime.loader import load_tokenizer
-
-    ids = document_ids(load_tokenizer(spec), length)
+    length = len(ids)
     threads = len(os.sched_getaffinity(0))
     start = time.perf_counter()
     llm = Llama(model_path=gguf, n_ctx=length + new_tokens + 8, n_batch=512, n_threads=threads,
@@ -95,14 +94,22 @@ def measure_llama_cpp(gguf: str, spec: str, length: int, new_tokens: int) -> Dec
     start = time.perf_counter()
     llm.eval(ids)
     prefill_s = time.perf_counter() - start
-    tokens = [int(np.argmax(llm.scores[llm.n_tokens - 1]))]
+    tokens = [_last_argmax(llm)]
     start = time.perf_counter()
     for _ in range(new_tokens - 1):
         llm.eval([tokens[-1]])
-        tokens.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
+        tokens.append(_last_argmax(llm))
     decode_s = time.perf_counter() - start
     return DecodeRun(LLAMA_CPP, length, round(length / prefill_s, 1), round((new_tokens - 1) / decode_s, 2),
                      _peak_rss_mib(), round(load_s, 2), round(Path(gguf).stat().st_size / 2**20, 1), tokens)
+
+
+def _last_argmax(llm) -> int:
+    """The greedy next token after `llm.eval`: llama-cpp-python 0.3 keeps no `scores` rows
+    unless every position's logits are asked for, so read the context's last row directly."""
+    import numpy as np
+
+    return int(np.argmax(np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))))
 
 
 def llama_cpp_available() -> bool:
@@ -149,6 +156,30 @@ def run_decode(spec: str, formats: list[str], lengths: list[int], *, new_tokens:
         raise ConfigError("--llama-cpp: llama-cpp-python is not installed; pip install llama-cpp-python (builds in a few minutes)")
     with_llama = bool(gguf) and (llama_cpp if llama_cpp is not None else llama_cpp_available())
     engines = list(formats) + ([LLAMA_CPP] if with_llama else [])
+    ids_files = _ids_files(spec, lengths) if with_llama else {}
+    try:
+        return _rounds(engines, spec, gguf, lengths, new_tokens, rounds, device, ids_files, on_run)
+    finally:
+        for path in ids_files.values():
+            Path(path).unlink(missing_ok=True)
+
+
+def _ids_files(spec: str, lengths: list[int]) -> dict[int, str]:
+    """The prompt's ids per length, in temporary files for the llama.cpp workers."""
+    import tempfile
+
+    from longchat.runtime.loader import load_tokenizer
+
+    tokenizer = load_tokenizer(spec)
+    out = {}
+    for length in lengths:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="longchat-ids-", delete=False) as f:
+            json.dump(document_ids(tokenizer, length), f)
+        out[length] = f.name
+    return out
+
+
+def _rounds(engines, spec, gguf, lengths, new_tokens, rounds, device, ids_files, on_run) -> list[list[DecodeRun]]:
     done: list[list[DecodeRun]] = []
     for r in range(rounds):
         order = engines if r % 2 == 0 else engines[::-1]
@@ -156,7 +187,7 @@ def run_decode(spec: str, formats: list[str], lengths: list[int], *, new_tokens:
         for length in lengths:
             for engine in order:
                 job = {"engine": engine, "spec": spec, "gguf": gguf, "length": length, "new_tokens": new_tokens,
-                       "device": device}
+                       "device": device, "ids_file": ids_files.get(length)}
                 runs.append(_worker(job))
                 on_run(runs[-1], r)
         done.append(runs)
@@ -204,7 +235,7 @@ def write_json(path: str, spec: str, rounds: list[list[DecodeRun]], rows: list[d
 def main(argv: list[str]) -> int:
     job = json.loads(argv[0])
     if job["engine"] == LLAMA_CPP:
-        run = measure_llama_cpp(job["gguf"], job["spec"], job["length"], job["new_tokens"])
+        run = measure_llama_cpp(job["gguf"], json.loads(Path(job["ids_file"]).read_text()), job["new_tokens"])
     else:
         run = measure_ours(job["spec"], job["engine"], job["length"], job["new_tokens"], job["device"])
     print(json.dumps(asdict(run)))

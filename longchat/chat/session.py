@@ -136,9 +136,12 @@ class SessionConversation(Conversation):
                                              roles=("user", "function"))
         archived, _ = self.store.search_archival(self.sid, text, limit=n)
         shown = {_plain(h.content) for h in facts}
+        # A message that stated a fact is already in core memory as that fact; recalled again by a
+        # word it shares ("called"), it put a less relevant fact beside the question.
+        sources = {f["source"] for f in self.store.facts(self.sid)}
         lines = [f"you told me ({_day(h.created)}): {clip(h.content, 240, one_line=True)}" for h in facts]
         for h in hits:
-            if h.role == "user" and h.content.rstrip().endswith("?"):
+            if h.role == "user" and (h.content.rstrip().endswith("?") or h.id in sources):
                 continue  # an earlier question holds no answer, only the words that matched
             if not any(f in _plain(h.content) for f in shown):  # the fact's own message adds nothing
                 who = "you said" if h.role == "user" else "a memory function returned"

@@ -340,14 +340,17 @@ class Store:
         self.db.execute("DELETE FROM facts WHERE id = ?", (fact_id,))
 
     def search_facts(self, sid: int, query: str, *, limit: int = 5) -> list[Hit]:
-        """Facts sharing a content word with `query`, most shared words first."""
+        """The facts sharing the most content words with `query` (all those tied for the most;
+        newest first). The rest stay in core memory: placed beside the question, a fact that
+        shares one word of several ("favourite" of "favourite food") was copied as the answer."""
         wanted = set(_words(query))
         scored = []
         for f in self.facts(sid):
             shared = len(wanted & set(_words(f["content"] + " " + f["key"])))
             if shared:
                 scored.append((-shared, -f["id"], Hit(f["id"], f["content"], f["created"], "fact")))
-        return [h for *_, h in sorted(scored)[:limit]]
+        scored.sort()
+        return [h for best, _, h in scored if best == scored[0][0]][:limit]
 
     # -- recursive summary -----------------------------------------------------------------
     def summary(self, sid: int) -> tuple[str, int]:
