@@ -153,3 +153,16 @@ def test_a_stated_fact_survives_chit_chat_and_a_restart_with_the_real_model(home
     reply = second.send("What colour is my bike?")
     second.close()
     assert "teal" in reply.lower(), reply
+
+
+def test_a_reply_said_before_leaves_the_window_and_stays_in_recall(tiny_runner, tmp_path):
+    conv = SessionConversation(tiny_runner, "echo", store=Store(tmp_path / "s.db"))
+    replies = iter(["The ocean is vast.", "The ocean is vast.", "Owls hunt at night."])
+    conv._generate = lambda prompt, on_text: next(replies)  # NOT a model: the replies a looping one gave
+    for line in ("Tell me about the ocean.", "Tell me about volcanoes.", "Tell me about owls."):
+        conv.send(line)
+    window = [m.content for m in conv.store.messages(conv.sid, in_context=True)]
+    assert window == ["Tell me about the ocean.", "The ocean is vast.", "Tell me about volcanoes.",
+                      "Tell me about owls.", "Owls hunt at night."]
+    assert len(conv.store.messages(conv.sid)) == 6  # nothing is lost
+    conv.close()

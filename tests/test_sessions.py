@@ -349,7 +349,8 @@ def test_kill_9_mid_reply_loses_only_the_reply(home, tiny_chat_model):
     import time
 
     proc = subprocess.Popen([sys.executable, "-m", "longchat", "chat", "--session", "k", "-m", str(tiny_chat_model),
-                             "-p", "full", "-n", "2000", "--set", "sessions.budget=4000"], stdin=subprocess.PIPE,
+                             "-p", "full", "-n", "2000", "--set", "sessions.budget=4000",
+                             "--set", "generation.stop_on_repeat=2000"], stdin=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
     proc.stdin.write(b"remember this line\n")
     proc.stdin.flush()

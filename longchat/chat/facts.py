@@ -103,7 +103,7 @@ def extract(text: str) -> list[Fact]:
         if not body or _QUESTION_START.match(body) and not asked:
             continue
         key = _about(body)
-        if key is None and asked and _key_words(body):
+        if key is None and asked and len(body.split()) >= 3 and _key_words(body):
             key = _key_words(body)  # "remember: the spare key is under the mat"
         if key is None:
             continue

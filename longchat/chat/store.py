@@ -219,6 +219,10 @@ class Store:
     def count_messages(self, sid: int) -> int:
         return self.db.execute("SELECT count(*) FROM messages WHERE session_id = ?", (sid,)).fetchone()[0]
 
+    def evict_one(self, sid: int, mid: int) -> None:
+        """One message leaves the window (it stays in recall storage)."""
+        self.db.execute("UPDATE messages SET in_context = 0 WHERE session_id = ? AND id = ?", (sid, mid))
+
     def evict(self, sid: int, upto: int) -> None:
         """Messages up to id `upto` leave the window (they stay in recall storage)."""
         self.db.execute("UPDATE messages SET in_context = 0 WHERE session_id = ? AND id <= ?", (sid, upto))
