@@ -2,8 +2,8 @@
 and recall weighs who said what.
 
 The weighting tests put an assistant reply into the store directly, as the bundled model's
-confabulations look; they test longchat's ranking, not any model. The last test uses the real
-bundled model end to end.
+confabulations look; they test longchat's ranking, not any model. The real model's end-to-end
+check of a fact across a restart is tests/test_sessions.py's.
 """
 
 from __future__ import annotations
@@ -139,30 +139,3 @@ def test_piped_chat_notes_facts_and_the_commands_list_and_forget_them(home, tiny
     kept = json.loads(capsys.readouterr().out)
     assert [(f["key"], f["content"], f["where"]) for f in kept] == [("live", "I live in Porto.", "core")]
     assert main(["sessions", "facts", "nope"]) != 0
-
-
-def test_a_stated_fact_survives_chit_chat_and_a_restart_with_the_real_model(home):
-    runner = open_runner("auto", overrides=["generation.max_new_tokens=24"])
-    first = SessionConversation(runner, "bike")
-    first.send("Please remember: my bike is teal.")
-    for topic in ("the ocean", "volcanoes", "honey bees"):
-        first.send(f"Tell me one short fact about {topic}.")
-    first.close()
-    runner.engine.reset()
-    second = SessionConversation(runner, "bike")  # a new process would see the same store
-    reply = second.send("What colour is my bike?")
-    second.close()
-    assert "teal" in reply.lower(), reply
-
-
-def test_a_reply_said_before_leaves_the_window_and_stays_in_recall(tiny_runner, tmp_path):
-    conv = SessionConversation(tiny_runner, "echo", store=Store(tmp_path / "s.db"))
-    replies = iter(["The ocean is vast.", "The ocean is vast.", "Owls hunt at night."])
-    conv._generate = lambda prompt, on_text: next(replies)  # NOT a model: the replies a looping one gave
-    for line in ("Tell me about the ocean.", "Tell me about volcanoes.", "Tell me about owls."):
-        conv.send(line)
-    window = [m.content for m in conv.store.messages(conv.sid, in_context=True)]
-    assert window == ["Tell me about the ocean.", "The ocean is vast.", "Tell me about volcanoes.",
-                      "Tell me about owls.", "Owls hunt at night."]
-    assert len(conv.store.messages(conv.sid)) == 6  # nothing is lost
-    conv.close()

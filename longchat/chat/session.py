@@ -20,7 +20,7 @@ reply starts and the reply when it ends, so Ctrl-C or kill -9 loses at most the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from longchat.chat.conversation import Conversation, Turn, clip
@@ -136,12 +136,9 @@ class SessionConversation(Conversation):
                                              roles=("user", "function"))
         archived, _ = self.store.search_archival(self.sid, text, limit=n)
         shown = {_plain(h.content) for h in facts}
-        # A message that stated a fact is already in core memory as that fact; recalled again by a
-        # word it shares ("called"), it put a less relevant fact beside the question.
-        sources = {f["source"] for f in self.store.facts(self.sid)}
         lines = [f"you told me ({_day(h.created)}): {clip(h.content, 240, one_line=True)}" for h in facts]
         for h in hits:
-            if h.role == "user" and (h.content.rstrip().endswith("?") or h.id in sources):
+            if h.role == "user" and h.content.rstrip().endswith("?"):
                 continue  # an earlier question holds no answer, only the words that matched
             if not any(f in _plain(h.content) for f in shown):  # the fact's own message adds nothing
                 who = "you said" if h.role == "user" else "a memory function returned"
@@ -280,14 +277,8 @@ class SessionConversation(Conversation):
 
     def _generate(self, prompt: list[int], on_text) -> str:
         """The model's reply to `prompt`, streamed to `on_text` (on Ctrl-C, what it had said is
-        the engine's `last_text`). A reply that starts to loop is stopped, and only one copy of
-        what it repeated is kept (`stop_on_repeat`, 16 tokens unless the profile sets it): kept
-        whole in the window, "I'm glad to hear that. I'm glad to hear that ..." was copied into
-        every later answer by the bundled model."""
-        sampling = self.sampling
-        if not sampling.stop_on_repeat:
-            sampling = replace(sampling, stop_on_repeat=16)
-        return self.runner.engine.generate_text(prompt, sampling, on_text, messages=self.last_messages,
+        the engine's `last_text`)."""
+        return self.runner.engine.generate_text(prompt, self.sampling, on_text, messages=self.last_messages,
                                                 tools=self._tool_schemas() if self.runner.remote else None)
 
     def send(self, user_text: str, on_text=None, progress: Progress | None = None) -> str:
@@ -344,19 +335,8 @@ class SessionConversation(Conversation):
     def _keep_reply(self, reply: str, prompt: list[int], interrupted: bool, store: bool = True) -> None:
         self._record_stats(prompt, interrupted)
         if store and (reply.strip() or not interrupted):
-            mid = self.store.add_message(self.sid, "assistant", reply.strip(), self._count(reply), interrupted)
-            if self._said_before(reply):
-                # The same reply again says nothing new, and left in the window a small model
-                # copies it into every answer after it: it leaves the window (recall keeps it).
-                self.store.evict_one(self.sid, mid)
+            self.store.add_message(self.sid, "assistant", reply.strip(), self._count(reply), interrupted)
         self.turns = self._turns()
-
-    def _said_before(self, reply: str) -> bool:
-        text = _plain(reply)
-        if not text:
-            return False
-        window = self.store.messages(self.sid, in_context=True)[:-1]
-        return any(m.role == "assistant" and _plain(m.content) == text for m in window)
 
     def _count_plain(self, text: str) -> int:
         return len(self.runner.tokenizer.encode(text, add_special_tokens=False))

@@ -219,10 +219,6 @@ class Store:
     def count_messages(self, sid: int) -> int:
         return self.db.execute("SELECT count(*) FROM messages WHERE session_id = ?", (sid,)).fetchone()[0]
 
-    def evict_one(self, sid: int, mid: int) -> None:
-        """One message leaves the window (it stays in recall storage)."""
-        self.db.execute("UPDATE messages SET in_context = 0 WHERE session_id = ? AND id = ?", (sid, mid))
-
     def evict(self, sid: int, upto: int) -> None:
         """Messages up to id `upto` leave the window (they stay in recall storage)."""
         self.db.execute("UPDATE messages SET in_context = 0 WHERE session_id = ? AND id <= ?", (sid, upto))
@@ -344,17 +340,14 @@ class Store:
         self.db.execute("DELETE FROM facts WHERE id = ?", (fact_id,))
 
     def search_facts(self, sid: int, query: str, *, limit: int = 5) -> list[Hit]:
-        """The facts sharing the most content words with `query` (all those tied for the most;
-        newest first). The rest stay in core memory: placed beside the question, a fact that
-        shares one word of several ("favourite" of "favourite food") was copied as the answer."""
+        """Facts sharing a content word with `query`, most shared words first."""
         wanted = set(_words(query))
         scored = []
         for f in self.facts(sid):
             shared = len(wanted & set(_words(f["content"] + " " + f["key"])))
             if shared:
                 scored.append((-shared, -f["id"], Hit(f["id"], f["content"], f["created"], "fact")))
-        scored.sort()
-        return [h for best, _, h in scored if best == scored[0][0]][:limit]
+        return [h for *_, h in sorted(scored)[:limit]]
 
     # -- recursive summary -----------------------------------------------------------------
     def summary(self, sid: int) -> tuple[str, int]:
