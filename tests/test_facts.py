@@ -49,33 +49,20 @@ def test_a_fact_must_be_supported_by_the_users_own_words():
     assert not supported("", "anything")
 
 
-def test_a_corrected_fact_replaces_the_old_one_in_core_memory(tmp_path):
+def test_a_corrected_fact_replaces_the_old_one(tmp_path):
     store = Store(tmp_path / "s.db")
     sid = store.session_id("a", create=True)
-    assert store.add_fact(sid, "sister's name", "My sister's name is Alma.", 1) == (1, None, "core")
-    assert store.add_fact(sid, "work", "I work as a pharmacist.", 2)[2] == "core"
+    assert store.add_fact(sid, "sister's name", "My sister's name is Alma.", 1) == (1, None)
+    assert store.add_fact(sid, "work", "I work as a pharmacist.", 2) == (2, None)
     assert store.add_fact(sid, "work", "I work as a pharmacist.", 3) is None  # said again: nothing changes
-    fid, replaced, where = store.add_fact(sid, "sister's name", "My sister is called Maria.", 4)
-    assert replaced == "My sister's name is Alma." and where == "core"
-    assert store.core(sid)["human"][0] == "- I work as a pharmacist.\n- My sister is called Maria."
-    assert [f["content"] for f in store.facts(sid)] == ["I work as a pharmacist.", "My sister is called Maria."]
+    fid, replaced = store.add_fact(sid, "sister's name", "My sister is called Maria.", 4)
+    assert replaced == "My sister's name is Alma." and fid == 3
+    assert [(f["content"], f["source"]) for f in store.facts(sid)] == [("I work as a pharmacist.", 2),
+                                                                        ("My sister is called Maria.", 4)]
     assert store.forget_fact(sid, fid) == "My sister is called Maria."
-    assert store.core(sid)["human"][0] == "- I work as a pharmacist."
-
-
-def test_facts_go_to_archival_memory_when_core_memory_is_full(tmp_path):
-    store = Store(tmp_path / "s.db")
-    sid = store.session_id("a", create=True)
-    store.set_core(sid, "human", "x" * 1990)
-    fid, _, where = store.add_fact(sid, "dog's name", "My dog is called Biscuit.", 1)
-    assert where == "archival" and store.core(sid)["human"][0] == "x" * 1990
-    hits, _ = store.search_archival(sid, "dog Biscuit")
-    assert [h.content for h in hits] == ["My dog is called Biscuit."]
-    store.add_fact(sid, "dog's name", "My dog is called Rex.", 2)  # the correction replaces the passage
-    hits, _ = store.search_archival(sid, "dog")
-    assert [h.content for h in hits] == ["My dog is called Rex."]
-    store.forget_fact(sid, store.facts(sid)[0]["id"])
-    assert store.search_archival(sid, "dog")[1] == 0
+    assert [f["content"] for f in store.facts(sid)] == ["I work as a pharmacist."]
+    store.add_fact(sid, "dog's name", "My dog is called Rex.", 5)
+    assert store.facts(sid)[-1]["id"] == 4  # ids never come back after /forget
 
 
 @pytest.fixture
@@ -100,7 +87,6 @@ def test_recall_puts_the_users_fact_first_and_never_the_assistants_confabulation
     conv.close()
     again = SessionConversation(tiny_runner, "zelda", store=Store(tmp_path / "s.db"))  # after a restart
     assert again.relevant("What colour is my bike?")[0].endswith("My bike is teal.")
-    assert "- My bike is teal." in again.system_text()  # the human block, in every prompt
     again.close()
 
 
@@ -120,7 +106,7 @@ def test_an_old_session_store_gains_facts_without_losing_anything(tmp_path):
     assert [m.content for m in store.messages(sid)] == ["my cat is grey"]
     assert store.search_messages(sid, "cat")[1] == 1 and store.facts(sid) == []
     store.add_fact(sid, "cat", "My cat is grey.", 1)
-    assert store.core(sid)["human"][0] == "Name: Ana\n- My cat is grey."
+    assert [f["content"] for f in store.facts(sid)] == ["My cat is grey."] and store.core(sid)["human"][0] == "Name: Ana"
 
 
 def test_piped_chat_notes_facts_and_the_commands_list_and_forget_them(home, tiny_chat_model, monkeypatch, capsys):
@@ -130,12 +116,12 @@ def test_piped_chat_notes_facts_and_the_commands_list_and_forget_them(home, tiny
     err = capsys.readouterr().err
     assert "noted fact #1: My dog is called Biscuit." in err
     assert "noted fact #2: My dog is called Rex. (replaces: My dog is called Biscuit.)" in err
-    assert "#2 [core] My dog is called Rex.  (from message #3" in err
+    assert "#2 My dog is called Rex.  (from message #3" in err
     assert "forgot fact #2: My dog is called Rex." in err and "no facts kept yet" in err
     monkeypatch.setattr("sys.stdin", io.StringIO("I live in Porto.\n"))
     assert main(["chat", "--session", "pets", "-m", str(tiny_chat_model), "-n", "4"]) == 0
     capsys.readouterr()
     assert main(["sessions", "facts", "pets", "--json"]) == 0
     kept = json.loads(capsys.readouterr().out)
-    assert [(f["key"], f["content"], f["where"]) for f in kept] == [("live", "I live in Porto.", "core")]
+    assert [(f["key"], f["content"]) for f in kept] == [("live", "I live in Porto.")]
     assert main(["sessions", "facts", "nope"]) != 0

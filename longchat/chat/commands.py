@@ -82,7 +82,7 @@ def _sessions(conv: Conversation, arg: str) -> CommandResult:
 
 def facts_lines(facts: list[dict]) -> list[str]:
     """One line per stored fact: id, where it is kept, its text and the message it came from."""
-    return [f"#{f['id']} [{f['where']}] {f['content']}  (from message #{f['source']}, {_when(f['created'])})"
+    return [f"#{f['id']} {f['content']}  (from message #{f['source']}, {_when(f['created'])})"
             for f in facts]
 
 

@@ -20,7 +20,7 @@ reply starts and the reply when it ends, so Ctrl-C or kill -9 loses at most the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from longchat.chat.conversation import Conversation, Turn, clip
@@ -120,7 +120,7 @@ class SessionConversation(Conversation):
             parts.append("Summary of the earlier conversation: " + summary)
         return "\n\n".join(parts)
 
-    def relevant(self, text: str) -> list[str]:
+    def relevant(self, text: str, user_id: int | None = None) -> list[str]:
         """Memories for `text`, best first, each marked with who said it and when: the facts the
         user stated, then the user's own messages and function results, then archival passages.
         The assistant's own replies are left out: a small model's confabulation, found again by
@@ -131,7 +131,10 @@ class SessionConversation(Conversation):
         # Everything said before the last few messages is searched, in the window or not: a small
         # model uses a fact placed next to the question far better than one 2,000 tokens up.
         recent = self.store.messages(self.sid, in_context=True)[-(self.settings.keep_last + 1):]
-        facts = self.store.search_facts(self.sid, text, limit=n)
+        # Facts the message itself just stated are not recalled for it: placed before the very
+        # sentence that said them, the bundled model replied with nonsense it then copied later.
+        facts = [h for h in self.store.search_facts(self.sid, text, limit=n + 4)
+                 if user_id is None or h.id not in self._facts_from(user_id)][:n]
         hits, _ = self.store.search_messages(self.sid, text, limit=n, before=recent[0].id if recent else None,
                                              roles=("user", "function"))
         archived, _ = self.store.search_archival(self.sid, text, limit=n)
@@ -147,6 +150,9 @@ class SessionConversation(Conversation):
                   if _plain(h.content) not in shown]
         return lines[:n]
 
+    def _facts_from(self, message_id: int) -> set[int]:
+        return {f["id"] for f in self.store.facts(self.sid) if f["source"] == message_id}
+
     def learn(self, user_text: str, user_id: int) -> list[str]:
         """Keep the facts `user_text` states (chat/facts.py); a line for the user per fact kept."""
         if self.paging == "truncate":
@@ -156,8 +162,8 @@ class SessionConversation(Conversation):
             kept = self.store.add_fact(self.sid, fact.key, fact.text, user_id)
             if kept is None:
                 continue
-            fid, replaced, where = kept
-            line = f"noted fact #{fid}" + (" in archival memory" if where == "archival" else "") + f": {fact.text}"
+            fid, replaced = kept
+            line = f"noted fact #{fid}: {fact.text}"
             lines.append(line + (f" (replaces: {replaced})" if replaced else ""))
         for line in lines:
             self.note(line)
@@ -177,7 +183,7 @@ class SessionConversation(Conversation):
     def assemble(self, user_text: str, user_id: int | None = None, extra: list[dict] = ()) -> list[int]:
         """The prompt for `user_text` within the budget, paging out old messages when needed
         (an attached memory's prefix comes first and is not counted)."""
-        notes = self.relevant(user_text)
+        notes = self.relevant(user_text, user_id)
         while True:
             system = self.system_text()
             last = user_text
@@ -278,7 +284,10 @@ class SessionConversation(Conversation):
     def _generate(self, prompt: list[int], on_text) -> str:
         """The model's reply to `prompt`, streamed to `on_text` (on Ctrl-C, what it had said is
         the engine's `last_text`)."""
-        return self.runner.engine.generate_text(prompt, self.sampling, on_text, messages=self.last_messages,
+        sampling = self.sampling
+        if not sampling.stop_on_repeat:  # a reply that loops is cut to one copy (a 135M model's
+            sampling = replace(sampling, stop_on_repeat=16)  # loops, kept, were copied later)
+        return self.runner.engine.generate_text(prompt, sampling, on_text, messages=self.last_messages,
                                                 tools=self._tool_schemas() if self.runner.remote else None)
 
     def send(self, user_text: str, on_text=None, progress: Progress | None = None) -> str:

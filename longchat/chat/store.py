@@ -64,8 +64,8 @@ MIGRATIONS = [
         id INTEGER PRIMARY KEY, session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
         upto_message INTEGER NOT NULL, content TEXT NOT NULL, created REAL NOT NULL);
     """,
-    # 2: facts the user stated, kept by the system (chat/facts.py): each one a line of the
-    # `human` core block, or an archival passage when that block is full
+    # 2: facts the user stated, kept by the system (chat/facts.py); `archival` is unused (kept:
+    # the schema of this migration is fixed)
     """
     CREATE TABLE facts (
         id INTEGER PRIMARY KEY AUTOINCREMENT, session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
@@ -289,55 +289,32 @@ class Store:
 
     # -- facts the user stated ---------------------------------------------------------------
     def facts(self, sid: int) -> list[dict]:
-        """Every stored fact: id, key, content, source (message id), created, where ("core" or
-        "archival")."""
-        rows = self.db.execute("SELECT id, key, content, source, created, archival FROM facts WHERE session_id = ? "
+        """Every stored fact: id, key, content, source (message id), created."""
+        rows = self.db.execute("SELECT id, key, content, source, created FROM facts WHERE session_id = ? "
                                "ORDER BY id", (sid,)).fetchall()
-        return [{**{k: r[k] for k in ("id", "key", "content", "source", "created")},
-                 "where": "core" if r["archival"] is None else "archival"} for r in rows]
+        return [dict(r) for r in rows]
 
-    def add_fact(self, sid: int, key: str, content: str, source: int | None) -> tuple[int, str | None, str] | None:
-        """Keep a fact: a line of the `human` core block, or an archival passage when the block
-        has no room. A fact with the same key is replaced (a correction). Returns (id, the
-        replaced fact's text or None, "core" | "archival"), or None when it is already held."""
+    def add_fact(self, sid: int, key: str, content: str, source: int | None) -> tuple[int, str | None] | None:
+        """Keep a fact; one with the same key is replaced (a correction). Returns (id, the
+        replaced fact's text or None), or None when it is already held."""
         with self._tx():
             old = self.db.execute("SELECT id, content FROM facts WHERE session_id = ? AND key = ?",
                                   (sid, key)).fetchone()
             if old is not None and old["content"] == content:
                 return None
             if old is not None:
-                self._drop_fact(sid, old["id"])
-            value, limit = self.core(sid).get("human", ("", CORE_LIMIT))
-            line = "- " + content
-            archival = None
-            if len(value) + len(line) + 1 <= limit:
-                self.db.execute("UPDATE core_blocks SET value = ? WHERE session_id = ? AND label = 'human'",
-                                ((value.rstrip() + "\n" + line).strip(), sid))
-            else:
-                archival = self.archive(sid, content)
-            fid = self.db.execute("INSERT INTO facts(session_id, key, content, source, created, archival) "
-                                  "VALUES (?, ?, ?, ?, ?, ?)", (sid, key, content, source, time.time(), archival)).lastrowid
-        return fid, None if old is None else old["content"], "core" if archival is None else "archival"
+                self.db.execute("DELETE FROM facts WHERE id = ?", (old["id"],))
+            fid = self.db.execute("INSERT INTO facts(session_id, key, content, source, created) VALUES (?, ?, ?, ?, ?)",
+                                  (sid, key, content, source, time.time())).lastrowid
+        return fid, None if old is None else old["content"]
 
     def forget_fact(self, sid: int, fact_id: int) -> str:
-        """Remove a fact (its core line or archival passage too); its text."""
-        with self._tx():
-            row = self.db.execute("SELECT content FROM facts WHERE session_id = ? AND id = ?", (sid, fact_id)).fetchone()
-            if row is None:
-                raise InputError(f"no fact #{fact_id} in this session (/facts lists them)")
-            self._drop_fact(sid, fact_id)
-        return row["content"]
-
-    def _drop_fact(self, sid: int, fact_id: int) -> None:
-        row = self.db.execute("SELECT content, archival FROM facts WHERE id = ?", (fact_id,)).fetchone()
-        if row["archival"] is not None:
-            self.db.execute("DELETE FROM archival WHERE id = ? AND session_id = ?", (row["archival"], sid))
-        else:
-            value, _ = self.core(sid).get("human", ("", 0))
-            kept = [line for line in value.splitlines() if line.strip() != "- " + row["content"]]
-            self.db.execute("UPDATE core_blocks SET value = ? WHERE session_id = ? AND label = 'human'",
-                            ("\n".join(kept).strip(), sid))
+        """Remove a fact; its text."""
+        row = self.db.execute("SELECT content FROM facts WHERE session_id = ? AND id = ?", (sid, fact_id)).fetchone()
+        if row is None:
+            raise InputError(f"no fact #{fact_id} in this session (/facts lists them)")
         self.db.execute("DELETE FROM facts WHERE id = ?", (fact_id,))
+        return row["content"]
 
     def search_facts(self, sid: int, query: str, *, limit: int = 5) -> list[Hit]:
         """Facts sharing a content word with `query`, most shared words first."""
