@@ -8,7 +8,9 @@ The pieces take the layer's tensors as inputs (`weights.Linear.parts`), so one c
 serves all layers, and inductor's on-disk cache (under longchat's cache folder) pays the
 compile once per machine. Prefill chunks stay eager: they are large matmuls already.
 
-On a CUDA device `mode="reduce-overhead"` also captures each piece in a CUDA graph.
+No CUDA graphs yet (`mode="reduce-overhead"`): the pieces run 2 x layers times per step with
+each one's output feeding the next, which graph trees would overwrite between replays; a graph
+of the whole step needs a static KV cache, and no GPU has been lent to measure either.
 
 The pieces are compiled when the model is loaded. If compilation is unavailable there (no C++
 compiler, an unsupported backend), one line says so and the decoder runs eagerly, with the
@@ -54,9 +56,8 @@ class CompiledStep:
     def __init__(self, decoder: Decoder):
         self.decoder = decoder
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
-        mode = "reduce-overhead" if decoder.device.type == "cuda" else None
-        self.layer_in = torch.compile(_layer_in, dynamic=False, mode=mode)
-        self.layer_out = torch.compile(_layer_out, dynamic=False, mode=mode)
+        self.layer_in = torch.compile(_layer_in, dynamic=False)
+        self.layer_out = torch.compile(_layer_out, dynamic=False)
 
     def warm_up(self) -> None:
         """Compile both pieces now, on a layer's own tensors and a zero token (no strategy
@@ -66,9 +67,8 @@ class CompiledStep:
         x = torch.zeros(1, 1, cfg.hidden_size, dtype=dec.dtype, device=dec.device)
         heads = torch.zeros(1, 1, cfg.n_heads * cfg.head_dim, dtype=dec.dtype, device=dec.device)
         with torch.inference_mode():
-            for _ in range(2):  # CUDA graphs are recorded on the second call
-                self.layer_in(x, w.input_norm, cfg.rms_norm_eps, *_linear_args(w.qkv))
-                self._out(x, heads, w)
+            self.layer_in(x, w.input_norm, cfg.rms_norm_eps, *_linear_args(w.qkv))
+            self._out(x, heads, w)
 
     def __call__(self, x: torch.Tensor, strategy) -> torch.Tensor:
         dec = self.decoder
