@@ -38,7 +38,8 @@ _CORRECTION = re.compile(r"^(?:actually|no|correction|sorry|wait|oops)\b[,:!.\s]
 _MY = re.compile(
     r"\bmy\s+((?:[a-z'-]+\s+){0,3}?[a-z'-]+?)(?:'s\s+([a-z-]+(?:\s+[a-z-]+)?))?\s+"
     r"(?:is|are|was|were|'s|has been|have been)\s+(called\s+|named\s+)?\S", re.I)
-_I = [  # (pattern, key): statements about the user in the first person
+_I = [  # (pattern, key): statements about the user in the first person, the first match wins
+    (re.compile(r"\bmy name is\b|\bi(?:'m| am) called\b|\bcall me\b", re.I), "name"),
     (re.compile(r"\bi(?:'m| am) (?:a|an)\s+\w", re.I), "am a"),
     (re.compile(r"\bi work (?:as|at|for|in)\b", re.I), "work"),
     (re.compile(r"\bi(?:'m| am) working (?:as|at|for)\b", re.I), "work"),
@@ -49,7 +50,6 @@ _I = [  # (pattern, key): statements about the user in the first person
     (re.compile(r"\bi (?:play|study|teach|speak|drive|own|have|collect)\s+\w", re.I), None),
     (re.compile(r"\bi (?:like|love|enjoy|prefer|hate|dislike|can'?t stand)\s+\w", re.I), None),
     (re.compile(r"\bi(?:'m| am) allergic to\b", re.I), "allergic"),
-    (re.compile(r"\bmy name is\b|\bi(?:'m| am) called\b|\bcall me\b", re.I), "name"),
 ]
 _QUESTION_START = re.compile(r"^(?:who|what|when|where|which|why|how|do|does|did|is|are|can|could|would|will|should|"
                              r"tell me|explain|describe|give me|write|list|show)\b", re.I)
@@ -74,8 +74,6 @@ def _about(sentence: str) -> str | None:
         if not part and m.group(3):  # "my sister is called Alma" is about her name
             part = "name"
         return f"{owner}'s {part}" if part else owner
-    if re.search(r"\bmy name is\b|\bi(?:'m| am) called\b|\bcall me\b", sentence, re.I):
-        return "name"
     for pattern, key in _I:
         m = pattern.search(sentence)
         if m:

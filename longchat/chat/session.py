@@ -133,8 +133,8 @@ class SessionConversation(Conversation):
         recent = self.store.messages(self.sid, in_context=True)[-(self.settings.keep_last + 1):]
         # Facts the message itself just stated are not recalled for it: placed before the very
         # sentence that said them, the bundled model replied with nonsense it then copied later.
-        facts = [h for h in self.store.search_facts(self.sid, text, limit=n + 4)
-                 if user_id is None or h.id not in self._facts_from(user_id)][:n]
+        own = set() if user_id is None else self._facts_from(user_id)
+        facts = [h for h in self.store.search_facts(self.sid, text, limit=n + len(own)) if h.id not in own][:n]
         hits, _ = self.store.search_messages(self.sid, text, limit=n, before=recent[0].id if recent else None,
                                              roles=("user", "function"))
         archived, _ = self.store.search_archival(self.sid, text, limit=n)

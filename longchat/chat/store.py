@@ -64,13 +64,11 @@ MIGRATIONS = [
         id INTEGER PRIMARY KEY, session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
         upto_message INTEGER NOT NULL, content TEXT NOT NULL, created REAL NOT NULL);
     """,
-    # 2: facts the user stated, kept by the system (chat/facts.py); `archival` is unused (kept:
-    # the schema of this migration is fixed)
+    # 2: facts the user stated, kept by the system (chat/facts.py), each with its source message
     """
     CREATE TABLE facts (
         id INTEGER PRIMARY KEY AUTOINCREMENT, session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
-        key TEXT NOT NULL, content TEXT NOT NULL, source INTEGER, created REAL NOT NULL,
-        archival INTEGER);
+        key TEXT NOT NULL, content TEXT NOT NULL, source INTEGER, created REAL NOT NULL);
     CREATE INDEX facts_session ON facts(session_id, key);
     """,
 ]
