@@ -1,12 +1,16 @@
 """Session figures: deep memory retrieval, store overhead at 10,000 messages, two processes.
 
-    python bench/sessions.py OUT_DIR [--only deep,store,dual]
+    python bench/sessions.py OUT_DIR [--only deep,store,dual,paraphrase,recall]
 
 deep: a scripted 60-turn conversation on the bundled model through `chat --session`'s own code:
 10 facts stated in turns 1-10, 40 turns of chit-chat (the model's replies push the facts out
 of the window), then 10 questions; the last 5 are asked by a *new process* that resumes the
 session. Run with paging "system" and with the "truncate" baseline. A fact counts as recalled
 when the reply contains its keyword.
+paraphrase: 25 facts, 10 chit-chat turns, then in a new process 25 questions that share no
+content word with their fact; recall by words only against words + meaning (`sessions.semantic`).
+recall: no generation; which memories recall places before each paraphrased question, by the
+static vectors against the bundled model's mean-pooled states, and per `semantic_floor`.
 store: the extra time a turn's store work (search + prompt assembly, no generation) takes in
 a session holding 10,000 messages against an empty one (median of 30).
 dual: two `longchat chat --session` processes on one session: the second must be refused
@@ -42,6 +46,37 @@ TOPICS = ("the ocean", "volcanoes", "honey bees", "the moon", "trains", "chess",
 FILLER = [f"Tell me one short fact about {t}." for t in TOPICS] + [f"Why do people like {t}?" for t in TOPICS]
 
 
+# paraphrase: each question shares no content word with its fact (tests/test_recall.py checks it)
+PARAPHRASE = [
+    ("I work as a pharmacist.", "What is my job?", "pharmacist"),
+    ("My sister's name is Alma.", "How is my sibling called?", "alma"),
+    ("My dog is called Biscuit.", "What name did I give my puppy?", "biscuit"),
+    ("I was born in Lisbon.", "Which city is my birthplace?", "lisbon"),
+    ("My favourite colour is teal.", "Which hue do I prefer?", "teal"),
+    ("My car is a red Volvo.", "What vehicle do I drive?", "volvo"),
+    ("My wife's birthday is on March 14.", "On what date does my spouse turn a year older?", "march"),
+    ("I play the cello in an orchestra.", "Which musical instrument do I perform with?", "cello"),
+    ("My best friend is called Tomasz.", "Who is my closest buddy?", "tomasz"),
+    ("My favourite food is lasagna.", "Which dish do I enjoy eating most?", "lasagna"),
+    ("I live in Rotterdam.", "In which town is my home?", "rotterdam"),
+    ("I am allergic to peanuts.", "Which nut makes me ill?", "peanut"),
+    ("My daughter studies medicine in Vienna.", "What subject is my child learning at university?", "medicine"),
+    ("My husband is a firefighter.", "What does my spouse do for a living?", "firefighter"),
+    ("My bike is a green Gazelle.", "Which bicycle do I ride?", "gazelle"),
+    ("My mother grows tomatoes in her garden.", "Which vegetables does mom cultivate?", "tomato"),
+    ("I speak Portuguese at home.", "Which language do I use with family?", "portuguese"),
+    ("My flight to Oslo leaves on Friday.", "Which day does my plane depart?", "friday"),
+    ("My doctor is Dr. Okafor.", "Who is my physician?", "okafor"),
+    ("My cat sleeps on the radiator.", "Where does my kitty nap?", "radiator"),
+    ("My son plays football every Saturday.", "Which sport does my boy practise?", "football"),
+    ("I hate mushrooms.", "Which ingredient do I dislike?", "mushroom"),
+    ("I collect vintage stamps.", "What is my hobby?", "stamp"),
+    ("My apartment is on the fourth floor.", "Which storey is my flat on?", "fourth"),
+    ("My grandfather was a sailor.", "What did grandpa do for work?", "sailor"),
+]
+TABLES = {"deep": FACTS, "paraphrase": PARAPHRASE}
+
+
 def script() -> list[str]:
     return [f for f, _, _ in FACTS] + FILLER + [q for _, q, _ in FACTS]
 
@@ -49,16 +84,19 @@ def script() -> list[str]:
 OVERRIDES = ["generation.max_new_tokens=48"]
 
 
-def run_part(name: str, paging: str, lines: list[str], first: int) -> list[dict]:
-    """Send `lines` in this process; the answers to the questions among them."""
+def run_part(name: str, paging: str, lines: list[str], first: int, table: str = "deep",
+             sets: list[str] = ()) -> list[dict]:
+    """Send `lines` in this process; the answers to the questions among them (`table`: which
+    facts they ask about; `sets`: more --set overrides)."""
     from longchat.api import open_runner
     from longchat.chat.session import SessionConversation
 
-    runner = open_runner("auto", overrides=OVERRIDES + [x for x in os.environ.get("ISSUE6_SET", "").split(";") if x])
+    runner = open_runner("auto", overrides=OVERRIDES + list(sets) +
+                         [x for x in os.environ.get("ISSUE6_SET", "").split(";") if x])
     conv = SessionConversation(runner, name, paging=paging, note=lambda m: print("  note:", m, file=sys.stderr))
     out = []
-    questions = {q: k for _, q, k in FACTS}
-    stated = {f: k for f, _, k in FACTS}
+    questions = {q: k for _, q, k in TABLES[table]}
+    stated = {f: k for f, _, k in TABLES[table]}
     try:
         for i, line in enumerate(lines, start=first):
             start = time.perf_counter()
@@ -68,8 +106,9 @@ def run_part(name: str, paging: str, lines: list[str], first: int) -> list[dict]
                 out.append({"turn": i, "fact": line, "reply": reply.strip(), "echoed": stated[line] in reply.lower()})
             if line in questions:
                 ok = questions[line] in reply.lower()
-                out.append({"turn": i, "question": line, "reply": reply.strip(), "ok": ok, "seconds": round(took, 2),
-                            "pid": os.getpid()})
+                placed = questions[line] in conv.last_messages[-1]["content"].lower()  # in the memories before it
+                out.append({"turn": i, "question": line, "reply": reply.strip(), "ok": ok, "placed": placed,
+                            "seconds": round(took, 2), "pid": os.getpid()})
                 print(f"  turn {i} {paging}: {line} -> {reply.strip()[:80]!r} {'ok' if ok else 'MISS'}", file=sys.stderr)
     finally:
         conv.close()
@@ -105,6 +144,103 @@ def deep(out: Path, home: Path) -> dict:
     return results
 
 
+def paraphrase(out: Path, home: Path) -> dict:
+    """The 25 PARAPHRASE facts stated, 10 chit-chat turns, then (a new process) the 25
+    questions that share no content word with their fact: recall by words only
+    (`sessions.semantic=false`) against words and meaning fused. `placed`: the fact was among
+    the memories put before the question; `ok`: the reply holds its keyword."""
+    results = {}
+    for mode, sets in (("words", ["sessions.semantic=false"]), ("hybrid", [])):
+        name = f"para-{mode}"
+        stated = run_part(name, "system", [f for f, _, _ in PARAPHRASE] + FILLER[:10], 1, "paraphrase", sets)
+        code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import sessions; "
+                f"print(json.dumps(sessions.run_part({name!r}, 'system', [q for _, q, _ in sessions.PARAPHRASE], "
+                f"36, 'paraphrase', {sets!r})))")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env={**os.environ, "LONGCHAT_HOME": str(home)})
+        if proc.returncode:
+            raise SystemExit(proc.stderr[-2000:])
+        sys.stderr.write(proc.stderr)
+        answers = json.loads(proc.stdout.strip().splitlines()[-1])
+        results[mode] = {"placed": sum(a["placed"] for a in answers), "answered": sum(a["ok"] for a in answers),
+                         "of": len(answers), "fact_replies_without_the_fact": sum(not a["echoed"] for a in stated),
+                         "answers": answers}
+        print(f"paraphrase, {mode}: the fact placed before {results[mode]['placed']}/{len(answers)} questions, "
+              f"answered {results[mode]['answered']}/{len(answers)} (after a restart)")
+    (out / "paraphrase.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def recall(out: Path) -> dict:
+    """No reply is generated: which memories recall would place before each PARAPHRASE question
+    (top 3, facts and messages), among the 25 facts and 40 chit-chat lines. First the sentence
+    vectors alone (cosine top 3 over all 65 lines): the static vectors against mean-pooled hidden
+    states of the bundled model per layer; then the session's fused recall per `semantic_floor`,
+    with how many of 50 chit-chat messages would get a memory placed before them."""
+    import tempfile
+
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from longchat.chat.embed import default_embedder
+    from longchat.chat.facts import extract
+    from longchat.chat.store import Store
+    from longchat.runtime.loader import resolve_model_dir
+
+    lines, questions = [f for f, _, _ in PARAPHRASE] + FILLER, [q for _, q, _ in PARAPHRASE]
+
+    def top3(vectors, queries) -> int:
+        v = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+        scores = q @ v.T
+        return sum(int((scores[i] > scores[i, i]).sum()) < 3 for i in range(len(questions)))
+
+    emb = default_embedder()
+    result = {"vectors_top3": {"static (wordllama, content words)": top3(emb.embed(lines), emb.embed(questions))}}
+    folder = resolve_model_dir("default")[1]
+    tok, model = AutoTokenizer.from_pretrained(folder), AutoModelForCausalLM.from_pretrained(folder)
+
+    def pooled(texts, layer):
+        with torch.no_grad():
+            return np.stack([model(**tok(t, return_tensors="pt"), output_hidden_states=True)
+                             .hidden_states[layer][0].mean(0).numpy() for t in texts])
+
+    for layer in (0, 4, 8, 12, 16, 20, model.config.num_hidden_layers):
+        result["vectors_top3"][f"bundled model, layer {layer} mean-pooled"] = top3(pooled(lines, layer),
+                                                                                    pooled(questions, layer))
+    store = Store(Path(tempfile.mkdtemp()) / "s.db")
+    sid = store.session_id("recall", create=True)
+    for fact, _, _ in PARAPHRASE:
+        mid = store.add_message(sid, "user", fact)
+        store.add_message(sid, "assistant", "That's nice.")
+        for f in extract(fact):
+            store.add_fact(sid, f.key, f.text, mid)
+    before = store.add_message(sid, "user", "(the questions start here)")
+    chit = FILLER + ["How are you today?", "Tell me a joke.", "What is the capital of France?", "Thanks, that helped.",
+                     "Can you write a poem about spring?", "What should I cook tonight?", "Is it going to rain?",
+                     "Explain how rainbows form.", "Recommend a good book.", "What time is it in Tokyo?"]
+
+    def placed(text, floor):
+        hits = store.recall(sid, "fact", text, limit=3, floor=floor) + \
+            store.recall(sid, "message", text, limit=3, floor=floor, before=before)
+        return hits[:3]
+
+    result["fused_top3"] = {}
+    for floor in (None, 0.1, 0.15, 0.2, 0.25, 0.3):
+        found = sum(any(k in h.content.lower() for h in placed(q, floor)) for _, q, k in PARAPHRASE)
+        noisy = sum(bool(placed(c, floor)) for c in chit)
+        result["fused_top3"]["words only" if floor is None else f"floor {floor}"] = [found, noisy]
+    print(f"recall of {len(questions)} paraphrased questions, top 3 by vectors alone:")
+    for name, n in result["vectors_top3"].items():
+        print(f"  {name}: {n}/{len(questions)}")
+    print(f"fused recall (facts + messages, top 3), and chit-chat messages (of {len(chit)}) given a memory:")
+    for name, (n, noisy) in result["fused_top3"].items():
+        print(f"  {name}: {n}/{len(questions)}, {noisy}/{len(chit)}")
+    (out / "recall.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
 def store_overhead(out: Path) -> dict:
     import random
 
@@ -136,14 +272,19 @@ def store_overhead(out: Path) -> dict:
             times.append(time.perf_counter() - start)
         return statistics.median(times)
 
+    start = time.perf_counter()
+    big.assemble(query)  # the first search embeds the 5,000 user messages (a store from before migration 3)
+    t_first = time.perf_counter() - start
     t_empty, t_big = timed(empty), timed(big)
-    result = {"empty_ms": round(1000 * t_empty, 2), "big_ms": round(1000 * t_big, 2),
+    result = {"first_search_ms": round(1000 * t_first, 1), "empty_ms": round(1000 * t_empty, 2),
+              "big_ms": round(1000 * t_big, 2),
               "extra_ms": round(1000 * (t_big - t_empty), 2), "messages": big.store.count_messages(big.sid),
               "in_window": len(big.store.messages(big.sid, in_context=True))}
     big.close()
     empty.close()
     print(f"store work per turn: empty {result['empty_ms']} ms, 10,000 messages {result['big_ms']} ms "
-          f"(+{result['extra_ms']} ms; search + assembly, median of 30)")
+          f"(+{result['extra_ms']} ms; search + assembly, median of 30); the first search, which indexes "
+          f"the 5,000 user messages by meaning, {result['first_search_ms']} ms")
     (out / "store.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
@@ -190,7 +331,8 @@ def main() -> None:
         models.mkdir(parents=True)
         os.symlink(folder, models / folder.name)
     for part in args.only.split(","):
-        {"deep": lambda: deep(out, home), "store": lambda: store_overhead(out), "dual": lambda: dual(out, home)}[part]()
+        {"deep": lambda: deep(out, home), "store": lambda: store_overhead(out), "dual": lambda: dual(out, home),
+         "paraphrase": lambda: paraphrase(out, home), "recall": lambda: recall(out)}[part]()
 
 
 if __name__ == "__main__":

@@ -82,6 +82,8 @@ class SessionSettings:
     pressure: float = 0.75     # share of the budget that starts the memory-pressure step
     keep_last: int = 4         # messages that never leave the window when older ones are summarised
     relevant: int = 3          # searched memories placed before each message
+    semantic: bool = True      # search by meaning too (static word vectors, chat/embed.py), fused with full-text
+    semantic_floor: float = 0.2  # cosine a memory found by meaning alone needs to be placed
     max_steps: int = 4         # functions: calls chained by request_heartbeat per user message
 
     def validate(self, where: str) -> None:
@@ -91,6 +93,7 @@ class SessionSettings:
         require(0.1 <= self.pressure < 1.0, where, "pressure", "a number in [0.1, 1)")
         require(self.keep_last >= 1, where, "keep_last", "an integer >= 1")
         require(0 <= self.relevant <= 20, where, "relevant", "an integer in 0..20")
+        require(-1 <= self.semantic_floor <= 1, where, "semantic_floor", "a number in [-1, 1]")
         require(1 <= self.max_steps <= 20, where, "max_steps", "an integer in 1..20")
 
 

@@ -29,6 +29,7 @@ from longchat.cli import main
     ("Hi! I was born in Lisbon. Nice weather today.", "born", "I was born in Lisbon."),
     ("Remember: the spare key is under the mat.", "spare key under", "The spare key is under the mat."),
     ("Can you remember that my train leaves at 6?", "train leaves 6", "My train leaves at 6"),
+    ("My doctor is Dr. Okafor.", "doctor", "My doctor is Dr. Okafor."),  # one sentence, not two
 ])
 def test_statements_of_fact_are_extracted_in_the_users_words(said, key, text):
     assert [(f.key, f.text) for f in extract(said)] == [(key, text)]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
@@ -300,6 +302,22 @@ def test_a_fact_survives_a_restart_with_the_real_model(home):
     reply = second.send("What is my sister's name?")
     second.close()
     assert "Alma" in reply
+
+
+def test_a_fact_survives_chit_chat_and_a_restart_in_two_real_processes(home):
+    """As a user meets it: one `chat --session` process is told a fact, then chit-chat; a new
+    process is asked about the fact, once with its words and once without any of them."""
+    def chat(lines: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "longchat", "chat", "--session", "life", "-n", "24"],
+                              input=lines, capture_output=True, text=True, timeout=300)
+
+    first = chat("My sister's name is Alma.\nTell me one short fact about the moon.\n"
+                 "Why do people like trains?\nI work as a pharmacist.\nTell me one short fact about owls.\n")
+    assert first.returncode == 0, first.stderr
+    assert "noted fact #1: My sister's name is Alma." in first.stderr
+    second = chat("What is my sister's name?\nWhat is my job?\n")
+    assert second.returncode == 0, second.stderr
+    assert "Alma" in second.stdout and "pharmacist" in second.stdout.lower(), second.stdout
 
 
 # -- tool templates and attached memories ---------------------------------------------------------

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from longchat.chat.store import STOPWORDS
+from longchat.chat.words import STOPWORDS
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,18 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
+_ABBREVIATION = re.compile(r"\b(?:dr|mr|mrs|ms|prof|st|mt|jr|sr|vs|etc|no|e\.g|i\.e)\.$", re.I)
+
+
 def sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE.split(text) if s.strip()]
+    """The sentences of `text` ("My doctor is Dr. Okafor." is one)."""
+    out: list[str] = []
+    for piece in (p.strip() for p in _SENTENCE.split(text)):
+        if piece and out and _ABBREVIATION.search(out[-1]):
+            out[-1] += " " + piece
+        elif piece:
+            out.append(piece)
+    return out
 
 
 def _key_words(text: str) -> str:
@@ -117,3 +127,4 @@ def supported(fact: str, said: str) -> bool:
     words = set(WORD.findall(said.lower()))
     wanted = [w for w in WORD.findall(fact.lower()) if w not in STOPWORDS]
     return bool(wanted) and all(w in words for w in wanted)
+

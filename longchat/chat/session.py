@@ -134,10 +134,13 @@ class SessionConversation(Conversation):
         # Facts the message itself just stated are not recalled for it: placed before the very
         # sentence that said them, the bundled model replied with nonsense it then copied later.
         own = set() if user_id is None else self._facts_from(user_id)
-        facts = [h for h in self.store.search_facts(self.sid, text, limit=n + len(own)) if h.id not in own][:n]
-        hits, _ = self.store.search_messages(self.sid, text, limit=n, before=recent[0].id if recent else None,
-                                             roles=("user", "function"))
-        archived, _ = self.store.search_archival(self.sid, text, limit=n)
+        # Each kind is searched by words and by meaning, the two rankings fused (Store.recall).
+        floor = self.settings.semantic_floor if self.settings.semantic else None
+        facts = [h for h in self.store.recall(self.sid, "fact", text, limit=n + len(own), floor=floor)
+                 if h.id not in own][:n]
+        hits = self.store.recall(self.sid, "message", text, limit=n, floor=floor,
+                                 before=recent[0].id if recent else None)
+        archived = self.store.recall(self.sid, "archival", text, limit=n, floor=floor)
         shown = {_plain(h.content) for h in facts}
         lines = [f"you told me ({_day(h.created)}): {clip(h.content, 240, one_line=True)}" for h in facts]
         for h in hits:

@@ -15,15 +15,22 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from longchat import paths
 from longchat.errors import InputError, StoreError
 from longchat.locks import Lock
+from longchat.chat.words import STOPWORDS
+
+if TYPE_CHECKING:
+    import numpy as np
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 CORE_LIMIT = 2000  # characters per core-memory block
-DEFAULT_CORE = {"persona": "I am longchat's assistant. I remember what the user tells me across sessions.",
-                "human": ""}
+# Both blocks start empty (an empty block is not shown). A persona line such as "I am longchat's
+# assistant." made the bundled model reply with it to every statement the user made, and then
+# copy that reply from the window for the rest of the session.
+DEFAULT_CORE = {"persona": "", "human": ""}
 
 def _fts_index(table: str) -> str:
     """An FTS5 index over `table`.content (Porter stemming), kept in step by triggers."""
@@ -71,12 +78,28 @@ MIGRATIONS = [
         key TEXT NOT NULL, content TEXT NOT NULL, source INTEGER, created REAL NOT NULL);
     CREATE INDEX facts_session ON facts(session_id, key);
     """,
+    # 3: sentence vectors of what recall searches by meaning (chat/embed.py), filled in lazily:
+    # a store written before this migration gains them at its first search, nothing else changes
+    """
+    CREATE TABLE vectors (
+        kind TEXT NOT NULL, item INTEGER NOT NULL,
+        session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        model TEXT NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (kind, item));
+    CREATE INDEX vectors_session ON vectors(session_id, kind, item);
+    CREATE TRIGGER facts_vector_ad AFTER DELETE ON facts BEGIN
+        DELETE FROM vectors WHERE kind = 'fact' AND item = old.id; END;
+    CREATE TRIGGER archival_vector_ad AFTER DELETE ON archival BEGIN
+        DELETE FROM vectors WHERE kind = 'archival' AND item = old.id; END;
+    """,
 ]
 
-STOPWORDS = set("""a an and are as at be but by can could did do does for from had has have he her hers him his how
-i if in into is it its me my mine no not of on or our ours she so than that the their them then there these they
-this those to too us was we were what when where which who whom why will with would you your yours s t d ll re ve
-m am been being just about tell remember recall know said say please again any some""".split())
+# What recall searches by meaning, per kind of item: the user's own messages and function
+# results (never the assistant's replies), the facts, the archival passages.
+INDEXED = {"message": "SELECT id, content FROM messages WHERE session_id = ? AND role IN ('user', 'function')",
+           "fact": "SELECT id, content FROM facts WHERE session_id = ?",
+           "archival": "SELECT id, content FROM archival WHERE session_id = ?"}
+RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al. 2009)
+
 
 
 class SessionError(StoreError):
@@ -133,8 +156,10 @@ def _words(text: str) -> list[str]:
 class Store:
     """All sessions in one SQLite database."""
 
-    def __init__(self, path: Path | None = None):
+    def __init__(self, path: Path | None = None, *, embedder=None):
         self.path = Path(path) if path else store_path()
+        self._embedder = embedder  # None: chat/embed.py's default, loaded at the first search by meaning
+        self._vectors: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
@@ -302,6 +327,7 @@ class Store:
                 return None
             if old is not None:
                 self.db.execute("DELETE FROM facts WHERE id = ?", (old["id"],))
+                self._vectors.pop((sid, "fact"), None)
             fid = self.db.execute("INSERT INTO facts(session_id, key, content, source, created) VALUES (?, ?, ?, ?, ?)",
                                   (sid, key, content, source, time.time())).lastrowid
         return fid, None if old is None else old["content"]
@@ -312,6 +338,7 @@ class Store:
         if row is None:
             raise InputError(f"no fact #{fact_id} in this session (/facts lists them)")
         self.db.execute("DELETE FROM facts WHERE id = ?", (fact_id,))
+        self._vectors.pop((sid, "fact"), None)
         return row["content"]
 
     def search_facts(self, sid: int, query: str, *, limit: int = 5) -> list[Hit]:
@@ -323,6 +350,107 @@ class Store:
             if shared:
                 scored.append((-shared, -f["id"], Hit(f["id"], f["content"], f["created"], "fact")))
         return [h for *_, h in sorted(scored)[:limit]]
+
+    # -- recall by meaning, and both rankings fused ------------------------------------------
+    @property
+    def embedder(self):
+        """The sentence embedder (chat/embed.py); None when `wordllama` is not installed."""
+        if self._embedder is None:
+            from longchat.chat.embed import default_embedder
+
+            self._embedder = default_embedder() or False
+        return self._embedder or None
+
+    def index(self, sid: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, unit vectors) of the session's `kind` items (`INDEXED`), in id order. What has
+        no vector yet is embedded and stored first: all of a store's items at the first search
+        after migration 3, afterwards only what was added since the last search."""
+        import numpy as np
+
+        emb = self.embedder
+        cached = self._vectors.get((sid, kind))
+        if cached is None:
+            self.db.execute("DELETE FROM vectors WHERE session_id = ? AND kind = ? AND model != ?", (sid, kind, emb.name))
+            missing = self.db.execute(f"{INDEXED[kind]} AND id NOT IN (SELECT item FROM vectors WHERE "
+                                      f"session_id = ? AND kind = ?) ORDER BY id", (sid, sid, kind)).fetchall()
+            self._store_vectors(sid, kind, missing)
+            rows = self.db.execute("SELECT item, vector FROM vectors WHERE session_id = ? AND kind = ? ORDER BY item",
+                                   (sid, kind)).fetchall()
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            mat = (np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float16).reshape(len(rows), emb.dim)
+                   .astype(np.float32))
+        else:
+            ids, mat = cached
+            new = self.db.execute(f"{INDEXED[kind]} AND id > ? ORDER BY id",
+                                  (sid, int(ids[-1]) if len(ids) else 0)).fetchall()
+            if new:
+                ids = np.concatenate([ids, np.array([r[0] for r in new], dtype=np.int64)])
+                mat = np.concatenate([mat, self._store_vectors(sid, kind, new)])
+        self._vectors[(sid, kind)] = (ids, mat)
+        return ids, mat
+
+    def _store_vectors(self, sid: int, kind: str, rows) -> np.ndarray:
+        """Embed `rows` (id, content) and keep their vectors (fp16) in one transaction."""
+        emb = self.embedder
+        vectors = emb.embed([r[1] for r in rows])
+        if rows:
+            with self._tx():
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO vectors(kind, item, session_id, model, vector) VALUES (?, ?, ?, ?, ?)",
+                    [(kind, r[0], sid, emb.name, v.astype("float16").tobytes()) for r, v in zip(rows, vectors)])
+        return vectors
+
+    def search_meaning(self, sid: int, kind: str, query: str, *, limit: int = 20, floor: float = 0.2,
+                       before: int | None = None) -> list[tuple[int, float]]:
+        """(id, cosine) of the `kind` items nearest `query` in meaning, at least `floor`, best
+        first; `before`: only ids below it. Empty without an embedder."""
+        import numpy as np
+
+        if self.embedder is None:
+            return []
+        ids, mat = self.index(sid, kind)
+        if not len(ids):
+            return []
+        scores = mat @ self.embedder.embed([query])[0]
+        if before is not None:
+            scores = np.where(ids < before, scores, -1.0)
+        best = np.argsort(-scores, kind="stable")[:limit]
+        return [(int(ids[i]), float(scores[i])) for i in best if scores[i] >= floor]
+
+    def recall(self, sid: int, kind: str, query: str, *, limit: int = 5, floor: float | None = 0.2,
+               before: int | None = None) -> list[Hit]:
+        """The session's `kind` items ("message": the user's and function results; "fact";
+        "archival") for `query`, best first: the word ranking (full-text search; shared words
+        for facts) and the meaning ranking (cosine >= `floor`; None: words only) fused by
+        reciprocal rank. When an item in both rankings holds every content word of the query,
+        only items in both are kept: a small model reads the fact it was asked about worse with
+        look-alike facts around it.
+        `before`: only messages with a lower id."""
+        pool = max(20, limit)
+        if kind == "message":
+            words = self.search_messages(sid, query, limit=pool, before=before, roles=("user", "function"))[0]
+        elif kind == "fact":
+            words = self.search_facts(sid, query, limit=pool)
+        else:
+            words = self.search_archival(sid, query, limit=pool)[0]
+        if floor is None:
+            return words[:limit]
+        meaning = [i for i, _ in self.search_meaning(sid, kind, query, limit=pool, floor=floor, before=before)]
+        order = fuse([h.id for h in words], meaning)
+        found = {h.id: h for h in words}
+        asked = set(_words(query))
+        if any(i in found and asked <= set(_words(found[i].content)) for i in meaning):
+            # An item both rankings found holds every word of the query: what only one ranking found is left out.
+            order = [i for i in order if i in found and i in meaning]
+        hits = [found.get(i) or self._hit(kind, i) for i in order]
+        return [h for h in hits if h is not None][:limit]
+
+    def _hit(self, kind: str, item: int) -> Hit | None:
+        table, role = {"message": ("messages", "role"), "fact": ("facts", "'fact'"),
+                       "archival": ("archival", "'archival'")}[kind]
+        row = self.db.execute(f"SELECT id, content, created, {role} AS role FROM {table} WHERE id = ?",
+                              (item,)).fetchone()
+        return None if row is None else Hit(row["id"], row["content"], row["created"], row["role"])
 
     # -- recursive summary -----------------------------------------------------------------
     def summary(self, sid: int) -> tuple[str, int]:
@@ -352,6 +480,17 @@ class Store:
 
     def _tx(self):
         return _Transaction(self.db)
+
+
+def fuse(*rankings: list[int], k: int = RRF_K) -> list[int]:
+    """Reciprocal rank fusion: ids ranked by the sum over rankings of 1 / (k + rank), rank
+    from 1; ties keep the order in which the ids first appear (the first ranking leads)."""
+    score: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            score[item] = score.get(item, 0.0) + 1.0 / (k + rank)
+    first = {item: n for n, item in enumerate(dict.fromkeys(i for r in rankings for i in r))}
+    return sorted(score, key=lambda i: (-score[i], first[i]))
 
 
 class _Transaction:

@@ -1,0 +1,183 @@
+"""Session recall by meaning (chat/embed.py, Store.index/search_meaning/recall): the static
+vectors that ship in the `wordllama` wheel, stored in SQLite beside the messages, fused with
+full-text search by reciprocal rank. Everything here is real: the real vectors, a real SQLite
+file; no model runs (recall needs none)."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+from longchat.api import open_runner
+from longchat.chat.embed import default_embedder
+from longchat.chat.facts import extract
+from longchat.chat.session import SessionConversation
+from longchat.chat.store import MIGRATIONS, Store, _statements, _words, fuse
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from sessions import FILLER, PARAPHRASE  # noqa: E402  the benchmark's own paraphrase set
+
+
+def session(tmp_path, embedder=None):
+    store = Store(tmp_path / "s.db", embedder=embedder)
+    return store, store.session_id("s", create=True)
+
+
+def test_fusion_ranks_by_summed_reciprocal_rank():
+    assert fuse([1, 2, 3], [3, 4]) == [3, 1, 2, 4]  # 3 is in both: 1/63 + 1/61 beats 1/61
+    assert fuse([5, 6], []) == [5, 6] and fuse([], [7, 8]) == [7, 8]
+    assert fuse([1, 2], [2, 1]) == [1, 2]  # a tie keeps the first ranking's order
+    assert fuse([], []) == []
+
+
+def test_vectors_have_unit_length_and_paraphrases_sit_closer_than_chit_chat():
+    emb = default_embedder()
+    assert emb is not None, "wordllama is a dependency: its wheel ships the vectors"
+    fact, question, other = emb.embed(["I work as a pharmacist.", "What is my job?", "Tell me about owls."])
+    assert abs(float(fact @ fact) - 1) < 1e-5
+    assert float(fact @ question) > 0.2 > float(other @ question)
+    assert not emb.embed([""]).any()  # nothing to embed, no direction
+    assert emb.embed([]).shape == (0, emb.dim)
+
+
+def test_the_paraphrase_set_shares_no_content_word():
+    assert len(PARAPHRASE) >= 20
+    for fact, question, _ in PARAPHRASE:
+        assert not set(_words(fact)) & set(_words(question)), (fact, question)
+
+
+def test_hybrid_recall_finds_paraphrased_facts_that_words_miss(tmp_path):
+    store, sid = session(tmp_path)
+    for fact, _, _ in PARAPHRASE:
+        mid = store.add_message(sid, "user", fact)
+        store.add_message(sid, "assistant", "That's nice.")
+        for f in extract(fact):
+            store.add_fact(sid, f.key, f.text, mid)
+    for line in FILLER:
+        store.add_message(sid, "user", line)
+
+    def found(floor):
+        return sum(any(key in h.content.lower() for h in store.recall(sid, "message", question, limit=3, floor=floor))
+                   for _, question, key in PARAPHRASE)
+
+    words, hybrid = found(None), found(0.2)
+    assert words <= 1 and hybrid >= 0.7 * len(PARAPHRASE), (words, hybrid)
+
+
+def test_the_assistants_replies_are_never_indexed_or_recalled(tmp_path):
+    store, sid = session(tmp_path)
+    store.add_message(sid, "user", "My bike is teal.")
+    store.add_message(sid, "assistant", "In the context of the anime, your bicycle is a reference to Zelda.")
+    hits = store.recall(sid, "message", "Which bicycle do I ride?", limit=5)
+    assert [h.content for h in hits] == ["My bike is teal."]
+    kinds = store.db.execute("SELECT kind, count(*) FROM vectors GROUP BY kind").fetchall()
+    assert [tuple(r) for r in kinds] == [("message", 1)]
+
+
+def test_when_both_rankings_find_the_whole_question_what_only_one_found_is_left_out(tmp_path):
+    store, sid = session(tmp_path)
+    for text in ("My sister's name is Alma.", "My best friend is called Tomasz.", "My dog is called Biscuit."):
+        f = extract(text)[0]
+        store.add_fact(sid, f.key, f.text, None)
+    alone = [h.content for h in store.recall(sid, "fact", "What is my sister's name?")]
+    assert alone == ["My sister's name is Alma."]
+    # "called" is shared with two other facts, which do not hold "sibling": meaning keeps its say.
+    fused = [h.content for h in store.recall(sid, "fact", "How is my sibling called?")]
+    assert "My sister's name is Alma." in fused and len(fused) > 1
+
+
+class Counting:
+    """The real embedder, counting the texts it is asked to embed."""
+
+    def __init__(self):
+        self.inner = default_embedder()
+        self.name, self.dim, self.texts = self.inner.name, self.inner.dim, 0
+
+    def embed(self, texts):
+        self.texts += len(texts)
+        return self.inner.embed(texts)
+
+
+def test_the_index_is_stored_and_grows_incrementally(tmp_path):
+    counting = Counting()
+    store, sid = session(tmp_path, counting)
+    for i in range(5):
+        store.add_message(sid, "user", f"My plant number {i} is a cactus.")
+    store.recall(sid, "message", "succulent")
+    assert counting.texts == 5 + 1  # the five messages, then the query
+    store.add_message(sid, "user", "My flight to Oslo leaves on Friday.")
+    assert store.recall(sid, "message", "Which day does my plane depart?")[0].content.startswith("My flight")
+    assert counting.texts == 6 + 1 + 1  # only the new message was embedded
+    store.close()
+    again = Counting()
+    reopened = Store(tmp_path / "s.db", embedder=again)  # a restart: the vectors come from SQLite
+    assert reopened.recall(sid, "message", "Which day does my plane depart?")[0].content.startswith("My flight")
+    assert again.texts == 1
+
+
+def test_vectors_of_another_model_are_replaced_and_deleted_items_take_theirs_along(tmp_path):
+    store, sid = session(tmp_path)
+    fid, _ = store.add_fact(sid, "job", "I work as a pharmacist.", None)
+    store.recall(sid, "fact", "What is my job?")
+    store.db.execute("UPDATE vectors SET model = 'older-model'")
+    store.close()
+    store = Store(tmp_path / "s.db")
+    assert store.recall(sid, "fact", "What is my job?")[0].content == "I work as a pharmacist."
+    assert store.db.execute("SELECT DISTINCT model FROM vectors").fetchall()[0][0] == default_embedder().name
+    store.forget_fact(sid, fid)
+    assert store.db.execute("SELECT count(*) FROM vectors WHERE kind = 'fact'").fetchone()[0] == 0
+    assert store.recall(sid, "fact", "What is my job?") == []
+
+
+def test_an_old_store_gains_the_index_at_its_first_search_without_losing_anything(tmp_path):
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for migration in MIGRATIONS[:2]:  # the store as the previous release wrote it
+        for statement in _statements(migration):
+            db.execute(statement)
+    db.execute("PRAGMA user_version=2")
+    db.execute("INSERT INTO sessions(name, created, updated) VALUES ('old', 1, 1)")
+    db.execute("INSERT INTO messages(session_id, role, content, created) VALUES (1, 'user', 'I work as a pharmacist.', 1)")
+    db.execute("INSERT INTO messages(session_id, role, content, created) VALUES (1, 'assistant', 'Nice!', 2)")
+    db.execute("INSERT INTO facts(session_id, key, content, source, created) VALUES (1, 'work', 'I work as a pharmacist.', 1, 1)")
+    db.execute("INSERT INTO archival(session_id, content, created) VALUES (1, 'The spare key is under the mat.', 3)")
+    db.close()
+    store = Store(path)
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    sid = store.session_id("old")
+    assert [m.content for m in store.messages(sid)] == ["I work as a pharmacist.", "Nice!"]
+    assert store.recall(sid, "fact", "What is my job?")[0].content == "I work as a pharmacist."
+    assert store.recall(sid, "message", "What is my job?")[0].content == "I work as a pharmacist."
+    assert store.recall(sid, "archival", "Where is the spare door key?")[0].content.startswith("The spare key")
+    kinds = store.db.execute("SELECT kind, count(*) FROM vectors GROUP BY kind ORDER BY kind").fetchall()
+    assert [tuple(r) for r in kinds] == [("archival", 1), ("fact", 1), ("message", 1)]
+    assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_without_the_vectors_recall_falls_back_to_words(tmp_path):
+    store, sid = session(tmp_path, embedder=False)
+    store.add_message(sid, "user", "I work as a pharmacist.")
+    assert store.embedder is None
+    assert store.recall(sid, "message", "What is my job?") == []
+    assert [h.content for h in store.recall(sid, "message", "Where do I work?")] == ["I work as a pharmacist."]
+
+
+@pytest.fixture
+def tiny_runner(home, tiny_chat_model):
+    return open_runner("full", str(tiny_chat_model), overrides=["generation.max_new_tokens=16"])
+
+
+@pytest.mark.parametrize("semantic, expected", [(True, True), (False, False)])
+def test_the_session_setting_turns_meaning_on_and_off(tiny_runner, tmp_path, semantic, expected):
+    tiny_runner.profile.sessions.semantic = semantic
+    conv = SessionConversation(tiny_runner, "s", store=Store(tmp_path / "s.db"))
+    uid = conv.store.add_message(conv.sid, "user", "I work as a pharmacist.")
+    conv.learn("I work as a pharmacist.", uid)
+    for i in range(6):
+        conv.store.add_message(conv.sid, "user", f"Tell me about trains, part {i}.")
+    found = conv.relevant("What is my job?")
+    assert any("pharmacist" in line for line in found) is expected
+    conv.close()
