@@ -422,9 +422,9 @@ class Store:
         """The session's `kind` items ("message": the user's and function results; "fact";
         "archival") for `query`, best first: the word ranking (full-text search; shared words
         for facts) and the meaning ranking (cosine >= `floor`; None: words only) fused by
-        reciprocal rank. When an item in both rankings holds every content word of the query,
-        only items in both are kept: a small model reads the fact it was asked about worse with
-        look-alike facts around it.
+        reciprocal rank. When items in both rankings hold every content word of the query, only
+        they are kept: a small model reads the fact it was asked about worse with look-alike
+        facts around it.
         `before`: only messages with a lower id."""
         pool = max(20, limit)
         if kind == "message":
@@ -439,9 +439,9 @@ class Store:
         order = fuse([h.id for h in words], meaning)
         found = {h.id: h for h in words}
         asked = set(_words(query))
-        if any(i in found and asked <= set(_words(found[i].content)) for i in meaning):
-            # An item both rankings found holds every word of the query: what only one ranking found is left out.
-            order = [i for i in order if i in found and i in meaning]
+        whole = [i for i in order if i in found and i in meaning and asked <= set(_words(found[i].content))]
+        if whole:  # items both rankings found that hold every word of the query: only they are placed
+            order = whole
         hits = [found.get(i) or self._hit(kind, i) for i in order]
         return [h for h in hits if h is not None][:limit]
 
