@@ -11,6 +11,8 @@ paraphrase: 25 facts, 10 chit-chat turns, then in a new process 25 questions tha
 content word with their fact; recall by words only against words + meaning (`sessions.semantic`).
 recall: no generation; which memories recall places before each paraphrased question, by the
 static vectors against the bundled model's mean-pooled states, and per `semantic_floor`.
+With ISSUE6_CONFABULATE=N, the stored replies to the first N facts are replaced by an invention
+that shares the fact's key word ("In the context of the anime, Alma is a reference to The Legend of Zelda.").
 store: the extra time a turn's store work (search + prompt assembly, no generation) takes in
 a session holding 10,000 messages against an empty one (median of 30).
 dual: two `longchat chat --session` processes on one session: the second must be refused
@@ -102,6 +104,8 @@ def run_part(name: str, paging: str, lines: list[str], first: int, table: str = 
             start = time.perf_counter()
             reply = conv.send(line)
             took = time.perf_counter() - start
+            if line in stated and sum("fact" in a for a in out) < int(os.environ.get("ISSUE6_CONFABULATE") or 0):
+                reply = confabulate(conv, stated[line])
             if line in stated:  # the model's reply to a fact: an acknowledgement, or an invention
                 out.append({"turn": i, "fact": line, "reply": reply.strip(), "echoed": stated[line] in reply.lower()})
             if line in questions:
@@ -113,6 +117,16 @@ def run_part(name: str, paging: str, lines: list[str], first: int, table: str = 
     finally:
         conv.close()
     return out
+
+
+def confabulate(conv, keyword: str) -> str:
+    """Replace the model's stored reply to a fact with the invention the issue saw the bundled
+    model make, sharing the fact's key word (ISSUE6_CONFABULATE=N: the first N facts)."""
+    text = f"In the context of the anime, {keyword.capitalize()} is a reference to The Legend of Zelda."
+    conv.store.db.execute("UPDATE messages SET content = ? WHERE id = (SELECT max(id) FROM messages "
+                          "WHERE session_id = ? AND role = 'assistant')", (text, conv.sid))
+    conv.runner.engine.reset()
+    return text
 
 
 def deep(out: Path, home: Path) -> dict:
