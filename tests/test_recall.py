@@ -181,3 +181,48 @@ def test_the_session_setting_turns_meaning_on_and_off(tiny_runner, tmp_path, sem
     found = conv.relevant("What is my job?")
     assert any("pharmacist" in line for line in found) is expected
     conv.close()
+
+
+# -- the copy guard: a reply may not repeat an earlier reply to another message ------------------
+
+def test_copy_guard_bars_the_token_that_would_complete_an_earlier_n_gram():
+    from longchat.runtime.generate import CopyGuard
+
+    guard = CopyGuard([[5, 6, 7, 8, 9], [5, 6, 7, 2]], 4)
+    assert guard.barred([1, 5, 6, 7]) == {8, 2}  # both earlier texts went on from 5 6 7
+    assert guard.barred([6, 7, 8]) == {9}
+    assert guard.barred([5, 6]) == set() and guard.barred([7, 7, 7]) == set()
+    assert CopyGuard([[1, 2]], 4).next == {}  # shorter than n: nothing to copy
+
+
+def test_a_guarded_reply_never_repeats_the_earlier_one(tiny_chat_model, home):
+    """Greedy decoding gives the same reply twice (checked); with the first reply as the guard's
+    text, the second holds none of its 4-grams."""
+    from longchat.prompts import chat_ids
+    from longchat.runtime.generate import CopyGuard, Sampling
+
+    runner = open_runner("full", str(tiny_chat_model))
+    prompt = chat_ids(runner.tokenizer, [{"role": "user", "content": "Tell me about the ocean."}])
+    earlier = list(runner.engine.generate(prompt, Sampling(max_new_tokens=24)))
+    assert list(runner.engine.generate(prompt, Sampling(max_new_tokens=24))) == earlier
+    ids = list(runner.engine.generate(prompt, Sampling(max_new_tokens=24), copy_guard=CopyGuard([earlier], 4)))
+    grams = {tuple(earlier[i:i + 4]) for i in range(len(earlier) - 3)}
+    assert ids[:3] == earlier[:3] and ids != earlier  # barred only where the copy would complete
+    assert not any(tuple(ids[i:i + 4]) in grams for i in range(len(ids) - 3))
+
+
+def test_a_session_guards_against_replies_to_other_messages_only(tiny_runner, tmp_path):
+    conv = SessionConversation(tiny_runner, "s", store=Store(tmp_path / "s.db"))
+    for said, reply in [("Tell me about owls.", "Owls are quiet hunters of the night sky."),
+                        ("What is my name?", "Your name is Ana and you like owls.")]:
+        conv.store.add_message(conv.sid, "user", said)
+        conv.store.add_message(conv.sid, "assistant", reply)
+    conv.last_messages = [{"role": "user", "content": "What is my name?"}]
+    guard = conv._copy_guard()
+    owls = tiny_runner.encode("Owls are quiet hunters of the night sky.")
+    name = tiny_runner.encode("Your name is Ana and you like owls.")
+    assert guard.barred(owls[:7]) == {owls[7]}  # the reply to another message may not be copied
+    assert name[7] not in guard.barred(name[:7])  # the same question may get the same answer
+    tiny_runner.profile.sessions.copy_guard = 0
+    assert conv._copy_guard() is None
+    conv.close()

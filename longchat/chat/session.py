@@ -27,7 +27,7 @@ from longchat.chat.conversation import Conversation, Turn, clip
 from longchat.errors import InputError
 from longchat.api import Note, Progress, Runner
 from longchat.prompts import PREAMBLE, SENTINEL, chat_ids, render_chat
-from longchat.runtime.generate import Sampling
+from longchat.runtime.generate import CopyGuard, Sampling
 from longchat.runtime.remote import RemoteError
 from longchat.chat import functions as fn
 from longchat.chat.facts import extract
@@ -291,7 +291,24 @@ class SessionConversation(Conversation):
         if not sampling.stop_on_repeat:  # a reply that loops is cut to one copy (a 135M model's
             sampling = replace(sampling, stop_on_repeat=16)  # loops, kept, were copied later)
         return self.runner.engine.generate_text(prompt, sampling, on_text, messages=self.last_messages,
-                                                tools=self._tool_schemas() if self.runner.remote else None)
+                                                tools=self._tool_schemas() if self.runner.remote else None,
+                                                copy_guard=self._copy_guard())
+
+    def _copy_guard(self) -> CopyGuard | None:
+        """The window's earlier replies to other messages, as n-grams the new reply may not copy:
+        the bundled model otherwise answered many messages with one sentence, over and over,
+        and copied an invention's pattern into every later reply."""
+        n = self.settings.copy_guard
+        if not n or self.runner.remote:
+            return None
+        asked = self.last_messages[-1]["content"] if self.last_messages else ""
+        earlier, question = [], None
+        for m in self.store.messages(self.sid, in_context=True):
+            if m.role == "user":
+                question = m.content
+            elif m.role == "assistant" and question is not None and question not in asked:
+                earlier.append(self.runner.tokenizer.encode(m.content, add_special_tokens=False))
+        return CopyGuard(earlier, n) if earlier else None
 
     def send(self, user_text: str, on_text=None, progress: Progress | None = None) -> str:
         if not user_text.strip():

@@ -175,6 +175,25 @@ class RepeatGuard:
         return True
 
 
+class CopyGuard:
+    """Keeps a reply from copying earlier texts: the token that would complete an `n`-gram found
+    in one of `earlier` (token ids, e.g. the assistant's earlier replies) is barred. A small
+    model otherwise answers a new question with its last reply, word for word."""
+
+    def __init__(self, earlier: list[list[int]], n: int):
+        self.n = n
+        self.next: dict[tuple[int, ...], set[int]] = {}  # (n-1)-gram -> the tokens that followed it
+        for ids in earlier:
+            for i in range(len(ids) - n + 1):
+                self.next.setdefault(tuple(ids[i:i + n - 1]), set()).add(ids[i + n - 1])
+
+    def barred(self, new: list[int]) -> set[int]:
+        """The tokens `new` (the reply so far) may not continue with."""
+        if len(new) < self.n - 1:
+            return set()
+        return self.next.get(tuple(new[len(new) - self.n + 1:]), set())
+
+
 class Engine:
     """Generates from one model through one context strategy, keeping its state between calls."""
 
@@ -334,11 +353,13 @@ class Engine:
     query: str | None = None  # the question of the prompt being read, when a caller knows it
 
     def generate(self, prompt_ids: list[int], sampling: Sampling,
-                 progress: Callable[[int, int], None] | None = None, query: str | None = None) -> Iterator[int]:
+                 progress: Callable[[int, int], None] | None = None, query: str | None = None,
+                 copy_guard: CopyGuard | None = None) -> Iterator[int]:
         """Yield new token ids until a stop token or the token limit. Stats land in `self.stats`.
 
         `query`: the user's question in the prompt, for strategies that retrieve by its words
-        (else the text of the prompt's last chunk stands for it)."""
+        (else the text of the prompt's last chunk stands for it). `copy_guard`: n-grams the reply
+        may not copy."""
         if not prompt_ids:
             raise ValueError("empty prompt")
         self.query = query
@@ -359,6 +380,10 @@ class Engine:
         self.stats.stop_reason = "length"
         try:
             while len(new) < sampling.max_new_tokens:
+                barred = copy_guard.barred(new) if copy_guard is not None else None
+                if barred:
+                    logits = logits.clone()  # logits come out of inference mode: edit a copy
+                    logits[list(barred)] = float("-inf")
                 token = sample_next(logits, sampling, new, gen)
                 if token in self.stop_ids:
                     self.stats.stop_reason = "stop"
@@ -402,7 +427,8 @@ class Engine:
 
     def generate_text(self, prompt_ids: list[int], sampling: Sampling,
                       on_text: Callable[[str], None] | None = None, progress=None, query: str | None = None, *,
-                      messages: list[dict] | None = None, tools: list[dict] | None = None) -> str:
+                      messages: list[dict] | None = None, tools: list[dict] | None = None,
+                      copy_guard: CopyGuard | None = None) -> str:
         """Run `generate` and return the decoded reply, streaming deltas to `on_text`: the one
         streaming loop (ask, summarize, chat and sessions all reply through it). Stats are
         final when it returns or raises (Ctrl-C in `on_text` included). `messages` and `tools`
@@ -410,7 +436,7 @@ class Engine:
         local model reads the ids."""
         detok = Detokenizer(self.model.tokenizer)
         self.last_text = ""  # what was produced, also when Ctrl-C cuts the reply short
-        tokens = self.generate(prompt_ids, sampling, progress, query)
+        tokens = self.generate(prompt_ids, sampling, progress, query, copy_guard)
         try:
             for token in tokens:
                 delta = detok.push(token)
