@@ -140,9 +140,11 @@ def test_an_old_store_gains_the_index_at_its_first_search_without_losing_anythin
             db.execute(statement)
     db.execute("PRAGMA user_version=2")
     db.execute("INSERT INTO sessions(name, created, updated) VALUES ('old', 1, 1)")
-    db.execute("INSERT INTO messages(session_id, role, content, created) VALUES (1, 'user', 'I work as a pharmacist.', 1)")
-    db.execute("INSERT INTO messages(session_id, role, content, created) VALUES (1, 'assistant', 'Nice!', 2)")
-    db.execute("INSERT INTO facts(session_id, key, content, source, created) VALUES (1, 'work', 'I work as a pharmacist.', 1, 1)")
+    insert = "INSERT INTO messages(session_id, role, content, created) VALUES (1, ?, ?, ?)"
+    db.execute(insert, ("user", "I work as a pharmacist.", 1))
+    db.execute(insert, ("assistant", "Nice!", 2))
+    db.execute("INSERT INTO facts(session_id, key, content, source, created) "
+               "VALUES (1, 'work', 'I work as a pharmacist.', 1, 1)")
     db.execute("INSERT INTO archival(session_id, content, created) VALUES (1, 'The spare key is under the mat.', 3)")
     db.close()
     store = Store(path)

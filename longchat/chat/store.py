@@ -370,7 +370,8 @@ class Store:
         emb = self.embedder
         cached = self._vectors.get((sid, kind))
         if cached is None:
-            self.db.execute("DELETE FROM vectors WHERE session_id = ? AND kind = ? AND model != ?", (sid, kind, emb.name))
+            self.db.execute("DELETE FROM vectors WHERE session_id = ? AND kind = ? AND model != ?",
+                            (sid, kind, emb.name))
             missing = self.db.execute(f"{INDEXED[kind]} AND id NOT IN (SELECT item FROM vectors WHERE "
                                       f"session_id = ? AND kind = ?) ORDER BY id", (sid, sid, kind)).fetchall()
             self._store_vectors(sid, kind, missing)
