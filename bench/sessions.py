@@ -129,21 +129,27 @@ def confabulate(conv, keyword: str) -> str:
     return text
 
 
+def run_part_resumed(home: Path, name: str, paging: str, lines: list[str], first: int, table: str = "deep",
+                     sets: list[str] = ()) -> list[dict]:
+    """`run_part` in a new process that resumes the session (a restart)."""
+    args = json.dumps([name, paging, lines, first, table, list(sets)])
+    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import sessions; "
+            f"print(json.dumps(sessions.run_part(*json.loads({args!r}))))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "LONGCHAT_HOME": str(home)})
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-2000:])
+    sys.stderr.write(proc.stderr)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def deep(out: Path, home: Path) -> dict:
     lines = script()
     results = {}
     for paging in os.environ.get("ISSUE6_PAGING", "system,truncate").split(","):
         name = f"deep-{paging}"
         first = run_part(name, paging, lines[:55], 1)
-        # The last five questions come from a new process resuming the session.
-        code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import sessions; "
-                f"print(json.dumps(sessions.run_part({name!r}, {paging!r}, sessions.script()[55:], 56)))")
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              env={**os.environ, "LONGCHAT_HOME": str(home)})
-        if proc.returncode:
-            raise SystemExit(proc.stderr[-2000:])
-        sys.stderr.write(proc.stderr)
-        second = json.loads(proc.stdout.strip().splitlines()[-1])
+        second = run_part_resumed(home, name, paging, lines[55:], 56)  # the last five questions
         replies = [a for a in first if "fact" in a]
         answers = [a for a in first + second if "question" in a]
         second = [a for a in second if "question" in a]
@@ -167,15 +173,7 @@ def paraphrase(out: Path, home: Path) -> dict:
     for mode, sets in (("words", ["sessions.semantic=false"]), ("hybrid", [])):
         name = f"para-{mode}"
         stated = run_part(name, "system", [f for f, _, _ in PARAPHRASE] + FILLER[:10], 1, "paraphrase", sets)
-        code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import sessions; "
-                f"print(json.dumps(sessions.run_part({name!r}, 'system', [q for _, q, _ in sessions.PARAPHRASE], "
-                f"36, 'paraphrase', {sets!r})))")
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              env={**os.environ, "LONGCHAT_HOME": str(home)})
-        if proc.returncode:
-            raise SystemExit(proc.stderr[-2000:])
-        sys.stderr.write(proc.stderr)
-        answers = json.loads(proc.stdout.strip().splitlines()[-1])
+        answers = run_part_resumed(home, name, "system", [q for _, q, _ in PARAPHRASE], 36, "paraphrase", sets)
         results[mode] = {"placed": sum(a["placed"] for a in answers), "answered": sum(a["ok"] for a in answers),
                          "of": len(answers), "fact_replies_without_the_fact": sum(not a["echoed"] for a in stated),
                          "answers": answers}

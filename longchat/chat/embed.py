@@ -6,9 +6,10 @@ content words' tokens (stop words left out), scaled to unit length, so cosine si
 dot product. No model runs: embedding a message takes microseconds, which is what lets every
 turn index what is new. The package is read as data (its two files); it is never imported.
 
-Measured on the session paraphrase set (bench/sessions.py, `paraphrase`; docs/sessions.md):
-questions that share no content word with the fact they ask about find it in the top 3 for
-23 of 25 with these vectors, against 10 of 25 for the loaded SmolLM2's best mean-pooled layer.
+Measured on the session paraphrase set (`python bench/sessions.py OUT --only recall`;
+docs/sessions.md): questions that share no content word with the fact they ask about find it
+in the top 3 for 23 of 25 with these vectors, against 6 of 25 for the bundled SmolLM2's best
+mean-pooled layer.
 """
 
 from __future__ import annotations

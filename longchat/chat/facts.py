@@ -127,4 +127,3 @@ def supported(fact: str, said: str) -> bool:
     words = set(WORD.findall(said.lower()))
     wanted = [w for w in WORD.findall(fact.lower()) if w not in STOPWORDS]
     return bool(wanted) and all(w in words for w in wanted)
-

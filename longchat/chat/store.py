@@ -9,6 +9,7 @@ what was not yet written: the reply being generated.
 
 from __future__ import annotations
 
+import itertools
 import re
 import sqlite3
 import time
@@ -443,8 +444,8 @@ class Store:
         whole = [i for i in order if i in found and i in meaning and asked <= set(_words(found[i].content))]
         if whole:  # items both rankings found that hold every word of the query: only they are placed
             order = whole
-        hits = [found.get(i) or self._hit(kind, i) for i in order]
-        return [h for h in hits if h is not None][:limit]
+        hits = (found.get(i) or self._hit(kind, i) for i in order)  # rows are read until `limit` are found
+        return list(itertools.islice((h for h in hits if h is not None), limit))
 
     def _hit(self, kind: str, item: int) -> Hit | None:
         table, role = {"message": ("messages", "role"), "fact": ("facts", "'fact'"),
