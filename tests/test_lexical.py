@@ -61,7 +61,7 @@ def test_question_candidates_add_the_lexical_blocks_after_the_voted_ones(tiny):
         assert got == (voted + [target] if lexical else voted)
 
 
-def test_best_passages_take_the_best_windows_without_overlap_in_reading_order():
+def test_best_passages_take_the_best_windows_joined_in_reading_order():
     # 4 head tokens, then 64 filler tokens; windows of 8 tokens every 4.
     ids = [0] * 4 + [1, 2, 3, 4] * 16
     ids[4 + 50] = 77             # the best match: two query words
@@ -72,16 +72,35 @@ def test_best_passages_take_the_best_windows_without_overlap_in_reading_order():
     assert len(best) == 1 and best[0][1] - best[0][0] == 8
     a, b = best[0]
     assert a <= 4 + 50 and 4 + 52 < b  # both words in the one window quoted
-    both = best_passages(text, 4, budget=16, size=8)
-    assert [x for x, _ in both] == sorted(x for x, _ in both)  # reading order
-    assert sum(b - a for a, b in both) == 16
-    assert any(a <= 4 + 10 < b for a, b in both) and any(a <= 4 + 52 < b for a, b in both)
-    for (_, end), (start, _) in zip(both, both[1:]):
-        assert end < start  # no overlap, touching windows joined
+    # A window overlapping one taken adds only its new tokens: [52, 60) and [56, 64) join.
+    assert best_passages(text, 4, budget=16, size=8) == [(52, 64)]
+    both = best_passages(text, 4, budget=20, size=8)
+    assert both == [(8, 16), (52, 64)]  # reading order, the weaker match's window too
+    assert sum(b - a for a, b in both) <= 20
     # The head (before `start`) is never quoted, and nothing is when no word matches.
     assert all(a >= 4 for a, _ in best_passages(QuestionText(ids, "w0 w77", _spelled), 4, 64, size=8))
     assert best_passages(QuestionText(ids, "the of w5", _spelled), 4, budget=64, size=8) == []
     assert best_passages(text, 4, budget=4, size=8) == []  # a budget under one window quotes nothing
+
+
+def _sentences(ids: list[list[int]]) -> list[str]:
+    """Like `_spelled`, but token 9 reads as a full stop: sentences end there."""
+    return [" ".join("." if t == 9 else f"w{t}" for t in span) for span in ids]
+
+
+def test_best_passages_widen_the_best_window_to_whole_sentences():
+    """A window that starts inside the sentence holding the query's words is widened back to
+    the sentence's start (the answer, before the cut, comes along), within a quarter window."""
+    # A full stop at 30, then the sentence: the answer w50 at 31, w51, filler, w77 w88 at 42-43.
+    ids = [1] * 30 + [9] + [50, 51] + [2] * 9 + [77, 88] + [1] * 40
+    text = QuestionText(ids, "w77 w88", _sentences)
+    # Windows of 16 every 8: the best, [32, 48), cuts the sentence after its first token.
+    assert best_passages(text, 0, budget=24, size=16) == [(31, 48)]
+    # A widened window over the budget is taken bare.
+    assert best_passages(text, 0, budget=16, size=16) == [(32, 48)]
+    # With no sentence end within reach the window stays; the next best, overlapping, joins it.
+    flat = QuestionText(ids, "w77 w88", _spelled)
+    assert best_passages(flat, 0, budget=24, size=16) == [(32, 56)]
 
 
 def test_best_passages_need_the_best_window_to_cover_the_question():

@@ -60,10 +60,13 @@ def best_blocks(text: QuestionText, spans: list[tuple[int, int]], k: int) -> lis
 def best_passages(text: QuestionText, start: int, budget: int, size: int = 128,
                   cover: float = 0.0) -> list[tuple[int, int]]:
     """Spans of `text.ids[start:]` worth quoting before the question: windows of `size` tokens
-    starting every `size // 2`, ranked by BM25 for the query's words, taken best first without
-    overlap until `budget` tokens; returned in reading order, touching spans joined. Empty when
-    no window shares a word with the query, or when the best one holds fewer than `cover` of
-    the query's distinct words (a question whose words the document does not answer)."""
+    starting every `size // 2`, ranked by BM25 for the query's words, taken best first until
+    `budget` tokens; returned in reading order, overlapping and touching spans joined. Each
+    window taken is widened to whole sentences (up to `size // 4` tokens each side), and a
+    window that overlaps one already taken adds only its new tokens: the best window often
+    starts or ends inside the sentence that holds the answer, and its neighbour holds the rest.
+    Empty when no window shares a word with the query, or when the best one holds fewer than
+    `cover` of the query's distinct words (a question whose words the document does not answer)."""
     query = words(text.query)
     end = len(text.ids)
     if budget < size or not query or end <= start:
@@ -78,16 +81,46 @@ def best_passages(text: QuestionText, start: int, budget: int, size: int = 128,
     if len(set(query) & set(docs[best])) < cover * len(set(query)):
         return []
     taken: list[tuple[int, int]] = []
-    used = 0
     for i in sorted(range(len(spans)), key=lambda i: (-scores[i], i)):
-        a, b = spans[i]
-        if scores[i] <= 0 or used + (b - a) > budget:
+        if scores[i] <= 0:
             break
-        if all(b <= x or a >= y for x, y in taken):
-            taken.append((a, b))
-            used += b - a
+        for span in (_whole_sentences(text, start, *spans[i], reach=size // 4), spans[i]):
+            merged = _join([*taken, span])
+            if sum(y - x for x, y in merged) <= budget:
+                taken = merged
+                break
+        else:
+            break  # not even the bare window fits
+    return taken
+
+
+_ENDS = (".", "!", "?", ":", ";")
+
+
+def _whole_sentences(text: QuestionText, lo: int, a: int, b: int, reach: int) -> tuple[int, int]:
+    """[a, b) widened to the nearest sentence edges within `reach` tokens (a line break, or a
+    token ending in . ! ? : ;), never before `lo`; an edge with none in reach stays."""
+    before = list(range(max(lo, a - reach), a))
+    after = list(range(b - 1, min(len(text.ids), b + reach)))
+    pieces = text.decode([[text.ids[t]] for t in before + after])
+    ends = {t for t, piece in zip(before + after, pieces) if "\n" in piece or piece.rstrip().endswith(_ENDS)}
+    starts = [t + 1 for t in before if t in ends]
+    if starts:
+        a = max(starts)
+    elif a - reach <= lo:
+        a = lo  # the text's own start begins the sentence
+    stops = [t + 1 for t in after if t in ends]
+    if stops:
+        b = min(stops)
+    elif b + reach >= len(text.ids):
+        b = len(text.ids)
+    return a, b
+
+
+def _join(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Spans in reading order, overlapping and touching ones joined."""
     joined: list[tuple[int, int]] = []
-    for a, b in sorted(taken):
+    for a, b in sorted(spans):
         if joined and joined[-1][1] >= a:
             joined[-1] = (joined[-1][0], max(b, joined[-1][1]))
         else:
