@@ -31,6 +31,7 @@ from longchat.runtime.generate import CopyGuard, Sampling
 from longchat.runtime.remote import RemoteError
 from longchat.chat import functions as fn
 from longchat.chat.facts import extract
+from longchat.chat.words import content_words
 from longchat.chat.store import SessionLock, Store
 
 INSTRUCTIONS = ("You are a helpful assistant talking with one user. When the user tells you a fact about their "
@@ -38,6 +39,8 @@ INSTRUCTIONS = ("You are a helpful assistant talking with one user. When the use
                 "and what the user told you.")
 SUMMARY_PROMPT = ("Summarize the conversation below between a user and an assistant in at most five sentences. "
                   "Keep every name, number, date, preference and fact the user stated.\n\n{previous}{dialogue}")
+# How each memory placed before a message is marked: who said it (then when).
+MARKERS = ("you told me", "you said", "a memory function returned", "noted")
 PRESSURE_ALERT = ("[system] Memory pressure: the conversation fills {pct}% of the context window. Older "
                   "messages will soon be summarised; save anything important with core_memory_append or "
                   "archival_memory_insert.")
@@ -142,14 +145,14 @@ class SessionConversation(Conversation):
                                  before=recent[0].id if recent else None)
         archived = self.store.recall(self.sid, "archival", text, limit=n, floor=floor)
         shown = {_plain(h.content) for h in facts}
-        lines = [f"you told me ({_day(h.created)}): {clip(h.content, 240, one_line=True)}" for h in facts]
+        lines = [f"{MARKERS[0]} ({_day(h.created)}): {clip(h.content, 240, one_line=True)}" for h in facts]
         for h in hits:
             if h.role == "user" and h.content.rstrip().endswith("?"):
                 continue  # an earlier question holds no answer, only the words that matched
             if not any(f in _plain(h.content) for f in shown):  # the fact's own message adds nothing
-                who = "you said" if h.role == "user" else "a memory function returned"
+                who = MARKERS[1] if h.role == "user" else MARKERS[2]
                 lines.append(f"{who} ({_day(h.created)}): {clip(h.content, 240, one_line=True)}")
-        lines += [f"noted ({_day(h.created)}): {clip(h.content, 240, one_line=True)}" for h in archived
+        lines += [f"{MARKERS[3]} ({_day(h.created)}): {clip(h.content, 240, one_line=True)}" for h in archived
                   if _plain(h.content) not in shown]
         return lines[:n]
 
@@ -173,14 +176,25 @@ class SessionConversation(Conversation):
         return lines
 
     def _history(self, upto: int | None) -> list[dict]:
+        """The window's messages as the model sees them. A reply to a message that stated facts
+        is shown as it was only when it bears them out; otherwise the facts stand in for it
+        (`unsupported`): the bundled model copied one invented reply's pattern into every later
+        reply, and then into its answers. The stored reply is kept as it was."""
         out = []
+        stated: dict[int, list[str]] = {}
+        for f in self.store.facts(self.sid) if self.paging != "truncate" else ():
+            stated.setdefault(f["source"], []).append(f["content"])
+        asked = None
         for m in self.store.messages(self.sid, in_context=True):
             if upto is not None and m.id >= upto:
                 break
             if m.role == "function":
                 out.append({"role": "user", "content": m.content})
+            elif m.role == "assistant" and asked in stated and unsupported(m.content, stated[asked]):
+                out.append({"role": "assistant", "content": "Noted: " + " ".join(stated[asked])})
             else:
                 out.append({"role": m.role, "content": m.content})
+            asked = m.id if m.role == "user" else None
         return out
 
     def assemble(self, user_text: str, user_id: int | None = None, extra: list[dict] = ()) -> list[int]:
@@ -308,7 +322,11 @@ class SessionConversation(Conversation):
                 question = m.content
             elif m.role == "assistant" and question is not None and question not in asked:
                 earlier.append(self.runner.tokenizer.encode(m.content, add_special_tokens=False))
-        return CopyGuard(earlier, n) if earlier else None
+        # Nor may it write the markers of the memories placed before the message: it copied
+        # "- you said (2026-12-02): ..." into every later reply, dates made up.
+        marks = [self.runner.tokenizer.encode(f"{lead}{who} (", add_special_tokens=False)
+                 for who in MARKERS for lead in ("- ", " ")]
+        return CopyGuard(earlier, n, marks)
 
     def send(self, user_text: str, on_text=None, progress: Progress | None = None) -> str:
         if not user_text.strip():
@@ -417,6 +435,17 @@ class SessionConversation(Conversation):
         archival = self.store.db.execute("SELECT count(*) FROM archival WHERE session_id = ?", (self.sid,)).fetchone()[0]
         lines.append(f"archival storage: {archival:,} passages")
         return "\n".join(lines)
+
+
+def unsupported(reply: str, facts: list[str]) -> bool:
+    """Whether a reply to a message that stated `facts` leaves out more than half of some
+    fact's content words (an invention, or a reply about something else)."""
+    said = set(content_words(reply))
+    for fact in facts:
+        wanted = set(content_words(fact))
+        if wanted and len(wanted & said) * 2 < len(wanted):
+            return True
+    return False
 
 
 def _plain(text: str) -> str:

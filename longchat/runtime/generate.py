@@ -177,21 +177,30 @@ class RepeatGuard:
 
 class CopyGuard:
     """Keeps a reply from copying earlier texts: the token that would complete an `n`-gram found
-    in one of `earlier` (token ids, e.g. the assistant's earlier replies) is barred. A small
+    in one of `earlier` (token ids, e.g. the assistant's earlier replies) is barred, and so is
+    the last token of any of `phrases` (token ids, barred whole whatever their length). A small
     model otherwise answers a new question with its last reply, word for word."""
 
-    def __init__(self, earlier: list[list[int]], n: int):
+    def __init__(self, earlier: list[list[int]], n: int, phrases: list[list[int]] = ()):
         self.n = n
         self.next: dict[tuple[int, ...], set[int]] = {}  # (n-1)-gram -> the tokens that followed it
         for ids in earlier:
             for i in range(len(ids) - n + 1):
                 self.next.setdefault(tuple(ids[i:i + n - 1]), set()).add(ids[i + n - 1])
+        self.phrases: dict[tuple[int, ...], set[int]] = {}
+        for ids in phrases:
+            if ids:
+                self.phrases.setdefault(tuple(ids[:-1]), set()).add(ids[-1])
 
     def barred(self, new: list[int]) -> set[int]:
         """The tokens `new` (the reply so far) may not continue with."""
-        if len(new) < self.n - 1:
-            return set()
-        return self.next.get(tuple(new[len(new) - self.n + 1:]), set())
+        out: set[int] = set()
+        if len(new) >= self.n - 1:
+            out |= self.next.get(tuple(new[len(new) - self.n + 1:]), set())
+        for head, last in self.phrases.items():
+            if len(new) >= len(head) and tuple(new[len(new) - len(head):]) == head:
+                out |= last
+        return out
 
 
 class Engine:
