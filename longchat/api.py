@@ -295,7 +295,7 @@ def answer_from_passages(runner: Runner, ids: list[int], start: int, question: s
     tok = runner.tokenizer
     decode = lambda spans: tok.batch_decode(spans, skip_special_tokens=True)  # noqa: E731
     spans = best_passages(QuestionText(ids, question, decode), start, params.passages_budget,
-                          cover=params.passages_cover)
+                          cover=params.passages_cover, floor=params.passages_floor)
     if not spans:
         note(f"auto: no passage holds {params.passages_cover:.0%} of the question's words; "
              f"reading all {len(ids) - start:,} tokens with infllm")
@@ -370,7 +370,7 @@ def _fit_remote(runner: Runner, document: str, question: str, budget: int, keep:
     ids = runner.encode(document)
     decode = lambda spans: tok.batch_decode(spans, skip_special_tokens=True)  # noqa: E731
     spans = best_passages(QuestionText(ids, question, decode), 0, min(params.passages_budget, budget),
-                          cover=params.passages_cover)
+                          cover=params.passages_cover, floor=params.passages_floor)
     if spans:
         n = sum(b - a for a, b in spans)
         note(f"auto: the input is past the engine's window and the question's words match it; sending its best "

@@ -115,3 +115,16 @@ def test_best_passages_need_the_best_window_to_cover_the_question():
     apart[4 + 10] = 88  # the same two words, never in one window: 1 of 3 at best
     assert best_passages(QuestionText(apart, "w77 w88 w99", _spelled), 4, budget=8, size=8, cover=0.5) == []
     assert best_passages(QuestionText(apart, "w77 w88 w99", _spelled), 4, budget=8, size=8, cover=0.3)
+
+
+def test_best_passages_leave_out_windows_far_below_the_best():
+    """`floor`: a window scoring under that share of the best window's BM25 is not taken."""
+    ids = [0] * 4 + [1, 2, 3, 4] * 16
+    ids[4 + 50], ids[4 + 52] = 77, 88  # the best window holds both query words
+    ids[4 + 10] = 88                    # a weaker one holds one
+    text = QuestionText(ids, "w77 w88", _spelled)
+    everything = best_passages(text, 4, budget=64, size=8)
+    assert any(a <= 4 + 10 < b for a, b in everything)
+    best = best_passages(text, 4, budget=64, size=8, floor=0.9)
+    assert best and not any(a <= 4 + 10 < b for a, b in best)
+    assert all(a <= 4 + 52 < b or a <= 4 + 50 < b for a, b in best)

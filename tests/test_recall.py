@@ -228,35 +228,3 @@ def test_a_session_guards_against_replies_to_other_messages_only(tiny_runner, tm
     tiny_runner.profile.sessions.copy_guard = 0
     assert conv._copy_guard() is None
     conv.close()
-
-
-# -- the window: an invented reply to a stated fact is not shown back to the model ------------------
-
-def test_a_reply_is_unsupported_when_it_leaves_out_most_of_a_stated_fact():
-    from longchat.chat.session import unsupported
-
-    fact = ["My sister's name is Alma."]
-    assert unsupported("In the context of the anime, Alma is a reference to The Legend of Zelda.", fact)
-    assert unsupported("That sounds lovely!", fact)
-    assert not unsupported("Your sister's name is Alma. What a lovely name!", fact)
-    assert not unsupported("A pharmacist helps many people.", ["I work as a pharmacist."])  # 1 of 2 words
-    assert unsupported("Your sister is Alma.", fact + ["My dog is called Biscuit."])  # every fact counts
-
-
-def test_the_window_shows_the_facts_in_place_of_an_invented_reply(tiny_runner, tmp_path):
-    conv = SessionConversation(tiny_runner, "s", store=Store(tmp_path / "s.db"))
-    invention = "In the context of the anime, Alma is a reference to The Legend of Zelda."
-    turns = [("My sister's name is Alma.", invention),
-             ("My dog is called Biscuit.", "Biscuit is a lovely name for a dog!"),
-             ("Tell me about owls.", "Owls are a reference to The Legend of Zelda.")]
-    for said, reply in turns:
-        uid = conv.store.add_message(conv.sid, "user", said)
-        conv.learn(said, uid)
-        conv.store.add_message(conv.sid, "assistant", reply)
-    shown = [m["content"] for m in conv._history(None) if m["role"] == "assistant"]
-    assert shown == ["Noted: My sister's name is Alma.", "Biscuit is a lovely name for a dog!",
-                     "Owls are a reference to The Legend of Zelda."]  # no fact stated: shown as said
-    assert invention in [m.content for m in conv.store.messages(conv.sid)]  # the store keeps what was said
-    prompt = tiny_runner.tokenizer.decode(conv.assemble("What is my sister's name?"))
-    assert "anime" not in prompt and "Noted: My sister's name is Alma." in prompt
-    conv.close()

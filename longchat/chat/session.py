@@ -31,7 +31,6 @@ from longchat.runtime.generate import CopyGuard, Sampling
 from longchat.runtime.remote import RemoteError
 from longchat.chat import functions as fn
 from longchat.chat.facts import extract
-from longchat.chat.words import content_words
 from longchat.chat.store import SessionLock, Store
 
 INSTRUCTIONS = ("You are a helpful assistant talking with one user. When the user tells you a fact about their "
@@ -176,25 +175,14 @@ class SessionConversation(Conversation):
         return lines
 
     def _history(self, upto: int | None) -> list[dict]:
-        """The window's messages as the model sees them. A reply to a message that stated facts
-        is shown as it was only when it bears them out; otherwise the facts stand in for it
-        (`unsupported`): the bundled model copied one invented reply's pattern into every later
-        reply, and then into its answers. The stored reply is kept as it was."""
         out = []
-        stated: dict[int, list[str]] = {}
-        for f in self.store.facts(self.sid) if self.paging != "truncate" else ():
-            stated.setdefault(f["source"], []).append(f["content"])
-        asked = None
         for m in self.store.messages(self.sid, in_context=True):
             if upto is not None and m.id >= upto:
                 break
             if m.role == "function":
                 out.append({"role": "user", "content": m.content})
-            elif m.role == "assistant" and asked in stated and unsupported(m.content, stated[asked]):
-                out.append({"role": "assistant", "content": "Noted: " + " ".join(stated[asked])})
             else:
                 out.append({"role": m.role, "content": m.content})
-            asked = m.id if m.role == "user" else None
         return out
 
     def assemble(self, user_text: str, user_id: int | None = None, extra: list[dict] = ()) -> list[int]:
@@ -435,17 +423,6 @@ class SessionConversation(Conversation):
         archival = self.store.db.execute("SELECT count(*) FROM archival WHERE session_id = ?", (self.sid,)).fetchone()[0]
         lines.append(f"archival storage: {archival:,} passages")
         return "\n".join(lines)
-
-
-def unsupported(reply: str, facts: list[str]) -> bool:
-    """Whether a reply to a message that stated `facts` leaves out more than half of some
-    fact's content words (an invention, or a reply about something else)."""
-    said = set(content_words(reply))
-    for fact in facts:
-        wanted = set(content_words(fact))
-        if wanted and len(wanted & said) * 2 < len(wanted):
-            return True
-    return False
 
 
 def _plain(text: str) -> str:

@@ -26,6 +26,7 @@ class AutoParams(InfLLMParams):
     passages_past: int = 4096
     passages_budget: int = 1024
     passages_cover: float = 0.5
+    passages_floor: float = 0.5  # passages scoring under this share of the best one's BM25 are left out
 
     def validate(self, where: str) -> None:
         super().validate(where)
@@ -33,6 +34,7 @@ class AutoParams(InfLLMParams):
         require(self.passages_past >= 0, where, "passages_past", "an integer >= 0 (0 = off)")
         require(self.passages_budget >= 128, where, "passages_budget", "an integer >= 128 (tokens)")
         require(0 <= self.passages_cover <= 1, where, "passages_cover", "a number in [0, 1]")
+        require(0 <= self.passages_floor <= 1, where, "passages_floor", "a number in [0, 1]")
 
     def check_context(self, context, where: str) -> None:
         super().check_context(context, where)

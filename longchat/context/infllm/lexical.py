@@ -58,15 +58,17 @@ def best_blocks(text: QuestionText, spans: list[tuple[int, int]], k: int) -> lis
 
 
 def best_passages(text: QuestionText, start: int, budget: int, size: int = 128,
-                  cover: float = 0.0) -> list[tuple[int, int]]:
+                  cover: float = 0.0, floor: float = 0.0) -> list[tuple[int, int]]:
     """Spans of `text.ids[start:]` worth quoting before the question: windows of `size` tokens
     starting every `size // 2`, ranked by BM25 for the query's words, taken best first until
     `budget` tokens; returned in reading order, overlapping and touching spans joined. Each
     window taken is widened to whole sentences (up to `size // 4` tokens each side), and a
     window that overlaps one already taken adds only its new tokens: the best window often
     starts or ends inside the sentence that holds the answer, and its neighbour holds the rest.
-    Empty when no window shares a word with the query, or when the best one holds fewer than
-    `cover` of the query's distinct words (a question whose words the document does not answer)."""
+    Windows scoring under `floor` times the best window's score are left out (those that match
+    one common word of the question: the reader answered from them). Empty when no window shares
+    a word with the query, or when the best one holds fewer than `cover` of the query's distinct
+    words (a question whose words the document does not answer)."""
     query = words(text.query)
     end = len(text.ids)
     if budget < size or not query or end <= start:
@@ -82,7 +84,7 @@ def best_passages(text: QuestionText, start: int, budget: int, size: int = 128,
         return []
     taken: list[tuple[int, int]] = []
     for i in sorted(range(len(spans)), key=lambda i: (-scores[i], i)):
-        if scores[i] <= 0:
+        if scores[i] <= 0 or scores[i] < floor * scores[best]:
             break
         for span in (_whole_sentences(text, start, *spans[i], reach=size // 4), spans[i]):
             merged = _join([*taken, span])
