@@ -226,5 +226,87 @@ def test_a_session_guards_against_replies_to_other_messages_only(tiny_runner, tm
     assert guard.barred(owls[:7]) == {owls[7]}  # the reply to another message may not be copied
     assert name[7] not in guard.barred(name[:7])  # the same question may get the same answer
     tiny_runner.profile.sessions.copy_guard = 0
+    assert not conv._copy_guard().barred(owls[:7])
+    tiny_runner.profile.sessions.copy_boost = 0.0
     assert conv._copy_guard() is None
+    conv.close()
+
+
+# -- the copy boost: a reply that starts to say the user's placed words is nudged to go on ----------
+
+def test_copy_boost_helps_the_token_that_carries_a_favoured_text_on():
+    from longchat.runtime.generate import CopyGuard
+
+    guard = CopyGuard([], 0, favoured=[[5, 6, 7, 8, 9]], boost=3.0)
+    assert guard.helped([1, 5, 6, 7]) == {8} and guard.helped([6, 7, 8]) == {9}
+    assert guard.helped([6, 7]) == set() and guard.barred([5, 6, 7]) == set()
+    assert CopyGuard([], 0, favoured=[[5, 6, 7, 8]]).favoured == {}  # no boost: nothing favoured
+
+
+def test_a_boosted_reply_follows_the_favoured_text(tiny_chat_model, home):
+    """Greedy decoding's reply, with a favoured text that runs as its first 3 tokens and then
+    goes another way: a large boost makes the reply take that way."""
+    from longchat.prompts import chat_ids
+    from longchat.runtime.generate import CopyGuard, Sampling
+
+    runner = open_runner("full", str(tiny_chat_model))
+    prompt = chat_ids(runner.tokenizer, [{"role": "user", "content": "Tell me about the ocean."}])
+    plain = list(runner.engine.generate(prompt, Sampling(max_new_tokens=8)))
+    other = next(t for t in range(100, 200) if t != plain[3])
+    favoured = CopyGuard([], 0, favoured=[plain[:3] + [other]], boost=50.0)
+    boosted = list(runner.engine.generate(prompt, Sampling(max_new_tokens=8), copy_guard=favoured))
+    assert boosted[:4] == plain[:3] + [other]
+    weak = CopyGuard([], 0, favoured=[plain[:3] + [other]], boost=0.0)
+    assert list(runner.engine.generate(prompt, Sampling(max_new_tokens=8), copy_guard=weak)) == plain
+
+
+def test_a_session_favours_the_users_placed_words_only(tiny_runner, tmp_path):
+    tiny_runner.profile.sessions.copy_boost = 3.0
+    conv = SessionConversation(tiny_runner, "s", store=Store(tmp_path / "s.db"))
+    uid = conv.store.add_message(conv.sid, "user", "My sister's name is Alma.")
+    conv.learn("My sister's name is Alma.", uid)
+    conv.store.add_message(conv.sid, "assistant", "Alma is a reference to The Legend of Zelda.")
+    for i in range(6):
+        conv.store.add_message(conv.sid, "user", f"Tell me about trains, part {i}.")
+    conv.assemble("What is my sister's name?")
+    assert conv.placed == ["My sister's name is Alma."]  # the fact; never the assistant's reply
+    guard = conv._copy_guard()
+    alma = tiny_runner.encode("My sister's name is Alma.")
+    assert alma[4] in guard.helped(alma[:4]) and guard.boost == 3.0
+    tiny_runner.profile.sessions.copy_boost = 0.0
+    assert conv._copy_guard().boost == 0.0 and not conv._copy_guard().favoured
+    conv.close()
+
+
+# -- the window: an invented reply to a stated fact is not shown back to the model ------------------
+
+def test_a_reply_is_unsupported_when_it_leaves_out_most_of_a_stated_fact():
+    from longchat.chat.session import unsupported
+
+    fact = ["My sister's name is Alma."]
+    assert unsupported("In the context of the anime, Alma is a reference to The Legend of Zelda.", fact)
+    assert unsupported("That sounds lovely!", fact)
+    assert not unsupported("Your sister's name is Alma. What a lovely name!", fact)
+    assert not unsupported("A pharmacist helps many people.", ["I work as a pharmacist."])  # 1 of 2 words
+    assert unsupported("Your sister is Alma.", fact + ["My dog is called Biscuit."])  # every fact counts
+
+
+def test_the_window_leaves_out_an_invented_reply_and_the_store_keeps_it(tiny_runner, tmp_path):
+    conv = SessionConversation(tiny_runner, "s", store=Store(tmp_path / "s.db"))
+    invention = "In the context of the anime, Alma is a reference to The Legend of Zelda."
+    turns = [("My sister's name is Alma.", invention),
+             ("My dog is called Biscuit.", "Your dog is called Biscuit, a lovely name!"),
+             ("Tell me about owls.", "Owls are a reference to The Legend of Zelda.")]
+    for said, reply in turns:
+        uid = conv.store.add_message(conv.sid, "user", said)
+        conv.learn(said, uid)
+        conv.store.add_message(conv.sid, "assistant", reply)
+    shown = [(m["role"], m["content"]) for m in conv._history(None)]
+    assert shown == [("user", "My sister's name is Alma."), ("user", "My dog is called Biscuit."),
+                     ("assistant", "Your dog is called Biscuit, a lovely name!"), ("user", "Tell me about owls."),
+                     ("assistant", "Owls are a reference to The Legend of Zelda.")]  # no fact stated: shown
+    assert invention in [m.content for m in conv.store.messages(conv.sid)]  # the store keeps what was said
+    assert "anime" not in tiny_runner.tokenizer.decode(conv.assemble("What is my sister's name?"))
+    tiny_runner.profile.sessions.hide_unsupported = False
+    assert ("assistant", invention) in [(m["role"], m["content"]) for m in conv._history(None)]
     conv.close()

@@ -31,6 +31,7 @@ from longchat.runtime.generate import CopyGuard, Sampling
 from longchat.runtime.remote import RemoteError
 from longchat.chat import functions as fn
 from longchat.chat.facts import extract
+from longchat.chat.words import content_words
 from longchat.chat.store import SessionLock, Store
 
 INSTRUCTIONS = ("You are a helpful assistant talking with one user. When the user tells you a fact about their "
@@ -72,6 +73,8 @@ class SessionConversation(Conversation):
                              f"{self.sampling.max_new_tokens}; raise memory.budget or lower --max-new-tokens")
         self.parts: list[Part] = []
         self.alerted = False
+        self.users_words: dict[str, str] = {}  # a placed memory's line -> the user's own words in it
+        self.placed: list[str] = []  # the user's words placed before the last message
         self._tools: list[dict] | None = None
         self.turns = self._turns()
 
@@ -145,12 +148,15 @@ class SessionConversation(Conversation):
         archived = self.store.recall(self.sid, "archival", text, limit=n, floor=floor)
         shown = {_plain(h.content) for h in facts}
         lines = [f"{MARKERS[0]} ({_day(h.created)}): {clip(h.content, 240, one_line=True)}" for h in facts]
+        self.users_words = {line: h.content for line, h in zip(lines, facts)}
         for h in hits:
             if h.role == "user" and h.content.rstrip().endswith("?"):
                 continue  # an earlier question holds no answer, only the words that matched
             if not any(f in _plain(h.content) for f in shown):  # the fact's own message adds nothing
                 who = MARKERS[1] if h.role == "user" else MARKERS[2]
                 lines.append(f"{who} ({_day(h.created)}): {clip(h.content, 240, one_line=True)}")
+                if h.role == "user":
+                    self.users_words[lines[-1]] = h.content
         lines += [f"{MARKERS[3]} ({_day(h.created)}): {clip(h.content, 240, one_line=True)}" for h in archived
                   if _plain(h.content) not in shown]
         return lines[:n]
@@ -175,19 +181,29 @@ class SessionConversation(Conversation):
         return lines
 
     def _history(self, upto: int | None) -> list[dict]:
+        """The window's messages as the model sees them. A reply to a message that stated facts
+        is left out when it does not bear them out (`unsupported`): the bundled model copied one
+        invented reply's pattern into every later reply, and then into its answers. It stays
+        in the store as it was said."""
         out = []
+        stated: dict[int, list[str]] = {}
+        for f in self.store.facts(self.sid) if self.settings.hide_unsupported else ():
+            stated.setdefault(f["source"], []).append(f["content"])
+        asked = None
         for m in self.store.messages(self.sid, in_context=True):
             if upto is not None and m.id >= upto:
                 break
             if m.role == "function":
                 out.append({"role": "user", "content": m.content})
-            else:
+            elif not (m.role == "assistant" and asked in stated and unsupported(m.content, stated[asked])):
                 out.append({"role": m.role, "content": m.content})
+            asked = m.id if m.role == "user" else None
         return out
 
     def assemble(self, user_text: str, user_id: int | None = None, extra: list[dict] = ()) -> list[int]:
         """The prompt for `user_text` within the budget, paging out old messages when needed
         (an attached memory's prefix comes first and is not counted)."""
+        self.users_words = {}
         notes = self.relevant(user_text, user_id)
         while True:
             system = self.system_text()
@@ -208,6 +224,7 @@ class SessionConversation(Conversation):
             if len(ids) <= self.budget:
                 self._pressure(len(ids))
                 self.last_messages = messages
+                self.placed = [self.users_words[x] for x in notes if x in self.users_words]
                 return self._prompt(ids)
             if self._page_out(user_id, len(ids)):
                 continue
@@ -299,22 +316,26 @@ class SessionConversation(Conversation):
     def _copy_guard(self) -> CopyGuard | None:
         """The window's earlier replies to other messages, as n-grams the new reply may not copy:
         the bundled model otherwise answered many messages with one sentence, over and over,
-        and copied an invention's pattern into every later reply."""
-        n = self.settings.copy_guard
-        if not n or self.runner.remote:
+        and copied an invention's pattern into every later reply. And the user's own words
+        placed before the message (facts and messages), which the reply is nudged to follow
+        once it starts to (`sessions.copy_boost`): with "you told me: My sister's name is Alma."
+        right before the question, it answered "My sister's name is Emily."."""
+        n, boost = self.settings.copy_guard, self.settings.copy_boost
+        if not (n or boost) or self.runner.remote:
             return None
+        encode = lambda text: self.runner.tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
         asked = self.last_messages[-1]["content"] if self.last_messages else ""
         earlier, question = [], None
-        for m in self.store.messages(self.sid, in_context=True):
+        for m in self.store.messages(self.sid, in_context=True) if n else ():
             if m.role == "user":
                 question = m.content
             elif m.role == "assistant" and question is not None and question not in asked:
-                earlier.append(self.runner.tokenizer.encode(m.content, add_special_tokens=False))
+                earlier.append(encode(m.content))
         # Nor may it write the markers of the memories placed before the message: it copied
         # "- you said (2026-12-02): ..." into every later reply, dates made up.
-        marks = [self.runner.tokenizer.encode(f"{lead}{who} (", add_special_tokens=False)
-                 for who in MARKERS for lead in ("- ", " ")]
-        return CopyGuard(earlier, n, marks)
+        marks = [encode(f"{lead}{who} (") for who in MARKERS for lead in ("- ", " ")] if n else []
+        favoured = [encode(t) for t in self.placed] if boost else []
+        return CopyGuard(earlier, n, marks, favoured, boost)
 
     def send(self, user_text: str, on_text=None, progress: Progress | None = None) -> str:
         if not user_text.strip():
@@ -423,6 +444,17 @@ class SessionConversation(Conversation):
         archival = self.store.db.execute("SELECT count(*) FROM archival WHERE session_id = ?", (self.sid,)).fetchone()[0]
         lines.append(f"archival storage: {archival:,} passages")
         return "\n".join(lines)
+
+
+def unsupported(reply: str, facts: list[str]) -> bool:
+    """Whether a reply to a message that stated `facts` leaves out more than half of some
+    fact's content words (an invention, or a reply about something else)."""
+    said = set(content_words(reply))
+    for fact in facts:
+        wanted = set(content_words(fact))
+        if wanted and len(wanted & said) * 2 < len(wanted):
+            return True
+    return False
 
 
 def _plain(text: str) -> str:
