@@ -327,6 +327,34 @@ def test_auto_reads_the_matching_passages_alone_past_passages_past(home, tiny_ch
     assert "read" not in off.engine.stats.extra and off.engine.stats.extra["cache"] == "hit"
 
 
+def test_auto_nudges_the_answer_to_go_on_as_the_passages_do(home, tiny_chat_model, tmp_path):
+    """`strategy.passages_boost`: the answer read from passages is generated with the passages as
+    favoured texts (their next token gets the boost once the answer runs 3 tokens as they do)."""
+    from longchat import api
+    from longchat.runtime.generate import Sampling
+
+    doc = text_file(tmp_path / "doc.txt", 1500)
+    words = doc.read_text().split()
+    words[700] = "zanzibar"
+    doc.write_text(" ".join(words) + "\n")
+    passages = ["strategy.full_up_to=256", "strategy.passages_past=300", "strategy.passages_budget=128"]
+    for boost in (3.0, 0.0):
+        r = open_runner("auto", str(tiny_chat_model), overrides=SMALL + passages + [f"strategy.passages_boost={boost}"])
+        seen = []
+        real = r.engine.generate_text
+        r.engine.generate_text = lambda *a, **k: seen.append(k.get("copy_guard")) or real(*a, **k)
+        api.ask(r, [str(doc)], "Where is zanzibar?", sampling=Sampling(max_new_tokens=2))
+        assert r.engine.stats.extra["read"] == "passages"
+        if boost:
+            guard = seen[0]
+            z = r.tokenizer.encode(" zanzibar", add_special_tokens=False)
+            ids = r.tokenizer.encode(doc.read_text(), add_special_tokens=False)
+            at = next(i for i in range(3, len(ids)) if ids[i:i + len(z)] == z)
+            assert guard.boost == 3.0 and ids[at] in guard.helped(ids[at - 3:at])
+        else:
+            assert seen == [None]
+
+
 def test_quote_reads_the_matching_passage_again_before_the_question(home, tiny_chat_model, tmp_path):
     """`infllm.quote`: the passage that shares the question's words is quoted right before
     it, on a fresh encode and from the cache alike; with no shared word nothing is."""

@@ -187,7 +187,7 @@ class SessionConversation(Conversation):
         in the store as it was said."""
         out = []
         stated: dict[int, list[str]] = {}
-        for f in self.store.facts(self.sid) if self.settings.hide_unsupported else ():
+        for f in self.store.facts(self.sid) if self.settings.hide_unsupported and self.paging != "truncate" else ():
             stated.setdefault(f["source"], []).append(f["content"])
         asked = None
         for m in self.store.messages(self.sid, in_context=True):

@@ -27,6 +27,7 @@ class AutoParams(InfLLMParams):
     passages_budget: int = 1024
     passages_cover: float = 0.5
     passages_floor: float = 0.5  # passages scoring under this share of the best one's BM25 are left out
+    passages_boost: float = 3.0  # logit added to the token that carries the answer on as a passage goes on
 
     def validate(self, where: str) -> None:
         super().validate(where)
@@ -35,6 +36,7 @@ class AutoParams(InfLLMParams):
         require(self.passages_budget >= 128, where, "passages_budget", "an integer >= 128 (tokens)")
         require(0 <= self.passages_cover <= 1, where, "passages_cover", "a number in [0, 1]")
         require(0 <= self.passages_floor <= 1, where, "passages_floor", "a number in [0, 1]")
+        require(0 <= self.passages_boost <= 20, where, "passages_boost", "a number in [0, 20] (0 = off)")
 
     def check_context(self, context, where: str) -> None:
         super().check_context(context, where)
