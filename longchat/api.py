@@ -21,7 +21,7 @@ from longchat.prompts import (LOG_REPORT_PROMPT, MERGE_PROMPT, SUMMARY_PROMPT, a
 from longchat.errors import ConfigError, InputError
 from longchat.profile import Profile, load_profile
 from longchat.runtime import remote
-from longchat.runtime.generate import CopyGuard, Engine, GenerationStats, Sampling
+from longchat.runtime.generate import CopyGuard, Engine, GenerationStats, Sampling, sentence_breaks
 from longchat.runtime.loader import LoadedModel, load_model
 from longchat.runtime.rope import Rope
 from longchat.runtime.step import compile_step
@@ -308,7 +308,8 @@ def answer_from_passages(runner: Runner, ids: list[int], start: int, question: s
     messages = ask_messages(document, question, system)
     # Once the answer runs 3 tokens as a passage does, the passage's next token is nudged
     # (`passages_boost`): the bundled model dropped a code's first letter ("9-9396" for "T9-9396").
-    boost = CopyGuard([], 0, favoured=[ids[a:b] for a, b in spans], boost=params.passages_boost) \
+    read = [ids[a:b] for a, b in spans]
+    boost = CopyGuard([], 0, favoured=read, boost=params.passages_boost, breaks=sentence_breaks(tok, read)) \
         if params.passages_boost else None
     answer = runner.engine.generate_text(chat_ids(tok, messages), sampling, on_text=on_text, progress=progress,
                                          query=question, messages=messages, copy_guard=boost)

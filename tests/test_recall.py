@@ -241,6 +241,19 @@ def test_copy_boost_helps_the_token_that_carries_a_favoured_text_on():
     assert guard.helped([1, 5, 6, 7]) == {8} and guard.helped([6, 7, 8]) == {9}
     assert guard.helped([6, 7]) == set() and guard.barred([5, 6, 7]) == set()
     assert CopyGuard([], 0, favoured=[[5, 6, 7, 8]]).favoured == {}  # no boost: nothing favoured
+    # Never across a sentence's end: with 8 a full stop, 9 is not helped on from "6 7 8".
+    ended = CopyGuard([], 0, favoured=[[5, 6, 7, 8, 9, 10]], boost=3.0, breaks={8})
+    assert ended.helped([5, 6, 7]) == set() and ended.helped([6, 7, 8]) == set()
+    assert ended.helped([2, 3, 4]) == set() and ended.favoured == {}
+
+
+def test_sentence_breaks_are_the_tokens_that_end_a_sentence_or_a_line(tiny_runner):
+    from longchat.runtime.generate import sentence_breaks
+
+    ids = tiny_runner.encode("My code is K7-4492. Next line\nmore")
+    ends = sentence_breaks(tiny_runner.tokenizer, [ids])
+    assert {tiny_runner.tokenizer.decode([t]).strip() for t in ends} <= {".", "", ".\n"} and ends
+    assert not any(tiny_runner.tokenizer.decode([t]).strip() in ("My", "K", "4492") for t in ends)
 
 
 def test_a_boosted_reply_follows_the_favoured_text(tiny_chat_model, home):

@@ -27,7 +27,7 @@ from longchat.chat.conversation import Conversation, Turn, clip
 from longchat.errors import InputError
 from longchat.api import Note, Progress, Runner
 from longchat.prompts import PREAMBLE, SENTINEL, chat_ids, render_chat
-from longchat.runtime.generate import CopyGuard, Sampling
+from longchat.runtime.generate import CopyGuard, Sampling, sentence_breaks
 from longchat.runtime.remote import RemoteError
 from longchat.chat import functions as fn
 from longchat.chat.facts import extract
@@ -335,7 +335,8 @@ class SessionConversation(Conversation):
         # "- you said (2026-12-02): ..." into every later reply, dates made up.
         marks = [encode(f"{lead}{who} (") for who in MARKERS for lead in ("- ", " ")] if n else []
         favoured = [encode(t) for t in self.placed] if boost else []
-        return CopyGuard(earlier, n, marks, favoured, boost)
+        breaks = sentence_breaks(self.runner.tokenizer, favoured) if favoured else ()
+        return CopyGuard(earlier, n, marks, favoured, boost, breaks)
 
     def send(self, user_text: str, on_text=None, progress: Progress | None = None) -> str:
         if not user_text.strip():

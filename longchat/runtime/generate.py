@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Collection, Iterator
 
 import torch
 
@@ -188,7 +188,7 @@ class CopyGuard:
     FAVOUR = 4
 
     def __init__(self, earlier: list[list[int]], n: int, phrases: list[list[int]] = (),
-                 favoured: list[list[int]] = (), boost: float = 0.0):
+                 favoured: list[list[int]] = (), boost: float = 0.0, breaks: Collection[int] = ()):
         self.n = n
         self.next = _continuations(earlier, n)  # (n-1)-gram -> the tokens that followed it
         self.phrases: dict[tuple[int, ...], set[int]] = {}
@@ -196,7 +196,9 @@ class CopyGuard:
             if ids:
                 self.phrases.setdefault(tuple(ids[:-1]), set()).add(ids[-1])
         self.boost = boost
-        self.favoured = _continuations(favoured, self.FAVOUR) if boost else {}
+        # Never across a sentence's end (`breaks`: tokens that end one): the answer is helped to
+        # finish the sentence it quotes, not to read the document on after it.
+        self.favoured = _continuations(favoured, self.FAVOUR, set(breaks)) if boost else {}
 
     def barred(self, new: list[int]) -> set[int]:
         """The tokens `new` (the reply so far) may not continue with."""
@@ -214,13 +216,23 @@ class CopyGuard:
         return self.favoured.get(tuple(new[len(new) - k:]), set()) if len(new) >= k else set()
 
 
-def _continuations(texts: list[list[int]], n: int) -> dict[tuple[int, ...], set[int]]:
-    """(n-1)-gram -> the tokens that follow it somewhere in `texts`."""
+def _continuations(texts: list[list[int]], n: int, breaks: set[int] = frozenset()) -> dict[tuple[int, ...], set[int]]:
+    """(n-1)-gram -> the tokens that follow it somewhere in `texts` (n-grams holding one of
+    `breaks` left out)."""
     out: dict[tuple[int, ...], set[int]] = {}
     for ids in texts:
         for i in range(len(ids) - n + 1):
-            out.setdefault(tuple(ids[i:i + n - 1]), set()).add(ids[i + n - 1])
+            if not breaks or breaks.isdisjoint(ids[i:i + n]):
+                out.setdefault(tuple(ids[i:i + n - 1]), set()).add(ids[i + n - 1])
     return out
+
+
+def sentence_breaks(tokenizer, texts: list[list[int]]) -> set[int]:
+    """The tokens of `texts` that end a sentence or a line (their text holds a line break or ends
+    in . ! or ?)."""
+    ids = sorted({t for ids in texts for t in ids})
+    pieces = tokenizer.batch_decode([[t] for t in ids])
+    return {t for t, p in zip(ids, pieces) if "\n" in p or p.rstrip().endswith((".", "!", "?"))}
 
 
 class Engine:
