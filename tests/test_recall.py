@@ -283,6 +283,8 @@ def test_a_session_favours_the_users_placed_words_only(tiny_runner, tmp_path):
         conv.store.add_message(conv.sid, "user", f"Tell me about trains, part {i}.")
     conv.assemble("What is my sister's name?")
     assert conv.placed == ["My sister's name is Alma."]  # the fact; never the assistant's reply
+    report = conv.memory_report()  # /memory shows what was placed, under the part it fills
+    assert "relevant memories" in report and ": My sister's name is Alma.\n  new message" in report
     guard = conv._copy_guard()
     alma = tiny_runner.encode("My sister's name is Alma.")
     assert alma[4] in guard.helped(alma[:4]) and guard.boost == 3.0

@@ -75,6 +75,7 @@ class SessionConversation(Conversation):
         self.alerted = False
         self.users_words: dict[str, str] = {}  # a placed memory's line -> the user's own words in it
         self.placed: list[str] = []  # the user's words placed before the last message
+        self.notes: list[str] = []  # the memories placed before the last message, as the model saw them
         self._tools: list[dict] | None = None
         self.turns = self._turns()
 
@@ -223,7 +224,7 @@ class SessionConversation(Conversation):
                           Part("new message", n_user)]
             if len(ids) <= self.budget:
                 self._pressure(len(ids))
-                self.last_messages = messages
+                self.last_messages, self.notes = messages, notes
                 self.placed = [self.users_words[x] for x in notes if x in self.users_words]
                 return self._prompt(ids)
             if self._page_out(user_id, len(ids)):
@@ -438,7 +439,10 @@ class SessionConversation(Conversation):
                  f"(+{self.sampling.max_new_tokens} for the reply)"]
         if self.parts:
             lines.append(f"last prompt: {used:,}/{self.budget:,} tokens ({100 * used // self.budget}%)")
-            lines += [f"  {p.name}: {p.tokens:,}" + (f" ({p.detail})" if p.detail else "") for p in self.parts]
+            for p in self.parts:
+                lines.append(f"  {p.name}: {p.tokens:,}" + (f" ({p.detail})" if p.detail else ""))
+                if p.name == "relevant memories":  # what recall placed before the last message
+                    lines += [f"    - {x}" for x in self.notes]
         lines.append(f"recall storage: {total:,} messages, {in_window:,} in the window")
         lines.append("core memory: " + ", ".join(f"{k} {len(v)}/{lim}" for k, (v, lim) in core.items()))
         lines.append(f"summary: {len(summary):,} characters" + (f" (covers messages up to #{upto})" if upto else ""))
