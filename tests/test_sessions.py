@@ -309,7 +309,7 @@ def test_a_fact_survives_chit_chat_and_a_restart_in_two_real_processes(home):
     process is asked about them, once with the fact's words and once without any of them. The
     first must be answered. For the second, recall by meaning must place the fact before the
     question (`/memory` shows it); whether the bundled model then names it is measured by the
-    paraphrase benchmark (14/25, docs/sessions.md), not asserted here: in this very dialogue it
+    paraphrase benchmark (15/25, docs/sessions.md), not asserted here: in this very dialogue it
     answered "My job is a profession that involves the safe and healthy use of medicines."."""
     def chat(lines: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "longchat", "chat", "--session", "life", "-n", "24"],
