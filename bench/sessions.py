@@ -195,7 +195,7 @@ def recall(out: Path) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from longchat.chat.embed import default_embedder
+    from longchat.text.embed import default_embedder
     from longchat.chat.facts import extract
     from longchat.chat.store import Store
     from longchat.runtime.loader import resolve_model_dir

@@ -82,7 +82,7 @@ class SessionSettings:
     pressure: float = 0.75     # share of the budget that starts the memory-pressure step
     keep_last: int = 4         # messages that never leave the window when older ones are summarised
     relevant: int = 3          # searched memories placed before each message
-    semantic: bool = True      # search by meaning too (static word vectors, chat/embed.py), fused with full-text
+    semantic: bool = True      # search by meaning too (static word vectors, text/embed.py), fused with full-text
     semantic_floor: float = 0.2  # cosine a memory found by meaning alone needs to be placed
     copy_guard: int = 8        # a reply may not copy this many tokens in a row from an earlier reply
                                # in the window to another message (0 = off)

@@ -355,6 +355,36 @@ def test_auto_nudges_the_answer_to_go_on_as_the_passages_do(home, tiny_chat_mode
             assert seen == [None]
 
 
+def test_auto_reads_the_lines_nearest_the_questions_meaning_when_no_passage_matches(home, tiny_chat_model, tmp_path):
+    """`strategy.meaning_lines`: a question that shares no word with the input reads the lines
+    nearest its meaning (real static vectors) with full attention, nothing encoded; a question
+    about the whole input, and `meaning_lines=0`, read it all with InfLLM as before."""
+    from longchat import api
+    from longchat.runtime.generate import Sampling
+
+    filler = [" ".join(WORDS[(i + j) % len(WORDS)] for j in range(8)) + "." for i in range(160)]
+    filler[90] = "The annual conference will be held in Lisbon."
+    doc = tmp_path / "doc.txt"
+    doc.write_text("\n".join(filler) + "\n")
+    over = SMALL + ["strategy.full_up_to=256", "strategy.passages_past=300", "strategy.passages_budget=128",
+                    "strategy.meaning_lines=3"]
+    r = open_runner("auto", str(tiny_chat_model), overrides=over)
+    two, notes = Sampling(max_new_tokens=2), []
+    api.ask(r, [str(doc)], "Which city hosts the yearly meeting?", sampling=two, note=notes.append)
+    read = r.tokenizer.decode(r.engine.cached_ids)
+    assert r.engine.stats.extra["read"] == "meaning" and r.engine.stats.extra["passage_tokens"] <= 128
+    assert "held in Lisbon" in read and read.count("alpha") <= 3  # the fact line, and at most 2 others
+    assert r.engine.strategy.chosen == "full" and any("lines nearest its meaning" in n for n in notes)
+    assert not list(memories.cache_root().glob("*"))  # nothing encoded
+    notes = []
+    api.ask(r, [str(doc)], "What is this document about?", sampling=two, note=notes.append)
+    assert "read" not in r.engine.stats.extra and r.engine.strategy.chosen == "infllm"
+    assert any("reading all" in n and "with infllm" in n for n in notes)
+    off = open_runner("auto", str(tiny_chat_model), overrides=over[:-1] + ["strategy.meaning_lines=0"])
+    api.ask(off, [str(doc)], "Which city hosts the yearly meeting?", sampling=two)
+    assert "read" not in off.engine.stats.extra and off.engine.strategy.chosen == "infllm"
+
+
 def test_quote_reads_the_matching_passage_again_before_the_question(home, tiny_chat_model, tmp_path):
     """`infllm.quote`: the passage that shares the question's words is quoted right before
     it, on a fresh encode and from the cache alike; with no shared word nothing is."""

@@ -1,4 +1,4 @@
-"""Session recall by meaning (chat/embed.py, Store.index/search_meaning/recall): the static
+"""Session recall by meaning (text/embed.py, Store.index/search_meaning/recall): the static
 vectors that ship in the `wordllama` wheel, stored in SQLite beside the messages, fused with
 full-text search by reciprocal rank. Everything here is real: the real vectors, a real SQLite
 file; no model runs (recall needs none)."""
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from longchat.api import open_runner
-from longchat.chat.embed import default_embedder
+from longchat.text.embed import default_embedder
 from longchat.chat.facts import extract
 from longchat.chat.session import SessionConversation
 from longchat.chat.store import MIGRATIONS, Store, _statements, _words, fuse
@@ -325,3 +325,19 @@ def test_the_window_leaves_out_an_invented_reply_and_the_store_keeps_it(tiny_run
     tiny_runner.profile.sessions.hide_unsupported = False
     assert ("assistant", invention) in [(m["role"], m["content"]) for m in conv._history(None)]
     conv.close()
+
+
+# -- the same vectors for `ask`: the lines of a document nearest a question's meaning ---------------
+
+def test_nearest_lines_are_the_ones_nearest_in_meaning_in_the_documents_order_within_the_budget():
+    from longchat.text.embed import about_the_whole, nearest_lines
+
+    lines = [*FILLER[:30], "This year the annual conference is held in Lisbon.", *FILLER[30:40]]
+    count = lambda x: len(x.split())  # noqa: E731
+    taken = nearest_lines(lines, "Which city hosts the yearly meeting?", 3, 100, count)
+    assert 30 in taken and taken == sorted(taken) and len(taken) <= 3
+    assert sum(count(lines[i]) for i in taken) <= 100
+    assert nearest_lines(lines, "Which city hosts the yearly meeting?", 3, 2, count) == []  # every line too long
+    assert nearest_lines(lines, "What is it?", 3, 100, count) == []  # no content word
+    assert about_the_whole("What is this document about?") and about_the_whole("Summarize the main points.")
+    assert not about_the_whole("Which city hosts the yearly meeting?")

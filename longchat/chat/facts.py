@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from longchat.chat.words import STOPWORDS
+from longchat.text.words import STOPWORDS
 
 
 @dataclass(frozen=True)

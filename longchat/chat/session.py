@@ -31,7 +31,7 @@ from longchat.runtime.generate import CopyGuard, Sampling, sentence_breaks
 from longchat.runtime.remote import RemoteError
 from longchat.chat import functions as fn
 from longchat.chat.facts import extract
-from longchat.chat.words import content_words
+from longchat.text.words import content_words
 from longchat.chat.store import SessionLock, Store
 
 INSTRUCTIONS = ("You are a helpful assistant talking with one user. When the user tells you a fact about their "

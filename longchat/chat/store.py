@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from longchat import paths
 from longchat.errors import InputError, StoreError
 from longchat.locks import Lock
-from longchat.chat.words import STOPWORDS
+from longchat.text.words import STOPWORDS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -79,7 +79,7 @@ MIGRATIONS = [
         key TEXT NOT NULL, content TEXT NOT NULL, source INTEGER, created REAL NOT NULL);
     CREATE INDEX facts_session ON facts(session_id, key);
     """,
-    # 3: sentence vectors of what recall searches by meaning (chat/embed.py), filled in lazily:
+    # 3: sentence vectors of what recall searches by meaning (text/embed.py), filled in lazily:
     # a store written before this migration gains them at its first search, nothing else changes
     """
     CREATE TABLE vectors (
@@ -159,7 +159,7 @@ class Store:
 
     def __init__(self, path: Path | None = None, *, embedder=None):
         self.path = Path(path) if path else store_path()
-        self._embedder = embedder  # None: chat/embed.py's default, loaded at the first search by meaning
+        self._embedder = embedder  # None: text/embed.py's default, loaded at the first search by meaning
         self._vectors: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -355,9 +355,9 @@ class Store:
     # -- recall by meaning, and both rankings fused ------------------------------------------
     @property
     def embedder(self):
-        """The sentence embedder (chat/embed.py); None when `wordllama` is not installed."""
+        """The sentence embedder (text/embed.py); None when `wordllama` is not installed."""
         if self._embedder is None:
-            from longchat.chat.embed import default_embedder
+            from longchat.text.embed import default_embedder
 
             self._embedder = default_embedder() or False
         return self._embedder or None

@@ -28,6 +28,10 @@ class AutoParams(InfLLMParams):
     passages_cover: float = 0.5
     passages_floor: float = 0.5  # passages scoring under this share of the best one's BM25 are left out
     passages_boost: float = 3.0  # logit added to the token that carries the answer on as a passage goes on
+    # When no passage holds `passages_cover` of the question's words (a question in other words
+    # than the input's), read the lines nearest the question's meaning (static word vectors, up
+    # to `passages_budget` tokens) with full attention instead of InfLLM. 0 = off.
+    meaning_lines: int = 20
 
     def validate(self, where: str) -> None:
         super().validate(where)
@@ -37,6 +41,7 @@ class AutoParams(InfLLMParams):
         require(0 <= self.passages_cover <= 1, where, "passages_cover", "a number in [0, 1]")
         require(0 <= self.passages_floor <= 1, where, "passages_floor", "a number in [0, 1]")
         require(0 <= self.passages_boost <= 20, where, "passages_boost", "a number in [0, 20] (0 = off)")
+        require(0 <= self.meaning_lines <= 1000, where, "meaning_lines", "an integer in 0..1000 (0 = off)")
 
     def check_context(self, context, where: str) -> None:
         super().check_context(context, where)

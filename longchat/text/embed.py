@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from longchat.chat.words import STOPWORDS
+from longchat.text.words import STOPWORDS, content_words
 
 WEIGHTS = "weights/l2_supercat_256.safetensors"
 TOKENIZER = "tokenizers/l2_supercat_tokenizer_config.json"
@@ -78,3 +78,32 @@ def default_embedder() -> StaticEmbedder | None:
     """The embedder recall uses, loaded once per process (~0.2 s); None when `wordllama` is missing."""
     folder = package_folder()
     return StaticEmbedder(folder) if folder is not None else None
+
+
+# A question with one of these words asks about the whole input, not one fact in it: the lines
+# nearest its meaning would answer it from a corner ("What is this document about?").
+WHOLE = frozenset("""document documents text file files book chapter article summary summarize summarise overview
+overall gist topic topics theme themes author conclusion conclude main""".split())
+
+
+def about_the_whole(question: str) -> bool:
+    return any(w in WHOLE for w in content_words(question))
+
+
+def nearest_lines(lines: list[str], question: str, k: int, budget: int, count, embedder=None) -> list[int]:
+    """Indexes, in the input's order, of up to `k` of `lines` nearest `question` by meaning
+    (cosine of static vectors), best first until `budget` tokens (`count(line)`) are used; a
+    line longer than what is left is passed over. [] without vectors or content words."""
+    embedder = embedder or default_embedder()
+    if embedder is None or not content_words(question):
+        return []
+    scores = embedder.embed(lines) @ embedder.embed([question])[0]
+    taken, used = [], 0
+    for i in np.argsort(-scores, kind="stable"):
+        if len(taken) == k or scores[i] <= 0:
+            break
+        n = count(lines[i])
+        if used + n <= budget:
+            taken.append(int(i))
+            used += n
+    return sorted(taken)
