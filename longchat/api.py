@@ -26,7 +26,8 @@ from longchat.runtime.loader import LoadedModel, load_model
 from longchat.runtime.rope import Rope
 from longchat.runtime.step import compile_step
 from longchat.sources import STDIN, iter_pieces, read_text, wants_headers
-from longchat.text.embed import about_the_whole, nearest_lines
+from longchat.text.embed import nearest_lines
+from longchat.text.words import about_the_whole
 
 Note = Callable[[str], None]
 Progress = Callable[[int, int], None]
@@ -307,12 +308,12 @@ def answer_from_passages(runner: Runner, ids: list[int], start: int, question: s
         read = [ids[a:b] for a, b in spans]
         document = "\n\n[...]\n\n".join(e.strip() for e in decode(read))
     elif (lines := _nearest_lines(runner, ids[start:], question)):
-        read = [tok.encode(x, add_special_tokens=False) for x in lines]
+        read = [encoded for _, encoded in lines]
         n, how = sum(len(x) for x in read), "meaning"
         note(f"{missed}; reading the {len(lines)} lines nearest its meaning ({n:,} tokens of "
              f"{len(ids) - start:,}, static word vectors) with full attention "
              f"(--set strategy.meaning_lines=0 reads it all with infllm)")
-        document = "\n".join(lines)
+        document = "\n".join(text for text, _ in lines)
     else:
         note(f"{missed}; reading all {len(ids) - start:,} tokens with infllm")
         return None
@@ -327,18 +328,24 @@ def answer_from_passages(runner: Runner, ids: list[int], start: int, question: s
     return answer
 
 
-def _nearest_lines(runner: Runner, ids: list[int], question: str) -> list[str]:
+def _nearest_lines(runner: Runner, ids: list[int], question: str) -> list[tuple[str, list[int]]]:
     """The document's lines nearest the question's meaning (`strategy.meaning_lines` of them,
-    within `passages_budget` tokens, in the document's order), or [] when that reading is off,
-    the question asks about the whole input, or no vectors are installed. Found on the train
-    split of bench/facts.py: with questions that share no word with the fact, InfLLM answered
-    1/8 at 8k and 32k; these lines, 9/16, 8/16 and 7/16 at 8k, 32k and 128k."""
+    within `passages_budget` tokens, in the document's order), each with its token ids, or []
+    when that reading is off, the question asks about the whole input, or no vectors are
+    installed. Found on the train split of bench/facts.py: with questions that share no word
+    with the fact, InfLLM answered 1/8 at 8k and 32k; these lines, 8/16, 8/16 and 7/16 at 8k,
+    32k and 128k."""
     params, tok = runner.engine.strategy.params, runner.tokenizer
     if not params.meaning_lines or about_the_whole(question):
         return []
     lines = [x for x in tok.decode([int(t) for t in ids], skip_special_tokens=True).split("\n") if x.strip()]
-    count = lambda x: len(tok.encode(x, add_special_tokens=False))  # noqa: E731
-    return [lines[i] for i in nearest_lines(lines, question, params.meaning_lines, params.passages_budget, count)]
+    encoded: dict[str, list[int]] = {}
+
+    def count(line: str) -> int:  # each candidate line is encoded once; the chosen ones are read as such
+        encoded[line] = tok.encode(line, add_special_tokens=False)
+        return len(encoded[line])
+    taken = nearest_lines(lines, question, params.meaning_lines, params.passages_budget, count)
+    return [(lines[i], encoded[lines[i]]) for i in taken]
 
 
 def ask_remote(runner: Runner, sources: Sequence[str], question: str, sampling: Sampling, *,

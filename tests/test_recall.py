@@ -330,7 +330,8 @@ def test_the_window_leaves_out_an_invented_reply_and_the_store_keeps_it(tiny_run
 # -- the same vectors for `ask`: the lines of a document nearest a question's meaning ---------------
 
 def test_nearest_lines_are_the_ones_nearest_in_meaning_in_the_documents_order_within_the_budget():
-    from longchat.text.embed import about_the_whole, nearest_lines
+    from longchat.text.embed import nearest_lines
+    from longchat.text.words import about_the_whole
 
     lines = [*FILLER[:30], "This year the annual conference is held in Lisbon.", *FILLER[30:40]]
     count = lambda x: len(x.split())  # noqa: E731

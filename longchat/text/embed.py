@@ -80,16 +80,6 @@ def default_embedder() -> StaticEmbedder | None:
     return StaticEmbedder(folder) if folder is not None else None
 
 
-# A question with one of these words asks about the whole input, not one fact in it: the lines
-# nearest its meaning would answer it from a corner ("What is this document about?").
-WHOLE = frozenset("""document documents text file files book chapter article summary summarize summarise overview
-overall gist topic topics theme themes author conclusion conclude main""".split())
-
-
-def about_the_whole(question: str) -> bool:
-    return any(w in WHOLE for w in content_words(question))
-
-
 def nearest_lines(lines: list[str], question: str, k: int, budget: int, count, embedder=None) -> list[int]:
     """Indexes, in the input's order, of up to `k` of `lines` nearest `question` by meaning
     (cosine of static vectors), best first until `budget` tokens (`count(line)`) are used; a

@@ -13,3 +13,13 @@ m am been being just about tell remember recall know said say please again any s
 def content_words(text: str) -> list[str]:
     """Lower-cased words of `text` that carry content (STOPWORDS left out)."""
     return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+
+
+# A question with one of these words asks about the whole input, not one fact in it: the lines
+# nearest its meaning would answer it from a corner ("What is this document about?").
+WHOLE = frozenset("""document documents text file files book chapter article summary summarize summarise overview
+overall gist topic topics theme themes author conclusion conclude main""".split())
+
+
+def about_the_whole(question: str) -> bool:
+    return any(w in WHOLE for w in content_words(question))
