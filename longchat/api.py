@@ -250,7 +250,8 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
     result = memories.encode_for_ask(runner, strategy, srcs, head, headers, ids, cache=cache,
                                      progress=progress or (lambda d, t: None), note=note, head_ids=head_ids)
     suffix, quoted = question_after(runner, engine.cached_ids, question, system, note)
-    answer = engine.generate_text(list(engine.cached_ids) + suffix, sampling, on_text=on_text, query=question)
+    answer = engine.generate_text(list(engine.cached_ids) + suffix, sampling, on_text=on_text, query=question,
+                                  apart=True)
     engine.stats.extra.update(memory=result.memory.name if result.memory else None, cache="miss" if cache else "off",
                               quoted_tokens=quoted, encoded_tokens=result.encoded,
                               encode_s=round(result.seconds, 3), encode_tok_s=round(result.tokens_per_s, 1))
@@ -440,7 +441,7 @@ def _answer_from(runner, mem, question, sampling, system, on_text, progress, not
         load_s = time.perf_counter() - start
         suffix, quoted = question_after(runner, prefix, question, system, note)
         answer = runner.engine.generate_text(prefix + suffix, sampling, on_text=on_text, progress=progress,
-                                             query=question)
+                                             query=question, apart=True)
     finally:
         mem.unlock()
     runner.engine.stats.extra.update(memory=mem.name, cache=hit, memory_load_s=round(load_s, 3),

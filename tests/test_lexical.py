@@ -128,3 +128,23 @@ def test_best_passages_leave_out_windows_far_below_the_best():
     best = best_passages(text, 4, budget=64, size=8, floor=0.9)
     assert best and not any(a <= 4 + 10 < b for a, b in best)
     assert all(a <= 4 + 52 < b or a <= 4 + 50 < b for a, b in best)
+
+
+def test_nearest_blocks_rank_blocks_by_their_line_nearest_the_questions_meaning():
+    """Real static vectors (the WordLlama wheel): the block with the fact's line comes first for
+    a question in other words, though the line is one of many in its block."""
+    from longchat.context.infllm.lexical import nearest_blocks
+    from longchat.text.embed import default_embedder
+
+    assert default_embedder() is not None, "wordllama is a dependency"
+    lines = ["The parser reads tokens from the input stream.", "Each handler returns a response object.",
+             "The backup servers are housed in Tromso.", "Logging levels are configured per module.",
+             "The cache keeps the last hundred entries.", "Errors are raised as exceptions to the caller."]
+    ids = list(range(len(lines)))
+    text = QuestionText(ids, "In which city do the spare machines sit?",
+                        lambda spans: ["\n".join(lines[i] for i in span) for span in spans])
+    spans = [(0, 2), (2, 4), (4, 6)]  # block 1 holds the fact, with an unrelated line
+    assert nearest_blocks(text, spans, k=1) == [1]
+    assert nearest_blocks(text, spans, k=3)[0] == 1 and len(nearest_blocks(text, spans, k=3)) <= 3
+    assert nearest_blocks(text, spans, k=0) == []
+    assert nearest_blocks(QuestionText(ids, "what is it?", text.decode), spans, k=2) == []  # no content word

@@ -430,3 +430,29 @@ def test_auto_reads_a_short_memory_from_the_memory(home, tiny_chat_model, tmp_pa
         assert r.engine.stats.extra["strategy_used"] == ("infllm" if on_memory else "full")
         assert r.engine.stats.reused_tokens == (len(prefix) if on_memory else 0)
     assert replies[0] == replies[2]
+
+
+def test_ask_window_none_reads_the_document_only_through_memory(home, tiny_chat_model, tmp_path):
+    """`infllm.ask_window = "none"`: an `ask` question (a fresh encode, or from the cache) finds
+    the document's last tokens in memory blocks, not in its local window; "document" (the
+    default) keeps them there; a prompt that is not an `ask` never moves them."""
+    from longchat import api
+    from longchat.runtime.generate import Sampling
+
+    doc = text_file(tmp_path / "doc.txt", 1500)
+    greedy = Sampling(max_new_tokens=2)
+    for window, hits in (("none", ("miss", "hit")), ("document", ("hit",))):
+        r = runner_for(tiny_chat_model, f"strategy.ask_window={window}")
+        suffix = len(question_suffix(r.tokenizer, "what?"))
+        for hit in hits:
+            api.ask(r, [str(doc)], "what?", sampling=greedy)
+            s = r.engine.strategy
+            assert r.engine.stats.extra["cache"] == hit
+            if window == "none":  # the question and the answer's first token(s) only
+                assert s.window <= suffix + 2 and s.evicted == s.length - s.window
+            else:
+                assert s.window == 64
+    r = runner_for(tiny_chat_model, "strategy.ask_window=none")
+    r.engine.generate_text(r.tokenizer.encode(doc.read_text())[:600] + r.tokenizer.encode(" what?"), greedy,
+                           query="what?")
+    assert r.engine.strategy.window == 64  # not an `ask`: the window stays

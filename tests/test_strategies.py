@@ -543,3 +543,23 @@ def test_full_holds_a_prepared_prompt_and_reply_in_one_allocation(tiny):
     assert {buf.k.shape[2] for buf in s.layers} == {210}
     run(decoder, s, IDS, 50)  # past the reservation: doubles as before
     assert s.layers[0].k.shape[2] >= 2 * 260
+
+
+def test_infllm_release_window_moves_the_document_to_memory(tiny):
+    """`ask_window = "none"`: before the question, the window's tokens become memory blocks
+    (and remainder) at their own positions; read back with every block retrieved, the text
+    after them sees what full attention sees."""
+    cfg, decoder = tiny
+    s = make(cfg, "infllm", n_init=8, n_local=32, block_size=8, topk=32, max_cached_block=32, consensus=False)
+    run(decoder, s, IDS[:, :150], 16)
+    before = s.layers[0].store.count
+    s.release_window()
+    n_rem = 0 if s.layers[0].rem_k is None else s.layers[0].rem_k.shape[2]
+    assert s.window == 0 and s.length == 150 and s.evicted == 150
+    assert s.layers[0].store.count == before + 4 and 8 + 8 * s.layers[0].store.count + n_rem == 150
+    assert all(held.window.size == 0 and held.store.count == s.layers[0].store.count for held in s.layers)
+    s.release_window()  # nothing left to move
+    assert s.layers[0].store.count == before + 4
+    got = run(decoder, s, IDS[:, 150:170], 20)
+    want = decoder.forward(IDS[:, :170], make(cfg, "full"), logits="all")[:, 150:]
+    assert torch.allclose(got, want, atol=1e-3)  # blocks are stored as float16

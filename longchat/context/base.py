@@ -24,6 +24,8 @@ class QuestionText:
     ids: list[int]                        # every token id before the question's last chunk
     query: str                            # the user's question (else the last chunk's text)
     decode: Callable[[list[list[int]]], list[str]]  # token ids -> text, many spans at once
+    apart: bool = False                   # the question is asked about a document before it (`ask`),
+                                          # not the next turn of a conversation
 
 
 @dataclass

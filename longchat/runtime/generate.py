@@ -374,7 +374,7 @@ class Engine:
         if not hasattr(tok, "batch_decode"):
             return None
         return QuestionText(list(self.cached_ids), self.query or tok.decode(chunk, skip_special_tokens=True),
-                            lambda spans: tok.batch_decode(spans, skip_special_tokens=True))
+                            lambda spans: tok.batch_decode(spans, skip_special_tokens=True), apart=self.apart)
 
     def _read_aside(self, ids: list[int], logits: str):
         """A forward the strategy is about to rewind: the cached ids stay as they were."""
@@ -392,18 +392,20 @@ class Engine:
         return bounds + ([(body, n)] if tail else [])
 
     query: str | None = None  # the question of the prompt being read, when a caller knows it
+    apart: bool = False       # that question is asked about a document before it (`ask`), not a turn of a chat
 
     def generate(self, prompt_ids: list[int], sampling: Sampling,
                  progress: Callable[[int, int], None] | None = None, query: str | None = None,
-                 copy_guard: CopyGuard | None = None) -> Iterator[int]:
+                 copy_guard: CopyGuard | None = None, apart: bool = False) -> Iterator[int]:
         """Yield new token ids until a stop token or the token limit. Stats land in `self.stats`.
 
         `query`: the user's question in the prompt, for strategies that retrieve by its words
-        (else the text of the prompt's last chunk stands for it). `copy_guard`: n-grams the reply
+        (else the text of the prompt's last chunk stands for it); `apart`: it is asked about a
+        document before it (`ask`), not the next turn of a chat. `copy_guard`: n-grams the reply
         may not copy."""
         if not prompt_ids:
             raise ValueError("empty prompt")
-        self.query = query
+        self.query, self.apart = query, apart
         message = self._prepare(prompt_ids, len(prompt_ids) + sampling.max_new_tokens)
         if self.strategy.length != len(self.cached_ids):  # the strategy started afresh
             self.reset()
@@ -473,7 +475,7 @@ class Engine:
     def generate_text(self, prompt_ids: list[int], sampling: Sampling,
                       on_text: Callable[[str], None] | None = None, progress=None, query: str | None = None, *,
                       messages: list[dict] | None = None, tools: list[dict] | None = None,
-                      copy_guard: CopyGuard | None = None) -> str:
+                      copy_guard: CopyGuard | None = None, apart: bool = False) -> str:
         """Run `generate` and return the decoded reply, streaming deltas to `on_text`: the one
         streaming loop (ask, summarize, chat and sessions all reply through it). Stats are
         final when it returns or raises (Ctrl-C in `on_text` included). `messages` and `tools`
@@ -481,7 +483,7 @@ class Engine:
         local model reads the ids."""
         detok = Detokenizer(self.model.tokenizer)
         self.last_text = ""  # what was produced, also when Ctrl-C cuts the reply short
-        tokens = self.generate(prompt_ids, sampling, progress, query, copy_guard)
+        tokens = self.generate(prompt_ids, sampling, progress, query, copy_guard, apart)
         try:
             for token in tokens:
                 delta = detok.push(token)

@@ -311,7 +311,8 @@ class RemoteEngine:
         """Nothing is held between requests here; the engine keeps its own prefix cache."""
 
     def generate_text(self, prompt_ids, sampling: Sampling, on_text=None, progress=None, query=None, *,
-                      messages: list[dict] | None = None, tools: list[dict] | None = None, copy_guard=None) -> str:
+                      messages: list[dict] | None = None, tools: list[dict] | None = None, copy_guard=None,
+                      apart: bool = False) -> str:
         """(`copy_guard`, a local decoding constraint, has no remote equivalent and is not sent.)"""
         if messages is None:
             raise ConfigError("this step works on the local model's tokens; a remote engine reads messages")

@@ -15,6 +15,7 @@ import re
 from collections import Counter
 
 from longchat.context.base import QuestionText
+from longchat.text.words import content_words
 
 K1, B = 1.2, 0.75  # the usual Okapi constants
 _WORD = re.compile(r"[^\W_]+")
@@ -55,6 +56,32 @@ def best_blocks(text: QuestionText, spans: list[tuple[int, int]], k: int) -> lis
     scores = bm25(query, [words(t) for t in text.decode([text.ids[a:b] for a, b in spans])])
     ranked = sorted(range(len(spans)), key=lambda b: (-scores[b], b))
     return [b for b in ranked[:k] if scores[b] > 0]
+
+
+def nearest_blocks(text: QuestionText, spans: list[tuple[int, int]], k: int, embedder=None) -> list[int]:
+    """The `k` blocks holding the lines nearest the question's meaning (a block scores as its
+    best line, by the cosine of static word vectors: `longchat.text.embed`), best first; only
+    blocks scoring above 0, and none without vectors or content words in the question. The
+    candidates for questions that share no word with the text that answers them."""
+    from longchat.text.embed import default_embedder
+
+    embedder = embedder or default_embedder()
+    if k <= 0 or embedder is None or not spans or not content_words(text.query):
+        return []
+    owner, lines = [], []
+    for b, block in enumerate(text.decode([text.ids[a:z] for a, z in spans])):
+        for line in block.split("\n"):
+            if line.strip():
+                owner.append(b)
+                lines.append(line)
+    if not lines:
+        return []
+    scores = embedder.embed(lines) @ embedder.embed([text.query])[0]
+    best: dict[int, float] = {}
+    for b, score in zip(owner, scores.tolist()):
+        best[b] = max(best.get(b, score), score)
+    ranked = sorted(best, key=lambda b: (-best[b], b))
+    return [b for b in ranked[:k] if best[b] > 0]
 
 
 def best_passages(text: QuestionText, start: int, budget: int, size: int = 128,

@@ -44,7 +44,7 @@ from longchat.context.attention import Mask, attention_lse, merge_attention
 from longchat.context.base import ContextStrategy, QuestionText, StrategyParams, register_strategy
 from longchat.context.infllm.blocks import SCORE_DTYPES, BlockStore, score_dtype
 from longchat.context.infllm.events import boundaries, cut
-from longchat.context.infllm.lexical import best_blocks
+from longchat.context.infllm.lexical import best_blocks, nearest_blocks
 from longchat import sysinfo
 from longchat.errors import InputError
 from longchat.runtime.rope import rotate
@@ -74,6 +74,8 @@ class InfLLMParams(StrategyParams):
                                # likelihood with each alone (one more read of the question each); 0 = off
     lexical: int = 4           # with rerank: the blocks BM25 ranks best for the question's words are
                                # scored too (attention votes miss facts phrased like their context)
+    meaning: int = 0           # with rerank: the blocks whose lines are nearest the question's meaning
+                               # (static word vectors) are scored too (questions in other words)
     rerank_margin: float = 4.0 # the answer never reads a scored block this many nats (summed
                                # over the question's tokens) below the best one
     decode_hold: float = 0.25  # with consensus, while decoding: the blocks the last token read
@@ -84,6 +86,9 @@ class InfLLMParams(StrategyParams):
                                # window (0 = off; at most n_local - 256, room for the question)
     contiguity: int = 0        # with rerank: the re-ranked best block's neighbours this many blocks
                                # each side are read too, on top of topk (EM-LLM's contiguity buffer)
+    ask_window: str = "document"  # `ask` only: "document": the question reads the document's last
+                               # n_local tokens in its local window (the reference); "none": they
+                               # go to memory too, and the question reads only retrieved blocks
     segment: str = "fixed"     # "fixed": blocks of block_size tokens; "surprise": a block ends where
                                # a token's surprise tops mean + surprise_gamma * std of the
                                # surprise_window tokens before it, once it holds min_block tokens
@@ -109,6 +114,7 @@ class InfLLMParams(StrategyParams):
         require(0.0 <= self.vote_from < 1.0, where, "vote_from", "a fraction of the layers in [0, 1)")
         require(self.rerank >= 0, where, "rerank", "an integer >= 0 (0 = off)")
         require(self.lexical >= 0, where, "lexical", "an integer >= 0 (0 = attention votes only)")
+        require(self.meaning >= 0, where, "meaning", "an integer >= 0 (0 = off)")
         require(self.rerank_margin >= 0.0, where, "rerank_margin", "a number of nats >= 0")
         require(self.decode_hold >= 0.0, where, "decode_hold", "a fraction of the voting layers >= 0 (0 = off)")
         require(self.quote >= 0, where, "quote", "an integer >= 0 (0 = off)")
@@ -116,6 +122,7 @@ class InfLLMParams(StrategyParams):
         extra = f" - 2 x contiguity ({2 * self.contiguity})" if self.contiguity else ""
         require(self.max_cached_block >= self.topk + 2 * self.contiguity, where, "topk",
                 f"<= max_cached_block ({self.max_cached_block}){extra}: retrieved blocks must fit the block cache")
+        require(self.ask_window in ("document", "none"), where, "ask_window", "one of: document, none")
         require(self.segment in ("fixed", "surprise"), where, "segment", "one of: fixed, surprise")
         require(self.surprise_window >= 2, where, "surprise_window", "an integer >= 2")
         if self.segment == "surprise":
@@ -374,11 +381,14 @@ class InfLLM(ContextStrategy):
         the upper layers vote, then once per candidate block (the most voted, and the best by
         BM25 for the question's words) with only that block in memory, scored by the
         question's log-likelihood; then back to the state before it, the best block pinned."""
+        question = text()
+        if question is not None and question.apart and self.params.ask_window == "none":
+            self.release_window()
         if not self.begin_question():
             return 0, 0
         read_aside(chunk, "none")
         scores = {}
-        for block in self.question_candidates(text()) if len(chunk) > 1 else []:
+        for block in self.question_candidates(question) if len(chunk) > 1 else []:
             self.read_question_with(block)
             logits = read_aside(chunk, "all")[0]  # (T, V)
             target = torch.tensor(chunk[1:], device=logits.device)
@@ -411,9 +421,11 @@ class InfLLM(ContextStrategy):
         if not p.rerank or self.layers[0].store.count < 2:
             return []
         ranked = sorted(self._first_votes, key=self._first_votes.__getitem__, reverse=True)[: p.rerank]
+        spans = self.block_spans()[: self.layers[0].store.count]
         if text is not None and p.lexical:
-            lexical = best_blocks(text, self.block_spans()[: self.layers[0].store.count], p.lexical)
-            ranked += [b for b in lexical if b not in ranked]
+            ranked += [b for b in best_blocks(text, spans, p.lexical) if b not in ranked]
+        if text is not None and p.meaning:
+            ranked += [b for b in nearest_blocks(text, spans, p.meaning) if b not in ranked]
         return ranked
 
     def read_question_with(self, block: int) -> None:
@@ -652,19 +664,35 @@ class InfLLM(ContextStrategy):
         lk, _, score = win.live()
         q_mean = q_l[0].mean(dim=1).view(c.n_kv_heads, c.n_rep, c.head_dim).sum(dim=1)  # (Hkv, D)
         score += torch.einsum("hd,htd->ht", q_mean, lk[0]).float()
-        over = self.over
-        if not over:
-            return
-        k_rot, v, score = win.pop_front(over)
+        if self.over:
+            self._evict(layer, self.over, self.first_evicted, self.to_init)
+
+    def _evict(self, layer: int, over: int, first: int, n_init: int) -> None:
+        """Move the window's `over` oldest tokens (from absolute position `first`) to memory:
+        the first `n_init` of them to the init tokens, the rest to the remainder and blocks."""
+        k_rot, v, score = self.layers[layer].window.pop_front(over)
         # Un-rotate: memory keys are stored at position 0.
-        cos, sin = self._span_tables(self.first_evicted, self.first_evicted + over)
+        cos, sin = self._span_tables(first, first + over)
         k = rotate(k_rot, cos, -sin)
-        n_init = self.to_init
         if n_init:
             self._append_init(layer, k[:, :, :n_init], v[:, :, :n_init])
         if over > n_init:
-            self._append_remainder(layer, k[:, :, n_init:], v[:, :, n_init:], score[:, n_init:],
-                                   self.first_evicted + n_init)
+            self._append_remainder(layer, k[:, :, n_init:], v[:, :, n_init:], score[:, n_init:], first + n_init)
+
+    @torch.inference_mode()
+    def release_window(self) -> None:
+        """Move the whole local window to memory (`ask_window = "none"`): the question that
+        follows reads the document only through the blocks it retrieves, as the rest of it."""
+        w = self.window
+        if not w:
+            return
+        first = self._length - w
+        n_init = min(w, max(0, self.params.n_init - self.evicted))
+        self.evicted += w
+        self.window = 0
+        for layer in range(len(self.layers)):
+            self._evict(layer, w, first, n_init)
+        self._tables, self._cuts = {}, None
 
     def _append_init(self, layer, k, v):
         if self.layers[layer].init_k is None:
