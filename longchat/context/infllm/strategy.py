@@ -380,15 +380,16 @@ class InfLLM(ContextStrategy):
         """Consensus and re-ranking (see the module docstring): read the question once to let
         the upper layers vote, then once per candidate block (the most voted, and the best by
         BM25 for the question's words) with only that block in memory, scored by the
-        question's log-likelihood; then back to the state before it, the best block pinned."""
-        question = text()
-        if question is not None and question.apart and self.params.ask_window == "none":
+        question's log-likelihood; then back to the state before it, the best block pinned.
+        With `ask_window = "none"` and an `ask` question, the window goes to memory first."""
+        question = text() if self.params.ask_window == "none" else None
+        if question is not None and question.apart:
             self.release_window()
         if not self.begin_question():
             return 0, 0
         read_aside(chunk, "none")
         scores = {}
-        for block in self.question_candidates(question) if len(chunk) > 1 else []:
+        for block in self.question_candidates(question or text()) if len(chunk) > 1 else []:
             self.read_question_with(block)
             logits = read_aside(chunk, "all")[0]  # (T, V)
             target = torch.tensor(chunk[1:], device=logits.device)
