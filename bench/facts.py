@@ -228,16 +228,33 @@ def main(argv: list[str] | None = None) -> int:
                            "source": source, "depth": round(depth, 3), "question": qkind, "value": value,
                            "answer": answer.strip(), "correct": correct(fact.kind, value, answer),
                            "read": runner.engine.stats.extra.get("read", "whole"),
+                           "pinned_holds_fact": pinned_holds(runner, value),
                            "seconds": round(time.perf_counter() - start, 2)}
                     results.append(row)
                     log.write(json.dumps(row) + "\n")
                     log.flush()
                     print(f"{spec:>24} {length:>7,} #{i} {fact.kind:<5} {source:<8} {qkind:<10} {row['read']:<8} "
-                          f"{'ok ' if row['correct'] else 'MISS'} {row['answer'][:60]!r}", file=sys.stderr)
+                          f"{'ok ' if row['correct'] else 'MISS'} pinned={row['pinned_holds_fact']} {row['answer'][:60]!r}",
+                          file=sys.stderr)
     print(table(results))
     if args.plot:
         plot(results, out / f"{args.split}.png")
     return 0
+
+
+def pinned_holds(runner, value: str) -> bool | None:
+    """Whether the block InfLLM's re-ranking pinned for the last question (with the next one:
+    a sentence may straddle two) holds the fact's value; None when no block was pinned (the
+    answer read passages, lines or the whole prompt)."""
+    strategy = runner.engine.strategy
+    strategy = getattr(strategy, "inner", strategy)
+    if not getattr(strategy, "pinned", None):
+        return None
+    spans = strategy.block_spans()
+    block = strategy.pinned[0]
+    a, b = spans[block][0], spans[min(block + 1, len(spans) - 1)][1]
+    text = runner.tokenizer.decode(runner.engine.cached_ids[a:b])
+    return value.lower() in text.lower()
 
 
 def table(rows: list[dict]) -> str:
