@@ -80,14 +80,22 @@ def default_embedder() -> StaticEmbedder | None:
     return StaticEmbedder(folder) if folder is not None else None
 
 
+def meaning_scores(lines: list[str], question: str, embedder=None) -> np.ndarray | None:
+    """The cosine of each line's static vector with the question's; None without vectors
+    installed or without content words in the question."""
+    embedder = embedder or default_embedder()
+    if embedder is None or not content_words(question):
+        return None
+    return embedder.embed(lines) @ embedder.embed([question])[0]
+
+
 def nearest_lines(lines: list[str], question: str, k: int, budget: int, count, embedder=None) -> list[int]:
     """Indexes, in the input's order, of up to `k` of `lines` nearest `question` by meaning
     (cosine of static vectors), best first until `budget` tokens (`count(line)`) are used; a
     line longer than what is left is passed over. [] without vectors or content words."""
-    embedder = embedder or default_embedder()
-    if embedder is None or not content_words(question):
+    scores = meaning_scores(lines, question, embedder)
+    if scores is None:
         return []
-    scores = embedder.embed(lines) @ embedder.embed([question])[0]
     taken, used = [], 0
     for i in np.argsort(-scores, kind="stable"):
         if len(taken) == k or scores[i] <= 0:

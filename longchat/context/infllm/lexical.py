@@ -15,7 +15,7 @@ import re
 from collections import Counter
 
 from longchat.context.base import QuestionText
-from longchat.text.words import content_words
+from longchat.text.embed import meaning_scores
 
 K1, B = 1.2, 0.75  # the usual Okapi constants
 _WORD = re.compile(r"[^\W_]+")
@@ -63,10 +63,7 @@ def nearest_blocks(text: QuestionText, spans: list[tuple[int, int]], k: int, emb
     best line, by the cosine of static word vectors: `longchat.text.embed`), best first; only
     blocks scoring above 0, and none without vectors or content words in the question. The
     candidates for questions that share no word with the text that answers them."""
-    from longchat.text.embed import default_embedder
-
-    embedder = embedder or default_embedder()
-    if k <= 0 or embedder is None or not spans or not content_words(text.query):
+    if k <= 0 or not spans:
         return []
     owner, lines = [], []
     for b, block in enumerate(text.decode([text.ids[a:z] for a, z in spans])):
@@ -74,9 +71,9 @@ def nearest_blocks(text: QuestionText, spans: list[tuple[int, int]], k: int, emb
             if line.strip():
                 owner.append(b)
                 lines.append(line)
-    if not lines:
+    scores = meaning_scores(lines, text.query, embedder) if lines else None
+    if scores is None:
         return []
-    scores = embedder.embed(lines) @ embedder.embed([text.query])[0]
     best: dict[int, float] = {}
     for b, score in zip(owner, scores.tolist()):
         best[b] = max(best.get(b, score), score)

@@ -693,7 +693,6 @@ class InfLLM(ContextStrategy):
         self.window = 0
         for layer in range(len(self.layers)):
             self._evict(layer, w, first, n_init)
-        self._tables, self._cuts = {}, None
 
     def _append_init(self, layer, k, v):
         if self.layers[layer].init_k is None:
