@@ -456,3 +456,35 @@ def test_ask_window_none_reads_the_document_only_through_memory(home, tiny_chat_
     r.engine.generate_text(r.tokenizer.encode(doc.read_text())[:600] + r.tokenizer.encode(" what?"), greedy,
                            query="what?")
     assert r.engine.strategy.window == 64  # not an `ask`: the window stays
+
+
+def test_pinned_boost_favours_the_pinned_block_for_an_ask_answer_only(home, tiny_chat_model, tmp_path):
+    """`infllm.pinned_boost`: after an `ask` question re-ranks the blocks, the answer is nudged
+    to run on as the pinned block (with a neighbour each side) does; never for a prompt that is
+    not an `ask`, nor with the boost at 0."""
+    from longchat import api
+    from longchat.runtime.generate import Sampling
+
+    doc = text_file(tmp_path / "doc.txt", 1500)
+    greedy = Sampling(max_new_tokens=2)
+    r = runner_for(tiny_chat_model)  # the profile's default: 3
+    api.ask(r, [str(doc)], "what?", sampling=greedy)
+    s = r.engine.strategy
+    assert s.pinned, "the question re-ranked the blocks"
+    spans = s.block_spans()[: s.layers[0].store.count]
+    best = s.pinned[0]
+    start, end = spans[max(best - 1, 0)][0], spans[min(best + 1, len(spans) - 1)][1]
+    assert s.answer_aid() == ([(start, end)], 3.0)
+    assert r.engine.stats.extra["answer_aid_tokens"] == end - start
+    guard = r.engine._answer_aid()
+    block = r.engine.cached_ids[spans[best][0]:spans[best][1]]
+    helped = [i for i in range(len(block) - 3) if block[i + 3] in guard.helped(block[i:i + 3])]
+    assert len(helped) >= len(block) // 2  # the block's own continuations (sentence ends excepted)
+    assert guard.boost == 3.0
+
+    r.engine.generate_text(r.tokenizer.encode(doc.read_text())[:600] + r.tokenizer.encode(" what?"), greedy,
+                           query="what?")
+    assert "answer_aid_tokens" not in r.engine.stats.extra  # not an `ask`
+    off = runner_for(tiny_chat_model, "strategy.pinned_boost=0")
+    api.ask(off, [str(doc)], "what?", sampling=greedy)
+    assert off.engine.strategy.pinned and "answer_aid_tokens" not in off.engine.stats.extra

@@ -113,6 +113,9 @@ class Auto(ContextStrategy):
     def read_last_chunk(self, chunk, read_aside, text):
         return self.inner.read_last_chunk(chunk, read_aside, text)
 
+    def answer_aid(self):
+        return self.inner.answer_aid()
+
     @property
     def wants_surprise(self) -> bool:
         return self.inner.wants_surprise

@@ -95,6 +95,12 @@ class ContextStrategy:
         tokenizer). Returns (tokens read aside, rows of them projected to the vocabulary)."""
         return 0, 0
 
+    def answer_aid(self) -> tuple[list[tuple[int, int]], float]:
+        """After a prompt is read: the [start, end) token spans its question read most closely
+        and the logit boost an `ask` answer gets for running on as they do (`CopyGuard`'s
+        favoured texts); ([], 0.0) = none."""
+        return [], 0.0
+
     def memory_strategy(self, n_tokens: int) -> tuple[ContextStrategy, str | None] | None:
         """For encode-once memories (`longchat.memory`): the strategy that writes and reads
         them, switched to for a prompt + reply of `n_tokens` if need be, and a line for the

@@ -412,6 +412,8 @@ class Engine:
         if message:
             self.on_note(message)
         logits = self.prefill(prompt_ids, progress)
+        if copy_guard is None and apart:
+            copy_guard = self._answer_aid()
         chosen = getattr(self.strategy, "chosen", None)
         if chosen:
             self.stats.extra["strategy_used"] = chosen
@@ -453,6 +455,16 @@ class Engine:
         finally:
             self.stats.decode_s = time.perf_counter() - start
             self.stats.peak_rss_mb = round(peak_rss_mb(), 1)
+
+    def _answer_aid(self) -> CopyGuard | None:
+        """For a question about a document: the strategy's favoured spans of it (InfLLM's
+        pinned block), as a `CopyGuard` that nudges the answer to run on as they do."""
+        spans, boost = self.strategy.answer_aid()
+        read = [self.cached_ids[a:b] for a, b in spans if b <= len(self.cached_ids)]
+        if not read or not boost or self.model.tokenizer is None:
+            return None
+        self.stats.extra["answer_aid_tokens"] = sum(len(x) for x in read)
+        return CopyGuard([], 0, favoured=read, boost=boost, breaks=sentence_breaks(self.model.tokenizer, read))
 
     def _prepare(self, prompt_ids: list[int], n_tokens: int) -> str | None:
         """Let the strategy get ready for a prompt + reply of `n_tokens`. A prompt that starts

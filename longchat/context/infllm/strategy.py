@@ -76,6 +76,9 @@ class InfLLMParams(StrategyParams):
                                # scored too (attention votes miss facts phrased like their context)
     meaning: int = 0           # with rerank: the blocks whose lines are nearest the question's meaning
                                # (static word vectors) are scored too (questions in other words)
+    pinned_boost: float = 3.0  # with rerank, `ask` only: once the answer runs 3 tokens as the
+                               # pinned block (or a neighbour) does, the block's next token gets
+                               # this added to its logit (`auto`'s passages_boost, for InfLLM); 0 = off
     rerank_margin: float = 4.0 # the answer never reads a scored block this many nats (summed
                                # over the question's tokens) below the best one
     decode_hold: float = 0.25  # with consensus, while decoding: the blocks the last token read
@@ -115,6 +118,7 @@ class InfLLMParams(StrategyParams):
         require(self.rerank >= 0, where, "rerank", "an integer >= 0 (0 = off)")
         require(self.lexical >= 0, where, "lexical", "an integer >= 0 (0 = attention votes only)")
         require(self.meaning >= 0, where, "meaning", "an integer >= 0 (0 = off)")
+        require(0.0 <= self.pinned_boost <= 20.0, where, "pinned_boost", "a number in [0, 20] (0 = off)")
         require(self.rerank_margin >= 0.0, where, "rerank_margin", "a number of nats >= 0")
         require(self.decode_hold >= 0.0, where, "decode_hold", "a fraction of the voting layers >= 0 (0 = off)")
         require(self.quote >= 0, where, "quote", "an integer >= 0 (0 = off)")
@@ -428,6 +432,15 @@ class InfLLM(ContextStrategy):
         if text is not None and p.meaning:
             ranked += [b for b in nearest_blocks(text, spans, p.meaning) if b not in ranked]
         return ranked
+
+    def answer_aid(self) -> tuple[list[tuple[int, int]], float]:
+        """The pinned block with a neighbour each side (a sentence may straddle two), as one
+        span, and `pinned_boost`; none when nothing is pinned or the boost is off."""
+        if not self.pinned or not self.params.pinned_boost:
+            return [], 0.0
+        spans = self.block_spans()[: self.layers[0].store.count]
+        best = self.pinned[0]
+        return [(spans[max(best - 1, 0)][0], spans[min(best + 1, len(spans) - 1)][1])], self.params.pinned_boost
 
     def read_question_with(self, block: int) -> None:
         self._back_to_question()
