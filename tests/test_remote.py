@@ -191,14 +191,14 @@ def test_past_the_window_auto_sends_the_passages_that_match_the_question(cli, en
 
 def test_past_the_window_auto_compresses_when_no_passage_matches(cli, bare, tmp_path):
     doc = tmp_path / "long.txt"  # a small window (the profile's: this engine reports none) keeps it quick
-    doc.write_text(haystack(1000))
-    code, out, err = cli("ask", "--model", remote(bare.url), "--set", "context.window=640", doc,
+    doc.write_text(haystack(500))
+    code, out, err = cli("ask", "--model", remote(bare.url), "--set", "context.window=384", doc,
                          "Which spacecraft departs first?", "-n", "16", "--stats")
     assert code == 0, err
     assert "compressing it question-aware with the local compressor" in err and "compressed " in err
     stats = stats_of(err)
-    assert stats["read"] == "compressed" and stats["document_tokens"] > 640
-    assert stats["remote_prompt_tokens"] + 16 <= 640
+    assert stats["read"] == "compressed" and stats["document_tokens"] > 384
+    assert stats["remote_prompt_tokens"] + 16 <= 384
 
 
 def test_other_profiles_refuse_an_input_past_the_window_or_keep_its_start(cli, engine, tmp_path):
@@ -273,13 +273,13 @@ def test_summarize_cuts_chunks_that_fit_the_engine(cli, proxy, tmp_path):
 
 def test_compress_for_an_engine_fits_its_window_and_runs_locally(cli, engine, bare, tmp_path):
     doc = tmp_path / "long.txt"
-    doc.write_text(haystack(700))
-    code, out, err = cli("compress", "--model", remote(bare.url), "--set", "context.window=640", "--set",
+    doc.write_text(haystack(450))  # a small window keeps it quick
+    code, out, err = cli("compress", "--model", remote(bare.url), "--set", "context.window=384", "--set",
                          "generation.max_new_tokens=64", doc, "-q", "What is the launch code?")
     assert code == 0, err
-    assert "what fits the engine's window (640 of its tokens) with a 64-token reply" in err
+    assert "what fits the engine's window (384 of its tokens) with a 64-token reply" in err
     count = engine.request("POST", "/tokenize", {"prompt": out})[2]["count"]
-    assert 100 < count and count + 64 <= 640 < engine.request("POST", "/tokenize", {"prompt": doc.read_text()})[2]["count"]
+    assert 100 < count and count + 64 <= 384 < engine.request("POST", "/tokenize", {"prompt": doc.read_text()})[2]["count"]
     code, _, err = cli("compress", "--model", "default", doc)
     assert code == 2 and "compress --model takes an engine" in err
 

@@ -52,8 +52,6 @@ def ask(
     """
     import os
 
-    from longchat import api
-
     if not sources and memory is None:
         if question == "-" or os.path.exists(question):
             raise usage_error(f"the question is missing: longchat ask {question} \"your question\"")
@@ -66,6 +64,7 @@ def ask(
         raise usage_error("--as log reads SOURCEs; a --memory is already encoded")
     check_sources(sources or [])
     set_quiet(quiet)
+    from longchat import api  # after the checks above: it imports torch, which a usage mistake need not wait for
 
     stdin = None
     if memory is None:

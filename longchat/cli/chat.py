@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
-from typing import Iterable, Iterator, List, Optional
+from typing import TYPE_CHECKING, Iterable, Iterator, List, Optional
 
 import typer
 
 from longchat import paths
-from longchat.chat.conversation import CommandResult, Conversation, is_command, user_text
-from longchat.chat import commands as _session_commands  # noqa: F401  (registers /remember, /core ...)
 from longchat.cli.app import app
 from longchat.cli.common import (CompressOpt, DeviceOpt, MaxNewOpt, ModelOpt, ProfileOpt, SetOpt, TemperatureOpt, err,
                                  note, open_runner_cli, prefill_progress, print_stats, sampling_from, stream_out,
                                  use_compression)
 from longchat.errors import InputError, LongchatError
+
+if TYPE_CHECKING:
+    from longchat.chat.conversation import CommandResult, Conversation
 
 BLOCK = '"""'  # a line starting with this opens a multi-line message, a line of just this closes it
 KEYS = ('Enter sends, Alt-Enter adds a line, """ opens a block that a """ line closes, /help lists commands, '
@@ -46,6 +47,11 @@ def chat(
     From a pipe: one message per line (blank lines skipped); each reply is printed as one
     block of plain text on stdout. Example: printf 'Hi\\n/stats\\n' | longchat chat
     """
+    # Imported here, not at the top: the conversation imports torch, which `longchat --help`
+    # and a usage mistake need not wait for.
+    from longchat.chat import commands as _session_commands  # noqa: F401  (registers /remember, /core ...)
+    from longchat.chat.conversation import Conversation
+
     runner = open_runner_cli(profile, model, device, set_)
     sampling = sampling_from(runner.profile, max_new_tokens, temperature)
     use_compression(runner, compress)
@@ -113,6 +119,8 @@ def read_messages(lines: Iterable[str]) -> Iterator[str]:
 
 def run_piped(conversation: Conversation, lines: Iterable[str], stats: bool) -> None:
     """Plain text in, plain text out: no prompt, no colours. An error ends the run (scripts see it)."""
+    from longchat.chat.conversation import is_command, user_text
+
     for message in read_messages(lines):
         if is_command(message):
             result = conversation.handle_command(message)
@@ -131,6 +139,8 @@ def run_piped(conversation: Conversation, lines: Iterable[str], stats: bool) -> 
 def run_terminal(conversation: Conversation, stats: bool) -> None:
     """The REPL: prompt-toolkit for input, rich for streamed Markdown replies."""
     from rich.console import Console
+
+    from longchat.chat.conversation import is_command, user_text
 
     runner = conversation.runner
     session = prompt_session(conversation)

@@ -8,19 +8,34 @@ figures; `ask`, `summarize` and `chat` call it when the profile's [compress] met
 
 from __future__ import annotations
 
-from typing import BinaryIO, Callable, Sequence
+from typing import TYPE_CHECKING, BinaryIO, Callable, Sequence
 
-from longchat.compress.lingua import METHODS, Compressor, Progress, Result
 from longchat.errors import InputError
 from longchat.sources import iter_documents, wants_headers
 
+if TYPE_CHECKING:
+    from longchat.compress.lingua import Compressor, Progress, Result
+
 __all__ = ["METHODS", "Compressor", "Result", "compressor_for", "compress_sources", "methods", "read_documents",
            "with_rate"]
+
+_LINGUA = ("METHODS", "Compressor", "Progress", "Result")
+
+
+def __getattr__(name: str):
+    """The compressor's names, imported on first use: `lingua` imports torch, which importing the
+    package (a plugin's `budget`, `longchat --help`) need not wait for."""
+    if name in _LINGUA:
+        from longchat.compress import lingua
+
+        return getattr(lingua, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def methods() -> dict[str, Callable]:
     """method name -> compressor factory(model, settings, note): the built-ins, then every plugin's."""
     from longchat import plugins
+    from longchat.compress.lingua import METHODS, Compressor
 
     pairs = plugins.gather("longchat_compressors", [(method, Compressor) for method in METHODS], lambda item: item[0],
                            lambda item: isinstance(item, tuple) and len(item) == 2 and callable(item[1]),
@@ -30,6 +45,7 @@ def methods() -> dict[str, Callable]:
 
 def compressor_for(runner, note: Callable[[str], None] = lambda m: None):
     """The profile's compressor, sharing the runner's model when it is the same one."""
+    from longchat.compress.lingua import Compressor
     from longchat.runtime.loader import load_model, resolve_model_dir
 
     settings = runner.profile.compress

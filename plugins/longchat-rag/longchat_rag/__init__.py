@@ -20,11 +20,14 @@ import re
 import time
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from longchat.compress import Result
 from longchat.compress import budget
 from longchat.errors import InputError
 from longchat.plugins import hookimpl
+
+if TYPE_CHECKING:
+    from longchat.compress import Result
 
 K1, B = 1.5, 0.75
 STOP = set("""a an and are as at be by did do does for from had has have how i if in into is it its my of on or so
@@ -83,6 +86,8 @@ class RagCompressor:
 
     def compress(self, docs, *, question=None, labels=None, keep=(), rate=None, target_tokens=None, method=None,
                  progress=lambda done, total: None) -> Result:
+        from longchat.compress import Result  # here: it imports torch, which loading the plugin need not
+
         start = time.perf_counter()
         found = [(d, p, n) for d, text in enumerate(docs) for p, n in self.passages(text)]
         items = [(d, p) for d, p, _ in found]
