@@ -488,3 +488,32 @@ def test_pinned_boost_favours_the_pinned_block_for_an_ask_answer_only(home, tiny
     off = runner_for(tiny_chat_model, "strategy.pinned_boost=0")
     api.ask(off, [str(doc)], "what?", sampling=greedy)
     assert off.engine.strategy.pinned and "answer_aid_tokens" not in off.engine.stats.extra
+
+
+def test_focus_reads_a_decisive_pinned_block_with_its_neighbours_alone(home, tiny_chat_model, tmp_path):
+    """`infllm.focus`: when an `ask` question's best block is that many nats ahead of every
+    other candidate, the question's second read and every answer token read that block and
+    its neighbours, none of the voted rest nor the document's last tokens (the local window goes
+    to memory); below the margin, or not for an `ask`, topk and the window as before."""
+    from longchat import api
+    from longchat.runtime.generate import Sampling
+
+    doc = text_file(tmp_path / "doc.txt", 1500)
+    greedy = Sampling(max_new_tokens=3)
+    near = runner_for(tiny_chat_model, "strategy.topk=4", "strategy.focus=0.000001")  # any lead is decisive
+    api.ask(near, [str(doc)], "what?", sampling=greedy)
+    s = near.engine.strategy
+    best, n = s.pinned[0], s.layers[0].store.count
+    expect = sorted(b for b in (best - 1, best, best + 1) if 0 <= b < n)
+    assert n > len(expect) + 2 and sorted(s.focused) == expect
+    assert s.agreed == expect  # what the last answer token read
+    window = s.window  # the question's last chunk and the answer, no document tokens
+
+    far = runner_for(tiny_chat_model, "strategy.topk=4", "strategy.focus=1000000")  # no lead is decisive
+    api.ask(far, [str(doc)], "what?", sampling=greedy)
+    assert far.engine.strategy.focused == [] and len(far.engine.strategy.agreed) == 4
+    assert window < far.engine.strategy.window == 64  # n_local: the document's end is read there
+
+    ids = near.tokenizer.encode(doc.read_text())[:600] + near.tokenizer.encode(" what?")
+    near.engine.generate_text(ids, greedy, query="what?")  # not an `ask`
+    assert s.pinned and s.focused == [] and len(s.agreed) == 4

@@ -188,6 +188,7 @@ def test_infllm_disk_tier_matches_ram_tier(tiny, tmp_path):
     ("infllm.vote_from=1.0", ["vote_from"]),
     ("infllm.rerank=-1", ["rerank"]),
     ("infllm.rerank_margin=-0.5", ["rerank_margin"]),
+    ("infllm.focus=-1", ["focus must be a number of nats >= 0"]),
     ("infllm.decode_hold=-1", ["decode_hold"]),
     ('infllm.score_dtype="int8"', ["score_dtype must be one of: auto, float16, bfloat16, float32"]),
     ("streaming.n_local=0", ["n_local must be an integer >= 1"]),

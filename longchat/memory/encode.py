@@ -39,7 +39,7 @@ STREAM_ABOVE = 64_000_000  # bytes: larger text files are tokenized as they are 
 # (it can flip a near-tie, as another matmul kernel could): memories stay usable across it.
 STORAGE_ONLY = ("max_cached_block", "disk", "disk_dir", "full_up_to", "consensus", "vote_from", "rerank",
                 "lexical", "rerank_margin", "decode_hold", "contiguity", "quote", "ask_window", "meaning",
-                "pinned_boost",
+                "pinned_boost", "focus",
                 "score_dtype")
 # How blocks are cut: part of the key only when they are event-shaped, so that memories and
 # cache entries written before there was a choice (all fixed-size blocks) stay valid.

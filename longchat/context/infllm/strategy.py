@@ -81,6 +81,10 @@ class InfLLMParams(StrategyParams):
                                # this added to its logit (`auto`'s passages_boost, for InfLLM); 0 = off
     rerank_margin: float = 4.0 # the answer never reads a scored block this many nats (summed
                                # over the question's tokens) below the best one
+    focus: float = 12.0        # with rerank, `ask` only: when the best block beats every other
+                               # scored one by this many nats, the question's second read and the
+                               # answer read it and its two neighbours (and the n_init tokens)
+                               # alone: not the topk voted, nor the local window (0 = off)
     decode_hold: float = 0.25  # with consensus, while decoding: the blocks the last token read
                                # get this fraction of the voting layers' votes on top of their own,
                                # so a new block must out-vote one by that much (0 = re-vote freely)
@@ -120,6 +124,7 @@ class InfLLMParams(StrategyParams):
         require(self.meaning >= 0, where, "meaning", "an integer >= 0 (0 = off)")
         require(0.0 <= self.pinned_boost <= 20.0, where, "pinned_boost", "a number in [0, 20] (0 = off)")
         require(self.rerank_margin >= 0.0, where, "rerank_margin", "a number of nats >= 0")
+        require(self.focus >= 0.0, where, "focus", "a number of nats >= 0 (0 = off)")
         require(self.decode_hold >= 0.0, where, "decode_hold", "a fraction of the voting layers >= 0 (0 = off)")
         require(self.quote >= 0, where, "quote", "an integer >= 0 (0 = off)")
         require(self.contiguity >= 0, where, "contiguity", "an integer >= 0 (0 = off)")
@@ -228,6 +233,7 @@ class InfLLM(ContextStrategy):
         self.pinned: list[int] = []
         self.barred: set[int] = set()
         self.neighbours: list[int] = []  # the pinned block's, with `contiguity`
+        self.focused: list[int] = []  # with `focus`: the only blocks read (the pinned one and its neighbours)
         # Block lengths in tokens (all block_size unless `segment` is "surprise"; the rest of a
         # shorter block is padding that attention masks out), and the surprise of the tokens
         # from position `_s_from` on (kept while they may still be cut into blocks).
@@ -385,9 +391,11 @@ class InfLLM(ContextStrategy):
         the upper layers vote, then once per candidate block (the most voted, and the best by
         BM25 for the question's words) with only that block in memory, scored by the
         question's log-likelihood; then back to the state before it, the best block pinned.
-        With `ask_window = "none"` and an `ask` question, the window goes to memory first."""
-        question = text() if self.params.ask_window == "none" else None
-        if question is not None and question.apart:
+        With `ask_window = "none"` and an `ask` question, the window goes to memory first; with
+        `focus` and a decisive best block, it goes there after the re-ranking."""
+        question = text() if self.params.ask_window == "none" or self.params.focus else None
+        apart = question is not None and question.apart
+        if apart and self.params.ask_window == "none":
             self.release_window()
         if not self.begin_question():
             return 0, 0
@@ -398,7 +406,9 @@ class InfLLM(ContextStrategy):
             logits = read_aside(chunk, "all")[0]  # (T, V)
             target = torch.tensor(chunk[1:], device=logits.device)
             scores[block] = float(torch.log_softmax(logits[:-1], dim=-1).gather(1, target[:, None]).sum())
-        self.rewind_question(scores)
+        self.rewind_question(scores, focus=apart)
+        if self.focused:
+            self.release_window()  # ...and not the document's last n_local tokens either
         return len(chunk) * (1 + len(scores)), len(chunk) * len(scores)
 
     def begin_question(self) -> bool:
@@ -412,6 +422,7 @@ class InfLLM(ContextStrategy):
         upper layers' copy of a value comes out garbled. The cost: the chunk is read twice.
         """
         self.agreed, self._first_votes, self.pinned, self.barred = None, None, [], set()
+        self.focused = []
         if not self.params.consensus or not self.layers[0].store.count:
             return False
         self._question = self._state(self.device)
@@ -446,10 +457,14 @@ class InfLLM(ContextStrategy):
         self._back_to_question()
         self._votes = {block: 1.0}
 
-    def rewind_question(self, scores: dict[int, float] | None = None) -> None:
+    def rewind_question(self, scores: dict[int, float] | None = None, focus: bool = False) -> None:
         """Back to the state `begin_question` kept, with the first read's votes in hand and
         the candidates' scores, if any: the best is pinned, those far behind it barred (but
-        not its neighbours: a sentence may straddle two blocks)."""
+        not its neighbours: a sentence may straddle two blocks). With `focus` (an `ask`
+        question) and the best `params.focus` nats ahead of every other candidate, the best
+        and its neighbours are the only blocks read from here on (`read_last_chunk` then moves
+        the local window to memory too): the votes' other blocks and the document's last
+        tokens are unrelated text that a small reader copies from or describes."""
         self._back_to_question()
         self._question = None
         if self._first_votes is not None:
@@ -462,6 +477,9 @@ class InfLLM(ContextStrategy):
             self.neighbours = sorted(b for b in near if 0 <= b < self.layers[0].store.count) if self.params.contiguity else []
             self.barred = {b for b, s in scores.items()
                            if s < scores[best] - self.params.rerank_margin and b not in near}
+            runner_up = max((s for b, s in scores.items() if b != best), default=None)
+            if focus and self.params.focus and runner_up is not None and scores[best] - runner_up >= self.params.focus:
+                self.focused = [best] + [b for b in sorted(near) if 0 <= b < self.layers[0].store.count]
 
     def _back_to_question(self) -> None:
         state = self._question
@@ -497,7 +515,7 @@ class InfLLM(ContextStrategy):
         # left out; any other forward ends it.
         on = self._second_read or (t == 1 and self.agreed is not None)
         if not on:
-            self.pinned, self.barred, self.neighbours = [], set(), []
+            self.pinned, self.barred, self.neighbours, self.focused = [], set(), [], []
         if on and t == 1 and self.agreed and p.decode_hold:
             # Hysteresis: a block the last token read stays unless out-voted by a margin.
             bonus = p.decode_hold * (self.cfg.n_layers - self.first_voter)
@@ -506,6 +524,8 @@ class InfLLM(ContextStrategy):
         ranked = sorted(self._votes, key=self._votes.__getitem__, reverse=True) if on else []
         chosen = self.pinned + [b for b in ranked if b not in self.barred and b not in self.pinned]
         chosen = chosen[: p.topk] + [b for b in self.neighbours if b not in chosen[: p.topk]]
+        if on and self.focused:
+            chosen = self.focused
         self.agreed = sorted(chosen) or None
         self._second_read, self._votes = False, {}
         self._tables, self._masks, self._cuts = {}, {}, None
