@@ -229,12 +229,15 @@ def main(argv: list[str] | None = None) -> int:
                            "answer": answer.strip(), "correct": correct(fact.kind, value, answer),
                            "read": runner.engine.stats.extra.get("read", "whole"),
                            "pinned_holds_fact": pinned_holds(runner, value),
+                           "focused": bool(getattr(getattr(runner.engine.strategy, "inner", runner.engine.strategy),
+                                                   "focused", None)),  # the pinned block read alone
                            "seconds": round(time.perf_counter() - start, 2)}
                     results.append(row)
                     log.write(json.dumps(row) + "\n")
                     log.flush()
                     print(f"{spec:>24} {length:>7,} #{i} {fact.kind:<5} {source:<8} {qkind:<10} {row['read']:<8} "
-                          f"{'ok ' if row['correct'] else 'MISS'} pinned={row['pinned_holds_fact']} {row['answer'][:60]!r}",
+                          f"{'ok ' if row['correct'] else 'MISS'} pinned={row['pinned_holds_fact']} focused={row['focused']} "
+                          f"{row['answer'][:60]!r}",
                           file=sys.stderr)
     print(table(results))
     if args.plot:
