@@ -229,8 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                            "answer": answer.strip(), "correct": correct(fact.kind, value, answer),
                            "read": runner.engine.stats.extra.get("read", "whole"),
                            "pinned_holds_fact": pinned_holds(runner, value),
-                           "focused": bool(getattr(getattr(runner.engine.strategy, "inner", runner.engine.strategy),
-                                                   "focused", None)),  # the pinned block read alone
+                           "focused": bool(getattr(infllm_of(runner), "focused", None)),  # the pinned block read alone
                            "seconds": round(time.perf_counter() - start, 2)}
                     results.append(row)
                     log.write(json.dumps(row) + "\n")
@@ -245,12 +244,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def infllm_of(runner):
+    """The runner's strategy, or `auto`'s inner one (the strategy that read the question)."""
+    strategy = runner.engine.strategy
+    return getattr(strategy, "inner", strategy)
+
+
 def pinned_holds(runner, value: str) -> bool | None:
     """Whether the block InfLLM's re-ranking pinned for the last question (with the next one:
     a sentence may straddle two) holds the fact's value; None when no block was pinned (the
     answer read passages, lines or the whole prompt)."""
-    strategy = runner.engine.strategy
-    strategy = getattr(strategy, "inner", strategy)
+    strategy = infllm_of(runner)
     if not getattr(strategy, "pinned", None):
         return None
     spans = strategy.block_spans()

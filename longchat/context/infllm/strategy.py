@@ -393,20 +393,21 @@ class InfLLM(ContextStrategy):
         question's log-likelihood; then back to the state before it, the best block pinned.
         With `ask_window = "none"` and an `ask` question, the window goes to memory first; with
         `focus` and a decisive best block, it goes there after the re-ranking."""
-        question = text() if self.params.ask_window == "none" or self.params.focus else None
-        apart = question is not None and question.apart
-        if apart and self.params.ask_window == "none":
+        question = text() if self.params.ask_window == "none" else None
+        if question is not None and question.apart:
             self.release_window()
         if not self.begin_question():
             return 0, 0
         read_aside(chunk, "none")
         scores = {}
-        for block in self.question_candidates(question or text()) if len(chunk) > 1 else []:
-            self.read_question_with(block)
-            logits = read_aside(chunk, "all")[0]  # (T, V)
-            target = torch.tensor(chunk[1:], device=logits.device)
-            scores[block] = float(torch.log_softmax(logits[:-1], dim=-1).gather(1, target[:, None]).sum())
-        self.rewind_question(scores, focus=apart)
+        if len(chunk) > 1:
+            question = question or text()
+            for block in self.question_candidates(question):
+                self.read_question_with(block)
+                logits = read_aside(chunk, "all")[0]  # (T, V)
+                target = torch.tensor(chunk[1:], device=logits.device)
+                scores[block] = float(torch.log_softmax(logits[:-1], dim=-1).gather(1, target[:, None]).sum())
+        self.rewind_question(scores, focus=question is not None and question.apart)
         if self.focused:
             self.release_window()  # ...and not the document's last n_local tokens either
         return len(chunk) * (1 + len(scores)), len(chunk) * len(scores)
@@ -421,8 +422,7 @@ class InfLLM(ContextStrategy):
         mean queries rarely match what the question asks for; without the block there, the
         upper layers' copy of a value comes out garbled. The cost: the chunk is read twice.
         """
-        self.agreed, self._first_votes, self.pinned, self.barred = None, None, [], set()
-        self.focused = []
+        self.agreed, self._first_votes, self.pinned, self.barred, self.focused = None, None, [], set(), []
         if not self.params.consensus or not self.layers[0].store.count:
             return False
         self._question = self._state(self.device)
@@ -473,13 +473,14 @@ class InfLLM(ContextStrategy):
             best = max(scores, key=scores.__getitem__)
             reach = max(1, self.params.contiguity)
             near = {best + d for d in range(-reach, reach + 1) if d}
+            stored = sorted(b for b in near if 0 <= b < self.layers[0].store.count)
             self.pinned = [best]
-            self.neighbours = sorted(b for b in near if 0 <= b < self.layers[0].store.count) if self.params.contiguity else []
+            self.neighbours = stored if self.params.contiguity else []
             self.barred = {b for b, s in scores.items()
                            if s < scores[best] - self.params.rerank_margin and b not in near}
             runner_up = max((s for b, s in scores.items() if b != best), default=None)
             if focus and self.params.focus and runner_up is not None and scores[best] - runner_up >= self.params.focus:
-                self.focused = [best] + [b for b in sorted(near) if 0 <= b < self.layers[0].store.count]
+                self.focused = [best] + stored
 
     def _back_to_question(self) -> None:
         state = self._question
@@ -522,10 +523,11 @@ class InfLLM(ContextStrategy):
             for block in self.agreed:
                 self._votes[block] = self._votes.get(block, 0.0) + bonus
         ranked = sorted(self._votes, key=self._votes.__getitem__, reverse=True) if on else []
-        chosen = self.pinned + [b for b in ranked if b not in self.barred and b not in self.pinned]
-        chosen = chosen[: p.topk] + [b for b in self.neighbours if b not in chosen[: p.topk]]
         if on and self.focused:
             chosen = self.focused
+        else:
+            chosen = self.pinned + [b for b in ranked if b not in self.barred and b not in self.pinned]
+            chosen = chosen[: p.topk] + [b for b in self.neighbours if b not in chosen[: p.topk]]
         self.agreed = sorted(chosen) or None
         self._second_read, self._votes = False, {}
         self._tables, self._masks, self._cuts = {}, {}, None
