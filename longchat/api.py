@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import BinaryIO, Callable, Iterable, Sequence
 
 from longchat import memory as memories
+from longchat import reading
 from longchat.context import strategy_class
 from longchat.context.base import QuestionText
 from longchat.context.infllm.lexical import best_passages
@@ -21,13 +22,11 @@ from longchat.prompts import (LOG_REPORT_PROMPT, MERGE_PROMPT, SUMMARY_PROMPT, a
 from longchat.errors import ConfigError, InputError
 from longchat.profile import Profile, load_profile
 from longchat.runtime import remote
-from longchat.runtime.generate import CopyGuard, Engine, GenerationStats, Sampling, sentence_breaks
+from longchat.runtime.generate import Engine, GenerationStats, Sampling
 from longchat.runtime.loader import LoadedModel, load_model
 from longchat.runtime.rope import Rope
 from longchat.runtime.step import compile_step
 from longchat.sources import STDIN, iter_pieces, read_text, wants_headers
-from longchat.text.embed import nearest_lines
-from longchat.text.words import about_the_whole
 
 Note = Callable[[str], None]
 Progress = Callable[[int, int], None]
@@ -236,7 +235,7 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
     if total is not None and total + sampling.max_new_tokens <= memories.full_up_to(runner):
         prompt = head_ids + [int(t) for x in ids for t in x] + suffix  # fits: read whole (`auto` picks full)
         return engine.generate_text(prompt, sampling, on_text=on_text, progress=progress, query=question)
-    if total is not None and _reads_passages(runner, total - len(head_ids) - len(suffix)):
+    if total is not None and reading.reads_passages(runner, total - len(head_ids) - len(suffix)):
         flat = head_ids + [int(t) for x in ids for t in x]
         answer = answer_from_passages(runner, flat, len(head_ids), question, system, sampling, on_text, progress, note)
         if answer is not None:
@@ -282,71 +281,21 @@ def question_after(runner: Runner, ids: list[int], question: str, system: str | 
     return question_suffix(tok, question, system, excerpts), quoted
 
 
-def _reads_passages(runner: Runner, document_tokens: int) -> bool:
-    """Whether `auto` would try BM25's passages for a document this long (`passages_past`)."""
-    past = getattr(runner.engine.strategy.params, "passages_past", 0)
-    return bool(past) and document_tokens > past
-
-
 def answer_from_passages(runner: Runner, ids: list[int], start: int, question: str, system: str | None,
                          sampling: Sampling, on_text, progress, note: Note) -> str | None:
-    """When one passage of the document `ids[start:]` (the template head before it) holds
-    `passages_cover` of the question's words, answer from BM25's best passages alone, read with
-    full attention (what the `rag` baseline does), and say so. Else the lines nearest the
-    question's meaning (`_nearest_lines`), read the same way. None otherwise: the caller reads
-    the whole document with InfLLM. Callers check `_reads_passages` first."""
-    params = runner.engine.strategy.params
-    tok = runner.tokenizer
-    decode = lambda spans: tok.batch_decode(spans, skip_special_tokens=True)  # noqa: E731
-    spans = best_passages(QuestionText(ids, question, decode), start, params.passages_budget,
-                          cover=params.passages_cover, floor=params.passages_floor)
-    missed = f"auto: no passage holds {params.passages_cover:.0%} of the question's words"
-    if spans:
-        n, how = sum(b - a for a, b in spans), "passages"
-        note(f"auto: the question's words match the {len(ids) - start:,}-token input; reading its best "
-             f"{n:,} tokens ({len(spans)} passage{'s' * (len(spans) != 1)}, BM25) with full attention, as `rag` "
-             f"does (--set strategy.passages_past=0 reads it all with infllm)")
-        read = [ids[a:b] for a, b in spans]
-        document = "\n\n[...]\n\n".join(e.strip() for e in decode(read))
-    elif (lines := _nearest_lines(runner, ids[start:], question)):
-        read = [encoded for _, encoded in lines]
-        n, how = sum(len(x) for x in read), "meaning"
-        note(f"{missed}; reading the {len(lines)} lines nearest its meaning ({n:,} tokens of "
-             f"{len(ids) - start:,}, static word vectors) with full attention "
-             f"(--set strategy.meaning_lines=0 reads it all with infllm)")
-        document = "\n".join(text for text, _ in lines)
-    else:
-        note(f"{missed}; reading all {len(ids) - start:,} tokens with infllm")
+    """Answer from what `reading.choose` picks of the document `ids[start:]` (the template head
+    before it): BM25's best passages, else the lines nearest the question's meaning, read alone
+    with full attention. None when it picks neither: the caller reads the whole document with
+    InfLLM. Callers check `reading.reads_passages` first."""
+    chosen = reading.choose(runner, ids, start, question, note=note)
+    if chosen is None:
         return None
-    messages = ask_messages(document, question, system)
-    # Once the answer runs 3 tokens as a passage does, the passage's next token is nudged
-    # (`passages_boost`): the bundled model dropped a code's first letter ("9-9396" for "T9-9396").
-    boost = CopyGuard([], 0, favoured=read, boost=params.passages_boost, breaks=sentence_breaks(tok, read)) \
-        if params.passages_boost else None
-    answer = runner.engine.generate_text(chat_ids(tok, messages), sampling, on_text=on_text, progress=progress,
-                                         query=question, messages=messages, copy_guard=boost)
-    runner.engine.stats.extra.update(read=how, passage_tokens=n, document_tokens=len(ids) - start)
+    messages = ask_messages(chosen.text, question, system)
+    answer = runner.engine.generate_text(chat_ids(runner.tokenizer, messages), sampling, on_text=on_text,
+                                         progress=progress, query=question, messages=messages,
+                                         copy_guard=chosen.copy_guard(runner.tokenizer))
+    runner.engine.stats.extra.update(chosen.info())
     return answer
-
-
-def _nearest_lines(runner: Runner, ids: list[int], question: str) -> list[tuple[str, list[int]]]:
-    """The document's lines nearest the question's meaning (`strategy.meaning_lines` of them,
-    within `passages_budget` tokens, in the document's order), each with its token ids, or []
-    when that reading is off, the question asks about the whole input, or no vectors are
-    installed. Found on the train split of bench/facts.py: with questions that share no word
-    with the fact, InfLLM answered 1/8 at 8k and 32k; these lines, 8/16, 8/16 and 7/16 at 8k,
-    32k and 128k."""
-    params, tok = runner.engine.strategy.params, runner.tokenizer
-    if not params.meaning_lines or about_the_whole(question):
-        return []
-    lines = [x for x in tok.decode([int(t) for t in ids], skip_special_tokens=True).split("\n") if x.strip()]
-    encoded: dict[str, list[int]] = {}
-
-    def count(line: str) -> int:  # each candidate line is encoded once; the chosen ones are read as such
-        encoded[line] = tok.encode(line, add_special_tokens=False)
-        return len(encoded[line])
-    taken = nearest_lines(lines, question, params.meaning_lines, params.passages_budget, count)
-    return [(lines[i], encoded[lines[i]]) for i in taken]
 
 
 def ask_remote(runner: Runner, sources: Sequence[str], question: str, sampling: Sampling, *,
@@ -400,28 +349,26 @@ def ask_remote(runner: Runner, sources: Sequence[str], question: str, sampling: 
 
 def _fit_remote(runner: Runner, document: str, question: str, budget: int, keep: Sequence[str],
                 compress_progress: Progress | None, note: Note) -> tuple[str, str]:
-    """`auto` past a remote engine's window: (the text to send, how it was chosen)."""
+    """`auto` past a remote engine's window: (the text to send, how it was chosen): what
+    `reading.choose` picks (passages, the nearest lines), else the input compressed."""
+    chosen = reading.choose(runner, runner.encode(document), 0, question, note=note, budget=budget)
+    if chosen is not None:
+        return chosen.text, chosen.how
+    return compress_to(runner, document, question, budget, keep, compress_progress, note), "compressed"
+
+
+def compress_to(runner: Runner, document: str, question: str | None, budget: int, keep: Sequence[str] = (),
+                progress: Progress | None = None, note: Note = lambda m: None) -> str:
+    """`document` compressed question-aware by the local compressor down to ~`budget` tokens
+    (what a remote engine reads of an input past its window that no passage answers)."""
     from longchat import compress
 
-    params, tok = runner.profile.strategy, runner.tokenizer
-    ids = runner.encode(document)
-    decode = lambda spans: tok.batch_decode(spans, skip_special_tokens=True)  # noqa: E731
-    spans = best_passages(QuestionText(ids, question, decode), 0, min(params.passages_budget, budget),
-                          cover=params.passages_cover, floor=params.passages_floor)
-    if spans:
-        n = sum(b - a for a, b in spans)
-        note(f"auto: the input is past the engine's window and the question's words match it; sending its best "
-             f"{n:,} tokens ({len(spans)} passage{'s' * (len(spans) != 1)}, BM25), as `rag` does "
-             f"(--set strategy.passages_budget=N for more)")
-        return "\n\n[...]\n\n".join(e.strip() for e in decode([ids[a:b] for a, b in spans])), "passages"
-    note(f"auto: the input ({len(ids):,} local tokens) is past the engine's window and no passage holds "
-         f"{params.passages_cover:.0%} of the question's words; compressing it question-aware with the local "
-         f"compressor down to ~{budget:,} tokens")
+    note(f"compressing the input question-aware with the local compressor down to ~{budget:,} tokens")
     result = compress.compressor_for(runner, note=note).compress(
         [document], question=question, keep=keep, target_tokens=budget, method="longllmlingua",
-        progress=compress_progress or (lambda d, t: None))
+        progress=progress or (lambda d, t: None))
     note(compress.describe(result))
-    return result.text, "compressed"
+    return result.text
 
 
 def _answer_from(runner, mem, question, sampling, system, on_text, progress, note, hit: str) -> str:
@@ -430,7 +377,7 @@ def _answer_from(runner, mem, question, sampling, system, on_text, progress, not
     mem.lock(exclusive=False)
     try:
         head = len(encode_rendered(runner.tokenizer, frame(runner.tokenizer, system)[0]))
-        if mem.complete and _reads_passages(runner, mem.tokens - head):  # ids.bin is read only then
+        if mem.complete and reading.reads_passages(runner, mem.tokens - head):  # ids.bin is read only then
             answer = answer_from_passages(runner, mem.ids(), head, question, system, sampling, on_text, progress,
                                           note)
             if answer is not None:

@@ -20,7 +20,7 @@ LAYERS = {
     "memory": 3, "compress": 3,                     # encode-once memories; prompt compression
     "logs": 3,                                      # log templates, ranking and the table
     "prompts": 2,                                   # chat templates, the ask and summarize frames
-    "profile": 4, "api": 4,                         # profiles; ask / summarize / ingest as functions
+    "profile": 4, "api": 4, "reading": 4,                        # profiles; ask / summarize / ingest as functions
     "chat": 5,                                      # conversations and persistent sessions
     "bench": 6,                                     # benchmark tasks
     "serve": 6,                                     # the OpenAI-compatible HTTP server

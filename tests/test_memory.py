@@ -312,7 +312,7 @@ def test_auto_reads_the_matching_passages_alone_past_passages_past(home, tiny_ch
     notes: list[str] = []
     api.ask(r, [str(doc)], "Where is zanzibar?", sampling=two, note=notes.append)
     read = r.tokenizer.decode(r.engine.cached_ids)
-    assert r.engine.stats.extra["read"] == "passages" and r.engine.stats.extra["passage_tokens"] == 128
+    assert r.engine.stats.extra["read"] == "passages" and r.engine.stats.extra["read_tokens"] == 128
     assert read.count("zanzibar") == 2 and len(r.engine.cached_ids) < 128 + 100  # the passage, the question
     assert r.engine.strategy.chosen == "full" and any("reading its best 128 tokens (1 passage" in n for n in notes)
     assert not list(memories.cache_root().glob("*"))  # nothing encoded
@@ -372,7 +372,7 @@ def test_auto_reads_the_lines_nearest_the_questions_meaning_when_no_passage_matc
     two, notes = Sampling(max_new_tokens=2), []
     api.ask(r, [str(doc)], "Which city hosts the yearly meeting?", sampling=two, note=notes.append)
     read = r.tokenizer.decode(r.engine.cached_ids)
-    assert r.engine.stats.extra["read"] == "meaning" and r.engine.stats.extra["passage_tokens"] <= 128
+    assert r.engine.stats.extra["read"] == "meaning" and r.engine.stats.extra["read_tokens"] <= 128
     assert "held in Lisbon" in read and read.count("alpha") <= 3  # the fact line, and at most 2 others
     assert r.engine.strategy.chosen == "full" and any("lines nearest its meaning" in n for n in notes)
     assert not list(memories.cache_root().glob("*"))  # nothing encoded

@@ -16,8 +16,10 @@ from typing import Callable
 
 from longchat.errors import InputError, LongchatError
 from longchat.api import Note, Progress, Runner
-from longchat.prompts import PREAMBLE, QUESTION, SENTINEL, chat_ids, render_chat
-from longchat.runtime.generate import GenerationStats, Sampling
+from longchat import reading
+from longchat.prompts import PREAMBLE, QUESTION, SENTINEL, chat_ids, encode_rendered, frame, render_chat
+from longchat.reading import Reading
+from longchat.runtime.generate import CopyGuard, GenerationStats, Sampling
 from longchat.runtime.remote import RemoteError
 
 INTERRUPTED_MARK = " [interrupted]"  # shown after a cut-off reply; never sent to the model
@@ -34,6 +36,27 @@ class Turn:
     @property
     def shown_reply(self) -> str:
         return self.reply + (INTERRUPTED_MARK if self.interrupted else "")
+
+
+@dataclass
+class Prompt:
+    """One turn's prompt and how it is read: the ids, the messages a remote engine is sent, the
+    long input's reading, and what the engine is told of the question."""
+
+    ids: list[int]
+    messages: list[dict] | None
+    reading: Reading | None = None
+    query: str | None = None      # the question, for strategies that retrieve by its words
+    apart: bool = False           # it is asked about a document encoded before it (as `ask` does)
+    copy_guard: CopyGuard | None = None
+
+    def generate(self, engine, sampling: Sampling, on_text=None, progress=None, **kwargs) -> str:
+        """The reply, streamed to `on_text`; the reading joins the engine's stats."""
+        reply = engine.generate_text(self.ids, sampling, on_text, progress, self.query, messages=self.messages,
+                                     copy_guard=self.copy_guard, apart=self.apart, **kwargs)
+        if self.reading is not None:
+            engine.stats.extra.update(self.reading.info())
+        return reply
 
 
 @dataclass
@@ -64,7 +87,11 @@ class Conversation:
         self.totals = SessionTotals()
         self.memory_ids: list[int] | None = None  # an attached memory's prompt prefix
         self.memory_name: str | None = None
-        self.documents = ""       # attached files (compressed when the profile says so)
+        self.memory = None        # the attached named memory (`longchat.memory.Memory`)
+        self.documents = ""       # attached files and long messages' bodies (compressed when the profile says so)
+        self._document_ids: list[int] | None = None
+        self.reading: Reading | None = None  # how the last message read the long input
+        self.tools: list[dict] | None = None  # function schemas the prompt offers (the server's requests)
         self.last_messages: list[dict] | None = None  # the messages the last prompt ids were made from
 
     # ------------------------------------------------------------ the prompt
@@ -78,20 +105,26 @@ class Conversation:
             out.append({"role": "user", "content": user_text})
         return out
 
-    def _prompt_ids(self, user_text: str, first_turn: int = 0) -> list[int]:
+    def _prompt_ids(self, user_text: str, first_turn: int = 0, chosen: Reading | None = None) -> list[int]:
+        """The prompt for `user_text` after the turns from `first_turn`, with the long input read
+        as `chosen` says: whole in the first user message, the text read in its place in the last
+        one (passages, lines, compressed), or already encoded before it all (memory)."""
         messages = self.messages(user_text, first_turn)
-        if self.memory_ids is None:
-            if self.documents:  # the first user message carries the documents, like an ask prompt
+        how = chosen.how if chosen is not None else None
+        if how in ("passages", "meaning", "compressed"):  # read for this question: it goes with the question
+            messages[-1] = {"role": "user", "content": PREAMBLE + chosen.text + QUESTION.format(question=user_text)}
+        if how != "memory":
+            if how == "whole":  # the first user message carries the documents, like an ask prompt
                 first = next(i for i, m in enumerate(messages) if m["role"] == "user")
                 content = PREAMBLE + self.documents + QUESTION.format(question=messages[first]["content"])
                 messages[first] = {"role": "user", "content": content}
             self.last_messages = messages  # what a remote engine is sent (it applies its own template)
-            return chat_ids(self.runner.tokenizer, messages)
+            return chat_ids(self.runner.tokenizer, messages, self.tools)
         # With a memory, the first user message carries its documents, like an ask prompt:
         # everything before the sentinel is what the memory holds, already encoded.
         first = next(i for i, m in enumerate(messages) if m["role"] == "user")
         messages[first] = {"role": "user", "content": PREAMBLE + SENTINEL + QUESTION.format(question=messages[first]["content"])}
-        rest = render_chat(self.runner.tokenizer, messages).split(SENTINEL, 1)[1]
+        rest = render_chat(self.runner.tokenizer, messages, self.tools).split(SENTINEL, 1)[1]
         return self.memory_ids + self.runner.tokenizer.encode(rest, add_special_tokens=False)
 
     def memory_system(self) -> str | None:
@@ -99,22 +132,55 @@ class Conversation:
         return self.system
 
     def attach_memory(self, name: str) -> str:
-        """Answer every turn with the named memory's documents in front (see `longchat ingest`)."""
+        """Answer every turn from the named memory's documents (see `longchat ingest`), read by
+        the policy each question (`longchat.reading`): its best passages or lines, else its
+        encoded blocks."""
         from longchat import memory
 
+        if self.documents:
+            raise InputError("this chat reads attached files; a memory cannot be added to it")
         mem = memory.find(name)
         mem.lock(exclusive=False)  # held for the chat: nobody rewrites it under us
-        self.memory_ids = memory.attach(self.runner, mem, system=self.memory_system(), note=self.note)
-        self.memory_name = name
+        if not mem.complete:
+            mem.unlock()
+            raise memory.MemoryStoreError(f"memory '{mem.name}' is incomplete (interrupted); "
+                                          f"{memory.resume_hint(mem.path, mem.manifest)}")
+        self.memory, self.memory_name = mem, name
+        if not self._memory_passages():  # every question reads its blocks: load them now
+            self._attach()
         return memory.describe(mem)
 
+    def _memory_passages(self) -> bool:
+        """Questions about the attached memory try its passages first (`auto` on a long memory)."""
+        return reading.reads_passages(self.runner, self.memory.tokens - len(self._head_ids()))
+
+    def _head_ids(self) -> list[int]:
+        tok = self.runner.tokenizer
+        return encode_rendered(tok, frame(tok, self.memory_system())[0])
+
+    def _attach(self) -> None:
+        from longchat import memory
+
+        if self.memory_ids is None:
+            self.memory_ids = memory.attach(self.runner, self.memory, system=self.memory_system(), note=self.note)
+
+    def add_document(self, text: str) -> None:
+        """Join `text` to the documents the chat is about (the turns so far stay)."""
+        if self.memory is not None:
+            raise InputError(f"this chat reads memory '{self.memory_name}'; files cannot be added to it")
+        self.documents = (self.documents + "\n\n" + text) if self.documents else text
+        self._document_ids = None
+        if self.memory_ids is not None:  # the documents' encoding no longer holds them all
+            self.memory_ids = None
+            self.runner.engine.reset(forget_base=True)
+
     def attach_files(self, specs: list[str], progress: Progress | None = None) -> str:
-        """Put files in front of the conversation (compressed first when [compress] is on);
-        the conversation starts again, since the model must read them before the turns."""
+        """Put files in front of the conversation (compressed first when [compress] is on); the
+        conversation starts again. Each question then reads them as `ask` would (`reading`)."""
         from longchat import compress
         from longchat.sources import read_text
 
-        if self.memory_ids is not None:
+        if self.memory is not None:
             raise InputError(f"this chat reads memory '{self.memory_name}'; files cannot be added to it")
         if self.runner.profile.compress.on:
             # Compressed once, before any question is known: ranked by the text itself (llmlingua).
@@ -125,21 +191,130 @@ class Conversation:
             text = read_text(specs, note=self.note)
             what = f"{len(self.runner.encode(text)):,} tokens"
         joined = (self.documents + "\n\n" + text) if self.documents else text
-        need = len(self.runner.encode(joined)) + self.sampling.max_new_tokens
-        if need > self.runner.window:
-            raise InputError(f"the files need {need:,} tokens with a reply but the window holds "
-                             f"{self.runner.window:,}; use --compress RATE, or `longchat ingest` and --memory")
-        self.documents = joined
+        if reading.whole_limit(self.runner) is None:  # read whole every turn: it must fit
+            need = len(self.runner.encode(joined)) + self.sampling.max_new_tokens
+            if need > self.runner.window:
+                raise InputError(f"the files need {need:,} tokens with a reply but the window holds "
+                                 f"{self.runner.window:,}; use --profile auto, --compress RATE, or "
+                                 f"`longchat ingest` and --memory")
+        self.add_document(text)
         self.reset()
         return what
 
-    def fit_prompt(self, user_text: str) -> list[int]:
+    # ------------------------------------------------------------ how the long input is read
+
+    def document_ids(self) -> list[int]:
+        if self._document_ids is None:
+            self._document_ids = self.runner.encode(self.documents)
+        return self._document_ids
+
+    def take_long_message(self, user_text: str) -> str:
+        """A message past what the model reads whole (`reading.long_message_limit`) is a document
+        and a question: its body joins the documents, its last paragraph is what is asked."""
+        limit = reading.long_message_limit(self.runner)
+        if limit is None or self.memory is not None or len(user_text) < limit:  # >= 1 char a token
+            return user_text
+        n = len(self.runner.encode(user_text))
+        if n <= limit:
+            return user_text
+        body, question = reading.split_message(user_text)
+        if not question:
+            return user_text
+        self.note(f"the message is {n:,} tokens: its text before the last paragraph is read as a document, "
+                  f"the last paragraph as the question")
+        self.add_document(body)
+        return question
+
+    def choose_reading(self, question: str, progress: Progress | None = None) -> Reading | None:
+        """How this question reads the long input (None: there is none): the one policy of
+        `longchat.reading`, as `ask` reads it."""
+        runner = self.runner
+        if self.memory is not None:
+            head = len(self._head_ids())
+            size = self.memory.tokens - head
+            if self._memory_passages():
+                chosen = reading.choose(runner, self.memory.ids(), head, question, note=self.note)
+                if chosen is not None:
+                    return chosen
+            self._attach()
+            return Reading("memory", size)
+        if not self.documents:
+            return None
+        ids = self.document_ids()
+        limit = reading.whole_limit(runner)
+        if limit is None:
+            return Reading("whole", len(ids))
+        inline = self._prompt_ids(question, chosen=Reading("whole", len(ids)))
+        if len(inline) + self.sampling.max_new_tokens <= limit:
+            return Reading("whole", len(ids))
+        if reading.reads_passages(runner, len(ids)) or runner.remote:
+            budget = None
+            if runner.remote:
+                budget = limit - self.sampling.max_new_tokens - len(self._prompt_ids(question)) - 16
+                if budget < 128:
+                    raise InputError(f"the conversation leaves {max(budget, 0):,} tokens of the engine's window "
+                                     f"for the documents; /reset or start a new chat")
+            chosen = reading.choose(runner, ids, 0, question, note=self.note, budget=budget)
+            if chosen is not None:
+                return chosen
+            if runner.remote:
+                from longchat.api import compress_to
+
+                text = compress_to(runner, self.documents, question, budget, progress=progress, note=self.note)
+                return Reading("compressed", len(ids), text=text)
+        self._encode_documents(progress)
+        return Reading("memory", len(ids))
+
+    def _encode_documents(self, progress: Progress | None) -> None:
+        """The documents encoded once into InfLLM's block memory (the ask cache: a later chat or
+        `ask` about the same text reuses it), and attached."""
+        if self.memory_ids is not None:
+            return
+        from longchat import memory
+        from longchat.api import text_source
+
+        runner, tok = self.runner, self.runner.tokenizer
+        head = frame(tok, self.memory_system())[0]
+        head_ids = encode_rendered(tok, head)
+        total = len(head_ids) + len(self.document_ids())
+        strategy, message = memory.infllm_for(runner, total + self.sampling.max_new_tokens)
+        if message:
+            self.note(message)
+        srcs = [text_source(self.documents, "<chat documents>")]
+        cached = memory.cached(runner, srcs, head, False)
+        if cached is None:
+            strategy.prepare(total + self.sampling.max_new_tokens, folder=memory.cache_root())
+            result = memory.encode_for_ask(runner, strategy, srcs, head, False, [self.document_ids()], cache=True,
+                                           progress=progress or (lambda d, t: None), note=self.note,
+                                           head_ids=head_ids)
+            cached = result.memory
+            memory.evict_cache(memory.cache_limit(), keep=cached.path, note=self.note)
+        cached.lock(exclusive=False)
+        try:
+            self.memory_ids = memory.attach(runner, cached, system=self.memory_system(), note=self.note)
+        finally:
+            cached.unlock()
+
+    def prepare(self, user_text: str, progress: Progress | None = None) -> Prompt:
+        """The prompt for `user_text` (already freed of a long message's document), with how the
+        long input is read for it, the oldest turns dropped if it must fit a bounded window."""
+        chosen = self.choose_reading(user_text, progress)
+        self.reading = chosen
+        ids = self.fit_prompt(user_text, chosen)
+        if chosen is None or chosen.how == "whole":
+            return Prompt(ids, self.last_messages, chosen)
+        if chosen.how == "memory":
+            return Prompt(ids, None, chosen, query=user_text, apart=True)
+        return Prompt(ids, self.last_messages, chosen, query=user_text,
+                      copy_guard=chosen.copy_guard(self.runner.tokenizer))
+
+    def fit_prompt(self, user_text: str, chosen: Reading | None = None) -> list[int]:
         """Prompt ids for `user_text` after the history, dropping the oldest turns if needed."""
         window, reply = self.runner.window, self.sampling.max_new_tokens
-        ids = self._prompt_ids(user_text)
+        ids = self._prompt_ids(user_text, chosen=chosen)
         if len(ids) + reply <= window:
             return ids
-        alone = self._prompt_ids(user_text, first_turn=len(self.turns))
+        alone = self._prompt_ids(user_text, first_turn=len(self.turns), chosen=chosen)
         if len(alone) + reply > window:
             what = "the system prompt and this message take" if self.system else "this message takes"
             raise InputError(
@@ -154,7 +329,7 @@ class Conversation:
         drop = 0
         while drop < len(self.turns):
             drop += 1
-            ids = self._prompt_ids(user_text, first_turn=drop)
+            ids = self._prompt_ids(user_text, first_turn=drop, chosen=chosen)
             if len(ids) <= target:
                 break
         self.turns = self.turns[drop:]
@@ -176,15 +351,16 @@ class Conversation:
         """
         if not user_text.strip():
             raise InputError("the message is empty")
-        prompt = self.fit_prompt(user_text)
+        user_text = self.take_long_message(user_text)
+        prompt = self.prepare(user_text, progress)
         engine = self.runner.engine
         engine.last_text = ""
         try:
-            reply = engine.generate_text(prompt, self.sampling, on_text, progress, messages=self.last_messages)
+            reply = prompt.generate(engine, self.sampling, on_text, progress)
         except (KeyboardInterrupt, RemoteError):  # what was said before Ctrl-C, or before the engine went away
-            self._finish_turn(user_text, engine.last_text, prompt, interrupted=True)
+            self._finish_turn(user_text, engine.last_text, prompt.ids, interrupted=True)
             raise
-        self._finish_turn(user_text, reply, prompt, interrupted=False)
+        self._finish_turn(user_text, reply, prompt.ids, interrupted=False)
         return reply
 
     def _record_stats(self, prompt: list[int], interrupted: bool) -> None:
@@ -226,7 +402,10 @@ class Conversation:
 
     def set_system(self, text: str | None) -> None:
         """A new system prompt starts a new conversation: the old turns were answered without it."""
-        if self.memory_ids is not None and (text or None) != self.system:
+        if (text or None) != self.system and self.memory is None and self.memory_ids is not None:
+            self.memory_ids = None  # the documents were encoded under the old system prompt
+            self.runner.engine.reset(forget_base=True)
+        if self.memory is not None and (text or None) != self.system:
             raise InputError(f"memory '{self.memory_name}' was encoded with the system prompt this chat started with; "
                              f"it cannot change")
         self.system = text or None
