@@ -26,7 +26,7 @@ from datetime import datetime
 from longchat.chat.conversation import Conversation, Turn, clip
 from longchat.errors import InputError
 from longchat.api import Note, Progress, Runner
-from longchat.prompts import PREAMBLE, SENTINEL, chat_ids, render_chat
+from longchat.prompts import PREAMBLE, QUESTION, SENTINEL, chat_ids, render_chat
 from longchat.runtime.generate import CopyGuard, Sampling, sentence_breaks
 from longchat.runtime.remote import RemoteError
 from longchat.chat import functions as fn
@@ -78,10 +78,30 @@ class SessionConversation(Conversation):
         self.notes: list[str] = []  # the memories placed before the last message, as the model saw them
         self._tools: list[dict] | None = None
         self.turns = self._turns()
+        self.documents = "\n\n".join(text for _, text in self.store.documents(self.sid))
+        self.asked: str | None = None  # the question of the message being answered (a long one's last paragraph)
 
     def close(self) -> None:
         self.lock.release()
         self.store.close()
+
+    def add_document(self, text: str, label: str = "message") -> None:
+        """A document joins the session for good: every later turn, resumed ones too, reads it."""
+        if self.store.add_document(self.sid, label, text):
+            super().add_document(text)
+
+    def attach_files(self, specs: list[str], progress: Progress | None = None) -> str:
+        """Files join the session's documents (the conversation so far stays)."""
+        from longchat.sources import read_text
+
+        if self.memory is not None:
+            raise InputError(f"this session reads memory '{self.memory_name}'; files cannot be added to it")
+        text = read_text(specs, note=self.note)
+        self.add_document(text, ", ".join(specs))
+        return f"{len(self.runner.encode(text)):,} tokens"
+
+    def _reads_memory(self) -> bool:
+        return self.reading is not None and self.reading.how == "memory" and self.memory_ids is not None
 
     # ------------------------------------------------------------ what the model sees
 
@@ -209,9 +229,12 @@ class SessionConversation(Conversation):
         while True:
             system = self.system_text()
             last = user_text
+            if self.reading is not None and self.reading.how != "memory":  # the long input, as read for it
+                text = self.documents if self.reading.how == "whole" else self.reading.text
+                last = PREAMBLE + text + QUESTION.format(question=user_text)
             if notes:
                 last = "Things from earlier in our conversation:\n" + "\n".join(f"- {x}" for x in notes) + \
-                       "\n\n" + user_text
+                       "\n\n" + last
             history = self._history(user_id)
             messages = [{"role": "system", "content": system}, *history, {"role": "user", "content": last},
                         *extra]
@@ -242,7 +265,7 @@ class SessionConversation(Conversation):
         follows the memory counts against the budget."""
         tok = self.runner.tokenizer
         tools = self._tool_schemas()
-        if self.memory_ids is None:
+        if not self._reads_memory():
             return chat_ids(tok, messages, tools)
         system, rest = messages[0]["content"], [dict(m) for m in messages[1:]]
         if not rest:
@@ -252,7 +275,7 @@ class SessionConversation(Conversation):
         return tok.encode(after, add_special_tokens=False)
 
     def _prompt(self, ids: list[int]) -> list[int]:
-        return (self.memory_ids or []) + ids
+        return (self.memory_ids if self._reads_memory() else []) + ids
 
     def _pressure(self, used: int) -> None:
         pct = round(100 * used / self.budget)
@@ -310,9 +333,14 @@ class SessionConversation(Conversation):
         sampling = self.sampling
         if not sampling.stop_on_repeat:  # a reply that loops is cut to one copy (a 135M model's
             sampling = replace(sampling, stop_on_repeat=16)  # loops, kept, were copied later)
-        return self.runner.engine.generate_text(prompt, sampling, on_text, messages=self.last_messages,
-                                                tools=self._tool_schemas() if self.runner.remote else None,
-                                                copy_guard=self._copy_guard())
+        chosen = self.reading
+        reply = self.runner.engine.generate_text(
+            prompt, sampling, on_text, query=self.asked if chosen is not None else None, messages=self.last_messages,
+            tools=self._tool_schemas() if self.runner.remote else None, copy_guard=self._copy_guard(),
+            apart=chosen is not None and chosen.how == "memory")
+        if chosen is not None:
+            self.runner.engine.stats.extra.update(chosen.info())
+        return reply
 
     def _copy_guard(self) -> CopyGuard | None:
         """The window's earlier replies to other messages, as n-grams the new reply may not copy:
@@ -336,14 +364,19 @@ class SessionConversation(Conversation):
         # "- you said (2026-12-02): ..." into every later reply, dates made up.
         marks = [encode(f"{lead}{who} (") for who in MARKERS for lead in ("- ", " ")] if n else []
         favoured = [encode(t) for t in self.placed] if boost else []
+        if self.reading is not None and self.reading.pieces and self.reading.boost:  # the passages read, as `ask` does
+            favoured, boost = favoured + self.reading.pieces, max(boost, self.reading.boost)
         breaks = sentence_breaks(self.runner.tokenizer, favoured) if favoured else ()
         return CopyGuard(earlier, n, marks, favoured, boost, breaks)
 
     def send(self, user_text: str, on_text=None, progress: Progress | None = None) -> str:
         if not user_text.strip():
             raise InputError("the message is empty")
+        user_text = self.take_long_message(user_text)
+        self.asked = user_text
         user_id = self.store.add_message(self.sid, "user", user_text, self._count(user_text))
-        self.learn(user_text, user_id)
+        # A message that states facts about the user is no question about the documents.
+        self.reading = None if self.learn(user_text, user_id) else self.choose_reading(user_text, progress)
         if self.paging == "functions":
             return self._send_with_functions(user_text, user_id, on_text)
         prompt = self.assemble(user_text, user_id)

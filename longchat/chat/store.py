@@ -92,6 +92,14 @@ MIGRATIONS = [
     CREATE TRIGGER archival_vector_ad AFTER DELETE ON archival BEGIN
         DELETE FROM vectors WHERE kind = 'archival' AND item = old.id; END;
     """,
+    # 4: the documents a session is about (`--file`, a long message's body): every later turn
+    # reads them through the reading policy (longchat/reading.py), as `ask` reads a file
+    """
+    CREATE TABLE documents (
+        id INTEGER PRIMARY KEY, session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        label TEXT NOT NULL, content TEXT NOT NULL, sha256 TEXT NOT NULL, created REAL NOT NULL);
+    CREATE INDEX documents_session ON documents(session_id);
+    """,
 ]
 
 # What recall searches by meaning, per kind of item: the user's own messages and function
@@ -293,6 +301,24 @@ class Store:
             raise InputError(f"core memory '{label}' would hold {len(value)} characters; its limit is {limit}")
         self.db.execute("UPDATE core_blocks SET value = ? WHERE session_id = ? AND label = ?", (value, sid, label))
 
+    # -- documents -------------------------------------------------------------------------
+    def add_document(self, sid: int, label: str, content: str) -> bool:
+        """Keep a document of the session; False when the same text is kept already."""
+        import hashlib
+
+        digest = hashlib.sha256(content.encode("utf-8", "replace")).hexdigest()
+        with self._tx():
+            if self.db.execute("SELECT 1 FROM documents WHERE session_id = ? AND sha256 = ?", (sid, digest)).fetchone():
+                return False
+            self.db.execute("INSERT INTO documents(session_id, label, content, sha256, created) VALUES (?, ?, ?, ?, ?)",
+                            (sid, label, content, digest, time.time()))
+        return True
+
+    def documents(self, sid: int) -> list[tuple[str, str]]:
+        """(label, text) of the session's documents, oldest first."""
+        rows = self.db.execute("SELECT label, content FROM documents WHERE session_id = ? ORDER BY id", (sid,))
+        return [(r["label"], r["content"]) for r in rows]
+
     # -- archival storage ------------------------------------------------------------------
     def archive(self, sid: int, content: str) -> int:
         if not content.strip():
@@ -478,7 +504,8 @@ class Store:
                 "messages": [vars(m) for m in self.messages(sid)],
                 "archival": [dict(r) for r in self.db.execute(
                     "SELECT id, content, created FROM archival WHERE session_id = ? ORDER BY id", (sid,))],
-                "facts": self.facts(sid)}
+                "facts": self.facts(sid),
+                "documents": [{"label": label, "content": text} for label, text in self.documents(sid)]}
 
     def _tx(self):
         return _Transaction(self.db)

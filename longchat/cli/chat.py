@@ -34,7 +34,7 @@ def chat(
     system: Optional[str] = typer.Option(None, "--system", help="A system prompt for the conversation (/system changes it)."),
     stats: bool = typer.Option(False, "--stats", help="After each reply, print one JSON line of timing and memory figures on stderr."),
     memory: Optional[str] = typer.Option(None, "--memory", help="Chat about a memory made by `longchat ingest` (its documents come before the first message)."),
-    files: Optional[List[str]] = typer.Option(None, "--file", "-f", help="A file, PDF or folder the chat is about (repeatable; /file adds more)."),
+    files: Optional[List[str]] = typer.Option(None, "--file", "-f", help="A file, PDF or folder the chat is about (repeatable; /file adds more). Each question reads it as `ask` does: whole, its best passages, or its encoded memory. With --session it stays in the session."),
     compress: Optional[float] = CompressOpt,
     session: Optional[str] = typer.Option(None, "--session", "-S", help="Keep this conversation in a named session: resumed next time, remembered past the window (summaries, searched memories). See `longchat sessions`."),
     paging: Optional[str] = typer.Option(None, "--paging", help="With --session: system (default: longchat pages for any model), functions (the model may also call memory functions), truncate (baseline: drop old messages)."),
@@ -60,9 +60,6 @@ def chat(
 
         if paging not in (None, "system", "functions", "truncate"):
             raise InputError("--paging must be one of: system, functions, truncate")
-        if files:
-            raise InputError("--session keeps documents in a memory: `longchat ingest FILE --name N`, then "
-                             "`chat --session S --memory N`")
         conversation = SessionConversation(runner, session, system, sampling, note=note, paging=paging)
         told = len(conversation.store.messages(conversation.sid))
         note(f"session '{session}': " + (f"resumed, {told} messages stored" if told else "new") +

@@ -190,7 +190,7 @@ class Server:
                     yield chunk(finish_reason=result.finish_reason)
                     if usage:
                         yield chunk(usage_=schema.usage(result.prompt_tokens, result.completion_tokens,
-                                                        result.cached_tokens))
+                                                        result.cached_tokens, result.info.get("reading")))
                     self._count(request, result)
                     break
                 elif kind == "error":

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from longchat import memory as memories
+from longchat import reading
 from longchat.api import Runner, open_runner
 from longchat.chat.session import SessionConversation
 from longchat.chat.store import check_name
@@ -202,6 +203,14 @@ class Completer:
         last = _last_user(messages)
         if req.longchat.compress or runner.profile.compress.on:
             messages[last]["content"] = self._compress(runner, messages[last]["content"], req.longchat.compress, notes)
+        conversation = as_conversation(runner, messages, tools, self._sampling(runner, req), notes, job.memory, prefix)
+        if conversation is not None:  # a long input: read by the policy, as `ask` and `chat` read it
+            conversation, question = conversation
+            read = conversation.prepare(question, self._progress(runner, job))
+            sampling = fit(runner, len(read.ids), conversation.sampling, requested=req.max_new_tokens is not None,
+                           notes=notes)
+            job.emit("started")
+            return self._reply(runner, job, read.ids, sampling, read=read)
         if prefix is None:
             prompt = chat_ids(runner.tokenizer, messages, tools)
         else:
@@ -235,17 +244,14 @@ class Completer:
         try:
             if prefix is not None:
                 conversation.memory_ids, conversation.memory_name = prefix, job.memory
+                conversation.memory = Memory.open(named_root() / job.memory)
             return conversation.send(text)
         finally:
             conversation.close()
 
-    def _reply(self, runner: Runner, job: Job, prompt: list[int], sampling: Sampling, query: str | None = None,
-               stream: bool = True) -> str:
-        """Generate, streaming deltas to the job (unless tools make it wait for the whole reply)."""
-        req, engine = job.request, runner.engine
-        stream = stream and req.stream and not self._tools(runner, req)
-        scanner = StopScanner(req.stop or [], (lambda d: job.emit("text", d)) if stream else None)
-        shown = [-1]
+    def _progress(self, runner: Runner, job: Job):
+        """Reading progress for a streamed request: a comment line each 10% of a long prompt."""
+        engine, shown = runner.engine, [-1]
 
         def progress(done: int, total: int) -> None:
             if job.request.stream and total - engine.stats.reused_tokens >= PROGRESS_MIN_TOKENS:
@@ -253,10 +259,24 @@ class Completer:
                 if percent // 10 > shown[0] // 10 and percent < 100:
                     shown[0] = percent
                     job.emit("progress", percent)
+        return progress
 
+    def _reply(self, runner: Runner, job: Job, prompt_ids: list[int], sampling: Sampling, query: str | None = None,
+               stream: bool = True, *, read=None) -> str:
+        """Generate, streaming deltas to the job (unless tools make it wait for the whole reply).
+        `read`: the `Prompt` the reading policy made (its query, copy guard and reading)."""
+        req, engine = job.request, runner.engine
+        stream = stream and req.stream and not self._tools(runner, req)
+        scanner = StopScanner(req.stop or [], (lambda d: job.emit("text", d)) if stream else None)
+        progress = self._progress(runner, job)
         try:
-            text = engine.generate_text(prompt, sampling, on_text=scanner.push, progress=progress, query=query)
+            if read is not None:
+                text = read.generate(engine, sampling, scanner.push, progress)
+            else:
+                text = engine.generate_text(prompt_ids, sampling, on_text=scanner.push, progress=progress, query=query)
         except StopFound:
+            if read is not None and read.reading is not None:
+                engine.stats.extra.update(read.reading.info())
             engine.stats.stop_reason = "stop"
             return scanner.text
         scanner.flush()
@@ -272,7 +292,8 @@ class Completer:
         info = {"profile": runner.profile.name,
                 "strategy": stats.extra.get("strategy_used", runner.profile.context.strategy),
                 "memory": self.runners.key[1] if self.runners.key and runner is self.runners.extra else None,
-                "session": req.longchat.session, "prefill_s": round(stats.prefill_s, 3),
+                "session": req.longchat.session, "reading": reading_of(stats.extra),
+                "prefill_s": round(stats.prefill_s, 3),
                 "decode_s": round(stats.decode_s, 3), "notes": notes}
         return Result(text, "tool_calls" if calls else finish, stats.prompt_tokens, stats.new_tokens,
                       stats.reused_tokens, calls, info)
@@ -330,6 +351,49 @@ class ServedSession(SessionConversation):
 
 
 # ---------------------------------------------------------------- prompts
+
+
+def reading_of(extra: dict) -> dict | None:
+    """How the last reply read its long input (`Reading.info`), from the engine's stats."""
+    keys = ("read", "input_tokens", "read_tokens", "pieces")
+    return {k: extra[k] for k in keys if k in extra} or None
+
+
+def as_conversation(runner: Runner, messages: list[dict], tools, sampling: Sampling, notes: list[str],
+                    memory_name: str | None, prefix: list[int] | None):
+    """(a `Conversation` holding the request's turns and long input, the question) when the
+    request has a long input the reading policy reads (a user message past what the model reads
+    whole, or an attached memory), as `chat` would read it; None otherwise (the messages are
+    read as they are). Requests with tool messages or an assistant turn to continue are not."""
+    from longchat.chat.conversation import Conversation, Turn
+
+    limit = reading.long_message_limit(runner)
+    if limit is None or any(m["role"] not in ("system", "user", "assistant") for m in messages):
+        return None
+    if messages[-1]["role"] != "user":
+        return None
+    long = any(m["role"] == "user" and len(m["content"]) > limit and len(runner.encode(m["content"])) > limit
+               for m in messages)
+    if not (long or memory_name):
+        return None
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system") or None
+    conversation = Conversation(runner, system, sampling, note=notes.append)
+    conversation.tools = tools
+    if memory_name:
+        conversation.memory, conversation.memory_name = Memory.open(named_root() / memory_name), memory_name
+        conversation.memory_ids = prefix
+    pending = None
+    for m in messages[:-1]:
+        if m["role"] == "user":
+            text = conversation.take_long_message(m["content"])
+            pending = text if pending is None else pending + "\n\n" + text
+        elif m["role"] == "assistant":
+            conversation.turns.append(Turn(pending or "", m["content"]))
+            pending = None
+    question = conversation.take_long_message(messages[-1]["content"])
+    if pending is not None:
+        question = pending + "\n\n" + question
+    return conversation, question
 
 
 def _last_user(messages: list[dict]) -> int:

@@ -186,9 +186,13 @@ def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex[:24]}"
 
 
-def usage(prompt: int, completion: int, cached: int) -> dict:
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": cached}}
+def usage(prompt: int, completion: int, cached: int, read: dict | None = None) -> dict:
+    """OpenAI's usage object; `read`: how a long input was read (`Reading.info`), as `longchat`."""
+    out = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+           "prompt_tokens_details": {"cached_tokens": cached}}
+    if read:
+        out["longchat"] = read
+    return out
 
 
 def completion(cid: str, model: str, result, created: int | None = None) -> dict:
@@ -198,7 +202,8 @@ def completion(cid: str, model: str, result, created: int | None = None) -> dict
         message["tool_calls"] = result.tool_calls
     return {"id": cid, "object": "chat.completion", "created": created or int(time.time()), "model": model,
             "choices": [{"index": 0, "message": message, "finish_reason": result.finish_reason, "logprobs": None}],
-            "usage": usage(result.prompt_tokens, result.completion_tokens, result.cached_tokens),
+            "usage": usage(result.prompt_tokens, result.completion_tokens, result.cached_tokens,
+                           result.info.get("reading")),
             "system_fingerprint": None, "longchat": result.info}
 
 
