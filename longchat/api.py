@@ -375,6 +375,7 @@ def _answer_from(runner, mem, question, sampling, system, on_text, progress, not
     """Answer from an encoded memory: only the question's tokens (and any quote) are read, or,
     with `auto` on a long memory, only BM25's best passages of it (`answer_from_passages`)."""
     mem.lock(exclusive=False)
+    mem.touch()  # `memories list` shows when it was last read, by passages or blocks
     try:
         head = len(encode_rendered(runner.tokenizer, frame(runner.tokenizer, system)[0]))
         if mem.complete and reading.reads_passages(runner, mem.tokens - head):  # ids.bin is read only then

@@ -232,6 +232,7 @@ class Conversation:
         if self.memory is not None:
             head = len(self._head_ids())
             size = self.memory.tokens - head
+            self.memory.touch()  # `memories list` shows when it was last read
             if self._memory_passages():
                 chosen = reading.choose(runner, self.memory.ids(), head, question, note=self.note)
                 if chosen is not None:
@@ -490,6 +491,9 @@ def _stats(conv: Conversation, arg: str) -> CommandResult:
                      f"stop: {s.stop_reason}")
         lines.append(f"  prompt: {s.prompt_tokens:,} tokens, {s.reused_tokens:,} reused from the cache, "
                      f"{s.prompt_tokens - s.reused_tokens:,} read in {s.prefill_s:.2f} s")
+    if conv.reading is not None:
+        r = conv.reading
+        lines.append(f"  read the long input: {r.how}, {r.read_tokens:,} of {r.input_tokens:,} tokens")
     t = conv.totals
     lines.append(f"session: {_plural(t.replies, 'reply', 'replies')}, {t.prompt_tokens - t.reused_tokens:,} "
                  f"tokens read in {t.prefill_s:.1f} s, {t.new_tokens:,} generated in {t.decode_s:.1f} s")

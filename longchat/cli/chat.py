@@ -125,7 +125,8 @@ def run_piped(conversation: Conversation, lines: Iterable[str], stats: bool) -> 
             if result.exit:
                 return
             continue
-        conversation.send(user_text(message), on_text=stream_out)
+        with prefill_progress() as progress:  # as `ask` shows it: encoding a long input, reading a long prompt
+            conversation.send(user_text(message), on_text=stream_out, progress=progress)
         stream_out("\n")
         if stats:
             print_stats(conversation.runner, conversation.last_stats)

@@ -39,6 +39,11 @@ def ingest(
     check_sources(sources)
     set_quiet(quiet)
     runner = open_runner_cli(profile, model, device, set_)
+    past = getattr(runner.profile.strategy, "passages_past", 0)
+    if past:  # say up front which questions will read what is about to be encoded
+        note(f"profile '{runner.profile.name}': questions whose words a passage holds, or whose meaning a few lines "
+             f"match, will read the memory's stored text (BM25 passages, nearest lines); its encoded blocks serve "
+             f"the others and questions about the whole input (--profile infllm reads the blocks for every question)")
     with prefill_progress("encoding", always=True) as progress:
         result = memory.ingest(runner, sources, name=name, append=append, progress=progress, note=note,
                                checkpoint_every=checkpoint_every)
