@@ -363,7 +363,7 @@ def compress_to(runner: Runner, document: str, question: str | None, budget: int
     (what a remote engine reads of an input past its window that no passage answers)."""
     from longchat import compress
 
-    note(f"compressing the input question-aware with the local compressor down to ~{budget:,} tokens")
+    note(f"compressing it question-aware with the local compressor down to ~{budget:,} tokens")
     result = compress.compressor_for(runner, note=note).compress(
         [document], question=question, keep=keep, target_tokens=budget, method="longllmlingua",
         progress=progress or (lambda d, t: None))

@@ -123,20 +123,23 @@ def choose(runner, ids: list[int], start: int, question: str, *, note: Note = la
     spans = best_passages(QuestionText(ids, question, decode), start, budget,
                           cover=params.passages_cover, floor=params.passages_floor)
     missed = f"auto: no passage holds {params.passages_cover:.0%} of the question's words"
+    how, other = ("sending", "") if runner.remote else \
+        ("reading", " (--set strategy.passages_past=0 reads it all with infllm)")
     if spans:
         pieces = [ids[a:b] for a, b in spans]
         n = sum(map(len, pieces))
-        note(f"auto: the question's words match the {size:,}-token input; reading its best {n:,} tokens "
-             f"({len(spans)} passage{'s' * (len(spans) != 1)}, BM25) with full attention, as `rag` does "
-             f"(--set strategy.passages_past=0 reads it all with infllm)")
+        note(f"auto: the question's words match the {size:,}-token input; {how} its best {n:,} tokens "
+             f"({len(spans)} passage{'s' * (len(spans) != 1)}, BM25) with full attention, as `rag` does{other}")
         return Reading("passages", size, GAP.join(e.strip() for e in decode(pieces)), pieces, params.passages_boost)
     if (lines := _nearest_lines(runner, ids[start:], question, budget)):
         pieces = [encoded for _, encoded in lines]
         n = sum(map(len, pieces))
-        note(f"{missed}; reading the {len(lines)} lines nearest its meaning ({n:,} tokens of {size:,}, static "
-             f"word vectors) with full attention (--set strategy.meaning_lines=0 reads it all with infllm)")
+        note(f"{missed}; {how} the {len(lines)} lines nearest its meaning ({n:,} tokens of {size:,}, static "
+             f"word vectors) with full attention" + ("" if runner.remote else
+                                                     " (--set strategy.meaning_lines=0 reads it all with infllm)"))
         return Reading("meaning", size, "\n".join(text for text, _ in lines), pieces, params.passages_boost)
-    note(f"{missed}; reading all {size:,} tokens " + ("with infllm" if not runner.remote else "compressed"))
+    note(f"{missed}; " + (f"reading all {size:,} tokens with infllm" if not runner.remote else
+                          f"the {size:,}-token input is past the engine's window"))
     return None
 
 

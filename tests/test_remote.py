@@ -183,7 +183,7 @@ def test_past_the_window_auto_sends_the_passages_that_match_the_question(cli, en
                          "-n", "24", "--stats")
     assert code == 0, err
     assert "Tromsø" in out
-    assert "past the engine's window and the question's words match it; sending its best" in err
+    assert "the question's words match the" in err and "sending its best" in err
     stats = stats_of(err)
     assert stats["read"] == "passages" and stats["document_tokens"] > WINDOW
     assert stats["remote_prompt_tokens"] + 24 <= WINDOW
@@ -193,8 +193,8 @@ def test_past_the_window_auto_compresses_when_no_passage_matches(cli, bare, tmp_
     doc = tmp_path / "long.txt"  # a small window (the profile's: this engine reports none) keeps it quick
     doc.write_text(haystack(500))
     code, out, err = cli("ask", "--model", remote(bare.url), "--set", "context.window=384", doc,
-                         "Which spacecraft departs first?", "-n", "16", "--stats")
-    assert code == 0, err
+                         "What is the main topic of the text?", "-n", "16", "--stats")
+    assert code == 0, err  # about the whole input: no passage and no nearest lines, as for a local model
     assert "compressing it question-aware with the local compressor" in err and "compressed " in err
     stats = stats_of(err)
     assert stats["read"] == "compressed" and stats["document_tokens"] > 384

@@ -111,12 +111,11 @@ class Conversation:
         one (passages, lines, compressed), or already encoded before it all (memory)."""
         messages = self.messages(user_text, first_turn)
         how = chosen.how if chosen is not None else None
-        if how in ("passages", "meaning", "compressed"):  # read for this question: it goes with the question
-            messages[-1] = {"role": "user", "content": PREAMBLE + chosen.text + QUESTION.format(question=user_text)}
         if how != "memory":
-            if how == "whole":  # the first user message carries the documents, like an ask prompt
+            if how is not None:  # the first user message carries the documents (as read for this question)
+                text = self.documents if how == "whole" else chosen.text
                 first = next(i for i, m in enumerate(messages) if m["role"] == "user")
-                content = PREAMBLE + self.documents + QUESTION.format(question=messages[first]["content"])
+                content = PREAMBLE + text + QUESTION.format(question=messages[first]["content"])
                 messages[first] = {"role": "user", "content": content}
             self.last_messages = messages  # what a remote engine is sent (it applies its own template)
             return chat_ids(self.runner.tokenizer, messages, self.tools)
