@@ -189,6 +189,18 @@ def test_past_the_window_auto_sends_the_passages_that_match_the_question(cli, en
     assert stats["remote_prompt_tokens"] + 24 <= WINDOW
 
 
+def test_chat_about_a_file_past_the_window_reads_what_ask_reads(cli, engine, tmp_path):
+    doc = tmp_path / "long.txt"
+    doc.write_text(haystack(8000, fact="The backup servers are housed in Tromsø."))
+    code, out, err = cli("chat", "--model", remote(engine.url), "--file", doc, "-n", "24", "--stats",
+                         input="Where are the backup servers housed?\n")
+    assert code == 0, err
+    assert "Tromsø" in out
+    assert "the question's words match the" in err and "sending its best" in err
+    stats = stats_of(err)
+    assert stats["read"] == "passages" and stats["input_tokens"] > WINDOW and stats["read_tokens"] < WINDOW
+
+
 def test_past_the_window_auto_compresses_when_no_passage_matches(cli, bare, tmp_path):
     doc = tmp_path / "long.txt"  # a small window (the profile's: this engine reports none) keeps it quick
     doc.write_text(haystack(500))
