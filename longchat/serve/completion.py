@@ -377,6 +377,8 @@ def as_conversation(runner: Runner, messages: list[dict], tools, sampling: Sampl
     if not (long or memory_name):
         return None
     system = "\n\n".join(m["content"] for m in messages if m["role"] == "system") or None
+    if memory_name and system:  # a memory is encoded without one: `after_memory` places it after the memory
+        return None
     conversation = Conversation(runner, system, sampling, note=notes.append)
     conversation.tools = tools
     if memory_name:
