@@ -90,6 +90,8 @@ class Conversation:
         self.memory = None        # the attached named memory (`longchat.memory.Memory`)
         self.documents = ""       # attached files and long messages' bodies (compressed when the profile says so)
         self._document_ids: list[int] | None = None
+        self.files: list[str] = []  # attached as they are: their encoding is the one `ask` caches
+        self.pasted = False         # documents that are no file as it is (a long message, compressed files)
         self.reading: Reading | None = None  # how the last message read the long input
         self.tools: list[dict] | None = None  # function schemas the prompt offers (the server's requests)
         self.last_messages: list[dict] | None = None  # the messages the last prompt ids were made from
@@ -186,6 +188,7 @@ class Conversation:
             result = compress.compress_sources(compress.compressor_for(self.runner, self.note), specs,
                                                progress=progress, note=self.note, method="llmlingua")
             text, what = result.text, f"{compress.describe(result)}"
+            self.pasted = True
         else:
             text = read_text(specs, note=self.note)
             what = f"{len(self.runner.encode(text)):,} tokens"
@@ -197,6 +200,7 @@ class Conversation:
                                  f"{self.runner.window:,}; use --profile auto, --compress RATE, or "
                                  f"`longchat ingest` and --memory")
         self.add_document(text)
+        self.files += list(specs)
         self.reset()
         return what
 
@@ -222,6 +226,7 @@ class Conversation:
         self.note(f"the message is {n:,} tokens: its text before the last paragraph is read as a document, "
                   f"the last paragraph as the question")
         self.add_document(body)
+        self.pasted = True
         return question
 
     def choose_reading(self, question: str, progress: Progress | None = None) -> Reading | None:
@@ -280,11 +285,17 @@ class Conversation:
         strategy, message = memory.infllm_for(runner, total + self.sampling.max_new_tokens)
         if message:
             self.note(message)
-        srcs = [text_source(self.documents, "<chat documents>")]
-        cached = memory.cached(runner, srcs, head, False)
+        if self.files and not self.pasted:  # the sources as `ask` reads them: one cache entry for both
+            from longchat.memory.encode import collect_sources
+            from longchat.sources import wants_headers
+
+            srcs, headers, ids = collect_sources(self.files, note=self.note), wants_headers(self.files), None
+        else:
+            srcs, headers, ids = [text_source(self.documents, "<chat documents>")], False, [self.document_ids()]
+        cached = memory.cached(runner, srcs, head, headers)
         if cached is None:
             strategy.prepare(total + self.sampling.max_new_tokens, folder=memory.cache_root())
-            result = memory.encode_for_ask(runner, strategy, srcs, head, False, [self.document_ids()], cache=True,
+            result = memory.encode_for_ask(runner, strategy, srcs, head, headers, ids, cache=True,
                                            progress=progress or (lambda d, t: None), note=self.note,
                                            head_ids=head_ids)
             cached = result.memory
