@@ -109,8 +109,9 @@ class Conversation:
 
     def _prompt_ids(self, user_text: str, first_turn: int = 0, chosen: Reading | None = None) -> list[int]:
         """The prompt for `user_text` after the turns from `first_turn`, with the long input read
-        as `chosen` says: whole in the first user message, the text read in its place in the last
-        one (passages, lines, compressed), or already encoded before it all (memory)."""
+        as `chosen` says: the first user message carries it (whole, or the text read in its place
+        for this question: passages, lines, compressed), as an `ask` prompt does, or it is
+        already encoded before it all (memory)."""
         messages = self.messages(user_text, first_turn)
         how = chosen.how if chosen is not None else None
         if how != "memory":
