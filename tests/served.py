@@ -79,6 +79,16 @@ class Served:
         assert response.status == 200
         return conn, response
 
+    def logged(self, text: str, timeout: float = 10) -> bool:
+        """Whether the server's log shows a line holding `text` (the access line is written after
+        the response: it may come a moment after the client has its reply)."""
+        end = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.05)
+        return True
+
     def wait_idle(self, timeout: float = 30) -> float:
         """Seconds until the model is idle and nobody waits."""
         start = time.monotonic()

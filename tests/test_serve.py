@@ -88,8 +88,7 @@ def test_a_reply_with_usage_that_matches_the_tokenizer(server, tokenizer):
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
     assert choice.finish_reason == ("length" if usage.completion_tokens == 8 else "stop")
     assert reply.model_extra["longchat"]["strategy"] == "full"  # auto, on a prompt that fits
-    assert any(f"POST /v1/chat/completions 200 prompt={usage.prompt_tokens} completion={usage.completion_tokens} "
-               in line for line in server.lines)
+    assert server.logged(f"POST /v1/chat/completions 200 prompt={usage.prompt_tokens} completion={usage.completion_tokens} ")
 
 
 def test_streaming_gives_the_same_reply_and_ends_with_usage(server):
