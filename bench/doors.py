@@ -7,7 +7,8 @@ the same document:
   ask         api.ask on the document file
   chat-file   a Conversation with the file attached, one question
   chat-2turn  a Conversation with a file holding two facts (the next sample's at depth+0.5):
-              turn 1 asks the first (row "chat-2turn/t1"), turn 2 the second (row "chat-2turn")
+              turn 1 asks the first (row "chat-2turn/t1"), turn 2 the second (row "chat-2turn"),
+              compared with `ask` of the second question on the same document (row "ask-2fact")
   session     a SessionConversation, document and question pasted as one message
   chat-paste  a Conversation without files, document and question pasted as one message
   serve       `longchat serve` in a subprocess, the pasted message over the OpenAI API
@@ -37,7 +38,9 @@ from itertools import product
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-DOORS = ("ask", "chat-file", "chat-2turn", "session", "chat-paste", "serve", "rag", "full@2k")
+DOORS = ("ask", "chat-file", "ask-2fact", "chat-2turn", "session", "chat-paste", "serve", "rag", "full@2k")
+# chat-2turn's second answer is compared with `ask` on the same two-fact document and question
+BASELINE = {"chat-2turn": "ask-2fact"}
 QKINDS = ("shared", "paraphrase")
 
 
@@ -88,7 +91,7 @@ def table(rows: list[dict]) -> str:
     column whether the door's count is within one of ask's."""
     cols = [(n, q) for n in sorted({r["length"] for r in rows}) for q in QKINDS
             if any(r["length"] == n and r["question"] == q for r in rows)]
-    order = DOORS[:2] + ("chat-2turn/t1",) + DOORS[2:]
+    order = DOORS[:3] + ("chat-2turn/t1",) + DOORS[3:]
     doors = [d for d in order if any(r["door"] == d for r in rows)]
     label = lambda n: f"{n // 1024}k" if n % 1024 == 0 else f"{n:,}"  # noqa: E731
 
@@ -102,9 +105,10 @@ def table(rows: list[dict]) -> str:
     for door in doors:
         cells, near = [], []
         for n, q in cols:
-            mine, ask = count(door, n, q), count("ask", n, q)
+            base = BASELINE.get(door, "ask")
+            mine, ask = count(door, n, q), count(base, n, q)
             cells.append((f"{mine[0]}/{mine[1]}" + (f" ({mine[2]} raised)" if mine[2] else "")) if mine else "-")
-            if mine and ask and door != "ask":
+            if mine and ask and door not in ("ask", "ask-2fact"):
                 near.append(f"{label(n)} {q}: {'yes' if abs(mine[0] - ask[0]) <= 1 else 'NO'}")
         lines.append(f"| {door} | " + " | ".join(cells) + f" | {', '.join(near) or '-'} |")
     return "\n".join(lines)
@@ -187,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
             yield conv.send(question), read(), None
             yield conv.send(getattr(every[i + 1][1], qkind)), read(), None
             return
+        if door == "ask-2fact":  # chat-2turn's second question, asked alone
+            path, doc = document(i, length, two=True)
+            yield api.ask(runner, [str(path)], getattr(every[i + 1][1], qkind), sampling=sampling), read(), None
+            return
         path, doc = document(i, length, ceiling=door == "full@2k")
         pasted = doc + "\n\n" + question
         if door in ("ask", "rag", "full@2k"):
@@ -231,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as e:  # every question of this door gets the error
                 broken = e
             for length, i, qkind in product([2048] if door == "full@2k" else lengths, range(args.samples), qkinds):
-                asked = [("chat-2turn/t1", i), ("chat-2turn", i + 1)] if door == "chat-2turn" else [(door, i)]
+                asked = [("chat-2turn/t1", i), ("chat-2turn", i + 1)] if door == "chat-2turn" else \
+                    [(door, i + 1)] if door == "ask-2fact" else [(door, i)]
                 replies, start = [], time.perf_counter()
                 try:
                     if broken is not None:
