@@ -88,7 +88,7 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 def table(rows: list[dict]) -> str:
     """Markdown: correct/asked per door (rows) and length x question kind (columns), and per
-    column whether the door's count is within one of ask's."""
+    column whether the door's count is within one of ask's, or above it (chat-2turn: of ask-2fact's)."""
     cols = [(n, q) for n in sorted({r["length"] for r in rows}) for q in QKINDS
             if any(r["length"] == n and r["question"] == q for r in rows)]
     order = DOORS[:3] + ("chat-2turn/t1",) + DOORS[3:]
@@ -101,7 +101,7 @@ def table(rows: list[dict]) -> str:
         return (sum(r["correct"] for r in got), len(got), errors) if got else None
 
     head = [f"{label(n)} {q}" for n, q in cols]
-    lines = ["| door | " + " | ".join(head) + " | within 1 of ask? |", "| --- |" + " --- |" * (len(cols) + 1)]
+    lines = ["| door | " + " | ".join(head) + " | within 1 of ask (or better)? |", "| --- |" + " --- |" * (len(cols) + 1)]
     for door in doors:
         cells, near = [], []
         for n, q in cols:
@@ -109,7 +109,7 @@ def table(rows: list[dict]) -> str:
             mine, ask = count(door, n, q), count(base, n, q)
             cells.append((f"{mine[0]}/{mine[1]}" + (f" ({mine[2]} raised)" if mine[2] else "")) if mine else "-")
             if mine and ask and door not in ("ask", "ask-2fact"):
-                near.append(f"{label(n)} {q}: {'yes' if abs(mine[0] - ask[0]) <= 1 else 'NO'}")
+                near.append(f"{label(n)} {q}: {'yes' if mine[0] >= ask[0] - 1 else 'NO'}")  # or better
         lines.append(f"| {door} | " + " | ".join(cells) + f" | {', '.join(near) or '-'} |")
     return "\n".join(lines)
 
