@@ -47,9 +47,11 @@ def list_(as_json: bool = typer.Option(False, "--json", help="One JSON array ins
 @sessions_app.command()
 def show(name: str = typer.Argument(..., metavar="NAME", help="The session."),
          last: int = typer.Option(20, "--last", "-n", help="How many of the latest messages to print.")) -> None:
-    """A session's core memory, summary and latest messages."""
+    """A session's documents, core memory, summary and latest messages."""
     data = _store().export(name)
     print(f"session {data['name']} · {len(data['messages'])} messages · last used {_when(data['updated'])}")
+    for doc in data["documents"]:
+        print(f"[document {doc['label']}] {len(doc['content']):,} characters, read per question")
     for label, value in data["core"].items():
         print(f"[core {label}] {value}")
     if data["summary"]:
