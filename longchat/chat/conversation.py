@@ -193,8 +193,8 @@ class Conversation:
         else:
             text = read_text(specs, note=self.note)
             what = f"{len(self.runner.encode(text)):,} tokens"
-        joined = (self.documents + "\n\n" + text) if self.documents else text
         if reading.whole_limit(self.runner) is None:  # read whole every turn: it must fit
+            joined = (self.documents + "\n\n" + text) if self.documents else text
             need = len(self.runner.encode(joined)) + self.sampling.max_new_tokens
             if need > self.runner.window:
                 raise InputError(f"the files need {need:,} tokens with a reply but the window holds "
@@ -208,8 +208,10 @@ class Conversation:
     # ------------------------------------------------------------ how the long input is read
 
     def document_ids(self) -> list[int]:
+        """The long input's token ids, made once: the documents', or the attached memory's stored
+        ids (its template head included; it is locked for the chat and does not change)."""
         if self._document_ids is None:
-            self._document_ids = self.runner.encode(self.documents)
+            self._document_ids = self.memory.ids() if self.memory is not None else self.runner.encode(self.documents)
         return self._document_ids
 
     def take_long_message(self, user_text: str) -> str:
@@ -239,7 +241,7 @@ class Conversation:
             size = self.memory.tokens - head
             self.memory.touch()  # `memories list` shows when it was last read
             if self._memory_passages():
-                chosen = reading.choose(runner, self.memory.ids(), head, question, note=self.note)
+                chosen = reading.choose(runner, self.document_ids(), head, question, note=self.note)
                 if chosen is not None:
                     return chosen
             self._attach()
@@ -250,9 +252,10 @@ class Conversation:
         limit = reading.whole_limit(runner)
         if limit is None:
             return Reading("whole", len(ids))
-        inline = self._prompt_ids(question, chosen=Reading("whole", len(ids)))
-        if len(inline) + self.sampling.max_new_tokens <= limit:
-            return Reading("whole", len(ids))
+        whole = Reading("whole", len(ids))  # tried only when the documents alone leave room
+        if len(ids) + self.sampling.max_new_tokens <= limit and \
+                len(self._prompt_ids(question, chosen=whole)) + self.sampling.max_new_tokens <= limit:
+            return whole
         if reading.reads_passages(runner, len(ids)) or runner.remote:
             budget = None
             if runner.remote:

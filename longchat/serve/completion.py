@@ -372,10 +372,8 @@ def as_conversation(runner: Runner, messages: list[dict], tools, sampling: Sampl
         return None
     if messages[-1]["role"] != "user":
         return None
-    long = any(m["role"] == "user" and len(m["content"]) > limit and len(runner.encode(m["content"])) > limit
-               for m in messages)
-    if not (long or memory_name):
-        return None
+    if not memory_name and not any(m["role"] == "user" and len(m["content"]) > limit for m in messages):
+        return None  # >= 1 character a token: no message is long
     system = "\n\n".join(m["content"] for m in messages if m["role"] == "system") or None
     if memory_name and system:  # a memory is encoded without one: `after_memory` places it after the memory
         return None
@@ -395,6 +393,8 @@ def as_conversation(runner: Runner, messages: list[dict], tools, sampling: Sampl
     question = conversation.take_long_message(messages[-1]["content"])
     if pending is not None:
         question = pending + "\n\n" + question
+    if not (memory_name or conversation.documents):  # no message was long after all: read as they are
+        return None
     return conversation, question
 
 
