@@ -116,7 +116,7 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--split", choices=("train", "heldout"), default="train")
+    parser.add_argument("--split", choices=("train", "heldout", "fresh"), default="train")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--lengths", default="8k,32k")
