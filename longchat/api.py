@@ -14,8 +14,6 @@ from typing import BinaryIO, Callable, Iterable, Sequence
 from longchat import memory as memories
 from longchat import reading
 from longchat.context import strategy_class
-from longchat.context.base import QuestionText
-from longchat.context.infllm.lexical import best_passages
 from longchat.memory.encode import collect_sources, read_ids
 from longchat.prompts import (LOG_REPORT_PROMPT, MERGE_PROMPT, SUMMARY_PROMPT, ask_messages, chat_ids, encode_rendered,
                               frame, question_suffix)
@@ -244,41 +242,18 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
     if message:
         note(message)
     if total is not None:  # will the blocks fit: in RAM (or the disk tier), or in the ask cache's folder?
-        strategy.prepare(total + strategy.params.quote_budget + sampling.max_new_tokens,
-                         folder=memories.cache_root() if cache else None)
+        strategy.prepare(total + sampling.max_new_tokens, folder=memories.cache_root() if cache else None)
     result = memories.encode_for_ask(runner, strategy, srcs, head, headers, ids, cache=cache,
                                      progress=progress or (lambda d, t: None), note=note, head_ids=head_ids)
-    suffix, quoted = question_after(runner, engine.cached_ids, question, system, note)
     answer = engine.generate_text(list(engine.cached_ids) + suffix, sampling, on_text=on_text, query=question,
                                   apart=True)
     engine.stats.extra.update(memory=result.memory.name if result.memory else None, cache="miss" if cache else "off",
-                              quoted_tokens=quoted, encoded_tokens=result.encoded,
+                              encoded_tokens=result.encoded,
                               encode_s=round(result.seconds, 3), encode_tok_s=round(result.tokens_per_s, 1))
     if result.memory is not None:
         result.memory.touch()
         memories.evict_cache(memories.cache_limit(), keep=result.memory.path, note=note)
     return answer
-
-
-def question_after(runner: Runner, ids: list[int], question: str, system: str | None,
-                   note: Note) -> tuple[list[int], int | None]:
-    """(ids, tokens quoted) that follow an encoded document `ids` (template head included): the
-    question, and first, with `infllm.quote`, the document's passages that best match its words (BM25),
-    so the reader sees them in its local window whatever the memory retrieval picks."""
-    tok = runner.tokenizer
-    params = memories.infllm_for_params(runner)
-    excerpts: list[str] = []
-    quoted = None
-    if params is not None and params.quote_budget:
-        start = len(encode_rendered(tok, frame(tok, system)[0]))
-        decode = lambda spans: tok.batch_decode(spans, skip_special_tokens=True)  # noqa: E731
-        spans = best_passages(QuestionText(ids, question, decode), start, params.quote_budget)
-        excerpts = decode([ids[a:b] for a, b in spans])
-        quoted = sum(b - a for a, b in spans)
-        note(f"infllm: quoting {quoted:,} tokens ({len(spans)} passage{'s' * (len(spans) != 1)}) that share words "
-             f"with the question before it (infllm.quote)" if spans
-             else "infllm: no passage shares a word with the question; nothing quoted (infllm.quote)")
-    return question_suffix(tok, question, system, excerpts), quoted
 
 
 def answer_from_passages(runner: Runner, ids: list[int], start: int, question: str, system: str | None,
@@ -372,7 +347,7 @@ def compress_to(runner: Runner, document: str, question: str | None, budget: int
 
 
 def _answer_from(runner, mem, question, sampling, system, on_text, progress, note, hit: str) -> str:
-    """Answer from an encoded memory: only the question's tokens (and any quote) are read, or,
+    """Answer from an encoded memory: only the question's tokens are read, or,
     with `auto` on a long memory, only BM25's best passages of it (`answer_from_passages`)."""
     mem.lock(exclusive=False)
     mem.touch()  # `memories list` shows when it was last read, by passages or blocks
@@ -387,13 +362,12 @@ def _answer_from(runner, mem, question, sampling, system, on_text, progress, not
         start = time.perf_counter()
         prefix = memories.attach(runner, mem, system=system, note=note)
         load_s = time.perf_counter() - start
-        suffix, quoted = question_after(runner, prefix, question, system, note)
+        suffix = question_suffix(runner.tokenizer, question, system)
         answer = runner.engine.generate_text(prefix + suffix, sampling, on_text=on_text, progress=progress,
                                              query=question, apart=True)
     finally:
         mem.unlock()
-    runner.engine.stats.extra.update(memory=mem.name, cache=hit, memory_load_s=round(load_s, 3),
-                                     quoted_tokens=quoted)
+    runner.engine.stats.extra.update(memory=mem.name, cache=hit, memory_load_s=round(load_s, 3))
     return answer
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 PREAMBLE = "Read the document below, then answer the question that follows it.\n\n"
 QUESTION = "\n\nQuestion: {question}"
-# Passages of a long document quoted again right before the question (`infllm.quote`).
-QUOTE = "\n\nExcerpts from the document that share words with the question:\n\n{excerpts}"
 SENTINEL = "\x00"  # where the document goes in a rendered frame
 ASK_PROMPT = PREAMBLE + "{document}" + QUESTION
 SUMMARY_PROMPT = ("Summarize the following text in a short paragraph. Keep names, numbers, dates "
@@ -48,10 +46,9 @@ def frame(tokenizer, system: str | None, first_user: str = "") -> tuple[str, str
     return head, tail
 
 
-def question_suffix(tokenizer, question: str, system: str | None = None, excerpts: list[str] = ()) -> list[int]:
-    """The ids after the document: the question (after `excerpts` of the document, if any)."""
-    quote = QUOTE.format(excerpts="\n\n[...]\n\n".join(e.strip() for e in excerpts)) if excerpts else ""
-    _, tail = frame(tokenizer, system, quote + QUESTION.format(question=question))
+def question_suffix(tokenizer, question: str, system: str | None = None) -> list[int]:
+    """The ids after the document: the question."""
+    _, tail = frame(tokenizer, system, QUESTION.format(question=question))
     return tokenizer.encode(tail, add_special_tokens=False)
 
 

@@ -22,11 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from longchat.context.base import QuestionText
-from longchat.context.infllm.lexical import best_passages
 from longchat.prompts import QUESTION
 from longchat.runtime.generate import CopyGuard, sentence_breaks
 from longchat.text.embed import nearest_lines
+from longchat.text.retrieval import best_passages
 from longchat.text.words import about_the_whole
 
 Note = Callable[[str], None]
@@ -120,7 +119,7 @@ def choose(runner, ids: list[int], start: int, question: str, *, note: Note = la
     budget = min(params.passages_budget, budget or params.passages_budget)
     decode = lambda spans: tok.batch_decode(spans, skip_special_tokens=True)  # noqa: E731
     size = len(ids) - start
-    spans = best_passages(QuestionText(ids, question, decode), start, budget,
+    spans = best_passages(ids, question, decode, start, budget,
                           cover=params.passages_cover, floor=params.passages_floor)
     missed = f"auto: no passage holds {params.passages_cover:.0%} of the question's words"
     how, other = ("sending", "") if runner.remote else \

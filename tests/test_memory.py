@@ -272,27 +272,36 @@ def test_chat_with_a_memory_reads_only_the_new_turns(home, tiny_chat_model, tmp_
     assert conv.handle_command("/system other").error
 
 
-def test_event_shaped_blocks_survive_checkpoints_and_a_new_process(home, tiny_chat_model, tmp_path):
-    """With `segment = surprise` each block's length is part of the memory: a new process
-    restores them and reads only the question, and the memory is refused under fixed-size
-    settings (its key names the cut)."""
-    events = ["strategy.segment=surprise", "strategy.min_block=6", "strategy.surprise_window=32"]
-    docs = [text_file(tmp_path / f"e{i}.txt", 700, seed=i) for i in range(2)]
-    one = memories.ingest(runner_for(tiny_chat_model, *events), [str(d) for d in docs], name="events")
-    lens = list(one.memory.load_checkpoint(one.memory.checkpoints[-1])["lens"].tolist())
-    assert len(lens) > 10 and any(n < 16 for n in lens) and all(6 <= n <= 16 for n in lens)
-    # A new process: lengths restored; only the question is read, twice gives the same logits.
-    r = runner_for(tiny_chat_model, *events)
-    prefix = memories.attach(r, find("events"))
-    assert r.engine.strategy.lens == lens
-    suffix = question_suffix(r.tokenizer, "what?")
-    hit = next_logits(r, prefix + suffix)
-    assert r.engine.stats.reused_tokens == len(prefix) and torch.isfinite(hit).all()
-    again = runner_for(tiny_chat_model, *events)
-    memories.attach(again, find("events"))
-    assert torch.equal(next_logits(again, prefix + suffix), hit)
-    with pytest.raises(MemoryStoreError, match="segment"):
+def test_the_key_of_default_settings_is_the_one_memories_were_written_with(home, tiny_chat_model, tmp_path):
+    """Removing settings (issue 40) changed no memory's key: existing memories and ask-cache
+    entries stay valid. One encoded with event-shaped blocks (`segment = "surprise"`, since
+    removed) is refused in one line that says so."""
+    from types import SimpleNamespace
+
+    from longchat.context.infllm import InfLLMParams
+    from longchat.memory import encode
+
+    model = SimpleNamespace(name="m", path=None, decoder=SimpleNamespace(dtype=torch.float32, weight_format="fp32"))
+    runner = SimpleNamespace(model=model, profile=SimpleNamespace(context=SimpleNamespace(prefill_chunk=512)))
+    sha, encode.model_sha256 = encode.model_sha256, lambda path: "x"
+    try:
+        key = encode.memory_key(runner, InfLLMParams(), "head")
+    finally:
+        encode.model_sha256 = sha
+    assert key == {"model": "m", "model_sha256": "x", "dtype": "float32", "prefill_chunk": 512, "head": "head",
+                   "infllm.n_init": 128, "infllm.n_local": 1024, "infllm.block_size": 128, "infllm.topk": 8,
+                   "infllm.repr_topk": 16, "infllm.store_bits": 16, "infllm.memory_positions": "ordered"}
+    memories.ingest(runner_for(tiny_chat_model), [str(text_file(tmp_path / "e.txt", 300))], name="events")
+    manifest = find("events").path / "manifest.json"
+    written = json.loads(manifest.read_text())
+    # What an ingest with `--set strategy.segment=surprise` wrote before issue 40:
+    written["key"].update({"infllm.segment": "surprise", "infllm.surprise_gamma": 1.0,
+                           "infllm.surprise_window": 128, "infllm.min_block": 64})
+    manifest.write_text(json.dumps(written))
+    with pytest.raises(MemoryStoreError, match=r"'events' was encoded with event-shaped blocks .*no longer reads; "
+                                               r"remove it with `longchat memories rm events` and ingest again") as err:
         memories.attach(runner_for(tiny_chat_model), find("events"))
+    assert "\n" not in str(err.value)
 
 
 def test_auto_reads_the_matching_passages_alone_past_passages_past(home, tiny_chat_model, tmp_path):
@@ -385,31 +394,6 @@ def test_auto_reads_the_lines_nearest_the_questions_meaning_when_no_passage_matc
     assert "read" not in off.engine.stats.extra and off.engine.strategy.chosen == "infllm"
 
 
-def test_quote_reads_the_matching_passage_again_before_the_question(home, tiny_chat_model, tmp_path):
-    """`infllm.quote`: the passage that shares the question's words is quoted right before
-    it, on a fresh encode and from the cache alike; with no shared word nothing is."""
-    from longchat import api
-    from longchat.runtime.generate import Sampling
-
-    doc = text_file(tmp_path / "doc.txt", 1500)
-    words = doc.read_text().split()
-    words[700] = "zanzibar"
-    doc.write_text(" ".join(words) + "\n")
-    r = runner_for(tiny_chat_model, "strategy.n_local=384", "strategy.quote=128")
-    for hit in ("miss", "hit"):
-        notes: list[str] = []
-        api.ask(r, [str(doc)], "Where is zanzibar?", sampling=Sampling(max_new_tokens=2), note=notes.append)
-        read = r.tokenizer.decode(r.engine.cached_ids)
-        assert r.engine.stats.extra["cache"] == hit and r.engine.stats.extra["quoted_tokens"] == 128
-        assert read.count("zanzibar") == 3  # the document, the quote, the question
-        assert read.index("Excerpts from the document") > read.index("zanzibar")
-        assert any("quoting 128 tokens (1 passage)" in n for n in notes)
-    notes = []
-    api.ask(r, [str(doc)], "Where is it?", sampling=Sampling(max_new_tokens=2), note=notes.append)
-    assert "Excerpts" not in r.tokenizer.decode(r.engine.cached_ids)
-    assert r.engine.stats.extra["quoted_tokens"] == 0 and any("nothing quoted" in n for n in notes)
-
-
 def test_auto_reads_a_short_memory_from_the_memory(home, tiny_chat_model, tmp_path):
     """`auto` picks full attention for a prompt under its window; one that starts with an attached
     memory stays with the InfLLM that holds it (else only the question would be read), also after
@@ -430,32 +414,6 @@ def test_auto_reads_a_short_memory_from_the_memory(home, tiny_chat_model, tmp_pa
         assert r.engine.stats.extra["strategy_used"] == ("infllm" if on_memory else "full")
         assert r.engine.stats.reused_tokens == (len(prefix) if on_memory else 0)
     assert replies[0] == replies[2]
-
-
-def test_ask_window_none_reads_the_document_only_through_memory(home, tiny_chat_model, tmp_path):
-    """`infllm.ask_window = "none"`: an `ask` question (a fresh encode, or from the cache) finds
-    the document's last tokens in memory blocks, not in its local window; "document" (the
-    default) keeps them there; a prompt that is not an `ask` never moves them."""
-    from longchat import api
-    from longchat.runtime.generate import Sampling
-
-    doc = text_file(tmp_path / "doc.txt", 1500)
-    greedy = Sampling(max_new_tokens=2)
-    for window, hits in (("none", ("miss", "hit")), ("document", ("hit",))):
-        r = runner_for(tiny_chat_model, f"strategy.ask_window={window}")
-        suffix = len(question_suffix(r.tokenizer, "what?"))
-        for hit in hits:
-            api.ask(r, [str(doc)], "what?", sampling=greedy)
-            s = r.engine.strategy
-            assert r.engine.stats.extra["cache"] == hit
-            if window == "none":  # the question and the answer's first token(s) only
-                assert s.window <= suffix + 2 and s.evicted == s.length - s.window
-            else:
-                assert s.window == 64
-    r = runner_for(tiny_chat_model, "strategy.ask_window=none")
-    r.engine.generate_text(r.tokenizer.encode(doc.read_text())[:600] + r.tokenizer.encode(" what?"), greedy,
-                           query="what?")
-    assert r.engine.strategy.window == 64  # not an `ask`: the window stays
 
 
 def test_pinned_boost_favours_the_pinned_block_for_an_ask_answer_only(home, tiny_chat_model, tmp_path):

@@ -69,3 +69,17 @@ def test_an_old_memory_section_names_its_new_name(tmp_path):
     with pytest.raises(ConfigError, match=r"--set 'memory.budget=600': the \[memory\] section is now \[sessions\]"):
         load_profile("full", ["memory.budget=600"])
     assert load_profile("full", ["sessions.budget=600"]).sessions.budget == 600
+
+
+def test_a_removed_setting_says_it_was_removed_and_where_to_read_why():
+    """settings.REMOVED: a key deleted from the code (issue 40's "measured, not kept") is named
+    as removed, with the page that says why, not as an unknown key."""
+    from longchat.settings import REMOVED
+
+    assert {"meaning", "quote", "contiguity", "ask_window", "segment", "surprise_gamma", "surprise_window",
+            "min_block"} <= set(REMOVED)
+    with pytest.raises(ConfigError, match=r"\[strategy\] \(infllm\): 'quote' was removed in issue 40 "
+                                          r"\(measured, not kept: docs/settings\.md\); delete it from the profile"):
+        load_profile("infllm", ["strategy.quote=1"])
+    with pytest.raises(ConfigError, match=r"'segment' was removed .*docs/settings\.md"):
+        load_profile("auto", ["infllm.segment='surprise'"])

@@ -547,9 +547,9 @@ def test_full_holds_a_prepared_prompt_and_reply_in_one_allocation(tiny):
 
 
 def test_infllm_release_window_moves_the_document_to_memory(tiny):
-    """`ask_window = "none"`: before the question, the window's tokens become memory blocks
-    (and remainder) at their own positions; read back with every block retrieved, the text
-    after them sees what full attention sees."""
+    """`focus` (a decisive re-ranking): the window's tokens become memory blocks (and
+    remainder) at their own positions; read back with every block retrieved, the text after
+    them sees what full attention sees."""
     cfg, decoder = tiny
     s = make(cfg, "infllm", n_init=8, n_local=32, block_size=8, topk=32, max_cached_block=32, consensus=False)
     run(decoder, s, IDS[:, :150], 16)
@@ -564,3 +564,34 @@ def test_infllm_release_window_moves_the_document_to_memory(tiny):
     got = run(decoder, s, IDS[:, 150:170], 20)
     want = decoder.forward(IDS[:, :170], make(cfg, "full"), logits="all")[:, 150:]
     assert torch.allclose(got, want, atol=1e-3)  # blocks are stored as float16
+
+
+def test_infllm_restores_older_states_of_fixed_blocks_and_refuses_event_shaped_ones(tiny, tmp_path):
+    """A memory's state from before issue 40 holds each block's length and the tokens' surprise
+    (before that, neither): with fixed-size blocks both restore as they were; one of
+    event-shaped blocks (`segment = "surprise"`, since removed) is refused in one line, before
+    anything is changed."""
+    from longchat.errors import StoreError
+
+    cfg, decoder = tiny
+    params = dict(n_init=8, n_local=32, block_size=8, topk=3, max_cached_block=8)
+    s = make(cfg, "infllm", **params)
+    s.persist(tmp_path, 0)
+    run(decoder, s, IDS[:, :150], 16)
+    s.sync()
+    state = s.snapshot()
+    assert not {"lens", "surprise", "s_from"} & set(state)
+    n = s.layers[0].store.count
+    written = {**state, "lens": torch.full((n,), 8, dtype=torch.int16), "surprise": torch.zeros(0), "s_from": 0}
+    want = decoder.forward(IDS[:, 150:160], s, logits="all")
+    for old_state in (state, written):
+        old = make(cfg, "infllm", **params)
+        old.restore(old_state, tmp_path)
+        assert old.block_spans() == [(8 + 8 * b, 16 + 8 * b) for b in range(n)]
+        assert (decoder.forward(IDS[:, 150:160], old, logits="all") - want).abs().max() <= TOL
+    for events in ({"lens": torch.tensor([8] * (n - 1) + [5], dtype=torch.int16)},
+                   {"surprise": torch.ones(40), "s_from": 110}):
+        fresh = make(cfg, "infllm", **params)
+        with pytest.raises(StoreError, match=r"event-shaped blocks .*no longer reads .*ingest it again") as err:
+            fresh.restore({**written, **events}, tmp_path)
+        assert "\n" not in str(err.value) and fresh.length == 0 and fresh.layers[0].store.count == 0

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from longchat import paths
 from longchat.errors import InputError, StoreError
 from longchat.locks import Lock
+from longchat.text.retrieval import WORD
 from longchat.text.words import STOPWORDS
 
 if TYPE_CHECKING:
@@ -151,14 +152,14 @@ def check_name(name: str) -> str:
 
 def fts_query(text: str) -> str | None:
     """An FTS5 query matching any content word of `text` (stop words left out), or None."""
-    words = [w for w in re.findall(r"[^\W_]+", text.lower()) if w not in STOPWORDS and len(w) > 1]
+    words = [w for w in WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 1]
     seen = list(dict.fromkeys(words))[:24]
     return " OR ".join(f'"{w}"' for w in seen) or None
 
 
 def _words(text: str) -> list[str]:
     """Content words, a plural's "s" dropped: what fact search compares."""
-    words = [w for w in re.findall(r"[^\W_]+", text.lower()) if w not in STOPWORDS and len(w) > 1]
+    words = [w for w in WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 1]
     return [w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in words]
 
 

@@ -116,13 +116,6 @@ class Auto(ContextStrategy):
     def answer_aid(self):
         return self.inner.answer_aid()
 
-    @property
-    def wants_surprise(self) -> bool:
-        return self.inner.wants_surprise
-
-    def observe_surprise(self, values: list[float]) -> None:
-        self.inner.observe_surprise(values)
-
     def truncate(self, n_tokens: int) -> bool:
         return self.inner.truncate(n_tokens)
 

@@ -111,12 +111,6 @@ class ContextStrategy:
         """The parameters a memory would be encoded with (switching nothing); None as above."""
         return None
 
-    wants_surprise = False  # True: the engine projects every token to the vocabulary and calls
-                            # `observe_surprise` after each forward (InfLLM's event-shaped blocks)
-
-    def observe_surprise(self, values: list[float]) -> None:
-        """The negative log-likelihood of each token of the last forward, in order."""
-
     def truncate(self, n_tokens: int) -> bool:
         """Rewind to the first `n_tokens` tokens if this strategy can; False means reset instead."""
         return False

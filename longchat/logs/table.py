@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from longchat.logs.mine import TAGS, WILDCARD
 from longchat.logs.parse import LEVEL_RANK, show_time
+from longchat.text.retrieval import bm25, words
 
 EXAMPLES = 3          # distinct example values kept per variable
 BUCKETS = 64          # histogram buckets at most: the width doubles when time runs past them
@@ -176,10 +177,6 @@ class LogTable:
         A template's text is its words (tags left out), its example values and its first
         record; ties (a question that shares no word with the log scores 0 everywhere) go to
         the more severe level, then to the ranking's order."""
-        # Here, not at the top: the lexical module's package imports torch, which reading a log's
-        # table (`summarize --no-model`, a bad --since) need not wait for.
-        from longchat.context.infllm.lexical import bm25, words
-
         tags = set(words(" ".join(TAGS)))
         docs = []
         for t in self.templates.values():

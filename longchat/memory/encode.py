@@ -38,12 +38,7 @@ STREAM_ABOVE = 64_000_000  # bytes: larger text files are tokenized as they are 
 # the question (never part of a memory) retrieves. `score_dtype` only rounds retrieval scores
 # (it can flip a near-tie, as another matmul kernel could): memories stay usable across it.
 STORAGE_ONLY = ("max_cached_block", "disk", "disk_dir", "full_up_to", "consensus", "vote_from", "rerank",
-                "lexical", "rerank_margin", "decode_hold", "contiguity", "quote", "ask_window", "meaning",
-                "pinned_boost", "focus",
-                "score_dtype")
-# How blocks are cut: part of the key only when they are event-shaped, so that memories and
-# cache entries written before there was a choice (all fixed-size blocks) stay valid.
-SEGMENT_KEYS = ("segment", "surprise_gamma", "surprise_window", "min_block")
+                "lexical", "rerank_margin", "decode_hold", "pinned_boost", "focus", "score_dtype")
 
 Progress = Callable[[int, int], None]  # (tokens done, tokens expected)
 
@@ -76,9 +71,7 @@ def model_sha256(folder: Path) -> str:
 
 def memory_key(runner, params, head: str) -> dict:
     """Everything that changes the encoded keys and values: a memory is only used when equal."""
-    fixed = params.segment == "fixed"
-    strategy = {f"infllm.{k}": v for k, v in vars(params).items()
-                if k not in STORAGE_ONLY and not (fixed and k in SEGMENT_KEYS)}
+    strategy = {f"infllm.{k}": v for k, v in vars(params).items() if k not in STORAGE_ONLY}
     model = runner.model
     dtype = str(model.decoder.dtype).removeprefix("torch.")
     key = {"model": model.name, "model_sha256": model_sha256(model.path), "dtype": dtype,

@@ -193,6 +193,9 @@ class Memory:
     def check_key(self, key: dict) -> None:
         """Refuse a memory made by another model or with settings that change its keys."""
         have = self.manifest.get("key", {})
+        if have.get("infllm.segment", "fixed") != "fixed":  # event-shaped blocks: removed in issue 40
+            raise MemoryStoreError(f"memory '{self.name}' was encoded with event-shaped blocks (segment = "
+                                   f"\"surprise\"), which this version no longer reads; {remove_hint(self.path)}")
         diff = [k for k in sorted(set(have) | set(key)) if have.get(k) != key.get(k)]
         if diff:
             shown = ", ".join(f"{k}: memory has {have.get(k)!r}, now {key.get(k)!r}" for k in diff[:3])

@@ -264,7 +264,6 @@ class Engine:
             self.base = None
         self.strategy.reset()
         self.cached_ids = []
-        self._last_row = None
 
     def restore(self, ids: list[int], load: Callable[[], None], *, as_base: bool = False) -> None:
         """Start from a saved state that holds `ids`: `load()` puts it into the (reset) strategy.
@@ -280,40 +279,17 @@ class Engine:
         back()
         self.base = (list(ids), back) if as_base else None
 
-    _last_row: torch.Tensor | None = None  # the logits (V,) after the last token read, with surprise on
-
     def _forward(self, ids: list[int], logits: str):
         # If a forward is interrupted (Ctrl-C) the strategy state is half-updated: forget it.
-        surprise = self.strategy.wants_surprise
         try:
             with counting(self.attention_flops):
-                out = self.model.decoder.forward(
-                    torch.tensor([ids], device=self.model.device), self.strategy, logits="all" if surprise else logits
-                )
-            if surprise:
-                out = self._surprise(ids, out, logits)
+                out = self.model.decoder.forward(torch.tensor([ids], device=self.model.device), self.strategy,
+                                                 logits=logits)
         except BaseException:
             self.reset()
             raise
         self.cached_ids.extend(ids)
         return out
-
-    def _surprise(self, ids: list[int], out: torch.Tensor, logits: str | int):
-        """Give the strategy each token's surprise (-log p) from all-position logits `out`
-        (1, T, V), and return what the caller asked for (`logits` as in `forward`)."""
-        rows = out[0]
-        if self._last_row is not None:
-            rows = torch.cat([self._last_row[None], rows])
-        target = torch.tensor(ids[1:] if self._last_row is None else ids, device=rows.device)
-        before = rows[: len(target)]
-        nll = torch.logsumexp(before, dim=-1) - before.gather(1, target[:, None])[:, 0]
-        self.strategy.observe_surprise(([0.0] if self._last_row is None else []) + nll.tolist())
-        self._last_row = out[0, -1]
-        if logits == "none":
-            return None
-        if logits == "last":
-            return out[:, -1]
-        return out[:, out.shape[1] - logits:] if isinstance(logits, int) else out
 
     def _reuse_prefix(self, prompt_ids: list[int]) -> int:
         """Keep the longest cached prefix of the prompt (minus one token, to get its logits).
@@ -328,7 +304,6 @@ class Engine:
             n += 1
         n = min(n, len(prompt_ids) - 1)
         if n < len(self.cached_ids):
-            self._last_row = None  # the logits after token n are not at hand: its surprise counts 0
             if n and self.strategy.truncate(n):
                 self.cached_ids = self.cached_ids[:n]
             else:
@@ -338,7 +313,6 @@ class Engine:
             base_ids, restore = self.base
             if n < len(base_ids) < len(prompt_ids) and prompt_ids[: len(base_ids)] == base_ids:
                 restore()
-                self._last_row = None
                 n = len(base_ids)
         return n
 
@@ -378,10 +352,8 @@ class Engine:
 
     def _read_aside(self, ids: list[int], logits: str):
         """A forward the strategy is about to rewind: the cached ids stay as they were."""
-        row = self._last_row
         out = self._forward(ids, logits)
         del self.cached_ids[-len(ids):]
-        self._last_row = row
         return out
 
     def chunk_bounds(self, n: int) -> list[tuple[int, int]]:

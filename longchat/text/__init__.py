@@ -1,1 +1,2 @@
-"""Text helpers below every layer that reads text: content words, and sentence vectors by meaning."""
+"""Text helpers below every layer that reads text: retrieval by words (BM25, passages), content
+words, and sentence vectors by meaning. No torch here."""

@@ -15,17 +15,16 @@ mean-pooled layer.
 from __future__ import annotations
 
 import importlib.util
-import re
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from longchat.text.retrieval import WORD
 from longchat.text.words import STOPWORDS, content_words
 
 WEIGHTS = "weights/l2_supercat_256.safetensors"
 TOKENIZER = "tokenizers/l2_supercat_tokenizer_config.json"
-_WORD = re.compile(r"[^\W_]+")
 
 
 class StaticEmbedder:
@@ -60,7 +59,7 @@ class StaticEmbedder:
 
 def _content(text: str) -> str:
     """The text's content words (the whole text when it has none): "What is my job?" -> "job"."""
-    words = [w for w in _WORD.findall(text) if w.lower() not in STOPWORDS]
+    words = [w for w in WORD.findall(text) if w.lower() not in STOPWORDS]
     return " ".join(words) if words else text
 
 

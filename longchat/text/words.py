@@ -1,18 +1,17 @@
 """Words that carry no content, for every kind of session search (full-text, facts, vectors)."""
 
-import re
+from longchat.text.retrieval import STOP_WORDS, WORD
 
-_WORD = re.compile(r"[^\W_]+")
-
-STOPWORDS = frozenset("""a an and are as at be but by can could did do does for from had has have he her hers him his how
-i if in into is it its me my mine no not of on or our ours she so than that the their them then there these they
-this those to too us was we were what when where which who whom why will with would you your yours s t d ll re ve
-m am been being just about tell remember recall know said say please again any some""".split())
+# Retrieval's stop words (`longchat.text.retrieval`) less its ask-frame words "question" and
+# "answer" (no frame around a chat message) and "whose", plus the words of talk about the
+# conversation itself ("do you remember what I said...") and contractions' pieces ("I'm").
+STOPWORDS = (STOP_WORDS - {"question", "answer", "whose"}) | frozenset("""hers him mine ours yours s t d ll re ve m
+am being just remember recall know said say again some""".split())
 
 
 def content_words(text: str) -> list[str]:
     """Lower-cased words of `text` that carry content (STOPWORDS left out)."""
-    return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+    return [w for w in WORD.findall(text.lower()) if w not in STOPWORDS]
 
 
 # A question with one of these words asks about the whole input, not one fact in it: the lines

@@ -1,9 +1,8 @@
 """InfLLM (Xiao et al. 2024) with longchat's retrieval: the whole algorithm is in this package.
 
 strategy.py   the strategy: sinks + local window + retrieved blocks, one softmax; the
-              question-time consensus, re-ranking and contiguity (`read_last_chunk`)
+              question-time consensus and re-ranking (`read_last_chunk`)
 blocks.py     where blocks live: RAM, temp files or a memory's files; representative keys
-events.py     event-shaped blocks: where the model's surprise cuts the text (EM-LLM)
 lexical.py    BM25 over blocks' words: re-ranking candidates the attention votes miss
 """
 

@@ -43,12 +43,16 @@ import torch
 from longchat.context.attention import Mask, attention_lse, merge_attention
 from longchat.context.base import ContextStrategy, QuestionText, StrategyParams, register_strategy
 from longchat.context.infllm.blocks import SCORE_DTYPES, BlockStore, score_dtype
-from longchat.context.infllm.events import boundaries, cut
-from longchat.context.infllm.lexical import best_blocks, nearest_blocks
+from longchat.context.infllm.lexical import best_blocks
 from longchat import sysinfo
-from longchat.errors import InputError
+from longchat.errors import InputError, StoreError
 from longchat.runtime.rope import rotate
 from longchat.settings import require
+
+
+# A memory encoded with event-shaped blocks (`segment = "surprise"`, EM-LLM), removed in issue 40.
+EVENT_SHAPED = ("infllm: this memory was encoded with event-shaped blocks (segment = \"surprise\"), which this "
+                "version no longer reads (removed in issue 40); ingest it again")
 
 
 @dataclass
@@ -74,8 +78,6 @@ class InfLLMParams(StrategyParams):
                                # likelihood with each alone (one more read of the question each); 0 = off
     lexical: int = 4           # with rerank: the blocks BM25 ranks best for the question's words are
                                # scored too (attention votes miss facts phrased like their context)
-    meaning: int = 0           # with rerank: the blocks whose lines are nearest the question's meaning
-                               # (static word vectors) are scored too (questions in other words)
     pinned_boost: float = 3.0  # with rerank, `ask` only: once the answer runs 3 tokens as the
                                # pinned block (or a neighbour) does, the block's next token gets
                                # this added to its logit (`auto`'s passages_boost, for InfLLM); 0 = off
@@ -88,26 +90,6 @@ class InfLLMParams(StrategyParams):
     decode_hold: float = 0.25  # with consensus, while decoding: the blocks the last token read
                                # get this fraction of the voting layers' votes on top of their own,
                                # so a new block must out-vote one by that much (0 = re-vote freely)
-    quote: int = 0             # `ask` only: up to this many tokens of the passages BM25 ranks best
-                               # for the question are quoted again just before it, in the local
-                               # window (0 = off; at most n_local - 256, room for the question)
-    contiguity: int = 0        # with rerank: the re-ranked best block's neighbours this many blocks
-                               # each side are read too, on top of topk (EM-LLM's contiguity buffer)
-    ask_window: str = "document"  # `ask` only: "document": the question reads the document's last
-                               # n_local tokens in its local window (the reference); "none": they
-                               # go to memory too, and the question reads only retrieved blocks
-    segment: str = "fixed"     # "fixed": blocks of block_size tokens; "surprise": a block ends where
-                               # a token's surprise tops mean + surprise_gamma * std of the
-                               # surprise_window tokens before it, once it holds min_block tokens
-                               # (EM-LLM; costs the vocabulary projection of every prompt token)
-    surprise_gamma: float = 1.0
-    surprise_window: int = 128
-    min_block: int = 64
-
-    @property
-    def quote_budget(self) -> int:
-        """Tokens `ask` may quote: `quote`, leaving the question 256 tokens of the local window."""
-        return max(0, min(self.quote, self.n_local - 256))
 
     def validate(self, where: str) -> None:
         require(self.n_init >= 0, where, "n_init", "an integer >= 0")
@@ -121,22 +103,12 @@ class InfLLMParams(StrategyParams):
         require(0.0 <= self.vote_from < 1.0, where, "vote_from", "a fraction of the layers in [0, 1)")
         require(self.rerank >= 0, where, "rerank", "an integer >= 0 (0 = off)")
         require(self.lexical >= 0, where, "lexical", "an integer >= 0 (0 = attention votes only)")
-        require(self.meaning >= 0, where, "meaning", "an integer >= 0 (0 = off)")
         require(0.0 <= self.pinned_boost <= 20.0, where, "pinned_boost", "a number in [0, 20] (0 = off)")
         require(self.rerank_margin >= 0.0, where, "rerank_margin", "a number of nats >= 0")
         require(self.focus >= 0.0, where, "focus", "a number of nats >= 0 (0 = off)")
         require(self.decode_hold >= 0.0, where, "decode_hold", "a fraction of the voting layers >= 0 (0 = off)")
-        require(self.quote >= 0, where, "quote", "an integer >= 0 (0 = off)")
-        require(self.contiguity >= 0, where, "contiguity", "an integer >= 0 (0 = off)")
-        extra = f" - 2 x contiguity ({2 * self.contiguity})" if self.contiguity else ""
-        require(self.max_cached_block >= self.topk + 2 * self.contiguity, where, "topk",
-                f"<= max_cached_block ({self.max_cached_block}){extra}: retrieved blocks must fit the block cache")
-        require(self.ask_window in ("document", "none"), where, "ask_window", "one of: document, none")
-        require(self.segment in ("fixed", "surprise"), where, "segment", "one of: fixed, surprise")
-        require(self.surprise_window >= 2, where, "surprise_window", "an integer >= 2")
-        if self.segment == "surprise":
-            require(min(self.repr_topk, self.block_size) <= self.min_block <= self.block_size, where, "min_block",
-                    f"between repr_topk ({self.repr_topk}) and block_size ({self.block_size}) with segment = surprise")
+        require(self.max_cached_block >= self.topk, where, "topk",
+                f"<= max_cached_block ({self.max_cached_block}): retrieved blocks must fit the block cache")
 
     def check_context(self, context, where: str) -> None:
         require(context.prefill_chunk <= self.n_local, where, "n_local",
@@ -232,37 +204,12 @@ class InfLLM(ContextStrategy):
         self._first_votes: dict[int, float] | None = None
         self.pinned: list[int] = []
         self.barred: set[int] = set()
-        self.neighbours: list[int] = []  # the pinned block's, with `contiguity`
         self.focused: list[int] = []  # with `focus`: the only blocks read (the pinned one and its neighbours)
-        # Block lengths in tokens (all block_size unless `segment` is "surprise"; the rest of a
-        # shorter block is padding that attention masks out), and the surprise of the tokens
-        # from position `_s_from` on (kept while they may still be cut into blocks).
-        self.lens: list[int] = []
-        self._surprise: list[float] = []
-        self._s_from = 0
-        self._masks: dict = {}
-        self._cuts: tuple | None = None
-
-    @property
-    def wants_surprise(self) -> bool:
-        """Whether the engine should hand every token's surprise to `observe_surprise`."""
-        return self.params.segment == "surprise"
-
-    def observe_surprise(self, values: list[float]) -> None:
-        """The surprise (nats) of the last forward's tokens, in order."""
-        missing = self._length - len(values) - (self._s_from + len(self._surprise))
-        if missing < 0:  # the forward re-read tokens already seen (cannot happen; be safe)
-            del self._surprise[max(0, len(self._surprise) + missing):]
-            missing = 0
-        self._surprise += [0.0] * missing + list(values)
 
     def block_spans(self) -> list[tuple[int, int]]:
         """[start, end) token positions of each memory block, in order."""
-        spans, at = [], self.params.n_init
-        for n in self.lens:
-            spans.append((at, at + n))
-            at += n
-        return spans
+        first, bs = self.params.n_init, self.params.block_size
+        return [(first + i * bs, first + (i + 1) * bs) for i in range(self.layers[0].store.count)]
 
     def prepare(self, n_tokens: int, folder=None) -> None:
         """Refuse at once an input whose memory blocks cannot fit where they would go,
@@ -274,8 +221,7 @@ class InfLLM(ContextStrategy):
         p, store = self.params, self.layers[0].store
         if store.persistent and folder is None:
             return None  # blocks of an attached memory: only a question's few are added
-        per_block = p.block_size if p.segment == "fixed" else (p.block_size + p.min_block) // 2  # a typical cut
-        blocks = max(0, n_tokens - p.n_init - p.n_local) // per_block - store.count
+        blocks = max(0, n_tokens - p.n_init - p.n_local) // p.block_size - store.count
         need = blocks * self.cfg.n_layers * store.record_bytes
         smaller = "" if p.store_bits == 8 else " or infllm.store_bits=8 (half the bytes)"
         if folder is not None or p.disk:
@@ -335,6 +281,13 @@ class InfLLM(ContextStrategy):
 
     def restore(self, state: dict, directory) -> None:
         """Continue from `snapshot()`'s state, with the blocks in `directory`."""
+        # Checkpoints written before issue 40 hold each block's length ("lens") and the tokens'
+        # surprise: all block_size and none, unless the blocks were event-shaped (`segment =
+        # "surprise"`, since removed). Those are refused here, before anything is changed.
+        lens = state["lens"].tolist() if "lens" in state else []
+        surprise = state.get("surprise")
+        if any(n != self.params.block_size for n in lens) or (surprise is not None and surprise.numel()):
+            raise StoreError(EVENT_SHAPED)
         self.reset()
         self.persist(directory, state["blocks"])
         self._set_state(state)
@@ -352,8 +305,6 @@ class InfLLM(ContextStrategy):
             "win_k": copy(t[0] for t in live), "win_v": copy(t[1] for t in live), "win_score": copy(t[2] for t in live),
             **each,
             "slots": [None if h.memory_kv is None else list(h.memory_kv[0]) for h in self.layers],
-            "lens": torch.tensor(self.lens, dtype=torch.int16),
-            "surprise": torch.tensor(self._surprise, dtype=torch.float32), "s_from": self._s_from,
         }
 
     def _set_state(self, state: dict) -> None:
@@ -363,11 +314,6 @@ class InfLLM(ContextStrategy):
         def put(t):
             return None if t is None else t.to(dev)
         self._length, self.window, self.evicted = state["length"], state["window"], state["evicted"]
-        # Memories written before blocks had lengths: every block is full.
-        self.lens = state["lens"].tolist() if "lens" in state else [self.params.block_size] * state["blocks"]
-        self._surprise = state["surprise"].tolist() if "surprise" in state else []
-        self._s_from = state.get("s_from", self._length)
-        del self._surprise[max(0, self._length - self._s_from):]
         for layer, held in enumerate(self.layers):
             held.window, held.memory_kv, held.memory_rot = _Window(), None, None
             if state["win_k"][layer] is not None:
@@ -391,17 +337,14 @@ class InfLLM(ContextStrategy):
         the upper layers vote, then once per candidate block (the most voted, and the best by
         BM25 for the question's words) with only that block in memory, scored by the
         question's log-likelihood; then back to the state before it, the best block pinned.
-        With `ask_window = "none"` and an `ask` question, the window goes to memory first; with
-        `focus` and a decisive best block, it goes there after the re-ranking."""
-        question = text() if self.params.ask_window == "none" else None
-        if question is not None and question.apart:
-            self.release_window()
+        With `focus`, an `ask` question and a decisive best block, the local window then goes
+        to memory."""
         if not self.begin_question():
             return 0, 0
         read_aside(chunk, "none")
-        scores = {}
+        scores, question = {}, None
         if len(chunk) > 1:
-            question = question or text()
+            question = text()
             for block in self.question_candidates(question):
                 self.read_question_with(block)
                 logits = read_aside(chunk, "all")[0]  # (T, V)
@@ -440,8 +383,6 @@ class InfLLM(ContextStrategy):
         spans = self.block_spans()[: self.layers[0].store.count]
         if text is not None and p.lexical:
             ranked += [b for b in best_blocks(text, spans, p.lexical) if b not in ranked]
-        if text is not None and p.meaning:
-            ranked += [b for b in nearest_blocks(text, spans, p.meaning) if b not in ranked]
         return ranked
 
     def answer_aid(self) -> tuple[list[tuple[int, int]], float]:
@@ -471,11 +412,9 @@ class InfLLM(ContextStrategy):
             self._votes = self._first_votes
         if scores:
             best = max(scores, key=scores.__getitem__)
-            reach = max(1, self.params.contiguity)
-            near = {best + d for d in range(-reach, reach + 1) if d}
+            near = {best - 1, best + 1}
             stored = sorted(b for b in near if 0 <= b < self.layers[0].store.count)
             self.pinned = [best]
-            self.neighbours = stored if self.params.contiguity else []
             self.barred = {b for b, s in scores.items()
                            if s < scores[best] - self.params.rerank_margin and b not in near}
             runner_up = max((s for b, s in scores.items() if b != best), default=None)
@@ -516,7 +455,7 @@ class InfLLM(ContextStrategy):
         # left out; any other forward ends it.
         on = self._second_read or (t == 1 and self.agreed is not None)
         if not on:
-            self.pinned, self.barred, self.neighbours, self.focused = [], set(), [], []
+            self.pinned, self.barred, self.focused = [], set(), []
         if on and t == 1 and self.agreed and p.decode_hold:
             # Hysteresis: a block the last token read stays unless out-voted by a margin.
             bonus = p.decode_hold * (self.cfg.n_layers - self.first_voter)
@@ -527,10 +466,10 @@ class InfLLM(ContextStrategy):
             chosen = self.focused
         else:
             chosen = self.pinned + [b for b in ranked if b not in self.barred and b not in self.pinned]
-            chosen = chosen[: p.topk] + [b for b in self.neighbours if b not in chosen[: p.topk]]
+            chosen = chosen[: p.topk]
         self.agreed = sorted(chosen) or None
         self._second_read, self._votes = False, {}
-        self._tables, self._masks, self._cuts = {}, {}, None
+        self._tables = {}
 
     def attend(self, layer, q, k, v):
         win = self.layers[layer].window
@@ -541,35 +480,16 @@ class InfLLM(ContextStrategy):
         q_g = rotate(q, self.cos_g, self.sin_g)
         gk, gv, slots = self.memory(layer, q_g)
         rk, rv = self.layers[layer].rem_k, self.layers[layer].rem_v
-        pad = self._padding_mask(layer, slots, q.shape[2])
         if self.params.memory_positions == "fixed":
             # The reference: unrotated memory keys, query at n_local = one distance for all.
-            parts += [attention_lse(q_g, key, val, m) for key, val, m in ((gk, gv, pad), (rk, rv, None))
-                      if key is not None]
+            parts += [attention_lse(q_g, key, val) for key, val in ((gk, gv), (rk, rv)) if key is not None]
         else:
-            parts += self._ordered_memory_parts(layer, q_l, gk, gv, slots, rk, rv, pad)
+            parts += self._ordered_memory_parts(layer, q_l, gk, gv, slots, rk, rv)
         out = merge_attention(parts)
         self._update_window(layer, q_l)
         return out
 
-    def _padding_mask(self, layer: int, slots: list[int], t: int) -> Mask | None:
-        """Which memory keys ([init | block slots]) are tokens rather than a short block's
-        padding, for `t` queries; None when every slot's block is full."""
-        bs = self.params.block_size
-        if self.params.segment == "fixed":  # every block is full (the hot path: each layer, each token)
-            return None
-        lens = [self.lens[b] for b in slots]
-        if all(n == bs for n in lens):
-            return None
-        n0 = self._n_init_held(layer)
-        key = (tuple(slots), n0, t)
-        if key not in self._masks:
-            inside = torch.arange(bs, device=self.device)[None, :] < torch.tensor(lens, device=self.device)[:, None]
-            valid = torch.cat([torch.ones(n0, dtype=torch.bool, device=self.device), inside.flatten()])
-            self._masks[key] = Mask(valid[None, :].expand(t, -1))
-        return self._masks[key]
-
-    def _ordered_memory_parts(self, layer, q_l, gk, gv, slots, rk, rv, pad=None):
+    def _ordered_memory_parts(self, layer, q_l, gk, gv, slots, rk, rv):
         """Memory laid out in its original order right before the window: [init | retrieved
         blocks by id | remainder | window]. Keys are rotated at those virtual positions, so the
         query (at its absolute position) reads a ~(n_init + topk*bs + n_local)-token context
@@ -585,18 +505,14 @@ class InfLLM(ContextStrategy):
             held = self.layers[layer].memory_rot
             if held is None or held[0] != key:
                 n0, bs = self._n_init_held(layer), self.params.block_size
-                at, offset = n0, {}  # each block's first virtual row, blocks in text order
-                for block in sorted(slots):
-                    offset[block] = at
-                    at += self.lens[block]
-                cos, sin = self._span_tables(start - at, start)
-                first = torch.tensor([offset[b] for b in slots], dtype=torch.long, device=self.device)
+                cos, sin = self._span_tables(start - n0 - len(slots) * bs, start)
+                rank = {block: r for r, block in enumerate(sorted(slots))}  # blocks in text order
+                first = torch.tensor([n0 + rank[b] * bs for b in slots], dtype=torch.long, device=self.device)
                 rows = torch.cat([torch.arange(n0, device=self.device),
                                   (first[:, None] + torch.arange(bs, device=self.device)).flatten()])
-                rows = rows.clamp(max=at - 1)  # a short block's padding (masked) reuses a real row
                 held = (key, rotate(gk, cos[rows], sin[rows]))
                 self.layers[layer].memory_rot = held
-            parts.append(attention_lse(q_l, held[1], gv, pad))
+            parts.append(attention_lse(q_l, held[1], gv))
         return parts
 
     def _span_tables(self, first: int, end: int):
@@ -713,11 +629,11 @@ class InfLLM(ContextStrategy):
         if n_init:
             self._append_init(layer, k[:, :, :n_init], v[:, :, :n_init])
         if over > n_init:
-            self._append_remainder(layer, k[:, :, n_init:], v[:, :, n_init:], score[:, n_init:], first + n_init)
+            self._append_remainder(layer, k[:, :, n_init:], v[:, :, n_init:], score[:, n_init:])
 
     @torch.inference_mode()
     def release_window(self) -> None:
-        """Move the whole local window to memory (`ask_window = "none"`): the question that
+        """Move the whole local window to memory (`focus`, after a decisive re-ranking): what
         follows reads the document only through the blocks it retrieves, as the rest of it."""
         w = self.window
         if not w:
@@ -737,68 +653,26 @@ class InfLLM(ContextStrategy):
             self.layers[layer].init_v = torch.cat([self.layers[layer].init_v, v], dim=2)
         self.layers[layer].memory_kv = None
 
-    def _append_remainder(self, layer, k, v, score, first: int):
-        """Add evicted tokens (positions `first`...) to the remainder and store every block it
-        now completes: block_size tokens each, or with `segment = "surprise"` cut at events."""
+    def _append_remainder(self, layer, k, v, score):
+        """Add evicted tokens to the remainder and store every full block it now holds."""
+        bs = self.params.block_size
         if self.layers[layer].rem_k is not None:
-            first -= self.layers[layer].rem_k.shape[2]
             k = torch.cat([self.layers[layer].rem_k, k], dim=2)
             v = torch.cat([self.layers[layer].rem_v, v], dim=2)
             score = torch.cat([self.layers[layer].rem_score, score], dim=1)
-        lens = self._block_lengths(first, k.shape[2])
-        if lens:  # every block in one go: on a GPU, one copy to the host, not one per block
-            self._store_blocks(layer, k, v, score, lens)
-            if layer == 0:
-                self.lens += lens
-        rest = sum(lens)
+        full = k.shape[2] // bs
+        if full:  # every full block in one go: on a GPU, one copy to the host, not one per block
+            h, d = k.shape[1], k.shape[3]
+            block_k = k[0, :, : full * bs].reshape(h, full, bs, d).transpose(0, 1)  # (n, Hkv, bs, D)
+            block_v = v[0, :, : full * bs].reshape(h, full, bs, d).transpose(0, 1)
+            top = torch.topk(score[:, : full * bs].reshape(h, full, bs).transpose(0, 1), self.n_reprs, dim=2).indices
+            reprs = torch.gather(block_k, 2, top[..., None].expand(-1, -1, -1, d))  # (n, Hkv, r, D)
+            self.layers[layer].store.extend(block_k, block_v, reprs)
+        rest = full * bs
         if rest < k.shape[2]:
             self.layers[layer].rem_k, self.layers[layer].rem_v, self.layers[layer].rem_score = k[:, :, rest:], v[:, :, rest:], score[:, rest:]
         else:
             self.layers[layer].rem_k = self.layers[layer].rem_v = self.layers[layer].rem_score = None
-
-    def _block_lengths(self, first: int, n: int) -> list[int]:
-        """Lengths of the blocks that the `n` pending tokens from position `first` complete
-        (the same for every layer: worked out once per forward)."""
-        p = self.params
-        if p.segment == "fixed":
-            return [p.block_size] * (n // p.block_size)
-        if self._cuts is not None and self._cuts[0] == (first, n):
-            return self._cuts[1]
-        history = min(p.surprise_window, first)
-        lo = first - history - self._s_from  # tokens read before surprise was kept count as 0
-        values = [0.0] * max(0, -lo) + self._surprise[max(0, lo): first + n - self._s_from]
-        values += [0.0] * (history + n - len(values))
-        opens = boundaries(torch.tensor(values), p.surprise_window, p.surprise_gamma, history)
-        lens = cut(opens, p.min_block, p.block_size)
-        self._cuts = ((first, n), lens)
-        # Surprise older than the next block's history is no longer needed.
-        keep_from = first + sum(lens) - p.surprise_window
-        if keep_from > self._s_from:
-            del self._surprise[: keep_from - self._s_from]
-            self._s_from = keep_from
-        return lens
-
-    def _store_blocks(self, layer, k, v, score, lens: list[int]) -> None:
-        """Store the leading blocks of lengths `lens` from k, v (1, Hkv, T, D), padded to
-        block_size; a block's representative keys are its best-scored real tokens."""
-        bs, n = self.params.block_size, len(lens)
-        h, d = k.shape[1], k.shape[3]
-        if all(m == bs for m in lens):
-            block_k = k[0, :, : n * bs].reshape(h, n, bs, d).transpose(0, 1)  # (n, Hkv, bs, D)
-            block_v = v[0, :, : n * bs].reshape(h, n, bs, d).transpose(0, 1)
-            block_s = score[:, : n * bs].reshape(h, n, bs).transpose(0, 1)
-        else:
-            block_k, block_v = k.new_zeros((n, h, bs, d)), v.new_zeros((n, h, bs, d))
-            block_s = score.new_full((n, h, bs), float("-inf"))
-            at = 0
-            for i, m in enumerate(lens):
-                block_k[i, :, :m] = k[0, :, at: at + m]
-                block_v[i, :, :m] = v[0, :, at: at + m]
-                block_s[i, :, :m] = score[:, at: at + m]
-                at += m
-        top = torch.topk(block_s, self.n_reprs, dim=2).indices
-        reprs = torch.gather(block_k, 2, top[..., None].expand(-1, -1, -1, d))  # (n, Hkv, r, D)
-        self.layers[layer].store.extend(block_k, block_v, reprs)
 
     def memory_bytes(self) -> int:
         total = 0

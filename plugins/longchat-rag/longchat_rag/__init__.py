@@ -6,54 +6,30 @@ full attention: `longchat ask --profile rag book.txt "..."`, and
 `longchat bench needles -p rag,infllm` compares it with InfLLM on the same prompts.
 
 Documents are cut into passages of about `compress.passage_tokens` tokens at paragraph, line
-or sentence breaks; each passage is scored by Okapi BM25 (k1 = 1.5, b = 0.75) against the
-question's words (lower-cased, stop words dropped); the best passages are kept until the
-budget (`compress.target_tokens`, else `rate` x the input) and put back in reading order.
+or sentence breaks; each passage is scored by Okapi BM25 against the question's words (the
+words, stop words and BM25 of `longchat.text.retrieval`, which `auto`'s passages use too); the
+best passages are kept until the budget (`compress.target_tokens`, else `rate` x the input)
+and put back in reading order.
 Passages holding a `--keep` string always stay. Without a question there is nothing to
 retrieve by: the start of the input is kept, with a note.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import time
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from longchat.compress import budget
 from longchat.errors import InputError
 from longchat.plugins import hookimpl
+from longchat.text.retrieval import bm25, words
 
 if TYPE_CHECKING:
     from longchat.compress import Result
 
-K1, B = 1.5, 0.75
-STOP = set("""a an and are as at be by did do does for from had has have how i if in into is it its my of on or so
-that the their them there these they this to was were what when where which who whom why will with you your
-""".split())
 BREAK = re.compile(r"\n\s*\n|\n|(?<=[.!?])\s+")
-
-
-def words(text: str) -> list[str]:
-    return [w for w in re.findall(r"[^\W_]+", text.lower()) if w not in STOP]
-
-
-def bm25(query: list[str], passages: list[list[str]]) -> list[float]:
-    n = len(passages)
-    avg = sum(len(p) for p in passages) / max(n, 1) or 1.0
-    df = Counter(w for p in passages for w in set(p))
-    scores = []
-    for p in passages:
-        tf = Counter(p)
-        s = 0.0
-        for w in set(query):
-            if tf[w]:
-                idf = math.log(1 + (n - df[w] + 0.5) / (df[w] + 0.5))
-                s += idf * tf[w] * (K1 + 1) / (tf[w] + K1 * (1 - B + B * len(p) / avg))
-        scores.append(s)
-    return scores
 
 
 class RagCompressor:
