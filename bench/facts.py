@@ -238,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     lengths = parse_lengths(args.lengths)
     sampling = Sampling(max_new_tokens=24)
     results = []
+    done = set()  # answers already in the log (a run cut short goes on where it stopped)
+    if (out / f"{args.split}.jsonl").exists():
+        for line in (out / f"{args.split}.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            done.add((row["profile"], row["length"], row["sample"], row["question"]))
     log = open(out / f"{args.split}.jsonl", "a")
     for spec in args.profiles.split(","):
         name, _, sets = spec.partition(":")
@@ -248,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
             for i, fact, statement, value, source, depth in samples(args.split, args.samples, args.seed):
                 if args.only and i >= args.only:
                     break
+                if all((spec, length, i, q) in done for q in args.questions.split(",")):
+                    continue
                 rng = random.Random(f"{args.split}-{args.seed}-{i}")
                 # Leave room for the frame, question and answer at 2k.
                 document = make_document(model.tokenizer, texts[source], length - (300 if ceiling else 0), depth,
@@ -256,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                 path.parent.mkdir(exist_ok=True)
                 path.write_text(document)
                 for qkind, question in (("shared", fact.shared), ("paraphrase", fact.paraphrase)):
-                    if qkind not in args.questions.split(","):
+                    if qkind not in args.questions.split(",") or (spec, length, i, qkind) in done:
                         continue
                     start = time.perf_counter()
                     answer = api.ask(runner, [str(path)], question, sampling=sampling, cache=not ceiling)

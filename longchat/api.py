@@ -14,6 +14,7 @@ from typing import BinaryIO, Callable, Iterable, Sequence
 from longchat import memory as memories
 from longchat import reading
 from longchat.context import strategy_class
+from longchat.context.base import Question
 from longchat.memory.encode import collect_sources, read_ids
 from longchat.prompts import (LOG_REPORT_PROMPT, MERGE_PROMPT, SUMMARY_PROMPT, ask_messages, chat_ids, encode_rendered,
                               frame, question_suffix)
@@ -215,7 +216,7 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
                                 text=squeezed)
         messages = ask_messages(document, question, system)
         return runner.engine.generate_text(chat_ids(runner.tokenizer, messages), sampling, on_text=on_text,
-                                           progress=progress, query=question, messages=messages)
+                                           progress=progress, question=Question(question), messages=messages)
     if squeezed is None:
         srcs = collect_sources(sources, stdin=stdin, read_stdin=True, note=note)
         headers = wants_headers(sources)
@@ -232,7 +233,7 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
     engine = runner.engine
     if total is not None and total + sampling.max_new_tokens <= memories.full_up_to(runner):
         prompt = head_ids + [int(t) for x in ids for t in x] + suffix  # fits: read whole (`auto` picks full)
-        return engine.generate_text(prompt, sampling, on_text=on_text, progress=progress, query=question)
+        return engine.generate_text(prompt, sampling, on_text=on_text, progress=progress, question=Question(question))
     if total is not None and reading.reads_passages(runner, total - len(head_ids) - len(suffix)):
         flat = head_ids + [int(t) for x in ids for t in x]
         answer = answer_from_passages(runner, flat, len(head_ids), question, system, sampling, on_text, progress, note)
@@ -245,8 +246,8 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
         strategy.prepare(total + sampling.max_new_tokens, folder=memories.cache_root() if cache else None)
     result = memories.encode_for_ask(runner, strategy, srcs, head, headers, ids, cache=cache,
                                      progress=progress or (lambda d, t: None), note=note, head_ids=head_ids)
-    answer = engine.generate_text(list(engine.cached_ids) + suffix, sampling, on_text=on_text, query=question,
-                                  apart=True)
+    answer = engine.generate_text(list(engine.cached_ids) + suffix, sampling, on_text=on_text,
+                                  question=Question(question, apart=True))
     engine.stats.extra.update(memory=result.memory.name if result.memory else None, cache="miss" if cache else "off",
                               encoded_tokens=result.encoded,
                               encode_s=round(result.seconds, 3), encode_tok_s=round(result.tokens_per_s, 1))
@@ -267,7 +268,7 @@ def answer_from_passages(runner: Runner, ids: list[int], start: int, question: s
         return None
     messages = ask_messages(chosen.text, question, system)
     answer = runner.engine.generate_text(chat_ids(runner.tokenizer, messages), sampling, on_text=on_text,
-                                         progress=progress, query=question, messages=messages,
+                                         progress=progress, question=Question(question), messages=messages,
                                          copy_guard=chosen.copy_guard(runner.tokenizer))
     runner.engine.stats.extra.update(chosen.info())
     return answer
@@ -316,7 +317,7 @@ def ask_remote(runner: Runner, sources: Sequence[str], question: str, sampling: 
         note(f"remote: the engine reads the whole input ({n:,} tokens, {counted}; window {model.window:,})")
     messages = ask_messages(document, question, system)
     answer = runner.engine.generate_text(runner.encode(document), sampling, on_text=on_text, progress=progress,
-                                         query=question, messages=messages)
+                                         question=Question(question), messages=messages)
     runner.engine.stats.extra.update(read=read, document_tokens=n, document_tokens_exact=exact,
                                      remote_window=model.window)
     return answer
@@ -364,7 +365,7 @@ def _answer_from(runner, mem, question, sampling, system, on_text, progress, not
         load_s = time.perf_counter() - start
         suffix = question_suffix(runner.tokenizer, question, system)
         answer = runner.engine.generate_text(prefix + suffix, sampling, on_text=on_text, progress=progress,
-                                             query=question, apart=True)
+                                             question=Question(question, apart=True))
     finally:
         mem.unlock()
     runner.engine.stats.extra.update(memory=mem.name, cache=hit, memory_load_s=round(load_s, 3))
@@ -609,7 +610,7 @@ def ask_log(runner: Runner, table, question: str, *, sampling: Sampling | None =
     matched = sum(score > 0 for _, score in shown)
     note(f"the model reads {len(shown)} of the log's {len(table.templates):,} templates ({len(prompt):,} tokens), "
          f"{matched} sharing words with the question; not the log's lines")
-    answer = runner.engine.generate_text(prompt, sampling, on_text=on_text, progress=progress, query=question,
+    answer = runner.engine.generate_text(prompt, sampling, on_text=on_text, progress=progress, question=Question(question),
                                          messages=messages)
     runner.engine.stats.extra.update(log_templates_shown=len(shown), mined_lines=table.lines,
                                      mine_s=round(table.seconds, 3))

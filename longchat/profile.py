@@ -47,10 +47,6 @@ class CompressSettings:
     target_tokens: int = 0       # keep this many context tokens instead of `rate` (0 = use rate)
     model: str = "default"       # the compressor: the bundled small model unless set
     passage_tokens: int = 256    # documents are ranked in passages of at most this many tokens
-    segment_tokens: int = 200    # token-level scoring step (the compressed prefix is re-read)
-    coarse_slack: float = 1.25   # passages kept by rank until they hold this x the target
-    dynamic_ratio: float = 0.3   # longllmlingua: best passage keeps +0.3 more, worst -0.3
-    reorder: str = "auto"        # auto (sort with a question, else original) | sort | original
 
     def validate(self, where: str) -> None:
         from longchat.compress import methods
@@ -60,10 +56,6 @@ class CompressSettings:
         require(0.0 < self.rate <= 1.0, where, "rate", "a number in (0, 1]")
         require(self.target_tokens >= 0, where, "target_tokens", "an integer >= 0 (0 = use rate)")
         require(self.passage_tokens >= 16, where, "passage_tokens", "an integer >= 16")
-        require(8 <= self.segment_tokens, where, "segment_tokens", "an integer >= 8")
-        require(self.coarse_slack >= 1.0, where, "coarse_slack", "a number >= 1")
-        require(0.0 <= self.dynamic_ratio < 1.0, where, "dynamic_ratio", "a number in [0, 1)")
-        require(self.reorder in ("auto", "sort", "original"), where, "reorder", "one of: auto, sort, original")
         require(bool(self.model), where, "model", "a model spec (\"default\" = the bundled model)")
 
     @property

@@ -13,9 +13,13 @@ from longchat.errors import ConfigError
 # Settings that were removed, by their key as a profile writes it: what a profile (or --set)
 # still naming one is told, after "'<key>' was ". Met only where the key is unknown.
 _ISSUE_40 = "removed in issue 40 (measured, not kept: docs/settings.md)"
+_FIXED = "fixed at the method's published value in issue 40 (docs/settings.md)"
 REMOVED: dict[str, str] = {
-    key: _ISSUE_40 for key in ("meaning", "quote", "contiguity", "ask_window", "segment", "surprise_gamma",
-                               "surprise_window", "min_block")
+    **{key: _ISSUE_40 for key in ("meaning", "quote", "contiguity", "ask_window", "segment", "surprise_gamma",
+                                  "surprise_window", "min_block")},
+    **{key: _FIXED for key in ("segment_tokens", "coarse_slack", "dynamic_ratio", "reorder")},
+    "score_dtype": "removed in issue 40: representative keys are scored in float16 on a GPU and in bfloat16 "
+                   "on a CPU where that is >= 1.5x faster, else float32 (docs/settings.md)",
 }
 
 
@@ -29,6 +33,18 @@ def _allowed_types(cls, name: str) -> tuple[type, ...]:
 
 def _type_name(types_: tuple[type, ...]) -> str:
     return " or ".join("none" if t is type(None) else t.__name__ for t in types_)
+
+
+def stored(default):
+    """A strategy setting that changes what a memory stores (its blocks' keys and values): part
+    of the memory's key (`memory.encode.memory_key`), so a memory is used only where it is equal."""
+    return dataclasses.field(default=default, metadata={"memory_key": True})
+
+
+def read_time(default):
+    """A strategy setting that changes only how blocks are held or read at question time (or
+    which strategy reads): memories and ask-cache entries stay valid across it."""
+    return dataclasses.field(default=default, metadata={"memory_key": False})
 
 
 def build(cls, values: dict[str, Any], where: str):

@@ -200,7 +200,7 @@ def test_question_aware_ranking_puts_the_answer_document_first(home, real_runner
     result = compressor.compress(docs, question="Who was elected mayor of Dunmore?", rate=0.9)
     passage_doc = {i: d for i, d in enumerate([0, 1, 2])}
     assert passage_doc[result.ranking[0]] == 1
-    assert result.text.startswith("Marta Quell")  # best first (reorder "auto" with a question)
+    assert result.text.startswith("Marta Quell")  # best first (with a question)
 
 
 def test_a_passkey_survives_4x_compression(home, real_runner):

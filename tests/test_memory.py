@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from longchat import memory as memories
+from longchat.context.base import Question
 from longchat.cli import main
 from longchat.prompts import frame, question_suffix
 from longchat.memory.store import MemoryStoreError, atomic_write, find
@@ -215,24 +216,52 @@ def test_cli_ingest_list_ask_and_rm(home, tiny_chat_model, tmp_path, capsys):
 
 
 def test_kill_9_during_ingest_leaves_a_loadable_or_resumable_memory(home, tiny_chat_model, tmp_path):
-    doc = text_file(tmp_path / "doc.txt", 6000)
+    """SIGKILL (no handler runs) mid-ingest, once a checkpoint is on disk and a progress line shows
+    the encoding under way: what is left is a whole manifest whose newest checkpoint loads, and a
+    rerun resumes from it, encodes only the rest and completes the memory."""
+    import re
+
+    from conftest import InProcessCLI
+
+    doc = text_file(tmp_path / "doc.txt", 6000)  # ~8k tokens: a checkpoint every 512
     sets = sum((["--set", s] for s in SMALL), [])
     cmd = [sys.executable, "-m", "longchat", "ingest", str(doc), "--name", "k", "-p", "infllm",
            "-m", str(tiny_chat_model), "--checkpoint-every", "512", *sets]
-    env = dict(os.environ)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300  # a loaded machine can take a minute just to start
-    while time.time() < deadline and not (home / "data" / "memories" / "k" / "manifest.json").exists():
-        assert proc.poll() is None, "the ingest ended before it was killed"
-        time.sleep(0.05)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    folder = home / "data" / "memories" / "k"
+    err_path = tmp_path / "ingest.err"
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+    progress = re.compile(r"encoding ([\d,]+)/([\d,]+) tokens \((\d+)%")
+    deadline = time.monotonic() + 300  # a loaded machine can take a minute just to start
+    try:
+        while True:
+            assert proc.poll() is None, f"the ingest ended before it was killed: {err_path.read_text()}"
+            assert time.monotonic() < deadline, f"no checkpoint and progress line: {err_path.read_text()}"
+            shown = progress.findall(err_path.read_text())
+            if shown and (folder / "manifest.json").exists():
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    _, total, percent = (int(x.replace(",", "")) for x in shown[-1])
+    assert percent < 100 and proc.returncode == -signal.SIGKILL  # still running when the kill landed
+
     mem = find("k")  # the manifest that exists is whole
-    assert mem.checkpoints
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert find("k").complete
+    assert not mem.complete and mem.checkpoints and 0 < mem.tokens < total
+    newest = mem.checkpoints[-1]
+    assert newest.tokens == mem.tokens and mem.load_checkpoint(newest)  # its checkpoint loads
+    code, _, err = InProcessCLI(home)(*cmd[3:])  # the rerun: `main` in-process, as the entry point runs it
+    assert code == 0, err
+    assert f"resuming an interrupted ingest at {mem.tokens:,} tokens" in err, err
+    encoded = int(re.search(r"encoded ([\d,]+) tokens", err).group(1).replace(",", ""))
+    whole = find("k")
+    assert whole.complete and whole.tokens >= total and encoded == whole.tokens - mem.tokens  # only the rest
+    assert main(["ask", "--memory", "k", "what?", "-n", "2", "-p", "infllm", "-m", str(tiny_chat_model), *sets]) == 0
 
 
 def test_the_ask_cache_evicts_least_recently_used_first(home, tiny_chat_model, tmp_path):
@@ -441,7 +470,7 @@ def test_pinned_boost_favours_the_pinned_block_for_an_ask_answer_only(home, tiny
     assert guard.boost == 3.0
 
     r.engine.generate_text(r.tokenizer.encode(doc.read_text())[:600] + r.tokenizer.encode(" what?"), greedy,
-                           query="what?")
+                           question=Question("what?"))
     assert "answer_aid_tokens" not in r.engine.stats.extra  # not an `ask`
     off = runner_for(tiny_chat_model, "strategy.pinned_boost=0")
     api.ask(off, [str(doc)], "what?", sampling=greedy)
@@ -473,5 +502,5 @@ def test_focus_reads_a_decisive_pinned_block_with_its_neighbours_alone(home, tin
     assert window < far.engine.strategy.window == 64  # n_local: the document's end is read there
 
     ids = near.tokenizer.encode(doc.read_text())[:600] + near.tokenizer.encode(" what?")
-    near.engine.generate_text(ids, greedy, query="what?")  # not an `ask`
+    near.engine.generate_text(ids, greedy, question=Question("what?"))  # not an `ask`
     assert s.pinned and s.focused == [] and len(s.agreed) == 4

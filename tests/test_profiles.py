@@ -83,3 +83,39 @@ def test_a_removed_setting_says_it_was_removed_and_where_to_read_why():
         load_profile("infllm", ["strategy.quote=1"])
     with pytest.raises(ConfigError, match=r"'segment' was removed .*docs/settings\.md"):
         load_profile("auto", ["infllm.segment='surprise'"])
+
+
+def test_every_setting_of_a_memory_strategy_says_whether_it_is_part_of_a_memorys_key():
+    """`settings.stored` / `read_time` on each field decide `memory_key`: a new field without
+    one would fail here, not silently reuse (or refuse) memories it changes."""
+    import dataclasses
+
+    from longchat.context.auto import AutoParams
+    from longchat.context.infllm import InfLLMParams
+
+    for cls in (InfLLMParams, AutoParams):
+        unclassified = [f.name for f in dataclasses.fields(cls) if "memory_key" not in f.metadata]
+        assert not unclassified, f"{cls.__name__}: say whether these change a memory: {unclassified}"
+    keyed = {f.name for f in dataclasses.fields(InfLLMParams) if f.metadata["memory_key"]}
+    assert keyed == {"n_init", "n_local", "block_size", "topk", "repr_topk", "store_bits", "memory_positions"}
+
+
+def test_shipped_profiles_list_only_what_differs_from_the_defaults():
+    """Defaults are written once, on the dataclasses; a shipped profile that repeats one would
+    drift from it the day the default moves."""
+    import dataclasses
+    import tomllib
+
+    from longchat.context.registry import strategy_class
+    from longchat.profile import SECTIONS, _shipped
+
+    for name, path in _shipped().items():
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        strategy = data.get("context", {}).get("strategy", "full")
+        tables = {**SECTIONS, "strategy": strategy_class(strategy).Params}
+        for section, table in data.items():
+            if not isinstance(table, dict):
+                continue
+            defaults = {f.name: f.default for f in dataclasses.fields(tables[section])}
+            repeated = [key for key, value in table.items() if defaults[key] == value]
+            assert not repeated, f"{name}.toml [{section}] repeats defaults: {repeated}"

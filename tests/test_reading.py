@@ -68,7 +68,7 @@ def test_a_chat_file_question_reads_the_passage_that_holds_its_words(runner, doc
     prompt = conv.prepare(QUESTION)
     assert prompt.reading.how == "passages" and FACT in prompt.reading.text
     assert prompt.reading.input_tokens > 8000 and prompt.reading.read_tokens <= runner.profile.strategy.passages_budget
-    assert prompt.query == QUESTION and prompt.copy_guard is not None
+    assert prompt.question.text == QUESTION and prompt.copy_guard is not None
     assert any("reading its best" in n for n in notes)  # the line `ask` prints
     # The text read stands where `ask` puts the document: the first user message, question after it.
     first = next(m for m in prompt.messages if m["role"] == "user")

@@ -338,11 +338,10 @@ def test_should_stop_cancels_a_reply_between_forwards(tiny_chat_model):
     runner = open_runner("full", str(tiny_chat_model))
     engine, prompt = runner.engine, list(range(100, 1300))  # 1,200 tokens: three prefill chunks
     calls = []
-    engine.should_stop = lambda: calls.append(1) or len(calls) >= 4  # stop before the 2nd decode forward
+    stop = lambda: calls.append(1) or len(calls) >= 4  # stop before the 2nd decode forward  # noqa: E731
     with pytest.raises(Cancelled):
-        list(engine.generate(prompt, Sampling(max_new_tokens=50)))
+        list(engine.generate(prompt, Sampling(max_new_tokens=50), should_stop=stop))
     assert engine.stats.stop_reason == "interrupted" and engine.stats.new_tokens == 2
     assert len(engine.cached_ids) == len(prompt) + 1  # consistent: the next prompt reuses it
-    engine.should_stop = None
     list(engine.generate(prompt + [7, 8], Sampling(max_new_tokens=2)))
     assert engine.stats.reused_tokens >= len(prompt)

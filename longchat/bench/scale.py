@@ -232,7 +232,7 @@ def _measure(runner, length: int, new_tokens: int, seed: int, peak: float, resul
         result.prefill_tflop_s = round(st.prefill_flops / st.prefill_s / 1e12, 3)
         result.mfu = round(st.prefill_flops / st.prefill_s / peak, 3)
     result.host_peak_gib = round(peak_rss_mb() / 1024, 2)
-    result.state_gib = round(engine.strategy.memory_bytes() / 2**30, 2)
+    result.state_gib = round(engine.strategy.reader.memory_bytes() / 2**30, 2)
     if dev.type == "cuda":
         result.gpu_peak_gib = round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)
         result.gpu_reserved_gib = round(torch.cuda.max_memory_reserved(dev) / 2**30, 2)

@@ -14,6 +14,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Callable
 
+from longchat.context.base import Question
 from longchat.errors import InputError, LongchatError
 from longchat.api import Note, Progress, Runner
 from longchat import reading
@@ -46,14 +47,13 @@ class Prompt:
     ids: list[int]
     messages: list[dict] | None
     reading: Reading | None = None
-    query: str | None = None      # the question, for strategies that retrieve by its words
-    apart: bool = False           # it is asked about a document encoded before it (as `ask` does)
+    question: Question | None = None  # the question, for strategies that retrieve by its words
     copy_guard: CopyGuard | None = None
 
     def generate(self, engine, sampling: Sampling, on_text=None, progress=None, **kwargs) -> str:
         """The reply, streamed to `on_text`; the reading joins the engine's stats."""
-        reply = engine.generate_text(self.ids, sampling, on_text, progress, self.query, messages=self.messages,
-                                     copy_guard=self.copy_guard, apart=self.apart, **kwargs)
+        reply = engine.generate_text(self.ids, sampling, on_text, progress, self.question, messages=self.messages,
+                                     copy_guard=self.copy_guard, **kwargs)
         if self.reading is not None:
             engine.stats.extra.update(self.reading.info())
         return reply
@@ -80,6 +80,9 @@ class Conversation:
         self.system = system or None
         self.sampling = sampling or runner.profile.generation
         self.note = note
+        # Passed to every engine call this conversation makes: a server's request sets its own
+        # `should_stop` (the client left) and `on_note` here, never on the shared engine.
+        self.call: dict = {}
         self.turns: list[Turn] = []
         self.dropped = 0          # turns dropped from the front since the last reset
         self.last_stats: GenerationStats | None = None
@@ -319,8 +322,8 @@ class Conversation:
         if chosen is None or chosen.how == "whole":
             return Prompt(ids, self.last_messages, chosen)
         if chosen.how == "memory":
-            return Prompt(ids, None, chosen, query=user_text, apart=True)
-        return Prompt(ids, self.last_messages, chosen, query=user_text,
+            return Prompt(ids, None, chosen, Question(user_text, apart=True))
+        return Prompt(ids, self.last_messages, chosen, Question(user_text),
                       copy_guard=chosen.copy_guard(self.runner.tokenizer))
 
     def fit_prompt(self, user_text: str, chosen: Reading | None = None) -> list[int]:
@@ -371,7 +374,7 @@ class Conversation:
         engine = self.runner.engine
         engine.last_text = ""
         try:
-            reply = prompt.generate(engine, self.sampling, on_text, progress)
+            reply = prompt.generate(engine, self.sampling, on_text, progress, **self.call)
         except (KeyboardInterrupt, RemoteError):  # what was said before Ctrl-C, or before the engine went away
             self._finish_turn(user_text, engine.last_text, prompt.ids, interrupted=True)
             raise

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from longchat.chat.conversation import Conversation, Turn, clip
+from longchat.context.base import Question
 from longchat.errors import InputError
 from longchat.api import Note, Progress, Runner
 from longchat.prompts import PREAMBLE, QUESTION, SENTINEL, chat_ids, render_chat
@@ -322,7 +323,7 @@ class SessionConversation(Conversation):
         self.runner.engine.reset()
         cap = min(160, self.budget // 4)  # the summary never takes more than a quarter of the budget
         text = self.runner.engine.generate_text(chat_ids(tok, messages), Sampling(max_new_tokens=cap, temperature=0.0),
-                                                messages=messages)
+                                                messages=messages, **self.call)
         return text.strip() or previous
 
     # ------------------------------------------------------------ a turn
@@ -335,9 +336,10 @@ class SessionConversation(Conversation):
             sampling = replace(sampling, stop_on_repeat=16)  # loops, kept, were copied later)
         chosen = self.reading
         reply = self.runner.engine.generate_text(
-            prompt, sampling, on_text, query=self.asked if chosen is not None else None, messages=self.last_messages,
-            tools=self._tool_schemas() if self.runner.remote else None, copy_guard=self._copy_guard(),
-            apart=chosen is not None and chosen.how == "memory")
+            prompt, sampling, on_text,
+            question=None if chosen is None else Question(self.asked, apart=chosen.how == "memory"),
+            messages=self.last_messages, tools=self._tool_schemas() if self.runner.remote else None,
+            copy_guard=self._copy_guard(), **self.call)
         if chosen is not None:
             self.runner.engine.stats.extra.update(chosen.info())
         return reply

@@ -2,7 +2,7 @@
 
 The budget is for the *context* only (instructions and the question are never compressed):
 `target = round(rate * context_tokens)`, or `target_tokens` when given. The coarse stage keeps
-whole documents in rank order until it holds `coarse_slack` times the target (the document that
+whole documents in rank order until it holds `COARSE_SLACK` times the target (the document that
 crosses the line included, so the token stage can always reach the target); the token stage
 then gives each kept document a keep ratio, higher for better-ranked ones (LongLLMLingua's
 dynamic ratio: +dynamic for the best, -dynamic for the worst, linear in between), shifted as

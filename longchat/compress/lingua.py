@@ -7,15 +7,15 @@ Only the context is compressed. The steps (see DESIGN.md and budget.py for the a
 2. Coarse: passages are ranked. llmlingua: by their own perplexity, highest first (surprising
    text carries information). longllmlingua: by the perplexity of the question followed by
    "We can get the answer to this question in the given documents." after the passage,
-   lowest first. Passages are kept in rank order up to `coarse_slack` x the target; passages
+   lowest first. Passages are kept in rank order up to `COARSE_SLACK` x the target; passages
    holding a `keep` string are always kept.
-3. Fine: each kept passage is read in segments of ~`segment_tokens`; a token's score is its
+3. Fine: each kept passage is read in segments of ~`SEGMENT_TOKENS`; a token's score is its
    loss given the *compressed* text before it in the passage (the KV cache holds only what
    was kept) - llmlingua - or that loss minus its loss when the question comes first
    (longllmlingua's contrastive perplexity). Whole units (words, numbers, code lines,
    keep-strings; see units.py) are kept best-first until the passage's budget, with the
    rounding error carried on so the total lands on the target.
-4. Passages go out in reading order (or best first with reorder = "sort"), each document's
+4. Passages go out in reading order (best first when there is a question), each document's
    "### File:" header kept.
 """
 
@@ -37,6 +37,11 @@ from longchat.runtime.rope import Rope
 SENTENCE_END = re.compile(r"[.!?;:]\s")
 RESTRICTION = " We can get the answer to this question in the given documents."
 METHODS = ("llmlingua", "longllmlingua")
+# The method's own constants (LLMLingua's iterative segments, LongLLMLingua's dynamic ratio and
+# reordering), fixed rather than settings since issue 40 (docs/settings.md).
+SEGMENT_TOKENS = 200   # token-level scoring step (the compressed prefix is re-read)
+COARSE_SLACK = 1.25    # passages kept by rank until they hold this x the target
+DYNAMIC_RATIO = 0.3    # longllmlingua: the best passage keeps +0.3 more, the worst -0.3
 Progress = Callable[[int, int], None]  # (tokens read, tokens to read)
 
 
@@ -246,10 +251,10 @@ class Compressor:
         return kept, kept_tokens
 
     def _segments(self, p: Passage) -> list[tuple[int, int]]:
-        """Token ranges of about segment_tokens that never split a unit."""
+        """Token ranges of about SEGMENT_TOKENS that never split a unit."""
         out, start, n = [], 0, len(p.ids)
         while start < n:
-            end = min(n, start + self.s.segment_tokens)
+            end = min(n, start + SEGMENT_TOKENS)
             while 0 < end < n and p.owner[end] == p.owner[end - 1]:
                 end += 1
             out.append((start, end))
@@ -284,20 +289,20 @@ class Compressor:
         def ranked(n: int) -> None:
             nonlocal done
             done += n
-            progress(done, total + round(min(total, target * self.s.coarse_slack)) * reads)
+            progress(done, total + round(min(total, target * COARSE_SLACK)) * reads)
 
-        if len(passages) > 1 and (aware or total > target * self.s.coarse_slack):
+        if len(passages) > 1 and (aware or total > target * COARSE_SLACK):
             ranking = self.rank(passages, question if aware else None, ranked)
             rest = [i for i in ranking if i not in must]
             held = sum(sizes[i] for i in must)  # passages with a keep-string are always kept
             order = must + rest
-            chosen = must + budget.coarse_select(rest, sizes, max(0, target - held / self.s.coarse_slack),
-                                                 self.s.coarse_slack)
+            chosen = must + budget.coarse_select(rest, sizes, max(0, target - held / COARSE_SLACK),
+                                                 COARSE_SLACK)
         else:
             order = chosen = list(range(len(passages)))
         chosen_set = set(chosen)
         by_rank = [i for i in order if i in chosen_set]
-        offsets = budget.rank_offsets(len(by_rank), self.s.dynamic_ratio if aware else 0.0)
+        offsets = budget.rank_offsets(len(by_rank), DYNAMIC_RATIO if aware else 0.0)
         kept_passages = [passages[i] for i in by_rank]
         ratios = budget.keep_ratios([p.free for p in kept_passages], [p.forced for p in kept_passages],
                                     offsets, target)
@@ -314,8 +319,7 @@ class Compressor:
             if 0 < r < 1:
                 done += reads * len(p.ids)
                 progress(done, work)
-        reorder = self.s.reorder if self.s.reorder != "auto" else ("sort" if aware else "original")
-        out_order = by_rank if reorder == "sort" else sorted(by_rank)
+        out_order = by_rank if aware else sorted(by_rank)  # with a question, the best passage goes first
         text, out_tokens = self._settle(passages, out_order, masks, labels, target)
         return Result(text=text, tokens_in=total, tokens_out=out_tokens, target=target,
                       seconds=time.perf_counter() - start, method=method, passages_in=len(passages),

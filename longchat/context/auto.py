@@ -13,25 +13,25 @@ from dataclasses import dataclass
 from longchat.context.base import ContextStrategy, register_strategy
 from longchat.context.full import FullAttention
 from longchat.context.infllm import InfLLM, InfLLMParams
-from longchat.settings import require
+from longchat.settings import read_time, require
 
 
 @dataclass
 class AutoParams(InfLLMParams):
     # The InfLLM keys above apply past the window.
-    full_up_to: int = 0  # prompt + reply tokens read with full attention; 0 = context.effective_window
+    full_up_to: int = read_time(0)  # prompt + reply tokens read with full attention; 0 = context.effective_window
     # `ask` past this many document tokens, when one passage holds `passages_cover` of the
     # question's words: read BM25's best passages (up to `passages_budget` tokens) alone with
     # full attention, as the `rag` baseline does, instead of the whole input with InfLLM. 0 = off.
-    passages_past: int = 4096
-    passages_budget: int = 1024
-    passages_cover: float = 0.5
-    passages_floor: float = 0.5  # passages scoring under this share of the best one's BM25 are left out
-    passages_boost: float = 3.0  # logit added to the token that carries the answer on as a passage goes on
+    passages_past: int = read_time(4096)
+    passages_budget: int = read_time(1024)
+    passages_cover: float = read_time(0.5)
+    passages_floor: float = read_time(0.5)  # passages scoring under this share of the best one's BM25 are left out
+    passages_boost: float = read_time(3.0)  # logit added to the token that carries the answer on as a passage goes on
     # When no passage holds `passages_cover` of the question's words (a question in other words
     # than the input's), read the lines nearest the question's meaning (static word vectors, up
     # to `passages_budget` tokens) with full attention instead of InfLLM. 0 = off.
-    meaning_lines: int = 20
+    meaning_lines: int = read_time(20)
 
     def validate(self, where: str) -> None:
         super().validate(where)
@@ -51,7 +51,8 @@ class AutoParams(InfLLMParams):
 
 @register_strategy
 class Auto(ContextStrategy):
-    """Delegates every call to `full` or `infllm`, whichever `prepare` picked for the prompt."""
+    """Picks `full` or `infllm` per prompt (`prepare`); the engine runs the model through the
+    one picked (`reader`), so nothing here forwards the attention calls."""
 
     name = "auto"
     Params = AutoParams
@@ -101,23 +102,5 @@ class Auto(ContextStrategy):
         return self._infllm_params()
 
     @property
-    def length(self) -> int:
-        return self.inner.length
-
-    def begin(self, positions):
-        self.inner.begin(positions)
-
-    def attend(self, layer, q, k, v):
-        return self.inner.attend(layer, q, k, v)
-
-    def read_last_chunk(self, chunk, read_aside, text):
-        return self.inner.read_last_chunk(chunk, read_aside, text)
-
-    def answer_aid(self):
-        return self.inner.answer_aid()
-
-    def truncate(self, n_tokens: int) -> bool:
-        return self.inner.truncate(n_tokens)
-
-    def memory_bytes(self) -> int:
-        return self.inner.memory_bytes()
+    def reader(self) -> ContextStrategy:
+        return self.inner

@@ -16,16 +16,24 @@ from longchat.runtime.config import ModelConfig
 from longchat.runtime.rope import Rope
 
 
+@dataclass(frozen=True)
+class Question:
+    """What a caller knows about the question at the end of the prompt it hands the engine."""
+
+    text: str                             # the user's question, as text
+    apart: bool = False                   # asked about a document read before it (`ask`),
+                                          # not the next turn of a conversation
+
+
 @dataclass
 class QuestionText:
-    """The prompt as text, for strategies that also retrieve by words (given to
-    `ContextStrategy.read_last_chunk` by the engine)."""
+    """The prompt as text, for strategies that also retrieve by words (built by the engine and
+    given to `ReadsQuestion.read_last_chunk`)."""
 
     ids: list[int]                        # every token id before the question's last chunk
     query: str                            # the user's question (else the last chunk's text)
     decode: Callable[[list[list[int]]], list[str]]  # token ids -> text, many spans at once
-    apart: bool = False                   # the question is asked about a document before it (`ask`),
-                                          # not the next turn of a conversation
+    apart: bool = False                   # as `Question.apart`
 
 
 @dataclass
@@ -86,21 +94,6 @@ class ContextStrategy:
         return a line for the user saying what it chose; the rest return None."""
         return None
 
-    def read_last_chunk(self, chunk: list[int], read_aside: Callable[[list[int], str], torch.Tensor | None],
-                        text: Callable[[], QuestionText | None]) -> tuple[int, int]:
-        """Called just before the prompt's last chunk (mostly the question) is read for real.
-        A strategy may first read it aside, `read_aside(ids, logits)` as `forward` takes them,
-        to choose what it will attend to, and must then put its state back as it was. `text()`:
-        the prompt's ids and the question as text, for retrieval by words (None without a
-        tokenizer). Returns (tokens read aside, rows of them projected to the vocabulary)."""
-        return 0, 0
-
-    def answer_aid(self) -> tuple[list[tuple[int, int]], float]:
-        """After a prompt is read: the [start, end) token spans its question read most closely
-        and the logit boost an `ask` answer gets for running on as they do (`CopyGuard`'s
-        favoured texts); ([], 0.0) = none."""
-        return [], 0.0
-
     def memory_strategy(self, n_tokens: int) -> tuple[ContextStrategy, str | None] | None:
         """For encode-once memories (`longchat.memory`): the strategy that writes and reads
         them, switched to for a prompt + reply of `n_tokens` if need be, and a line for the
@@ -111,6 +104,12 @@ class ContextStrategy:
         """The parameters a memory would be encoded with (switching nothing); None as above."""
         return None
 
+    @property
+    def reader(self) -> ContextStrategy:
+        """The strategy that reads the prompt `prepare` was last called for: this one, or the
+        one a strategy that picks per prompt (`auto`) chose. The engine runs the model through it."""
+        return self
+
     def truncate(self, n_tokens: int) -> bool:
         """Rewind to the first `n_tokens` tokens if this strategy can; False means reset instead."""
         return False
@@ -118,6 +117,26 @@ class ContextStrategy:
     def memory_bytes(self) -> int:
         """Bytes held for the attention state (for stats)."""
         return 0
+
+
+class ReadsQuestion:
+    """The hooks of a strategy that chooses what to attend to by the question (InfLLM's memory
+    retrieval). The engine calls them only on a reader that has them."""
+
+    def read_last_chunk(self, chunk: list[int], read_aside: Callable[[list[int], str], torch.Tensor | None],
+                        question: QuestionText | None) -> tuple[int, int]:
+        """Called just before the prompt's last chunk (mostly the question) is read for real.
+        The strategy may first read it aside, `read_aside(ids, logits)` as `forward` takes them,
+        to choose what it will attend to, and must then put its state back as it was.
+        `question`: the prompt's ids and the question as text, for retrieval by words (None
+        without a tokenizer). Returns (tokens read aside, rows of them projected to the vocabulary)."""
+        raise NotImplementedError
+
+    def answer_aid(self) -> tuple[list[tuple[int, int]], float]:
+        """After a prompt is read: the [start, end) token spans its question read most closely
+        and the logit boost an `ask` answer gets for running on as they do (`CopyGuard`'s
+        favoured texts); ([], 0.0) = none."""
+        raise NotImplementedError
 
 
 STRATEGIES: dict[str, type[ContextStrategy]] = {}

@@ -29,7 +29,7 @@ def infllm_for(runner, n_tokens: int):
     """(the strategy to encode with, a line for the user) or None when the profile's strategy
     keeps no block memory. `auto` switches to InfLLM here."""
     found = runner.engine.strategy.memory_strategy(n_tokens)
-    if found is not None and runner.engine.strategy.length != len(runner.engine.cached_ids):
+    if found is not None and runner.engine.strategy.reader.length != len(runner.engine.cached_ids):
         runner.engine.reset()  # the strategy started afresh
     return found
 

@@ -13,6 +13,7 @@ strategy's small state and where in which document the next token comes from.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -34,12 +35,6 @@ from longchat.sources.text import decode_blocks
 HEADER = "### File: {label}\n"
 SEPARATOR = "\n\n"
 STREAM_ABOVE = 64_000_000  # bytes: larger text files are tokenized as they are encoded
-# Keys of [strategy] that change no stored key or value: storage, the retrieval cache, and how
-# the question (never part of a memory) retrieves. `score_dtype` only rounds retrieval scores
-# (it can flip a near-tie, as another matmul kernel could): memories stay usable across it.
-STORAGE_ONLY = ("max_cached_block", "disk", "disk_dir", "full_up_to", "consensus", "vote_from", "rerank",
-                "lexical", "rerank_margin", "decode_hold", "pinned_boost", "focus", "score_dtype")
-
 Progress = Callable[[int, int], None]  # (tokens done, tokens expected)
 
 
@@ -71,7 +66,8 @@ def model_sha256(folder: Path) -> str:
 
 def memory_key(runner, params, head: str) -> dict:
     """Everything that changes the encoded keys and values: a memory is only used when equal."""
-    strategy = {f"infllm.{k}": v for k, v in vars(params).items() if k not in STORAGE_ONLY}
+    strategy = {f"infllm.{f.name}": getattr(params, f.name) for f in dataclasses.fields(params)
+                if f.metadata["memory_key"]}  # declared on each field: `settings.stored` / `read_time`
     model = runner.model
     dtype = str(model.decoder.dtype).removeprefix("torch.")
     key = {"model": model.name, "model_sha256": model_sha256(model.path), "dtype": dtype,

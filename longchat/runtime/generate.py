@@ -13,7 +13,7 @@ from typing import Callable, Collection, Iterator
 import torch
 
 from longchat.context.attention import AttentionFlops, counting
-from longchat.context.base import QuestionText
+from longchat.context.base import Question, QuestionText, ReadsQuestion
 from longchat.runtime.loader import LoadedModel
 from longchat.sysinfo import peak_rss_mb
 
@@ -22,7 +22,7 @@ STOP_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "<|end_of
 
 
 class Cancelled(KeyboardInterrupt):
-    """A reply stopped by its caller (`Engine.should_stop`): a client that went away, a server
+    """A reply stopped by its caller (`should_stop`): a client that went away, a server
     shutting down. A KeyboardInterrupt, so that every place that keeps a reply cut short by
     Ctrl-C (a chat turn marked interrupted, the engine's stats) keeps this one the same way."""
 
@@ -251,12 +251,11 @@ class Engine:
         self.cached_ids: list[int] = []  # ids the strategy state holds, in order
         self.stats = GenerationStats()
         self.attention_flops = AttentionFlops()  # what the strategy's attention did, all forwards
-        self.on_note: Callable[[str], None] = lambda message: None  # what the strategy tells the user
+        # What the strategy tells the user, unless a call passes its own `on_note` (the process's
+        # stderr for the CLI; a server passes one per request).
+        self.on_note: Callable[[str], None] = lambda message: None
         # (ids, restore): an attached memory that prompts start with, and how to go back to it.
         self.base: tuple[list[int], Callable[[], None]] | None = None
-        # Asked before each prefill chunk and each decoded token; True raises `Cancelled`
-        # (`longchat serve`: the client left). Between forwards, so the state stays consistent.
-        self.should_stop: Callable[[], bool] | None = None
 
     def reset(self, *, forget_base: bool = False) -> None:
         """Forget what the strategy holds (and, with `forget_base`, the attached memory too)."""
@@ -283,7 +282,7 @@ class Engine:
         # If a forward is interrupted (Ctrl-C) the strategy state is half-updated: forget it.
         try:
             with counting(self.attention_flops):
-                out = self.model.decoder.forward(torch.tensor([ids], device=self.model.device), self.strategy,
+                out = self.model.decoder.forward(torch.tensor([ids], device=self.model.device), self.strategy.reader,
                                                  logits=logits)
         except BaseException:
             self.reset()
@@ -304,7 +303,7 @@ class Engine:
             n += 1
         n = min(n, len(prompt_ids) - 1)
         if n < len(self.cached_ids):
-            if n and self.strategy.truncate(n):
+            if n and self.strategy.reader.truncate(n):
                 self.cached_ids = self.cached_ids[:n]
             else:
                 n = 0
@@ -316,8 +315,11 @@ class Engine:
                 n = len(base_ids)
         return n
 
-    def prefill(self, prompt_ids: list[int], progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
-        """Feed the prompt in chunks; return the logits (V,) after its last token."""
+    def prefill(self, prompt_ids: list[int], progress: Callable[[int, int], None] | None = None,
+                question: Question | None = None, should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
+        """Feed the prompt in chunks; return the logits (V,) after its last token. `question`:
+        what the caller knows of the question the prompt ends with (else the last chunk's text
+        stands for it); `should_stop`: asked between forwards, True raises `Cancelled`."""
         reused = self._reuse_prefix(prompt_ids)
         todo = prompt_ids[reused:]
         self.stats = GenerationStats(prompt_tokens=len(prompt_ids), reused_tokens=reused)
@@ -325,16 +327,17 @@ class Engine:
         start = time.perf_counter()
         logits = None
         reread, scored = 0, 0  # extra reads of the question (to agree on what to retrieve)
+        reader = self.strategy.reader
         for i, j in self.chunk_bounds(len(todo)):
             last = j == len(todo)
-            if last:
-                reread, scored = self.strategy.read_last_chunk(todo[i:j], self._read_aside,
-                                                               lambda chunk=todo[i:j]: self._question_text(chunk))
+            if last and isinstance(reader, ReadsQuestion):
+                reread, scored = reader.read_last_chunk(todo[i:j], self._read_aside,
+                                                        self._question_text(todo[i:j], question))
             logits = self._forward(todo[i:j], "last" if last else "none")
             if progress:
                 progress(reused + j, len(prompt_ids))
             if not last:
-                self._check_stop()
+                self._check_stop(should_stop)
         if logits is not None and logits.device.type == "cuda":
             torch.cuda.synchronize(logits.device)  # a GPU runs behind Python: count its work here
         self.stats.prefill_s = time.perf_counter() - start
@@ -342,13 +345,14 @@ class Engine:
                                     + self.model.decoder.matmul_flops(len(todo) + reread, 1 + scored))
         return logits[0]
 
-    def _question_text(self, chunk: list[int]) -> QuestionText | None:
-        """The prompt so far and the user's question (else the last chunk) as text."""
+    def _question_text(self, chunk: list[int], question: Question | None) -> QuestionText | None:
+        """The prompt so far and the question (else the last chunk) as text."""
         tok = self.model.tokenizer  # a random-weight model (`bench scale`) has none: no words to match
         if not hasattr(tok, "batch_decode"):
             return None
-        return QuestionText(list(self.cached_ids), self.query or tok.decode(chunk, skip_special_tokens=True),
-                            lambda spans: tok.batch_decode(spans, skip_special_tokens=True), apart=self.apart)
+        text = question.text if question is not None else tok.decode(chunk, skip_special_tokens=True)
+        return QuestionText(list(self.cached_ids), text, lambda spans: tok.batch_decode(spans, skip_special_tokens=True),
+                            apart=question is not None and question.apart)
 
     def _read_aside(self, ids: list[int], logits: str):
         """A forward the strategy is about to rewind: the cached ids stay as they were."""
@@ -363,28 +367,27 @@ class Engine:
         bounds = [(i, min(i + self.prefill_chunk, body)) for i in range(0, body, self.prefill_chunk)]
         return bounds + ([(body, n)] if tail else [])
 
-    query: str | None = None  # the question of the prompt being read, when a caller knows it
-    apart: bool = False       # that question is asked about a document before it (`ask`), not a turn of a chat
-
     def generate(self, prompt_ids: list[int], sampling: Sampling,
-                 progress: Callable[[int, int], None] | None = None, query: str | None = None,
-                 copy_guard: CopyGuard | None = None, apart: bool = False) -> Iterator[int]:
+                 progress: Callable[[int, int], None] | None = None, question: Question | None = None,
+                 copy_guard: CopyGuard | None = None, *, on_note: Callable[[str], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> Iterator[int]:
         """Yield new token ids until a stop token or the token limit. Stats land in `self.stats`.
 
-        `query`: the user's question in the prompt, for strategies that retrieve by its words
-        (else the text of the prompt's last chunk stands for it); `apart`: it is asked about a
-        document before it (`ask`), not the next turn of a chat. `copy_guard`: n-grams the reply
-        may not copy."""
+        `question`: the user's question the prompt ends with, for strategies that retrieve by its
+        words (else the text of the prompt's last chunk stands for it), and whether it is asked
+        about a document before it (`ask`). `copy_guard`: n-grams the reply may not copy.
+        `on_note`: where this call's notes go (else `self.on_note`); `should_stop`: asked before
+        each prefill chunk and each decoded token, True raises `Cancelled` (`longchat serve`: the
+        client left), between forwards, so the state stays consistent."""
         if not prompt_ids:
             raise ValueError("empty prompt")
-        self.query, self.apart = query, apart
         message = self._prepare(prompt_ids, len(prompt_ids) + sampling.max_new_tokens)
-        if self.strategy.length != len(self.cached_ids):  # the strategy started afresh
+        if self.strategy.reader.length != len(self.cached_ids):  # the strategy started afresh
             self.reset()
         if message:
-            self.on_note(message)
-        logits = self.prefill(prompt_ids, progress)
-        if copy_guard is None and apart:
+            (on_note or self.on_note)(message)
+        logits = self.prefill(prompt_ids, progress, question, should_stop)
+        if copy_guard is None and question is not None and question.apart:
             copy_guard = self._answer_aid()
         chosen = getattr(self.strategy, "chosen", None)
         if chosen:
@@ -419,7 +422,7 @@ class Engine:
                     break
                 if len(new) >= sampling.max_new_tokens:
                     break
-                self._check_stop()
+                self._check_stop(should_stop)
                 logits = self._forward([token], "last")[0]
         except (GeneratorExit, KeyboardInterrupt):
             self.stats.stop_reason = "interrupted"
@@ -431,7 +434,8 @@ class Engine:
     def _answer_aid(self) -> CopyGuard | None:
         """For a question about a document: the strategy's favoured spans of it (InfLLM's
         pinned block), as a `CopyGuard` that nudges the answer to run on as they do."""
-        spans, boost = self.strategy.answer_aid()
+        reader = self.strategy.reader
+        spans, boost = reader.answer_aid() if isinstance(reader, ReadsQuestion) else ([], 0.0)
         read = [self.cached_ids[a:b] for a, b in spans if b <= len(self.cached_ids)]
         if not read or not boost or self.model.tokenizer is None:
             return None
@@ -448,8 +452,8 @@ class Engine:
                 return found[0].prepare(n_tokens) or found[1]
         return self.strategy.prepare(n_tokens)
 
-    def _check_stop(self) -> None:
-        if self.should_stop is not None and self.should_stop():
+    def _check_stop(self, should_stop: Callable[[], bool] | None) -> None:
+        if should_stop is not None and should_stop():
             self.stats.stop_reason = "interrupted"
             raise Cancelled()
 
@@ -457,9 +461,10 @@ class Engine:
     repeat_cut: int | None = None  # where the last reply began to repeat itself (stop_on_repeat)
 
     def generate_text(self, prompt_ids: list[int], sampling: Sampling,
-                      on_text: Callable[[str], None] | None = None, progress=None, query: str | None = None, *,
-                      messages: list[dict] | None = None, tools: list[dict] | None = None,
-                      copy_guard: CopyGuard | None = None, apart: bool = False) -> str:
+                      on_text: Callable[[str], None] | None = None, progress=None, question: Question | None = None,
+                      *, messages: list[dict] | None = None, tools: list[dict] | None = None,
+                      copy_guard: CopyGuard | None = None, on_note: Callable[[str], None] | None = None,
+                      should_stop: Callable[[], bool] | None = None) -> str:
         """Run `generate` and return the decoded reply, streaming deltas to `on_text`: the one
         streaming loop (ask, summarize, chat and sessions all reply through it). Stats are
         final when it returns or raises (Ctrl-C in `on_text` included). `messages` and `tools`
@@ -467,7 +472,8 @@ class Engine:
         local model reads the ids."""
         detok = Detokenizer(self.model.tokenizer)
         self.last_text = ""  # what was produced, also when Ctrl-C cuts the reply short
-        tokens = self.generate(prompt_ids, sampling, progress, query, copy_guard, apart)
+        tokens = self.generate(prompt_ids, sampling, progress, question, copy_guard, on_note=on_note,
+                               should_stop=should_stop)
         try:
             for token in tokens:
                 delta = detok.push(token)

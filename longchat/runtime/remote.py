@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from longchat.errors import ConfigError, LongchatError, ModelError
-from longchat.runtime.generate import GenerationStats, Sampling
+from longchat.runtime.generate import Cancelled, GenerationStats, Sampling
 
 PREFIX = "openai:"
 ESTIMATE_RATIO = 1.25   # remote tokens per local token assumed without /tokenize: tokenizers differ
@@ -305,15 +305,15 @@ class RemoteEngine:
         self.last_text = ""
         self.tool_calls: list[dict] = []
         self.on_note: Callable[[str], None] = lambda m: None
-        self.should_stop = None
 
     def reset(self) -> None:
         """Nothing is held between requests here; the engine keeps its own prefix cache."""
 
-    def generate_text(self, prompt_ids, sampling: Sampling, on_text=None, progress=None, query=None, *,
+    def generate_text(self, prompt_ids, sampling: Sampling, on_text=None, progress=None, question=None, *,
                       messages: list[dict] | None = None, tools: list[dict] | None = None, copy_guard=None,
-                      apart: bool = False) -> str:
-        """(`copy_guard`, a local decoding constraint, has no remote equivalent and is not sent.)"""
+                      on_note=None, should_stop: Callable[[], bool] | None = None) -> str:
+        """(`copy_guard`, a local decoding constraint, has no remote equivalent and is not sent;
+        `should_stop` is asked as the reply streams in, and True stops it with `Cancelled`.)"""
         if messages is None:
             raise ConfigError("this step works on the local model's tokens; a remote engine reads messages")
         import psutil
@@ -328,6 +328,8 @@ class RemoteEngine:
                 progress(0, estimate)
 
         def said(text: str) -> None:
+            if should_stop is not None and should_stop():
+                raise Cancelled()
             if progress and estimate and not self.last_text:
                 progress(estimate, estimate)  # the first token: the engine has read the prompt
             self.last_text = text

@@ -20,6 +20,7 @@ from longchat import reading
 from longchat.api import Runner, open_runner
 from longchat.chat.session import SessionConversation
 from longchat.chat.store import check_name
+from longchat.context.base import Question
 from longchat.errors import ConfigError, InputError
 from longchat.memory.store import NAME, Memory, all_memories, named_root
 from longchat.profile import load_profile
@@ -176,21 +177,16 @@ class Completer:
     # ------------------------------------------------------------ one request
 
     def __call__(self, job: Job) -> Result:
-        req, notes = job.request, []
+        req, notes = job.request, job.notes
         memory = Memory.open(named_root() / job.memory) if job.memory else None
         if memory is not None:
             memory.lock(exclusive=False)  # nobody rewrites it while it is read
         try:
             runner, prefix = self.runners.get(req.longchat.profile, memory, notes.append)
-            engine = runner.engine
-            engine.on_note, engine.should_stop = notes.append, job.cancelled.is_set
-            try:
-                if req.longchat.session:
-                    text = self._session_turn(runner, job, prefix, notes)
-                else:
-                    text = self._turn(runner, job, prefix, notes)
-            finally:
-                engine.on_note, engine.should_stop = (lambda m: None), None
+            if req.longchat.session:
+                text = self._session_turn(runner, job, prefix, notes)
+            else:
+                text = self._turn(runner, job, prefix, notes)
         finally:
             if memory is not None:
                 memory.unlock()
@@ -218,7 +214,8 @@ class Completer:
         sampling = fit(runner, len(prompt), self._sampling(runner, req), requested=req.max_new_tokens is not None,
                        notes=notes)
         job.emit("started")
-        return self._reply(runner, job, prompt, sampling, query=_question(messages[last]["content"]))
+        question = _question(messages[last]["content"])
+        return self._reply(runner, job, prompt, sampling, question=Question(question) if question else None)
 
     def _session_turn(self, runner: Runner, job: Job, prefix: list[int] | None, notes: list[str]) -> str:
         """The last user message joins the session; the prompt comes from the session store."""
@@ -241,6 +238,7 @@ class Completer:
 
         conversation = ServedSession(runner, req.longchat.session, system, self._sampling(runner, req),
                                      note=notes.append, generate=generate)
+        conversation.call = job.call
         try:
             if prefix is not None:
                 conversation.memory_ids, conversation.memory_name = prefix, job.memory
@@ -261,8 +259,8 @@ class Completer:
                     job.emit("progress", percent)
         return progress
 
-    def _reply(self, runner: Runner, job: Job, prompt_ids: list[int], sampling: Sampling, query: str | None = None,
-               stream: bool = True, *, read=None) -> str:
+    def _reply(self, runner: Runner, job: Job, prompt_ids: list[int], sampling: Sampling,
+               question: Question | None = None, stream: bool = True, *, read=None) -> str:
         """Generate, streaming deltas to the job (unless tools make it wait for the whole reply).
         `read`: the `Prompt` the reading policy made (its query, copy guard and reading)."""
         req, engine = job.request, runner.engine
@@ -271,9 +269,10 @@ class Completer:
         progress = self._progress(runner, job)
         try:
             if read is not None:
-                text = read.generate(engine, sampling, scanner.push, progress)
+                text = read.generate(engine, sampling, scanner.push, progress, **job.call)
             else:
-                text = engine.generate_text(prompt_ids, sampling, on_text=scanner.push, progress=progress, query=query)
+                text = engine.generate_text(prompt_ids, sampling, on_text=scanner.push, progress=progress,
+                                            question=question, **job.call)
         except StopFound:
             if read is not None and read.reading is not None:
                 engine.stats.extra.update(read.reading.info())

@@ -36,6 +36,12 @@ class Job:
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     cancel_reason: str = ""
+    notes: list[str] = field(default_factory=list)  # what longchat tells the client about this request
+
+    @property
+    def call(self) -> dict:
+        """What every engine call for this request is given: where notes go, and when to stop."""
+        return {"on_note": self.notes.append, "should_stop": self.cancelled.is_set}
 
     def emit(self, kind: str, value: Any = None) -> None:
         """Hand an event to the asyncio side (from any thread)."""

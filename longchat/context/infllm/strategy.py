@@ -41,13 +41,13 @@ from pathlib import Path
 import torch
 
 from longchat.context.attention import Mask, attention_lse, merge_attention
-from longchat.context.base import ContextStrategy, QuestionText, StrategyParams, register_strategy
-from longchat.context.infllm.blocks import SCORE_DTYPES, BlockStore, score_dtype
+from longchat.context.base import ContextStrategy, QuestionText, ReadsQuestion, StrategyParams, register_strategy
+from longchat.context.infllm.blocks import BlockStore, score_dtype
 from longchat.context.infllm.lexical import best_blocks
 from longchat import sysinfo
 from longchat.errors import InputError, StoreError
 from longchat.runtime.rope import rotate
-from longchat.settings import require
+from longchat.settings import read_time, require, stored
 
 
 # A memory encoded with event-shaped blocks (`segment = "surprise"`, EM-LLM), removed in issue 40.
@@ -57,37 +57,37 @@ EVENT_SHAPED = ("infllm: this memory was encoded with event-shaped blocks (segme
 
 @dataclass
 class InfLLMParams(StrategyParams):
-    n_init: int = 128          # initial tokens (attention sinks), always attended
-    n_local: int = 1024        # local window; the bundled model reads ~2-4k tokens reliably
-    block_size: int = 128      # tokens per memory block
-    topk: int = 8              # blocks retrieved per chunk and per decoded token
-    repr_topk: int = 16        # representative keys per block, used for retrieval (at most block_size)
-    max_cached_block: int = 32 # blocks the device cache may hold (LRU); must be >= topk
-    disk: bool = False         # keep blocks in temp files instead of RAM (bounded host memory)
-    disk_dir: str = ""         # where the disk tier writes ("" = the system temp dir)
-    store_bits: int = 16       # 16: blocks kept as float16; 8: int8 + a scale per token and head
-    score_dtype: str = "auto"  # representatives held and scored in: float16, bfloat16, float32, or auto
-                               # (float16 on a GPU; bfloat16 on a CPU where its matmul is much faster)
-    memory_positions: str = "ordered"  # "ordered": memory keeps its word order just before the
+    # `stored`: part of a memory's key (it changes the blocks' keys and values); `read_time`: how
+    # blocks are held or read, so memories stay valid across it (tests/test_profiles.py checks each).
+    n_init: int = stored(128)          # initial tokens (attention sinks), always attended
+    n_local: int = stored(1024)        # local window; the bundled model reads ~2-4k tokens reliably
+    block_size: int = stored(128)      # tokens per memory block
+    topk: int = stored(8)              # blocks retrieved per chunk and per decoded token
+    repr_topk: int = stored(16)        # representative keys per block, used for retrieval (at most block_size)
+    max_cached_block: int = read_time(32) # blocks the device cache may hold (LRU); must be >= topk
+    disk: bool = read_time(False)         # keep blocks in temp files instead of RAM (bounded host memory)
+    disk_dir: str = read_time("")         # where the disk tier writes ("" = the system temp dir)
+    store_bits: int = stored(16)       # 16: blocks kept as float16; 8: int8 + a scale per token and head
+    memory_positions: str = stored("ordered")  # "ordered": memory keeps its word order just before the
                                        # window; "fixed": every memory token at distance n_local
-    consensus: bool = True     # the question is read twice: the upper layers vote on blocks, then
+    consensus: bool = read_time(True)     # the question is read twice: the upper layers vote on blocks, then
                                # every layer (and every answer token) reads the most-voted topk
-    vote_from: float = 0.33    # layers from this fraction of the depth up vote (lower layers'
+    vote_from: float = read_time(0.33)    # layers from this fraction of the depth up vote (lower layers'
                                # own picks rarely hold what the question asks for)
-    rerank: int = 8            # with consensus: the most-voted blocks scored by the question's
+    rerank: int = read_time(8)            # with consensus: the most-voted blocks scored by the question's
                                # likelihood with each alone (one more read of the question each); 0 = off
-    lexical: int = 4           # with rerank: the blocks BM25 ranks best for the question's words are
+    lexical: int = read_time(4)           # with rerank: the blocks BM25 ranks best for the question's words are
                                # scored too (attention votes miss facts phrased like their context)
-    pinned_boost: float = 3.0  # with rerank, `ask` only: once the answer runs 3 tokens as the
+    pinned_boost: float = read_time(3.0)  # with rerank, `ask` only: once the answer runs 3 tokens as the
                                # pinned block (or a neighbour) does, the block's next token gets
                                # this added to its logit (`auto`'s passages_boost, for InfLLM); 0 = off
-    rerank_margin: float = 4.0 # the answer never reads a scored block this many nats (summed
+    rerank_margin: float = read_time(4.0) # the answer never reads a scored block this many nats (summed
                                # over the question's tokens) below the best one
-    focus: float = 12.0        # with rerank, `ask` only: when the best block beats every other
+    focus: float = read_time(12.0)        # with rerank, `ask` only: when the best block beats every other
                                # scored one by this many nats, the question's second read and the
                                # answer read it and its two neighbours (and the n_init tokens)
                                # alone: not the topk voted, nor the local window (0 = off)
-    decode_hold: float = 0.25  # with consensus, while decoding: the blocks the last token read
+    decode_hold: float = read_time(0.25)  # with consensus, while decoding: the blocks the last token read
                                # get this fraction of the voting layers' votes on top of their own,
                                # so a new block must out-vote one by that much (0 = re-vote freely)
 
@@ -98,7 +98,6 @@ class InfLLMParams(StrategyParams):
         require(self.topk >= 1, where, "topk", "an integer >= 1")
         require(self.repr_topk >= 1, where, "repr_topk", "an integer >= 1 (capped at block_size)")
         require(self.store_bits in (8, 16), where, "store_bits", "8 or 16")
-        require(self.score_dtype in ("auto", *SCORE_DTYPES), where, "score_dtype", f"one of: auto, {', '.join(SCORE_DTYPES)}")
         require(self.memory_positions in ("ordered", "fixed"), where, "memory_positions", "one of: ordered, fixed")
         require(0.0 <= self.vote_from < 1.0, where, "vote_from", "a fraction of the layers in [0, 1)")
         require(self.rerank >= 0, where, "rerank", "an integer >= 0 (0 = off)")
@@ -179,7 +178,7 @@ class _Layer:
 
 
 @register_strategy
-class InfLLM(ContextStrategy):
+class InfLLM(ContextStrategy, ReadsQuestion):
     name = "infllm"
     Params = InfLLMParams
 
@@ -259,7 +258,7 @@ class InfLLM(ContextStrategy):
         disk = (p.disk_dir or tempfile.gettempdir()) if p.disk else None
         return BlockStore(c.n_kv_heads, p.block_size, c.head_dim, self.n_reprs, bits=p.store_bits,
                           disk_dir=disk, path=path, count=count, device=self.device,
-                          dtype=score_dtype(p.score_dtype, self.device))
+                          dtype=score_dtype("auto", self.device))
 
     # -- persistence (longchat.memory): the state after a prefix, to continue from later ------
 
@@ -332,7 +331,7 @@ class InfLLM(ContextStrategy):
 
     # -- consensus retrieval for the question ----------------------------------------------
 
-    def read_last_chunk(self, chunk, read_aside, text):
+    def read_last_chunk(self, chunk, read_aside, question):
         """Consensus and re-ranking (see the module docstring): read the question once to let
         the upper layers vote, then once per candidate block (the most voted, and the best by
         BM25 for the question's words) with only that block in memory, scored by the
@@ -342,15 +341,14 @@ class InfLLM(ContextStrategy):
         if not self.begin_question():
             return 0, 0
         read_aside(chunk, "none")
-        scores, question = {}, None
+        scores = {}
         if len(chunk) > 1:
-            question = text()
             for block in self.question_candidates(question):
                 self.read_question_with(block)
                 logits = read_aside(chunk, "all")[0]  # (T, V)
                 target = torch.tensor(chunk[1:], device=logits.device)
                 scores[block] = float(torch.log_softmax(logits[:-1], dim=-1).gather(1, target[:, None]).sum())
-        self.rewind_question(scores, focus=question is not None and question.apart)
+        self.rewind_question(scores, focus=len(chunk) > 1 and question is not None and question.apart)
         if self.focused:
             self.release_window()  # ...and not the document's last n_local tokens either
         return len(chunk) * (1 + len(scores)), len(chunk) * len(scores)
