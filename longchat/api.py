@@ -128,12 +128,17 @@ def open_remote(prof: Profile, spec: str, *, note: Note = lambda m: None) -> Run
 DEFAULT_REMOTE_WINDOW = 8192
 
 
+def input_room(runner: Runner, window: int, sampling: Sampling, frame: list[dict]) -> int:
+    """Tokens of input that fit `window` beside the reply and the messages `frame` wraps it in
+    (rendered empty), less 8 for re-tokenising at the seams."""
+    return window - sampling.max_new_tokens - len(chat_ids(runner.tokenizer, frame)) - 8
+
+
 def fit_document(runner: Runner, sources: Sequence[str], question: str, sampling: Sampling, *,
                  stdin: BinaryIO | None = None, truncate: bool = False, note: Note = lambda m: None,
                  text: str | None = None) -> str:
     """Read the sources (or take `text`) and make sure prompt + reply fit the window; never cut silently."""
-    overhead = len(chat_ids(runner.tokenizer, ask_messages("", question)))
-    budget = runner.window - sampling.max_new_tokens - overhead - 8  # 8: re-tokenising at the seams
+    budget = input_room(runner, runner.window, sampling, ask_messages("", question))
     if budget <= 0:
         raise ConfigError(
             f"the window ({runner.window} tokens) has no room for a document after the question "
@@ -389,8 +394,8 @@ class Summarizer:
         self.runner = runner
         self.sampling = summary_sampling(sampling)
         self.on_chunk = on_chunk
-        overhead = len(chat_ids(runner.tokenizer, [{"role": "user", "content": MERGE_PROMPT.format(text="")}]))
-        self.chunk_tokens = runner.effective_window - sampling.max_new_tokens - overhead - 8
+        self.chunk_tokens = input_room(runner, runner.effective_window, sampling,
+                                       [{"role": "user", "content": MERGE_PROMPT.format(text="")}])
         if self.chunk_tokens < 64:
             raise ConfigError(
                 f"effective window {runner.effective_window} leaves too little room for text after "
@@ -585,8 +590,7 @@ def ask_log(runner: Runner, table, question: str, *, sampling: Sampling | None =
         raise InputError("the question is empty")
     sampling = sampling or runner.profile.generation
     tok = runner.tokenizer
-    overhead = len(chat_ids(tok, ask_messages("", question, system)))
-    budget = runner.effective_window - sampling.max_new_tokens - overhead - 8
+    budget = input_room(runner, runner.effective_window, sampling, ask_messages("", question, system))
     if budget < 64:
         raise ConfigError(f"effective window {runner.effective_window} leaves too little room for the log's table "
                           f"after max_new_tokens={sampling.max_new_tokens}; lower generation.max_new_tokens")
@@ -627,8 +631,8 @@ def summarize_log(runner: Runner, table, *, sampling: Sampling | None = None,
 
     sampling = summary_sampling(sampling or runner.profile.generation)
     tok = runner.tokenizer
-    overhead = len(chat_ids(tok, [{"role": "user", "content": LOG_REPORT_PROMPT.format(table="")}]))
-    budget = runner.effective_window - sampling.max_new_tokens - overhead - 8
+    budget = input_room(runner, runner.effective_window, sampling,
+                  [{"role": "user", "content": LOG_REPORT_PROMPT.format(table="")}])
     if budget < 64:
         raise ConfigError(f"effective window {runner.effective_window} leaves too little room for the log's table "
                           f"after max_new_tokens={sampling.max_new_tokens}; lower generation.max_new_tokens")

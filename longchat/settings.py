@@ -18,6 +18,8 @@ REMOVED: dict[str, str] = {
     **{key: _ISSUE_40 for key in ("meaning", "quote", "contiguity", "ask_window", "segment", "surprise_gamma",
                                   "surprise_window", "min_block")},
     **{key: _FIXED for key in ("segment_tokens", "coarse_slack", "dynamic_ratio", "reorder")},
+    "full_up_to": "removed in issue 40: `auto` reads with full attention up to context.effective_window; "
+                  "set that instead",
     "score_dtype": "removed in issue 40: representative keys are scored in float16 on a GPU and in bfloat16 "
                    "on a CPU where that is >= 1.5x faster, else float32 (docs/settings.md)",
 }

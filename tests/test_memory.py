@@ -344,7 +344,7 @@ def test_auto_reads_the_matching_passages_alone_past_passages_past(home, tiny_ch
     words = doc.read_text().split()
     words[700] = "zanzibar"
     doc.write_text(" ".join(words) + "\n")
-    passages = ["strategy.full_up_to=256", "strategy.passages_past=300", "strategy.passages_budget=128"]
+    passages = ["context.effective_window=256", "strategy.passages_past=300", "strategy.passages_budget=128"]
     r = open_runner("auto", str(tiny_chat_model), overrides=SMALL + passages)
     two = Sampling(max_new_tokens=2)
     notes: list[str] = []
@@ -375,7 +375,7 @@ def test_auto_nudges_the_answer_to_go_on_as_the_passages_do(home, tiny_chat_mode
     words = doc.read_text().split()
     words[700] = "zanzibar"
     doc.write_text(" ".join(words) + "\n")
-    passages = ["strategy.full_up_to=256", "strategy.passages_past=300", "strategy.passages_budget=128"]
+    passages = ["context.effective_window=256", "strategy.passages_past=300", "strategy.passages_budget=128"]
     for boost in (3.0, 0.0):
         r = open_runner("auto", str(tiny_chat_model), overrides=SMALL + passages + [f"strategy.passages_boost={boost}"])
         seen = []
@@ -404,7 +404,7 @@ def test_auto_reads_the_lines_nearest_the_questions_meaning_when_no_passage_matc
     filler[90] = "The annual conference will be held in Lisbon."
     doc = tmp_path / "doc.txt"
     doc.write_text("\n".join(filler) + "\n")
-    over = SMALL + ["strategy.full_up_to=256", "strategy.passages_past=300", "strategy.passages_budget=128",
+    over = SMALL + ["context.effective_window=256", "strategy.passages_past=300", "strategy.passages_budget=128",
                     "strategy.meaning_lines=3"]
     r = open_runner("auto", str(tiny_chat_model), overrides=over)
     two, notes = Sampling(max_new_tokens=2), []

@@ -469,7 +469,8 @@ def test_infllm_refuses_at_once_an_input_whose_blocks_cannot_fit(tiny, tmp_path,
     monkeypatch.setattr(infllm.shutil, "disk_usage", lambda where: Usage(0, 0, 5 * per_block))
     with pytest.raises(InputError, match=r"on disk, but .* GB free; set infllm.disk_dir"):
         make(cfg, "infllm", **params, disk=True, disk_dir=str(tmp_path)).prepare(8 + 64 + 6 * 16)
-    auto = make(cfg, "auto", **params, full_up_to=100)
+    auto = make(cfg, "auto", **params)
+    auto.params.full_up_to = 100  # the profile's context.effective_window
     with pytest.raises(InputError, match="memory blocks in RAM"):
         auto.prepare(10**6)  # auto checks for the infllm it switches to
     assert auto.prepare(90) is not None  # and full attention has nothing to check
@@ -479,7 +480,8 @@ def test_infllm_refuses_at_once_an_input_whose_blocks_cannot_fit(tiny, tmp_path,
 
 def test_auto_picks_full_inside_the_window_and_infllm_past_it(tiny):
     cfg, decoder = tiny
-    s = make(cfg, "auto", n_init=8, n_local=64, block_size=16, topk=2, max_cached_block=4, full_up_to=100)
+    s = make(cfg, "auto", n_init=8, n_local=64, block_size=16, topk=2, max_cached_block=4)
+    s.params.full_up_to = 100  # the profile's context.effective_window
     assert "using full attention" in s.prepare(90) and s.chosen == "full"
     assert s.prepare(95) is None  # same choice: nothing new to say
     reference = run(decoder, make(cfg, "full"), IDS[:, :90], 90)
@@ -495,7 +497,9 @@ def test_auto_picks_full_inside_the_window_and_infllm_past_it(tiny):
 def test_auto_window_defaults_to_the_profiles_effective_window():
     prof = load_profile("auto", ["context.effective_window=1500"])
     assert prof.context.strategy == "auto" and prof.strategy.full_up_to == 1500
-    assert load_profile("auto", ["auto.full_up_to=700"]).strategy.full_up_to == 700
+    with pytest.raises(ConfigError, match="'full_up_to' was removed in issue 40: `auto` reads with full attention "
+                                          "up to context.effective_window"):
+        load_profile("auto", ["auto.full_up_to=700"])
 
 
 def attention_flops(decoder, strategy, ids, step) -> int:

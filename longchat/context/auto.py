@@ -1,8 +1,8 @@
 """`auto`: full attention while the input fits what the model reads reliably, InfLLM past it.
 
 The choice is made per prompt, before its prefill (`prepare`), from the prompt + reply length
-against `full_up_to` (the profile's `context.effective_window` unless set): a model's
-*reliable* window, not its config's max_position_embeddings. Switching strategies drops the
+against the profile's `context.effective_window` (`full_up_to`): a model's *reliable* window,
+not its config's max_position_embeddings. Switching strategies drops the
 cached sequence, so a chat that outgrows the window is re-read once under InfLLM.
 """
 
@@ -18,8 +18,8 @@ from longchat.settings import read_time, require
 
 @dataclass
 class AutoParams(InfLLMParams):
+    full_up_to = 3072  # prompt + reply tokens read with full attention: context.effective_window (not a field)
     # The InfLLM keys above apply past the window.
-    full_up_to: int = read_time(0)  # prompt + reply tokens read with full attention; 0 = context.effective_window
     # `ask` past this many document tokens, when one passage holds `passages_cover` of the
     # question's words: read BM25's best passages (up to `passages_budget` tokens) alone with
     # full attention, as the `rag` baseline does, instead of the whole input with InfLLM. 0 = off.
@@ -35,7 +35,6 @@ class AutoParams(InfLLMParams):
 
     def validate(self, where: str) -> None:
         super().validate(where)
-        require(self.full_up_to >= 0, where, "full_up_to", "an integer >= 0 (0 = context.effective_window)")
         require(self.passages_past >= 0, where, "passages_past", "an integer >= 0 (0 = off)")
         require(self.passages_budget >= 128, where, "passages_budget", "an integer >= 128 (tokens)")
         require(0 <= self.passages_cover <= 1, where, "passages_cover", "a number in [0, 1]")
@@ -45,8 +44,8 @@ class AutoParams(InfLLMParams):
 
     def check_context(self, context, where: str) -> None:
         super().check_context(context, where)
-        # Resolved here, where the profile's [context] table is at hand.
-        self.full_up_to = self.full_up_to or context.effective_window or 3072
+        # Not a setting: the profile's effective window, resolved here where [context] is at hand.
+        self.full_up_to = context.effective_window or 3072
 
 
 @register_strategy
