@@ -75,13 +75,6 @@ class SessionSettings:
     keep_last: int = 4         # messages that never leave the window when older ones are summarised
     relevant: int = 3          # searched memories placed before each message
     semantic: bool = True      # search by meaning too (static word vectors, text/embed.py), fused with full-text
-    semantic_floor: float = 0.2  # cosine a memory found by meaning alone needs to be placed
-    copy_guard: int = 8        # a reply may not copy this many tokens in a row from an earlier reply
-                               # in the window to another message (0 = off)
-    hide_unsupported: bool = True  # a reply that leaves out most of the facts its message stated is
-                               # not shown to the model again (it stays stored)
-    copy_boost: float = 3.0    # logit added to the token that carries a reply on as the user's placed
-                               # words go on, once it runs 3 tokens as they do (0 = off)
     max_steps: int = 4         # functions: calls chained by request_heartbeat per user message
 
     def validate(self, where: str) -> None:
@@ -91,9 +84,6 @@ class SessionSettings:
         require(0.1 <= self.pressure < 1.0, where, "pressure", "a number in [0.1, 1)")
         require(self.keep_last >= 1, where, "keep_last", "an integer >= 1")
         require(0 <= self.relevant <= 20, where, "relevant", "an integer in 0..20")
-        require(-1 <= self.semantic_floor <= 1, where, "semantic_floor", "a number in [-1, 1]")
-        require(self.copy_guard == 0 or self.copy_guard >= 2, where, "copy_guard", "0 (off) or an integer >= 2")
-        require(0 <= self.copy_boost <= 20, where, "copy_boost", "a number in [0, 20] (0 = off)")
         require(1 <= self.max_steps <= 20, where, "max_steps", "an integer in 1..20")
 
 

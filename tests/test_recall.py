@@ -14,6 +14,7 @@ import pytest
 from longchat.api import open_runner
 from longchat.text.embed import default_embedder
 from longchat.chat.facts import extract
+from longchat.chat import session as session_module
 from longchat.chat.session import SessionConversation
 from longchat.chat.store import MIGRATIONS, Store, _statements, _words, fuse
 
@@ -213,7 +214,7 @@ def test_a_guarded_reply_never_repeats_the_earlier_one(tiny_chat_model, home):
     assert not any(tuple(ids[i:i + 4]) in grams for i in range(len(ids) - 3))
 
 
-def test_a_session_guards_against_replies_to_other_messages_only(tiny_runner, tmp_path):
+def test_a_session_guards_against_replies_to_other_messages_only(tiny_runner, tmp_path, monkeypatch):
     conv = SessionConversation(tiny_runner, "s", store=Store(tmp_path / "s.db"))
     for said, reply in [("Tell me about owls.", "Owls are quiet hunters of the night sky."),
                         ("What is my name?", "Your name is Ana and you like owls.")]:
@@ -225,9 +226,9 @@ def test_a_session_guards_against_replies_to_other_messages_only(tiny_runner, tm
     name = tiny_runner.encode("Your name is Ana and you like owls.")
     assert guard.barred(owls[:7]) == {owls[7]}  # the reply to another message may not be copied
     assert name[7] not in guard.barred(name[:7])  # the same question may get the same answer
-    tiny_runner.profile.sessions.copy_guard = 0
+    monkeypatch.setattr(session_module, "COPY_GUARD", 0)
     assert not conv._copy_guard().barred(owls[:7])
-    tiny_runner.profile.sessions.copy_boost = 0.0
+    monkeypatch.setattr(session_module, "FAVOUR_BOOST", 0.0)
     assert conv._copy_guard() is None
     conv.close()
 
@@ -273,8 +274,7 @@ def test_a_boosted_reply_follows_the_favoured_text(tiny_chat_model, home):
     assert list(runner.engine.generate(prompt, Sampling(max_new_tokens=8), copy_guard=weak)) == plain
 
 
-def test_a_session_favours_the_users_placed_words_only(tiny_runner, tmp_path):
-    tiny_runner.profile.sessions.copy_boost = 3.0
+def test_a_session_favours_the_users_placed_words_only(tiny_runner, tmp_path, monkeypatch):
     conv = SessionConversation(tiny_runner, "s", store=Store(tmp_path / "s.db"))
     uid = conv.store.add_message(conv.sid, "user", "My sister's name is Alma.")
     conv.learn("My sister's name is Alma.", uid)
@@ -288,7 +288,7 @@ def test_a_session_favours_the_users_placed_words_only(tiny_runner, tmp_path):
     guard = conv._copy_guard()
     alma = tiny_runner.encode("My sister's name is Alma.")
     assert alma[4] in guard.helped(alma[:4]) and guard.boost == 3.0
-    tiny_runner.profile.sessions.copy_boost = 0.0
+    monkeypatch.setattr(session_module, "FAVOUR_BOOST", 0.0)
     assert conv._copy_guard().boost == 0.0 and not conv._copy_guard().favoured
     conv.close()
 
@@ -306,7 +306,7 @@ def test_a_reply_is_unsupported_when_it_leaves_out_most_of_a_stated_fact():
     assert unsupported("Your sister is Alma.", fact + ["My dog is called Biscuit."])  # every fact counts
 
 
-def test_the_window_leaves_out_an_invented_reply_and_the_store_keeps_it(tiny_runner, tmp_path):
+def test_the_window_leaves_out_an_invented_reply_and_the_store_keeps_it(tiny_runner, tmp_path, monkeypatch):
     conv = SessionConversation(tiny_runner, "s", store=Store(tmp_path / "s.db"))
     invention = "In the context of the anime, Alma is a reference to The Legend of Zelda."
     turns = [("My sister's name is Alma.", invention),
@@ -322,7 +322,7 @@ def test_the_window_leaves_out_an_invented_reply_and_the_store_keeps_it(tiny_run
                      ("assistant", "Owls are a reference to The Legend of Zelda.")]  # no fact stated: shown
     assert invention in [m.content for m in conv.store.messages(conv.sid)]  # the store keeps what was said
     assert "anime" not in tiny_runner.tokenizer.decode(conv.assemble("What is my sister's name?"))
-    tiny_runner.profile.sessions.hide_unsupported = False
+    monkeypatch.setattr(session_module, "HIDE_UNSUPPORTED", False)
     assert ("assistant", invention) in [(m["role"], m["content"]) for m in conv._history(None)]
     conv.close()
 

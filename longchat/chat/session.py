@@ -28,7 +28,7 @@ from longchat.context.base import Question
 from longchat.errors import InputError
 from longchat.api import Note, Progress, Runner
 from longchat.prompts import PREAMBLE, QUESTION, SENTINEL, chat_ids, render_chat
-from longchat.runtime.generate import CopyGuard, Sampling, sentence_breaks
+from longchat.runtime.generate import FAVOUR_BOOST, CopyGuard, Sampling, sentence_breaks
 from longchat.runtime.remote import RemoteError
 from longchat.chat import functions as fn
 from longchat.chat.facts import extract
@@ -41,6 +41,11 @@ INSTRUCTIONS = ("You are a helpful assistant talking with one user. When the use
 SUMMARY_PROMPT = ("Summarize the conversation below between a user and an assistant in at most five sentences. "
                   "Keep every name, number, date, preference and fact the user stated.\n\n{previous}{dialogue}")
 # How each memory placed before a message is marked: who said it (then when).
+# Behaviour, not settings, since issue 40 (docs/settings.md): off together, deep-memory recall
+# fell from 9/10 to 0/10. They keep a small model from copying its own earlier replies.
+SEMANTIC_FLOOR = 0.2     # cosine a memory found by meaning alone needs to be placed
+COPY_GUARD = 8           # a reply may not copy this many tokens in a row from an earlier reply to another message
+HIDE_UNSUPPORTED = True  # a reply that leaves out most of the facts its message stated is not shown again
 MARKERS = ("you told me", "you said", "a memory function returned", "noted")
 PRESSURE_ALERT = ("[system] Memory pressure: the conversation fills {pct}% of the context window. Older "
                   "messages will soon be summarised; save anything important with core_memory_append or "
@@ -162,7 +167,7 @@ class SessionConversation(Conversation):
         # sentence that said them, the bundled model replied with nonsense it then copied later.
         own = set() if user_id is None else self._facts_from(user_id)
         # Each kind is searched by words and by meaning, the two rankings fused (Store.recall).
-        floor = self.settings.semantic_floor if self.settings.semantic else None
+        floor = SEMANTIC_FLOOR if self.settings.semantic else None
         facts = [h for h in self.store.recall(self.sid, "fact", text, limit=n + len(own), floor=floor)
                  if h.id not in own][:n]
         hits = self.store.recall(self.sid, "message", text, limit=n, floor=floor,
@@ -209,7 +214,7 @@ class SessionConversation(Conversation):
         in the store as it was said."""
         out = []
         stated: dict[int, list[str]] = {}
-        for f in self.store.facts(self.sid) if self.settings.hide_unsupported and self.paging != "truncate" else ():
+        for f in self.store.facts(self.sid) if HIDE_UNSUPPORTED and self.paging != "truncate" else ():
             stated.setdefault(f["source"], []).append(f["content"])
         asked = None
         for m in self.store.messages(self.sid, in_context=True):
@@ -349,9 +354,9 @@ class SessionConversation(Conversation):
         the bundled model otherwise answered many messages with one sentence, over and over,
         and copied an invention's pattern into every later reply. And the user's own words
         placed before the message (facts and messages), which the reply is nudged to follow
-        once it starts to (`sessions.copy_boost`): with "you told me: My sister's name is Alma."
+        once it starts to (`FAVOUR_BOOST`): with "you told me: My sister's name is Alma."
         right before the question, it answered "My sister's name is Emily."."""
-        n, boost = self.settings.copy_guard, self.settings.copy_boost
+        n, boost = COPY_GUARD, FAVOUR_BOOST
         if not (n or boost) or self.runner.remote:
             return None
         encode = lambda text: self.runner.tokenizer.encode(text, add_special_tokens=False)  # noqa: E731

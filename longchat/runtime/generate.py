@@ -175,6 +175,12 @@ class RepeatGuard:
         return True
 
 
+# Logits added to the token that carries a reply on as a favoured text goes on, once the reply
+# runs FAVOUR - 1 tokens as it does (`CopyGuard.helped`): the passages an `ask` read, the block
+# InfLLM pinned, the user's words a session placed. One value for all three (docs/settings.md).
+FAVOUR_BOOST = 3.0
+
+
 class CopyGuard:
     """Keeps a reply from copying earlier texts: the token that would complete an `n`-gram found
     in one of `earlier` (token ids, e.g. the assistant's earlier replies) is barred, and so is
