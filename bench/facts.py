@@ -209,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only the first N of the --samples prompts (same prompts, e.g. at 128k)")
     parser.add_argument("--profiles", default="auto,rag,full@2k",
                         help="comma-separated: a profile name, NAME:section.key=value[;...], or full@2k")
+    parser.add_argument("--start", type=int, default=0,
+                        help="skip the first N prompts (another process runs them: same --out, same answers)")
     parser.add_argument("--questions", default="shared,paraphrase",
                         help="which questions to ask: shared, paraphrase or both (comma-separated)")
     parser.add_argument("--out", default="bench-out/facts")
@@ -253,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             for i, fact, statement, value, source, depth in samples(args.split, args.samples, args.seed):
                 if args.only and i >= args.only:
                     break
+                if i < args.start:
+                    continue
                 if all((spec, length, i, q) in done for q in args.questions.split(",")):
                     continue
                 rng = random.Random(f"{args.split}-{args.seed}-{i}")

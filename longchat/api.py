@@ -286,7 +286,7 @@ def ask_remote(runner: Runner, sources: Sequence[str], question: str, sampling: 
                compress_progress: Progress | None = None) -> str:
     """`ask` against a remote engine (`runtime.remote`). The engine reads the whole input while
     prompt + reply fit its window. Past it, `auto` reads BM25's best passages when one holds
-    `passages_cover` of the question's words (as `rag` does), else compresses the input
+    half of the question's words (as `rag` does), else compresses the input
     question-aware with the local compressor down to the window; stderr says which. Other
     profiles refuse an input past the window (or keep its start with `truncate`), never silently."""
     model, tok = runner.model, runner.tokenizer

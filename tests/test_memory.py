@@ -365,10 +365,10 @@ def test_auto_reads_the_matching_passages_alone_past_passages_past(home, tiny_ch
     assert "read" not in off.engine.stats.extra and off.engine.stats.extra["cache"] == "hit"
 
 
-def test_auto_nudges_the_answer_to_go_on_as_the_passages_do(home, tiny_chat_model, tmp_path):
-    """`strategy.passages_boost`: the answer read from passages is generated with the passages as
-    favoured texts (their next token gets the boost once the answer runs 3 tokens as they do)."""
-    from longchat import api
+def test_auto_nudges_the_answer_to_go_on_as_the_passages_do(home, tiny_chat_model, tmp_path, monkeypatch):
+    """`FAVOUR_BOOST`: the answer read from passages is generated with the passages as favoured
+    texts (their next token gets the boost once the answer runs 3 tokens as they do)."""
+    from longchat import api, reading
     from longchat.runtime.generate import Sampling
 
     doc = text_file(tmp_path / "doc.txt", 1500)
@@ -377,7 +377,8 @@ def test_auto_nudges_the_answer_to_go_on_as_the_passages_do(home, tiny_chat_mode
     doc.write_text(" ".join(words) + "\n")
     passages = ["context.effective_window=256", "strategy.passages_past=300", "strategy.passages_budget=128"]
     for boost in (3.0, 0.0):
-        r = open_runner("auto", str(tiny_chat_model), overrides=SMALL + passages + [f"strategy.passages_boost={boost}"])
+        monkeypatch.setattr(reading, "FAVOUR_BOOST", boost)
+        r = open_runner("auto", str(tiny_chat_model), overrides=SMALL + passages)
         seen = []
         real = r.engine.generate_text
         r.engine.generate_text = lambda *a, **k: seen.append(k.get("copy_guard")) or real(*a, **k)

@@ -20,15 +20,12 @@ from longchat.settings import read_time, require
 class AutoParams(InfLLMParams):
     full_up_to = 3072  # prompt + reply tokens read with full attention: context.effective_window (not a field)
     # The InfLLM keys above apply past the window.
-    # `ask` past this many document tokens, when one passage holds `passages_cover` of the
+    # `ask` past this many document tokens, when one passage holds half of the
     # question's words: read BM25's best passages (up to `passages_budget` tokens) alone with
     # full attention, as the `rag` baseline does, instead of the whole input with InfLLM. 0 = off.
     passages_past: int = read_time(4096)
     passages_budget: int = read_time(1024)
-    passages_cover: float = read_time(0.5)
-    passages_floor: float = read_time(0.5)  # passages scoring under this share of the best one's BM25 are left out
-    passages_boost: float = read_time(3.0)  # logit added to the token that carries the answer on as a passage goes on
-    # When no passage holds `passages_cover` of the question's words (a question in other words
+    # When no passage holds half of the question's words (a question in other words
     # than the input's), read the lines nearest the question's meaning (static word vectors, up
     # to `passages_budget` tokens) with full attention instead of InfLLM. 0 = off.
     meaning_lines: int = read_time(20)
@@ -37,9 +34,6 @@ class AutoParams(InfLLMParams):
         super().validate(where)
         require(self.passages_past >= 0, where, "passages_past", "an integer >= 0 (0 = off)")
         require(self.passages_budget >= 128, where, "passages_budget", "an integer >= 128 (tokens)")
-        require(0 <= self.passages_cover <= 1, where, "passages_cover", "a number in [0, 1]")
-        require(0 <= self.passages_floor <= 1, where, "passages_floor", "a number in [0, 1]")
-        require(0 <= self.passages_boost <= 20, where, "passages_boost", "a number in [0, 20] (0 = off)")
         require(0 <= self.meaning_lines <= 1000, where, "meaning_lines", "an integer in 0..1000 (0 = off)")
 
     def check_context(self, context, where: str) -> None:
