@@ -22,7 +22,7 @@ REMOVED: dict[str, str] = {
                   "set that instead",
     **{key: "removed in issue 40: kept as behaviour, not a setting (docs/settings.md)"
        for key in ("semantic_floor", "copy_guard", "hide_unsupported", "copy_boost", "passages_cover",
-                   "passages_floor", "passages_boost")},
+                   "passages_floor", "passages_boost", "vote_from", "decode_hold")},
     "score_dtype": "removed in issue 40: representative keys are scored in float16 on a GPU and in bfloat16 "
                    "on a CPU where that is >= 1.5x faster, else float32 (docs/settings.md)",
 }
