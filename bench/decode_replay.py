@@ -4,7 +4,7 @@
     python bench/decode_replay.py --dir bench-out/states --seeds 0,1 \
         --variants "decode_hold=0" "decode_hold=0.25" "rerank=0,decode_hold=0"
 
-A variant is infllm parameters, comma-separated, plus `kernel=bmm` (retrieval scores by one
+A variant is infllm parameters or class constants (`decode_hold`), comma-separated, plus `kernel=bmm` (retrieval scores by one
 batched matmul over all heads, the kernel before the per-head products). The variants take turns going first on
 successive prompts (the first to read a prompt's blocks from disk pays for it). Per variant:
 the median decode tokens/s, the retrieved-set changes per decode step, and the blocks loaded
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from needle_replay import prompts, restore_prompt  # noqa: E402
 
 from longchat.bench.run import parse_lengths  # noqa: E402
-from longchat.context.infllm import blocks  # noqa: E402
+from longchat.context.infllm import InfLLM, blocks  # noqa: E402
 from longchat.api import open_runner  # noqa: E402
 from longchat.runtime.generate import Sampling  # noqa: E402
 from longchat.settings import parse_assignment  # noqa: E402
@@ -64,8 +64,8 @@ def parse_variant(text: str, params) -> dict:
         (_, key), value = parse_assignment(f"infllm.{item}")
         if key == "kernel" and value not in KERNELS:
             raise SystemExit(f"error: kernel must be one of: {', '.join(KERNELS)}")
-        if key != "kernel" and not hasattr(params, key):
-            raise SystemExit(f"error: infllm has no parameter {key!r}")
+        if key != "kernel" and not hasattr(params, key) and not hasattr(InfLLM, key):
+            raise SystemExit(f"error: infllm has no parameter or constant {key!r}")
         out[key] = value
     return out
 
@@ -95,8 +95,10 @@ def main() -> None:
             for key, value in (base | variants[text]).items():
                 if key == "kernel":
                     blocks.head_logits = KERNELS[value]
-                else:
+                elif hasattr(strategy.params, key):
                     setattr(strategy.params, key, value)
+                else:  # a constant of the class (`decode_hold`), set on this instance
+                    setattr(strategy, key, value)
             restore_prompt(engine, args.dir / name, prompt)
             counter.start()
             tokens = engine.generate(prompt, Sampling(max_new_tokens=args.new_tokens))
