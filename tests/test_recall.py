@@ -214,26 +214,7 @@ def test_a_guarded_reply_never_repeats_the_earlier_one(tiny_chat_model, home):
     assert not any(tuple(ids[i:i + 4]) in grams for i in range(len(ids) - 3))
 
 
-def test_a_session_guards_against_replies_to_other_messages_only(tiny_runner, tmp_path, monkeypatch):
-    conv = SessionConversation(tiny_runner, "s", store=Store(tmp_path / "s.db"))
-    for said, reply in [("Tell me about owls.", "Owls are quiet hunters of the night sky."),
-                        ("What is my name?", "Your name is Ana and you like owls.")]:
-        conv.store.add_message(conv.sid, "user", said)
-        conv.store.add_message(conv.sid, "assistant", reply)
-    conv.last_messages = [{"role": "user", "content": "What is my name?"}]
-    guard = conv._copy_guard()
-    owls = tiny_runner.encode("Owls are quiet hunters of the night sky.")
-    name = tiny_runner.encode("Your name is Ana and you like owls.")
-    assert guard.barred(owls[:7]) == {owls[7]}  # the reply to another message may not be copied
-    assert name[7] not in guard.barred(name[:7])  # the same question may get the same answer
-    monkeypatch.setattr(session_module, "COPY_GUARD", 0)
-    assert not conv._copy_guard().barred(owls[:7])
-    monkeypatch.setattr(session_module, "FAVOUR_BOOST", 0.0)
-    assert conv._copy_guard() is None
-    conv.close()
-
-
-# -- the copy boost: a reply that starts to say the user's placed words is nudged to go on ----------
+# -- what a session places before a message: the user's words, never the assistant's --------------------
 
 def test_copy_boost_helps_the_token_that_carries_a_favoured_text_on():
     from longchat.runtime.generate import CopyGuard
@@ -274,7 +255,7 @@ def test_a_boosted_reply_follows_the_favoured_text(tiny_chat_model, home):
     assert list(runner.engine.generate(prompt, Sampling(max_new_tokens=8), copy_guard=weak)) == plain
 
 
-def test_a_session_favours_the_users_placed_words_only(tiny_runner, tmp_path, monkeypatch):
+def test_a_session_places_the_users_words_only(tiny_runner, tmp_path):
     conv = SessionConversation(tiny_runner, "s", store=Store(tmp_path / "s.db"))
     uid = conv.store.add_message(conv.sid, "user", "My sister's name is Alma.")
     conv.learn("My sister's name is Alma.", uid)
@@ -285,11 +266,7 @@ def test_a_session_favours_the_users_placed_words_only(tiny_runner, tmp_path, mo
     assert conv.placed == ["My sister's name is Alma."]  # the fact; never the assistant's reply
     report = conv.memory_report()  # /memory shows what was placed, under the part it fills
     assert "relevant memories" in report and ": My sister's name is Alma.\n  new message" in report
-    guard = conv._copy_guard()
-    alma = tiny_runner.encode("My sister's name is Alma.")
-    assert alma[4] in guard.helped(alma[:4]) and guard.boost == 3.0
-    monkeypatch.setattr(session_module, "FAVOUR_BOOST", 0.0)
-    assert conv._copy_guard().boost == 0.0 and not conv._copy_guard().favoured
+    assert conv._copy_guard() is None  # no nudge toward them (measured, not kept: docs/settings.md)
     conv.close()
 
 

@@ -28,7 +28,7 @@ from longchat.context.base import Question
 from longchat.errors import InputError
 from longchat.api import Note, Progress, Runner
 from longchat.prompts import PREAMBLE, QUESTION, SENTINEL, chat_ids, render_chat
-from longchat.runtime.generate import FAVOUR_BOOST, CopyGuard, Sampling, sentence_breaks
+from longchat.runtime.generate import CopyGuard, Sampling, sentence_breaks
 from longchat.runtime.remote import RemoteError
 from longchat.chat import functions as fn
 from longchat.chat.facts import extract
@@ -42,9 +42,8 @@ SUMMARY_PROMPT = ("Summarize the conversation below between a user and an assist
                   "Keep every name, number, date, preference and fact the user stated.\n\n{previous}{dialogue}")
 # How each memory placed before a message is marked: who said it (then when).
 # Behaviour, not settings, since issue 40 (docs/settings.md): off together, deep-memory recall
-# fell from 9/10 to 0/10. They keep a small model from copying its own earlier replies.
+# fell from 9/10 to 7/10 (and, with the copy guard off too, to 0/10).
 SEMANTIC_FLOOR = 0.2     # cosine a memory found by meaning alone needs to be placed
-COPY_GUARD = 8           # a reply may not copy this many tokens in a row from an earlier reply to another message
 HIDE_UNSUPPORTED = True  # a reply that leaves out most of the facts its message stated is not shown again
 MARKERS = ("you told me", "you said", "a memory function returned", "noted")
 PRESSURE_ALERT = ("[system] Memory pressure: the conversation fills {pct}% of the context window. Older "
@@ -350,31 +349,14 @@ class SessionConversation(Conversation):
         return reply
 
     def _copy_guard(self) -> CopyGuard | None:
-        """The window's earlier replies to other messages, as n-grams the new reply may not copy:
-        the bundled model otherwise answered many messages with one sentence, over and over,
-        and copied an invention's pattern into every later reply. And the user's own words
-        placed before the message (facts and messages), which the reply is nudged to follow
-        once it starts to (`FAVOUR_BOOST`): with "you told me: My sister's name is Alma."
-        right before the question, it answered "My sister's name is Emily."."""
-        n, boost = COPY_GUARD, FAVOUR_BOOST
-        if not (n or boost) or self.runner.remote:
+        """The passages or lines of a document read for this message: the reply is nudged to run
+        on as they do, as an `ask` answer is. (A guard against copying earlier replies and a
+        nudge toward the user's placed words were measured and removed in issue 40:
+        docs/settings.md.)"""
+        if self.runner.remote or self.reading is None or not self.reading.pieces or not self.reading.boost:
             return None
-        encode = lambda text: self.runner.tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
-        asked = self.last_messages[-1]["content"] if self.last_messages else ""
-        earlier, question = [], None
-        for m in self.store.messages(self.sid, in_context=True) if n else ():
-            if m.role == "user":
-                question = m.content
-            elif m.role == "assistant" and question is not None and question not in asked:
-                earlier.append(encode(m.content))
-        # Nor may it write the markers of the memories placed before the message: it copied
-        # "- you said (2026-12-02): ..." into every later reply, dates made up.
-        marks = [encode(f"{lead}{who} (") for who in MARKERS for lead in ("- ", " ")] if n else []
-        favoured = [encode(t) for t in self.placed] if boost else []
-        if self.reading is not None and self.reading.pieces and self.reading.boost:  # the passages read, as `ask` does
-            favoured, boost = favoured + self.reading.pieces, max(boost, self.reading.boost)
-        breaks = sentence_breaks(self.runner.tokenizer, favoured) if favoured else ()
-        return CopyGuard(earlier, n, marks, favoured, boost, breaks)
+        favoured = self.reading.pieces
+        return CopyGuard([], 0, (), favoured, self.reading.boost, sentence_breaks(self.runner.tokenizer, favoured))
 
     def send(self, user_text: str, on_text=None, progress: Progress | None = None) -> str:
         if not user_text.strip():
