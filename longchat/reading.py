@@ -4,7 +4,7 @@
 engines all hand the long input (its token ids) and the question to `choose`, which says
 what the model reads:
 
-    whole     the input fits what the model reads reliably (`auto`'s full_up_to, a remote
+    whole     the input fits what the model reads reliably (`auto`: the effective window; a remote
               engine's window): it is read in full, with full attention;
     passages  one passage holds `COVER` of the question's words: BM25's best
               passages (`passages_budget` tokens) are read alone with full attention;

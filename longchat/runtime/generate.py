@@ -176,8 +176,8 @@ class RepeatGuard:
 
 
 # Logits added to the token that carries a reply on as a favoured text goes on, once the reply
-# runs FAVOUR - 1 tokens as it does (`CopyGuard.helped`): the passages an `ask` read, the user's
-# words a session placed. One value for both (docs/settings.md).
+# runs FAVOUR - 1 tokens as it does (`CopyGuard.helped`): the passages or lines of a document that
+# an `ask`, a chat or a session read (docs/settings.md).
 FAVOUR_BOOST = 3.0
 
 
