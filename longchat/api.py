@@ -252,7 +252,7 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
     result = memories.encode_for_ask(runner, strategy, srcs, head, headers, ids, cache=cache,
                                      progress=progress or (lambda d, t: None), note=note, head_ids=head_ids)
     answer = engine.generate_text(list(engine.cached_ids) + suffix, sampling, on_text=on_text,
-                                  question=Question(question))
+                                  question=Question(question, apart=True))
     engine.stats.extra.update(memory=result.memory.name if result.memory else None, cache="miss" if cache else "off",
                               encoded_tokens=result.encoded,
                               encode_s=round(result.seconds, 3), encode_tok_s=round(result.tokens_per_s, 1))
@@ -370,7 +370,7 @@ def _answer_from(runner, mem, question, sampling, system, on_text, progress, not
         load_s = time.perf_counter() - start
         suffix = question_suffix(runner.tokenizer, question, system)
         answer = runner.engine.generate_text(prefix + suffix, sampling, on_text=on_text, progress=progress,
-                                             question=Question(question))
+                                             question=Question(question, apart=True))
     finally:
         mem.unlock()
     runner.engine.stats.extra.update(memory=mem.name, cache=hit, memory_load_s=round(load_s, 3))

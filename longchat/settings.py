@@ -13,18 +13,18 @@ from longchat.errors import ConfigError
 # Settings that were removed, by their key as a profile writes it: what a profile (or --set)
 # still naming one is told, after "'<key>' was ". Met only where the key is unknown.
 _ISSUE_40 = "removed in issue 40 (measured, not kept: docs/settings.md)"
-_TRIAL = "removed in issue 40 (off, infllm lost at most one prompt per length: docs/settings.md)"
 _FIXED = "fixed at the method's published value in issue 40 (docs/settings.md)"
 REMOVED: dict[str, str] = {
     **{key: _ISSUE_40 for key in ("meaning", "quote", "contiguity", "ask_window", "segment", "surprise_gamma",
                                   "surprise_window", "min_block")},
-    **{key: _TRIAL for key in ("focus", "pinned_boost", "rerank_margin")},
     **{key: _FIXED for key in ("segment_tokens", "coarse_slack", "dynamic_ratio", "reorder")},
     "full_up_to": "removed in issue 40: `auto` reads with full attention up to context.effective_window; "
                   "set that instead",
     **{key: "removed in issue 40: kept as behaviour, not a setting (docs/settings.md)"
-       for key in ("semantic_floor", "copy_guard", "hide_unsupported", "copy_boost", "passages_cover",
-                   "passages_floor", "passages_boost", "vote_from", "decode_hold")},
+       for key in ("semantic_floor", "hide_unsupported", "passages_cover", "passages_floor", "passages_boost",
+                   "vote_from", "decode_hold", "focus", "pinned_boost", "rerank_margin")},
+    **{key: "removed in issue 40 (off, sessions lost at most one fact: docs/settings.md)"
+       for key in ("copy_guard", "copy_boost")},
     "score_dtype": "removed in issue 40: representative keys are scored in float16 on a GPU and in bfloat16 "
                    "on a CPU where that is >= 1.5x faster, else float32 (docs/settings.md)",
 }

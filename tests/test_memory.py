@@ -17,6 +17,8 @@ import pytest
 import torch
 
 from longchat import memory as memories
+from longchat.context.base import Question
+from longchat.context.infllm import InfLLM
 from longchat.cli import main
 from longchat.prompts import frame, question_suffix
 from longchat.memory.store import MemoryStoreError, atomic_write, find
@@ -443,3 +445,67 @@ def test_auto_reads_a_short_memory_from_the_memory(home, tiny_chat_model, tmp_pa
         assert r.engine.stats.extra["strategy_used"] == ("infllm" if on_memory else "full")
         assert r.engine.stats.reused_tokens == (len(prefix) if on_memory else 0)
     assert replies[0] == replies[2]
+
+
+def test_pinned_boost_favours_the_pinned_block_for_an_ask_answer_only(home, tiny_chat_model, tmp_path, monkeypatch):
+    """`infllm.pinned_boost`: after an `ask` question re-ranks the blocks, the answer is nudged
+    to run on as the pinned block (with a neighbour each side) does; never for a prompt that is
+    not an `ask`, nor with the boost at 0."""
+    from longchat import api
+    from longchat.runtime.generate import Sampling
+
+    doc = text_file(tmp_path / "doc.txt", 1500)
+    greedy = Sampling(max_new_tokens=2)
+    r = runner_for(tiny_chat_model)  # the profile's default: 3
+    api.ask(r, [str(doc)], "what?", sampling=greedy)
+    s = r.engine.strategy
+    assert s.pinned, "the question re-ranked the blocks"
+    spans = s.block_spans()[: s.layers[0].store.count]
+    best = s.pinned[0]
+    start, end = spans[max(best - 1, 0)][0], spans[min(best + 1, len(spans) - 1)][1]
+    assert s.answer_aid() == ([(start, end)], 3.0)
+    assert r.engine.stats.extra["answer_aid_tokens"] == end - start
+    guard = r.engine._answer_aid()
+    block = r.engine.cached_ids[spans[best][0]:spans[best][1]]
+    helped = [i for i in range(len(block) - 3) if block[i + 3] in guard.helped(block[i:i + 3])]
+    assert len(helped) >= len(block) // 2  # the block's own continuations (sentence ends excepted)
+    assert guard.boost == 3.0
+
+    r.engine.generate_text(r.tokenizer.encode(doc.read_text())[:600] + r.tokenizer.encode(" what?"), greedy,
+                           question=Question("what?"))
+    assert "answer_aid_tokens" not in r.engine.stats.extra  # not an `ask`
+    monkeypatch.setattr(InfLLM, "pinned_boost", 0.0)
+    off = runner_for(tiny_chat_model)
+    api.ask(off, [str(doc)], "what?", sampling=greedy)
+    assert off.engine.strategy.pinned and "answer_aid_tokens" not in off.engine.stats.extra
+
+
+def test_focus_reads_a_decisive_pinned_block_with_its_neighbours_alone(home, tiny_chat_model, tmp_path, monkeypatch):
+    """`infllm.focus`: when an `ask` question's best block is that many nats ahead of every
+    other candidate, the question's second read and every answer token read that block and
+    its neighbours, none of the voted rest nor the document's last tokens (the local window goes
+    to memory); below the margin, or not for an `ask`, topk and the window as before."""
+    from longchat import api
+    from longchat.runtime.generate import Sampling
+
+    doc = text_file(tmp_path / "doc.txt", 1500)
+    greedy = Sampling(max_new_tokens=3)
+    monkeypatch.setattr(InfLLM, "focus", 0.000001)  # any lead is decisive
+    near = runner_for(tiny_chat_model, "strategy.topk=4")
+    api.ask(near, [str(doc)], "what?", sampling=greedy)
+    s = near.engine.strategy
+    best, n = s.pinned[0], s.layers[0].store.count
+    expect = sorted(b for b in (best - 1, best, best + 1) if 0 <= b < n)
+    assert n > len(expect) + 2 and sorted(s.focused) == expect
+    assert s.agreed == expect  # what the last answer token read
+    window = s.window  # the question's last chunk and the answer, no document tokens
+
+    monkeypatch.setattr(InfLLM, "focus", 1000000.0)  # no lead is decisive
+    far = runner_for(tiny_chat_model, "strategy.topk=4")
+    api.ask(far, [str(doc)], "what?", sampling=greedy)
+    assert far.engine.strategy.focused == [] and len(far.engine.strategy.agreed) == 4
+    assert window < far.engine.strategy.window == 64  # n_local: the document's end is read there
+
+    ids = near.tokenizer.encode(doc.read_text())[:600] + near.tokenizer.encode(" what?")
+    near.engine.generate_text(ids, greedy, question=Question("what?"))  # not an `ask`
+    assert s.pinned and s.focused == [] and len(s.agreed) == 4

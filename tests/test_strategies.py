@@ -380,10 +380,10 @@ def test_infllm_question_is_reread_with_the_blocks_the_upper_layers_voted_for(ti
     assert s.agreed is None
 
 
-def test_infllm_rerank_pins_the_likeliest_block(tiny):
+def test_infllm_rerank_pins_the_likeliest_block_and_bars_those_far_behind(tiny):
     cfg, decoder = tiny
     s = make(cfg, "infllm", n_init=8, n_local=32, block_size=8, topk=3, max_cached_block=8,
-             vote_from=0.5, rerank=4)
+             vote_from=0.5, rerank=4, rerank_margin=2.0)
     run(decoder, s, IDS[:, :150], 16)
     before = s.snapshot()
     question = IDS[:, 150:170]
@@ -402,15 +402,16 @@ def test_infllm_rerank_pins_the_likeliest_block(tiny):
     scores = {b: -10.0 for b in candidates} | {best: 0.0}
     s.rewind_question(scores)
     assert _same_state(s.snapshot(), before)
-    assert s.pinned == [best]
+    barred = {b for b in candidates if abs(b - best) > 1}
+    assert s.pinned == [best] and s.barred == barred
     decoder.forward(question, s, logits="all")
-    assert best in s.agreed
-    for t in range(170, 175):  # answer tokens keep the pin
+    assert best in s.agreed and not barred & set(s.agreed)
+    for t in range(170, 175):  # answer tokens keep the pin and the bar
         decoder.forward(IDS[:, t : t + 1], s)
-        assert best in s.agreed
+        assert best in s.agreed and not barred & set(s.agreed)
         assert all(s.layers[layer].retrieved == s.agreed for layer in range(cfg.n_layers))
-    decoder.forward(IDS[:, 175:180], s)  # the next prompt's text ends it
-    assert s.agreed is None and s.pinned == []
+    decoder.forward(IDS[:, 175:180], s)  # the next prompt's text ends them
+    assert s.agreed is None and s.pinned == [] and not s.barred
 
 
 def _decode_set_changes(decoder, s, steps: int) -> int:
@@ -552,6 +553,26 @@ def test_full_holds_a_prepared_prompt_and_reply_in_one_allocation(tiny):
     assert {buf.k.shape[2] for buf in s.layers} == {210}
     run(decoder, s, IDS, 50)  # past the reservation: doubles as before
     assert s.layers[0].k.shape[2] >= 2 * 260
+
+
+def test_infllm_release_window_moves_the_document_to_memory(tiny):
+    """`focus` (a decisive re-ranking): the window's tokens become memory blocks (and
+    remainder) at their own positions; read back with every block retrieved, the text after
+    them sees what full attention sees."""
+    cfg, decoder = tiny
+    s = make(cfg, "infllm", n_init=8, n_local=32, block_size=8, topk=32, max_cached_block=32, consensus=False)
+    run(decoder, s, IDS[:, :150], 16)
+    before = s.layers[0].store.count
+    s.release_window()
+    n_rem = 0 if s.layers[0].rem_k is None else s.layers[0].rem_k.shape[2]
+    assert s.window == 0 and s.length == 150 and s.evicted == 150
+    assert s.layers[0].store.count == before + 4 and 8 + 8 * s.layers[0].store.count + n_rem == 150
+    assert all(held.window.size == 0 and held.store.count == s.layers[0].store.count for held in s.layers)
+    s.release_window()  # nothing left to move
+    assert s.layers[0].store.count == before + 4
+    got = run(decoder, s, IDS[:, 150:170], 20)
+    want = decoder.forward(IDS[:, :170], make(cfg, "full"), logits="all")[:, 150:]
+    assert torch.allclose(got, want, atol=1e-3)  # blocks are stored as float16
 
 
 def test_infllm_restores_older_states_of_fixed_blocks_and_refuses_event_shaped_ones(tiny, tmp_path):

@@ -322,7 +322,7 @@ class Conversation:
         if chosen is None or chosen.how == "whole":
             return Prompt(ids, self.last_messages, chosen)
         if chosen.how == "memory":
-            return Prompt(ids, None, chosen, Question(user_text))
+            return Prompt(ids, None, chosen, Question(user_text, apart=True))
         return Prompt(ids, self.last_messages, chosen, Question(user_text),
                       copy_guard=chosen.copy_guard(self.runner.tokenizer))
 

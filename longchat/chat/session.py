@@ -341,7 +341,7 @@ class SessionConversation(Conversation):
         chosen = self.reading
         reply = self.runner.engine.generate_text(
             prompt, sampling, on_text,
-            question=None if chosen is None else Question(self.asked),
+            question=None if chosen is None else Question(self.asked, apart=chosen.how == "memory"),
             messages=self.last_messages, tools=self._tool_schemas() if self.runner.remote else None,
             copy_guard=self._copy_guard(), **self.call)
         if chosen is not None:

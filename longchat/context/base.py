@@ -21,6 +21,8 @@ class Question:
     """What a caller knows about the question at the end of the prompt it hands the engine."""
 
     text: str                             # the user's question, as text
+    apart: bool = False                   # asked about a document read before it (`ask`),
+                                          # not the next turn of a conversation
 
 
 @dataclass
@@ -31,6 +33,7 @@ class QuestionText:
     ids: list[int]                        # every token id before the question's last chunk
     query: str                            # the user's question (else the last chunk's text)
     decode: Callable[[list[list[int]]], list[str]]  # token ids -> text, many spans at once
+    apart: bool = False                   # as `Question.apart`
 
 
 @dataclass
@@ -117,8 +120,8 @@ class ContextStrategy:
 
 
 class ReadsQuestion:
-    """The hook of a strategy that chooses what to attend to by the question (InfLLM's memory
-    retrieval). The engine calls it only on a reader that has it."""
+    """The hooks of a strategy that chooses what to attend to by the question (InfLLM's memory
+    retrieval). The engine calls them only on a reader that has them."""
 
     def read_last_chunk(self, chunk: list[int], read_aside: Callable[[list[int], str], torch.Tensor | None],
                         question: QuestionText | None) -> tuple[int, int]:
@@ -127,6 +130,12 @@ class ReadsQuestion:
         to choose what it will attend to, and must then put its state back as it was.
         `question`: the prompt's ids and the question as text, for retrieval by words (None
         without a tokenizer). Returns (tokens read aside, rows of them projected to the vocabulary)."""
+        raise NotImplementedError
+
+    def answer_aid(self) -> tuple[list[tuple[int, int]], float]:
+        """After a prompt is read: the [start, end) token spans its question read most closely
+        and the logit boost an `ask` answer gets for running on as they do (`CopyGuard`'s
+        favoured texts); ([], 0.0) = none."""
         raise NotImplementedError
 
 

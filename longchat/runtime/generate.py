@@ -177,7 +177,7 @@ class RepeatGuard:
 
 # Logits added to the token that carries a reply on as a favoured text goes on, once the reply
 # runs FAVOUR - 1 tokens as it does (`CopyGuard.helped`): the passages or lines of a document that
-# an `ask`, a chat or a session read (docs/settings.md).
+# an `ask`, a chat or a session read, and the block InfLLM pinned for an `ask` (docs/settings.md).
 FAVOUR_BOOST = 3.0
 
 
@@ -357,7 +357,8 @@ class Engine:
         if not hasattr(tok, "batch_decode"):
             return None
         text = question.text if question is not None else tok.decode(chunk, skip_special_tokens=True)
-        return QuestionText(list(self.cached_ids), text, lambda spans: tok.batch_decode(spans, skip_special_tokens=True))
+        return QuestionText(list(self.cached_ids), text, lambda spans: tok.batch_decode(spans, skip_special_tokens=True),
+                            apart=question is not None and question.apart)
 
     def _read_aside(self, ids: list[int], logits: str):
         """A forward the strategy is about to rewind: the cached ids stay as they were."""
@@ -392,6 +393,8 @@ class Engine:
         if message:
             (on_note or self.on_note)(message)
         logits = self.prefill(prompt_ids, progress, question, should_stop)
+        if copy_guard is None and question is not None and question.apart:
+            copy_guard = self._answer_aid()
         chosen = getattr(self.strategy, "chosen", None)
         if chosen:
             self.stats.extra["strategy_used"] = chosen
@@ -433,6 +436,17 @@ class Engine:
         finally:
             self.stats.decode_s = time.perf_counter() - start
             self.stats.peak_rss_mb = round(peak_rss_mb(), 1)
+
+    def _answer_aid(self) -> CopyGuard | None:
+        """For a question about a document: the strategy's favoured spans of it (InfLLM's
+        pinned block), as a `CopyGuard` that nudges the answer to run on as they do."""
+        reader = self.strategy.reader
+        spans, boost = reader.answer_aid() if isinstance(reader, ReadsQuestion) else ([], 0.0)
+        read = [self.cached_ids[a:b] for a, b in spans if b <= len(self.cached_ids)]
+        if not read or not boost or self.model.tokenizer is None:
+            return None
+        self.stats.extra["answer_aid_tokens"] = sum(len(x) for x in read)
+        return CopyGuard([], 0, favoured=read, boost=boost, breaks=sentence_breaks(self.model.tokenizer, read))
 
     def _prepare(self, prompt_ids: list[int], n_tokens: int) -> str | None:
         """Let the strategy get ready for a prompt + reply of `n_tokens`. A prompt that starts

@@ -17,7 +17,7 @@ layers attend to the blocks most of the upper layers retrieved, not each to its 
 Re-ranking (`rerank`, after UPR: Sachan et al. 2022, "Improving Passage Retrieval with
 Zero-Shot Question Generation"): between the reads the engine scores the `rerank` most-voted
 blocks one at a time by the question's log-likelihood with only that block in memory; the
-answer then always reads the best one.
+answer then always reads the best one and never the candidates `rerank_margin` nats behind it.
 Votes cannot tell apart blocks that share the question's words ("The special magic number
 for ..."); the likelihood of the question's one distinguishing word can.
 Each answer token re-votes, but the blocks the last one read get a bonus (`decode_hold`):
@@ -168,6 +168,17 @@ class InfLLM(ContextStrategy, ReadsQuestion):
     decode_hold = 0.25  # while decoding, the blocks the last token read get this fraction of the
                         # voting layers' votes on top of their own: a new block must out-vote one
                         # by that much (the set steadies: fewer block loads, ~25% faster decode)
+    # With re-ranking (`rerank`): the answer never reads a scored block this many nats (summed
+    # over the question's tokens) below the best one, except its neighbours.
+    rerank_margin = 4.0
+    # `ask` only: when the best block beats every other scored one by this many nats, the
+    # question's second read and the answer read it and its two neighbours (and the n_init
+    # tokens) alone: not the topk voted, nor the local window.
+    focus = 12.0
+    # `ask` only: once the answer runs 3 tokens as the pinned block (or a neighbour) does, the
+    # block's next token gets this added to its logit (as runtime.generate's FAVOUR_BOOST gives
+    # every favoured text; a lower layer, so the value is written here too).
+    pinned_boost = 3.0
 
     def reset(self) -> None:
         c = self.cfg
@@ -189,6 +200,8 @@ class InfLLM(ContextStrategy, ReadsQuestion):
         # every answer token reads, and the blocks none reads.
         self._first_votes: dict[int, float] | None = None
         self.pinned: list[int] = []
+        self.barred: set[int] = set()
+        self.focused: list[int] = []  # with `focus`: the only blocks read (the pinned one and its neighbours)
 
     def block_spans(self) -> list[tuple[int, int]]:
         """[start, end) token positions of each memory block, in order."""
@@ -320,7 +333,9 @@ class InfLLM(ContextStrategy, ReadsQuestion):
         """Consensus and re-ranking (see the module docstring): read the question once to let
         the upper layers vote, then once per candidate block (the most voted, and the best by
         BM25 for the question's words) with only that block in memory, scored by the
-        question's log-likelihood; then back to the state before it, the best block pinned."""
+        question's log-likelihood; then back to the state before it, the best block pinned.
+        With `focus`, an `ask` question and a decisive best block, the local window then goes
+        to memory."""
         if not self.begin_question():
             return 0, 0
         read_aside(chunk, "none")
@@ -331,7 +346,9 @@ class InfLLM(ContextStrategy, ReadsQuestion):
                 logits = read_aside(chunk, "all")[0]  # (T, V)
                 target = torch.tensor(chunk[1:], device=logits.device)
                 scores[block] = float(torch.log_softmax(logits[:-1], dim=-1).gather(1, target[:, None]).sum())
-        self.rewind_question(scores)
+        self.rewind_question(scores, focus=len(chunk) > 1 and question is not None and question.apart)
+        if self.focused:
+            self.release_window()  # ...and not the document's last n_local tokens either
         return len(chunk) * (1 + len(scores)), len(chunk) * len(scores)
 
     def begin_question(self) -> bool:
@@ -344,7 +361,7 @@ class InfLLM(ContextStrategy, ReadsQuestion):
         mean queries rarely match what the question asks for; without the block there, the
         upper layers' copy of a value comes out garbled. The cost: the chunk is read twice.
         """
-        self.agreed, self._first_votes, self.pinned = None, None, []
+        self.agreed, self._first_votes, self.pinned, self.barred, self.focused = None, None, [], set(), []
         if not self.params.consensus or not self.layers[0].store.count:
             return False
         self._question = self._state(self.device)
@@ -364,20 +381,41 @@ class InfLLM(ContextStrategy, ReadsQuestion):
             ranked += [b for b in best_blocks(text, spans, p.lexical) if b not in ranked]
         return ranked
 
+    def answer_aid(self) -> tuple[list[tuple[int, int]], float]:
+        """The pinned block with a neighbour each side (a sentence may straddle two), as one
+        span, and `pinned_boost`; none when nothing is pinned or the boost is off."""
+        if not self.pinned or not self.pinned_boost:
+            return [], 0.0
+        spans = self.block_spans()[: self.layers[0].store.count]
+        best = self.pinned[0]
+        return [(spans[max(best - 1, 0)][0], spans[min(best + 1, len(spans) - 1)][1])], self.pinned_boost
+
     def read_question_with(self, block: int) -> None:
         self._back_to_question()
         self._votes = {block: 1.0}
 
-    def rewind_question(self, scores: dict[int, float] | None = None) -> None:
+    def rewind_question(self, scores: dict[int, float] | None = None, focus: bool = False) -> None:
         """Back to the state `begin_question` kept, with the first read's votes in hand and
-        the candidates' scores, if any: the best is pinned (read first by every layer, on the
-        question's second read and by every answer token)."""
+        the candidates' scores, if any: the best is pinned, those far behind it barred (but
+        not its neighbours: a sentence may straddle two blocks). With `focus` (an `ask`
+        question) and the best `focus` nats ahead of every other candidate, the best
+        and its neighbours are the only blocks read from here on (`read_last_chunk` then moves
+        the local window to memory too): the votes' other blocks and the document's last
+        tokens are unrelated text that a small reader copies from or describes."""
         self._back_to_question()
         self._question = None
         if self._first_votes is not None:
             self._votes = self._first_votes
         if scores:
-            self.pinned = [max(scores, key=scores.__getitem__)]
+            best = max(scores, key=scores.__getitem__)
+            near = {best - 1, best + 1}
+            stored = sorted(b for b in near if 0 <= b < self.layers[0].store.count)
+            self.pinned = [best]
+            self.barred = {b for b, s in scores.items()
+                           if s < scores[best] - self.rerank_margin and b not in near}
+            runner_up = max((s for b, s in scores.items() if b != best), default=None)
+            if focus and self.focus and runner_up is not None and scores[best] - runner_up >= self.focus:
+                self.focused = [best] + stored
 
     def _back_to_question(self) -> None:
         state = self._question
@@ -409,17 +447,22 @@ class InfLLM(ContextStrategy, ReadsQuestion):
         self.window = w + t - over
         self._length += t
         # Consensus: the last forward's votes choose this one's blocks, while decoding (or on
-        # the question's second read), the re-ranked best block first; any other forward ends it.
+        # the question's second read), the re-ranked best block first and the barred ones
+        # left out; any other forward ends it.
         on = self._second_read or (t == 1 and self.agreed is not None)
         if not on:
-            self.pinned = []
+            self.pinned, self.barred, self.focused = [], set(), []
         if on and t == 1 and self.agreed and self.decode_hold:
             # Hysteresis: a block the last token read stays unless out-voted by a margin.
             bonus = self.decode_hold * (self.cfg.n_layers - self.first_voter)
             for block in self.agreed:
                 self._votes[block] = self._votes.get(block, 0.0) + bonus
         ranked = sorted(self._votes, key=self._votes.__getitem__, reverse=True) if on else []
-        chosen = (self.pinned + [b for b in ranked if b not in self.pinned])[: p.topk]
+        if on and self.focused:
+            chosen = self.focused
+        else:
+            chosen = self.pinned + [b for b in ranked if b not in self.barred and b not in self.pinned]
+            chosen = chosen[: p.topk]
         self.agreed = sorted(chosen) or None
         self._second_read, self._votes = False, {}
         self._tables = {}
@@ -583,6 +626,20 @@ class InfLLM(ContextStrategy, ReadsQuestion):
             self._append_init(layer, k[:, :, :n_init], v[:, :, :n_init])
         if over > n_init:
             self._append_remainder(layer, k[:, :, n_init:], v[:, :, n_init:], score[:, n_init:])
+
+    @torch.inference_mode()
+    def release_window(self) -> None:
+        """Move the whole local window to memory (`focus`, after a decisive re-ranking): what
+        follows reads the document only through the blocks it retrieves, as the rest of it."""
+        w = self.window
+        if not w:
+            return
+        first = self._length - w
+        n_init = min(w, max(0, self.params.n_init - self.evicted))
+        self.evicted += w
+        self.window = 0
+        for layer in range(len(self.layers)):
+            self._evict(layer, w, first, n_init)
 
     def _append_init(self, layer, k, v):
         if self.layers[layer].init_k is None:
