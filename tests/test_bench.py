@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import random
 import re
+import time
 
 import pytest
 
+from conftest import check_speeds
 from longchat.bench.needles import N_NEEDLES, build_needles_prompt
 from longchat.bench.passkey import FILLER, INSTRUCTION, NEEDLE, QUESTION, build_passkey_prompt, first_integer, score_passkey
 from longchat.bench.run import depths, format_length, overrides_for, parse_lengths
@@ -138,9 +140,11 @@ def test_format_length():
 
 # ---------------------------------------------------------------- CLI
 
-def test_cli_passkey_on_the_default_model(home, tmp_path, capsys):
+def test_cli_passkey_on_the_default_model(home, tmp_path, capsys, reuse_model):
     out_json = tmp_path / "bench.json"
+    start = time.perf_counter()
     code = main(["bench", "passkey", "--lengths", "256", "--samples", "1", "--json", str(out_json)])
+    wall_s = time.perf_counter() - start
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "accuracy" in out and "prefill tok/s" in out and "prefill MFU" in out and "peak RSS MiB" in out
@@ -151,11 +155,30 @@ def test_cli_passkey_on_the_default_model(home, tmp_path, capsys):
     [summary] = data["lengths"]
     assert summary["length"] == 256 and summary["correct"] == 1 and summary["total"] == 1
     assert 248 * 0.95 <= summary["prompt_tokens"] <= 248  # 256 minus 8 for the reply
-    assert summary["prefill_tok_s"] > 0 and summary["peak_rss_mb"] > 0
-    assert data["machine"]["peak_matmul_gflop_s"] > 0 and 0 < summary["mfu"] < 1.5
-    assert summary["prefill_gflop_s"] > 0
     [sample] = data["samples"]
     assert sample["ok"] and sample["got"] == sample["expected"] and sample["depth"] == 0.5
+    # The figures are the run's own: the tokens generated are the ones counted, each rate is its
+    # count over its seconds, the seconds fit the end-to-end time and that the wall clock's.
+    assert sample["new_tokens"] == len(sample["token_ids"]) and 1 <= sample["new_tokens"] <= 8
+    assert sample["prompt_tokens"] == summary["prompt_tokens"]
+    check_speeds(sample, wall_s)
+    assert sample["prefill_s"] + sample["decode_s"] <= sample["seconds"] + 0.01 and sample["seconds"] <= wall_s
+    assert summary["prefill_tok_s"] == sample["prefill_tok_s"]  # the median of one
+    # The FLOPs counted: a multiply-add per weight of each layer's projections per prompt token
+    # (the embedding is looked up, the vocabulary projected for the last position only), plus
+    # the attention, a few percent at 248 tokens.
+    c = reuse_model.cfg
+    weights = c.n_layers * c.hidden_size * ((c.n_heads + 2 * c.n_kv_heads) * c.head_dim + c.n_heads * c.head_dim
+                                            + 3 * c.intermediate_size)
+    per_token = sample["prefill_gflop"] * 1e9 / sample["prompt_tokens"]
+    assert 2 * weights < per_token < 1.1 * 2 * weights, (per_token, weights)
+    # (each figure rounded: prefill_s to 1 ms, GFLOP/s to 0.1, MFU to 0.001)
+    assert summary["prefill_gflop_s"] == pytest.approx(sample["prefill_gflop"] / sample["prefill_s"],
+                                                       rel=0.0006 / sample["prefill_s"] + 0.001, abs=0.06)
+    peak = data["machine"]["peak_matmul_gflop_s"]
+    assert summary["mfu"] == pytest.approx(summary["prefill_gflop_s"] / peak, rel=0.06 / peak, abs=0.0006 + 0.06 / peak)
+    assert summary["mfu"] < 1.5
+    assert summary["peak_rss_mb"] > reuse_model.decoder.weight_bytes / 2**20  # the weights are resident
     for key in ("torch", "torch_threads", "model", "profile", "window"):
         assert key in data["machine"]
 
@@ -171,8 +194,10 @@ def tiny_with_tokenizer(tmp_path_factory, tokenizer):
 
 def test_cli_vs_transformers_and_skipped_lengths(home, tmp_path, tiny_with_tokenizer, capsys):
     out_json = tmp_path / "bench.json"
+    start = time.perf_counter()
     code = main(["bench", "passkey", "--lengths", "200,300,1k", "--samples", "2", "--model", str(tiny_with_tokenizer),
                  "--vs-transformers", "--json", str(out_json)])
+    wall_s = time.perf_counter() - start
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "skipped (window 512)" in out and "hf prefill tok/s" in out and "decode ours/hf" in out
@@ -180,8 +205,17 @@ def test_cli_vs_transformers_and_skipped_lengths(home, tmp_path, tiny_with_token
 
     data = json.loads(out_json.read_text())["runs"][0]
     assert [s["status"] for s in data["lengths"]] == ["ok", "ok", "skipped (window 512)"]
-    hf = data["lengths"][0]["hf"]
-    assert hf["prefill_tok_s"] > 0 and hf["decode_tok_s"] > 0
+    hf = data["samples"][0]["hf"]  # (the per-sample record keeps transformers' token ids)
+    assert {k: v for k, v in hf.items() if k not in ("token_ids", "answer")}.items() <= data["lengths"][0]["hf"].items()
+    # transformers' figures: its prefill on the first sample's very prompt, its decode timed over
+    # the 15 steps after the first of its 16 tokens; each rate is its count over its seconds.
+    assert hf["prompt_tokens"] == data["samples"][0]["prompt_tokens"] and len(hf["token_ids"]) == 16
+    assert 0 < hf["prefill_s"] < wall_s and 0 < hf["decode_s"] < wall_s
+    assert hf["prefill_tok_s"] == pytest.approx(hf["prompt_tokens"] / hf["prefill_s"], rel=0.0006 / hf["prefill_s"] + 0.001)
+    assert hf["decode_tok_s"] == pytest.approx(15 / hf["decode_s"], rel=0.0006 / hf["decode_s"] + 0.001)
+    for sample in data["samples"]:
+        assert sample["new_tokens"] == len(sample["token_ids"])
+        check_speeds(sample, wall_s)
     # Same weights, same prompt ids, greedy: our forward and transformers pick the same tokens.
     assert hf["compared"] > 0 and hf["agree"] == hf["compared"]
     assert len(data["samples"]) == 4 and "hf" in data["samples"][0] and "hf" not in data["samples"][1]
@@ -249,8 +283,10 @@ def test_cli_compares_profiles_side_by_side_with_plot(home, tmp_path, tiny_with_
 
 def test_cli_scale_runs_each_profile_on_a_random_model(home, tmp_path, capsys):
     out_json = tmp_path / "scale.json"
+    start = time.perf_counter()
     code = main(["bench", "scale", "--shape", "tiny", "--runs", "infllm:3k,full:8k,full:2k", "-n", "4",
                  "--json", str(out_json)])
+    wall_s = time.perf_counter() - start
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "scale - random tiny" in out and "skipped (window 4,096)" in out
@@ -260,8 +296,15 @@ def test_cli_scale_runs_each_profile_on_a_random_model(home, tmp_path, capsys):
     assert [r["status"] for r in data["runs"]] == ["ok", "skipped (window 4,096)", "ok"]
     # No tokenizer, no stop token: every asked-for token is decoded; the prompt leaves room for them.
     assert infllm["new_tokens"] == full["new_tokens"] == 4 and infllm["prompt_tokens"] == 3 * 1024 - 4
-    # MFU is reported (rounded: on a machine this busy it can round to 0.0), never above the peak.
-    assert infllm["prefill_tok_s"] > 0 and infllm["decode_tok_s"] > 0 and 0 <= infllm["mfu"] < 1.5
+    # Each rate is its count over its seconds (prefill_s is shown to 10 ms: checked when that is
+    # close enough), and the time the rates imply fits the wall clock's. MFU is reported (rounded:
+    # on a machine this busy it can round to 0.0), never above the peak.
+    for run in (infllm, full):
+        if run["prefill_s"] >= 0.05:
+            assert run["prefill_tok_s"] == pytest.approx(run["prompt_tokens"] / run["prefill_s"],
+                                                         rel=0.006 / run["prefill_s"] + 0.001)
+        assert run["prompt_tokens"] / run["prefill_tok_s"] + (run["new_tokens"] - 1) / run["decode_tok_s"] <= wall_s
+        assert 0 <= run["mfu"] < 1.5
     assert infllm["gpu_peak_gib"] is None and infllm["host_peak_gib"] > 0
 
 

@@ -1,21 +1,24 @@
-"""The CLI at its edges, as a user meets it: real subprocesses, real signals, real files.
+"""The CLI at its edges, as a user meets it: real signals, real files, and for each command one
+real subprocess (the installed entry point, exit codes and stderr as a shell sees them); the
+other argument and usage checks run the same `main` in-process (`conftest.InProcessCLI`).
 
 Each bad input must give its documented exit code, a message on stderr (one `longchat: error:`
 line, or click's usage block for a usage mistake), no traceback and nothing on stdout.
-FIFOs, stdin and encodings are in test_edges_sources.py; broken memories in test_edges_memories.py.
+FIFOs, stdin and encodings are in test_edges_sources.py; broken memories in test_edges_memories.py;
+SIGINT during `ask` in test_cli.py (test_ask_past_the_window_switches_to_infllm_and_finds_the_needle
+interrupts a real process reading its long input, then checks what the rerun answers).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import signal
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import interruptible, one_line_error
+from conftest import one_line_error, popen_logged, sigint_when
 from longchat.errors import (EXIT_CODES, EXIT_CONFIG, EXIT_ENV, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_STORE,
                              EXIT_USAGE)
 
@@ -65,9 +68,17 @@ def files(tmp_path) -> dict[str, str]:
     return {"facts": str(facts), "binary": str(binary), "empty_dir": str(empty_dir)}
 
 
-@pytest.mark.parametrize("args, code, message", CORPUS, ids=[" ".join(c[0]) for c in CORPUS])
-def test_bad_input_corpus(cli, files, args, code, message):
-    got, out, err = cli(*[a.format(**files) for a in args])
+def command_of(args: list[str]) -> str:
+    return args[0]
+
+
+# One real process per command (the first of its cases above: a usage mistake where the command
+# has one), so the installed entry point is proven for each; every case also runs in-process.
+IN_A_PROCESS = [case for i, case in enumerate(CORPUS)
+                if command_of(case[0]) not in {command_of(c[0]) for c in CORPUS[:i]}]
+
+
+def check_bad_input(got: int, out: str, err: str, code: int, message: str) -> None:
     assert got == code, err
     assert message in err and out == "" and "Traceback" not in err
     if code == EXIT_USAGE:
@@ -76,23 +87,38 @@ def test_bad_input_corpus(cli, files, args, code, message):
         assert one_line_error(err) and len(err.strip().splitlines()) <= 2  # a note may come first
 
 
+@pytest.mark.parametrize("args, code, message", CORPUS, ids=[" ".join(c[0]) for c in CORPUS])
+def test_bad_input_corpus(cli_in, reuse_model, files, args, code, message):
+    check_bad_input(*cli_in(*[a.format(**files) for a in args]), code, message)
+
+
+@pytest.mark.parametrize("args, code, message", IN_A_PROCESS, ids=[" ".join(c[0]) for c in IN_A_PROCESS])
+def test_bad_input_in_a_real_process(cli, files, args, code, message):
+    check_bad_input(*cli(*[a.format(**files) for a in args]), code, message)
+
+
+def test_every_command_in_the_corpus_has_its_real_process():
+    assert {command_of(c[0]) for c in IN_A_PROCESS} == {command_of(c[0]) for c in CORPUS}
+    assert len(IN_A_PROCESS) == len({command_of(c[0]) for c in CORPUS})  # one each, no more
+
+
 def test_a_misspelt_source_is_reported_before_the_model_loads(tmp_path):
     """A fresh LONGCHAT_HOME has no converted model: loading it would convert for ~30 s first."""
-    from conftest import CLI
+    from conftest import InProcessCLI
 
     home = tmp_path / "fresh"
-    got, out, err = CLI(home)("ask", str(tmp_path / "missing.txt"), "q")
+    got, out, err = InProcessCLI(home)("ask", str(tmp_path / "missing.txt"), "q")
     assert got == EXIT_INPUT and one_line_error(err) and "converting" not in err
     assert not (home / "cache" / "models").exists()
 
 
 def test_longchat_home_that_is_a_file(tmp_path):
-    from conftest import CLI
+    from conftest import InProcessCLI
 
     home = tmp_path / "home-file"
     home.write_text("not a folder")
     for args in (["memories", "list"], ["ask", str(README), "q"], ["sessions", "list"]):
-        got, out, err = CLI(home)(*args)
+        got, out, err = InProcessCLI(home)(*args)
         assert got == EXIT_ENV and one_line_error(err), (args, err)
         assert f"LONGCHAT_HOME={home} is a file" in err and out == ""
     assert home.read_text() == "not a folder"
@@ -100,23 +126,39 @@ def test_longchat_home_that_is_a_file(tmp_path):
 
 @pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux's /sys, which no one may write")
 def test_longchat_home_that_cannot_be_written():
-    from conftest import CLI
+    from conftest import InProcessCLI
 
-    got, out, err = CLI(Path("/sys/longchat-home"))("sessions", "list")
+    got, out, err = InProcessCLI(Path("/sys/longchat-home"))("sessions", "list")
     assert got == EXIT_ENV and one_line_error(err) and out == ""
     assert "cannot write /sys/longchat-home" in err and "LONGCHAT_HOME" in err
 
 
-def test_infllm_settings_reach_the_default_profile(cli, files):
+def test_an_in_process_run_leaves_nothing_behind(cli_in, tmp_path, monkeypatch):
+    """The in-process runner restores what a real process would have taken with it."""
+    from longchat.cli import common
+
+    monkeypatch.setenv("LONGCHAT_HOME", "/elsewhere")
+    monkeypatch.setenv("LONGCHAT_DEBUG", "1")
+    before = os.getcwd()
+    # --quiet is set before the profile is read (and refused): a module flag a process would drop
+    got, out, err = cli_in("ask", str(README), "q", "--quiet", "-p", "nope", cwd=tmp_path, LONGCHAT_PROBE="1")
+    assert got == EXIT_CONFIG and one_line_error(err), err
+    assert (os.environ["LONGCHAT_HOME"], os.environ["LONGCHAT_DEBUG"]) == ("/elsewhere", "1")
+    assert "LONGCHAT_PROBE" not in os.environ and os.getcwd() == before and not common.QUIET
+    assert not (tmp_path / "data").exists()  # the run's home was its own, not the cwd nor /elsewhere
+
+
+def test_infllm_settings_reach_the_default_profile(cli_in, files, reuse_model):
     """`auto` runs infllm past the window, so the hints that name infllm.* must work under it."""
-    got, out, err = cli("ask", files["facts"], "Who was the keeper of Gull Rock?", "-n", "12",
-                        "--set", "infllm.topk=4", "--set", "infllm.disk=true", "--set", "infllm.store_bits=8")
+    got, out, err = cli_in("ask", files["facts"], "Who was the keeper of Gull Rock?", "-n", "12",
+                           "--set", "infllm.topk=4", "--set", "infllm.disk=true", "--set", "infllm.store_bits=8")
     assert got == 0, err
     assert "Margaret" in out
     assert "prompt + longest reply =" in err  # the auto note says what it counts
 
 
-def test_ask_cache_refuses_at_once_an_input_whose_blocks_do_not_fit_on_disk(home, tmp_path, capsys, monkeypatch):
+def test_ask_cache_refuses_at_once_an_input_whose_blocks_do_not_fit_on_disk(home, tmp_path, capsys, monkeypatch,
+                                                                             reuse_model):
     """With the ask cache on, blocks go to the cache's disk: checked before any encoding."""
     from collections import namedtuple
 
@@ -136,21 +178,6 @@ def test_ask_cache_refuses_at_once_an_input_whose_blocks_do_not_fit_on_disk(home
     assert not cache_root().exists() or not any(cache_root().iterdir())  # nothing half-made left behind
 
 
-def _signal_when(proc, stderr_file: Path, pattern: str, timeout: float = 240) -> str:
-    """Send SIGINT once `pattern` shows on the process's stderr; its whole stderr after exit."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        if re.search(pattern, stderr_file.read_text(errors="replace")):
-            proc.send_signal(signal.SIGINT)
-            break
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail(f"never saw {pattern!r}: {stderr_file.read_text(errors='replace')}")
-    proc.wait(timeout=120)
-    return stderr_file.read_text(errors="replace")
-
-
 def _long_text(path: Path, sentences: int) -> Path:
     import random
 
@@ -163,67 +190,43 @@ def _long_text(path: Path, sentences: int) -> Path:
     return path
 
 
-def _popen(cli, tmp_path: Path, *args: str):
-    import subprocess
-
-    err_file = tmp_path / f"stderr-{time.monotonic_ns()}.txt"
-    with open(err_file, "wb") as err:
-        proc = subprocess.Popen(cli.argv(*args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
-                                env=cli.env(), preexec_fn=interruptible)
-    return proc, err_file
-
-
-def test_sigint_during_ask_exits_130_and_a_rerun_answers(cli, tmp_path):
-    # ~4.3k tokens: past the window, read by infllm, and past the 4,096 tokens from which `ask`
-    # prints its reading progress (the signal goes once a line shows the read under way)
-    text = _long_text(tmp_path / "long.txt", 230)
-    whole = ("--set", "strategy.passages_past=0")  # (not BM25's passages of it: that takes a second)
-    proc, err_file = _popen(cli, tmp_path, "ask", str(text), "Who was the keeper of Gull Rock?", "-n", "12", *whole)
-    err = _signal_when(proc, err_file, r"reading [\d,]+/")
-    out = proc.stdout.read().decode()
-    assert proc.returncode == EXIT_INTERRUPTED, err
-    assert "longchat: interrupted" in err and "Traceback" not in err and out == ""
-    assert "using infllm" in err  # the input was past the window
-    got, out, err = cli("ask", str(text), "Who was the keeper of Gull Rock?", "-n", "12", *whole)
-    assert got == 0 and out.strip(), err  # (whether infllm finds the fact here is issue 20's matter)
-
-
-def test_sigint_during_ingest_exits_130_and_a_rerun_resumes(cli, tmp_path):
-    text = _long_text(tmp_path / "notes.txt", 130)  # ~2.5k tokens: progress after each 512-token chunk
-    args = ("ingest", str(text), "--name", "notes", "--checkpoint-every", "256")
-    proc, err_file = _popen(cli, tmp_path, *args)
+def test_sigint_during_ingest_exits_130_and_a_rerun_resumes(cli, cli_in, reuse_model, tmp_path):
+    # ~1.2k tokens read in chunks of 256: a progress line after each (~20%), a checkpoint too
+    text = _long_text(tmp_path / "notes.txt", 65)
+    chunks = ("--set", "context.prefill_chunk=256")  # (part of the memory's key: the ask below says it too)
+    args = ("ingest", str(text), "--name", "notes", "--checkpoint-every", "256", *chunks)
+    proc, err_file = popen_logged(cli, tmp_path, *args)
     # At the second progress line (~40%): the checkpoint after the first chunk is on disk (a
     # chunk's line prints before its checkpoint), and three chunks are left to interrupt.
     line = r"encoding [\d,]+/[\d,]+ tokens \(\d+%"
-    err = _signal_when(proc, err_file, line + r"[\s\S]*" + line)
+    err = sigint_when(proc, err_file, line + r"[\s\S]*" + line)
     assert proc.returncode == EXIT_INTERRUPTED, err
     assert "longchat: interrupted" in err and "Traceback" not in err
-    got, out, err = cli(*args)
+    got, out, err = cli_in(*args)
     assert got == 0, err
     assert "resuming an interrupted ingest at" in err and "notes" in out
-    got, out, err = cli("memories", "list", "--json")
+    got, out, err = cli_in("memories", "list", "--json")
     assert got == 0 and '"state": "ok"' in out and '"complete": true' in out, out
-    got, out, err = cli("ask", "--memory", "notes", "Who was the keeper of Gull Rock?", "-n", "12")
+    got, out, err = cli_in("ask", "--memory", "notes", "Who was the keeper of Gull Rock?", "-n", "12", *chunks)
     assert got == 0 and out.strip(), err
 
 
-def test_summarize_reports_progress_in_plain_lines_unless_quiet(cli, tmp_path):
+def test_summarize_quiet_drops_the_progress_lines(cli_in, tmp_path, reuse_model):
+    """The same log and window as test_cli.py's test_summarize_is_hierarchical_past_the_window,
+    which checks the plain progress lines (one after each chunk but the last); --quiet drops them."""
     log = tmp_path / "ship.log"
-    # ~880 tokens: three chunks of ~300 at this window, a progress line after each of the first two
+    # ~880 tokens: three chunks of ~300 at this window, then the merge
     log.write_text("".join(f"Day {i}: the ship sailed {i * 3} miles north and the crew caught {i} fish.\n"
                            for i in range(1, 40)))
-    args = ("summarize", "-n", "8", "--set", "context.effective_window=400")
-    got, out, err = cli(*args, input=log.read_bytes())
+    got, out, err = cli_in("summarize", "-n", "8", "--set", "context.effective_window=400", "--quiet", "--stats",
+                           input=log.read_bytes())
     assert got == 0 and out.strip(), err
-    lines = re.findall(r"summarising [\d.,]+ [KM]?B/[\d.,]+ [KM]?B \((\d+)%, \d+ chunks? summarised", err)
-    assert lines and all(0 < int(p) <= 100 for p in lines), err
-    assert "()" not in err and "(10%, )" not in err
-    got, out, err = cli(*args, "--quiet", input=log.read_bytes())
-    assert got == 0 and out.strip() and "summarising" not in err, err
+    assert "summarising" not in err, err
+    assert json.loads(err.strip().splitlines()[-1])["prompt_tokens"] > 880  # chunked: progress was due
 
 
-def test_usage_lines_read_plainly(cli):
-    got, out, err = cli("ask", "-h")
+def test_usage_lines_read_plainly(cli_in):
+    got, out, err = cli_in("ask", "-h")
     assert got == 0 and "ask [OPTIONS] [SOURCE]... {QUESTION}" in out and "[[" not in out
 
 

@@ -1,8 +1,9 @@
 """Memories at their edges: broken ones listed with their fix and removable, a damaged block
 file, a full disk mid-ingest, busy locks, checkpoints that do not pile up, cache folder names.
 
-One real ingest with the bundled model (shared by the tests that read it, through the CLI as a
-user meets it); the full-disk tests run a tiny model in-process with a write that fails.
+One ingest with the bundled model (shared by the tests that read it), it and the later runs on it
+through `main` in-process on the session's loaded model (a real ingest process: test_cli_edges.py);
+the full-disk tests run a tiny model in-process with a write that fails.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CLI, one_line_error
+from conftest import InProcessCLI, load_shared, one_line_error
 from longchat.cli import main
 from longchat.memory import cache_name, collect_sources
 from longchat.memory.store import find
@@ -24,15 +25,17 @@ from test_memory import SMALL, text_file
 
 
 @pytest.fixture(scope="module")
-def ingested(tmp_path_factory, default_model_dir):
+def ingested(tmp_path_factory, default_model_dir, shared_model):
     """(cli, the folder of memory 'base'): two documents of ~700 tokens, checkpoints every 256."""
     root = tmp_path_factory.mktemp("edges")
     home = root / "home"
     (home / "cache" / "models").mkdir(parents=True)
     os.symlink(default_model_dir, home / "cache" / "models" / default_model_dir.name)
     docs = [text_file(root / f"d{i}.txt", 500, seed=i) for i in range(2)]
-    cli = CLI(home)
-    rc, _, err = cli("ingest", *docs, "--name", "base", "-p", "infllm", "--checkpoint-every", "256")
+    cli = InProcessCLI(home)
+    with pytest.MonkeyPatch.context() as mp:
+        load_shared(mp, shared_model)
+        rc, _, err = cli("ingest", *docs, "--name", "base", "-p", "infllm", "--checkpoint-every", "256")
     assert rc == 0, err
     return cli, home / "data" / "memories" / "base"
 
@@ -50,7 +53,7 @@ def copy_of(ingested, name):
     return shutil.copytree(base, base.with_name(name), ignore=shutil.ignore_patterns(".lock"))
 
 
-def test_checkpoints_do_not_pile_up_and_a_changed_last_document_is_redone_alone(ingested):
+def test_checkpoints_do_not_pile_up_and_a_changed_last_document_is_redone_alone(ingested, reuse_model):
     cli, base = ingested
     manifest = json.loads((base / "manifest.json").read_text())
     files = sorted(p.name for p in base.glob("ckpt-*.pt"))
@@ -68,7 +71,7 @@ def test_checkpoints_do_not_pile_up_and_a_changed_last_document_is_redone_alone(
     assert len(list(edit.glob("ckpt-*.pt"))) == 2
 
 
-def test_a_truncated_block_file_is_a_damaged_memory(ingested):
+def test_a_truncated_block_file_is_a_damaged_memory(ingested, reuse_model):
     cli, _ = ingested
     broken = copy_of(ingested, "broken")
     block = broken / "blocks" / "L003.kv"

@@ -1,7 +1,8 @@
 """Inputs at the edges: FIFOs and `<(cmd)`, empty stdin, text that is not UTF-8.
 
-Most checks run `longchat` as a user does (a real subprocess, `-n 8` to keep replies short);
-the decoding details are checked on the reader directly, in-process.
+The CLI checks run `longchat`'s `main` in-process on the session's loaded model (`-n 8` to keep
+replies short); process substitution needs a shell, so it runs a real process. The decoding
+details are checked on the reader directly.
 """
 
 from __future__ import annotations
@@ -47,26 +48,26 @@ def fifo_with_writer(tmp_path, data: bytes):
 
 # ---------------------------------------------------------------- FIFOs and process substitution
 
-def test_ask_reads_a_fifo(cli, tmp_path):
+def test_ask_reads_a_fifo(cli_in, reuse_model, tmp_path):
     path, writer = fifo_with_writer(tmp_path, SHORT.encode())
-    code, out, err = cli("ask", path, "What is the cat called?", "-n", "8")
+    code, out, err = cli_in("ask", path, "What is the cat called?", "-n", "8")
     assert code == 0, err
     assert out.strip() and "full attention" in err
     writer.join(timeout=10)
 
 
-def test_ask_reads_a_fifo_through_the_infllm_cache(cli, tmp_path):
+def test_ask_reads_a_fifo_through_the_infllm_cache(cli_in, reuse_model, tmp_path):
     path, writer = fifo_with_writer(tmp_path, LONG.encode())
-    code, out, err = cli("ask", path, "What is the secret code?", "-n", "8",
+    code, out, err = cli_in("ask", path, "What is the secret code?", "-n", "8",
                          "--set", "context.effective_window=256")
     assert code == 0, err
     assert out.strip() and "using infllm" in err
     writer.join(timeout=10)
 
 
-def test_summarize_reads_a_fifo(cli, tmp_path):
+def test_summarize_reads_a_fifo(cli_in, reuse_model, tmp_path):
     path, writer = fifo_with_writer(tmp_path, SHORT.encode())
-    code, out, err = cli("summarize", path, "-n", "8")
+    code, out, err = cli_in("summarize", path, "-n", "8")
     assert code == 0, err
     assert out.strip()
     writer.join(timeout=10)
@@ -105,8 +106,8 @@ def test_a_long_stream_is_held_one_block_ahead_then_streamed():
     ["summarize", "-n", "8"],
     ["ingest", "-", "--name", "empty"],
 ])
-def test_empty_stdin_is_an_input_error(cli, command):
-    code, out, err = cli(*command, input=b" \n\t\n" if command[0] == "ingest" else b"")
+def test_empty_stdin_is_an_input_error(cli_in, reuse_model, command):
+    code, out, err = cli_in(*command, input=b" \n\t\n" if command[0] == "ingest" else b"")
     assert code == 3 and out == ""
     assert one_line_error(err) and "the input is empty" in err
 
@@ -148,9 +149,9 @@ def test_utf8_and_utf16_with_a_bom():
     assert notes == []
 
 
-def test_cli_reads_a_latin1_file(cli, tmp_path):
+def test_cli_reads_a_latin1_file(cli_in, reuse_model, tmp_path):
     path = tmp_path / "notes.txt"
     path.write_bytes(LATIN1)
-    code, out, err = cli("ask", path, "Which day is the café closed?", "-n", "8")
+    code, out, err = cli_in("ask", path, "Which day is the café closed?", "-n", "8")
     assert code == 0, err
     assert out.strip() and f"{str(path)!r} is not UTF-8; read its non-UTF-8 bytes as cp1252" in err

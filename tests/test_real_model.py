@@ -1,4 +1,5 @@
-"""The real default model through our runtime: it finds a passkey in a short haystack."""
+"""The real default model through our runtime (the session's loaded one): it finds a passkey in
+a short haystack, and a chat's second turn reuses the first's cache."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ def passkey_prompt(key: int, before: int, after: int) -> str:
             + "\nWhat is the pass key? The pass key is")
 
 
-def test_smollm2_finds_a_passkey(home):
-    runner = open_runner("full")
+def test_smollm2_finds_a_passkey(home, shared_model):
+    runner = open_runner("full", loaded=shared_model)
     found = []
     for key, before, after in ((68142, 10, 30), (30917, 25, 15)):  # ~900 tokens each
         ids = runner.tokenizer.encode(passkey_prompt(key, before, after))
@@ -29,10 +30,10 @@ def test_smollm2_finds_a_passkey(home):
     assert found == [68142, 30917]
 
 
-def test_chat_turns_reuse_the_cache(home):
+def test_chat_turns_reuse_the_cache(home, shared_model):
     """A second turn reads only what follows the cached prefix, and answers exactly as a fresh
     read of the whole prompt does."""
-    runner = open_runner("full")
+    runner = open_runner("full", loaded=shared_model)
     from longchat.prompts import chat_ids
 
     greedy = Sampling(max_new_tokens=6)
