@@ -46,7 +46,6 @@ class Reading:
     input_tokens: int           # the long input's size (local tokenizer's tokens)
     text: str = ""              # passages / meaning: what is read in place of the input
     pieces: list[list[int]] = field(default_factory=list)  # their token ids (the answer is nudged to follow them)
-    boost: float = 0.0          # that nudge, in logits (`FAVOUR_BOOST`)
 
     @property
     def read_tokens(self) -> int:
@@ -62,9 +61,9 @@ class Reading:
     def copy_guard(self, tokenizer) -> CopyGuard | None:
         """Once the answer runs 3 tokens as a piece read does, that piece's next token is nudged
         (the bundled model dropped a code's first letter: "9-9396" for "T9-9396")."""
-        if not self.pieces or not self.boost:
+        if not self.pieces or not FAVOUR_BOOST:
             return None
-        return CopyGuard([], 0, favoured=self.pieces, boost=self.boost,
+        return CopyGuard([], 0, favoured=self.pieces, boost=FAVOUR_BOOST,
                          breaks=sentence_breaks(tokenizer, self.pieces))
 
 
@@ -134,14 +133,14 @@ def choose(runner, ids: list[int], start: int, question: str, *, note: Note = la
         n = sum(map(len, pieces))
         note(f"auto: the question's words match the {size:,}-token input; {how} its best {n:,} tokens "
              f"({len(spans)} passage{'s' * (len(spans) != 1)}, BM25) with full attention, as `rag` does{other}")
-        return Reading("passages", size, GAP.join(e.strip() for e in decode(pieces)), pieces, FAVOUR_BOOST)
+        return Reading("passages", size, GAP.join(e.strip() for e in decode(pieces)), pieces)
     if (lines := _nearest_lines(runner, ids[start:], question, budget)):
         pieces = [encoded for _, encoded in lines]
         n = sum(map(len, pieces))
         note(f"{missed}; {how} the {len(lines)} lines nearest its meaning ({n:,} tokens of {size:,}, static "
              f"word vectors) with full attention" + ("" if runner.remote else
                                                      " (--set strategy.meaning_lines=0 reads it all with infllm)"))
-        return Reading("meaning", size, "\n".join(text for text, _ in lines), pieces, FAVOUR_BOOST)
+        return Reading("meaning", size, "\n".join(text for text, _ in lines), pieces)
     note(f"{missed}; " + (f"reading all {size:,} tokens with infllm" if not runner.remote else
                           f"the {size:,}-token input is past the engine's window"))
     return None

@@ -28,7 +28,7 @@ from longchat.context.base import Question
 from longchat.errors import InputError
 from longchat.api import Note, Progress, Runner
 from longchat.prompts import PREAMBLE, QUESTION, SENTINEL, chat_ids, render_chat
-from longchat.runtime.generate import CopyGuard, Sampling, sentence_breaks
+from longchat.runtime.generate import CopyGuard, Sampling
 from longchat.runtime.remote import RemoteError
 from longchat.chat import functions as fn
 from longchat.chat.facts import extract
@@ -353,10 +353,9 @@ class SessionConversation(Conversation):
         on as they do, as an `ask` answer is. (A guard against copying earlier replies and a
         nudge toward the user's placed words were measured and removed in issue 40:
         docs/settings.md.)"""
-        if self.runner.remote or self.reading is None or not self.reading.pieces or not self.reading.boost:
+        if self.runner.remote or self.reading is None:
             return None
-        favoured = self.reading.pieces
-        return CopyGuard([], 0, (), favoured, self.reading.boost, sentence_breaks(self.runner.tokenizer, favoured))
+        return self.reading.copy_guard(self.runner.tokenizer)
 
     def send(self, user_text: str, on_text=None, progress: Progress | None = None) -> str:
         if not user_text.strip():
