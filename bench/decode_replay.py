@@ -101,7 +101,8 @@ def main() -> None:
                     setattr(strategy, key, value)
             restore_prompt(engine, args.dir / name, prompt)
             counter.start()
-            tokens = engine.generate(prompt, Sampling(max_new_tokens=args.new_tokens))
+            # stop_on_repeat off: every decode step asked for is timed, whatever the reply says
+            tokens = engine.generate(prompt, Sampling(max_new_tokens=args.new_tokens, stop_on_repeat=0))
             out = [next(tokens)]  # from prefill
             counter.decoding = True
             out += list(tokens)

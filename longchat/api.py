@@ -21,7 +21,7 @@ from longchat.prompts import (LOG_REPORT_PROMPT, MERGE_PROMPT, SUMMARY_PROMPT, a
 from longchat.errors import ConfigError, InputError
 from longchat.profile import Profile, load_profile
 from longchat.runtime import remote
-from longchat.runtime.generate import Engine, GenerationStats, Sampling
+from longchat.runtime.generate import SUMMED, Engine, GenerationStats, Sampling
 from longchat.runtime.loader import LoadedModel, load_model
 from longchat.runtime.rope import Rope
 from longchat.runtime.step import compile_step
@@ -83,7 +83,8 @@ def open_runner(profile: str | Profile = "auto", model: str | None = None, *, de
     dec = loaded.decoder
     if prof.runtime.compile == "on" and dec.step is None:
         compile_step(dec, "on", note)
-    strategy = cls(loaded.cfg, Rope(loaded.cfg.hf, dec.device), prof.strategy, device=dec.device, dtype=dec.dtype)
+    strategy = cls(loaded.cfg, Rope(loaded.cfg.hf, dec.device), prof.strategy, device=dec.device, dtype=dec.dtype,
+               kv=prof.runtime.kv)
     engine = Engine(loaded, strategy, prefill_chunk=prof.context.prefill_chunk, final_chunk=prof.context.final_chunk)
     engine.on_note = note
     return Runner(prof, loaded, engine)
@@ -378,13 +379,11 @@ def _answer_from(runner, mem, question, sampling, system, on_text, progress, not
 
 
 def summary_sampling(sampling: Sampling) -> Sampling:
-    """Generation settings for summaries: a reply that loops is stopped and its repeat cut off
-    (stop_on_repeat), and tokens already said are made a little less likely (a 135M model
-    otherwise writes one sentence again and again). A profile's own values win."""
-    # 32 tokens: a tokenizer that spells numbers digit by digit makes one timestamp ~20 tokens,
-    # and a report may rightly name the same time twice; a loop is caught 32 tokens in.
-    return replace(sampling, stop_on_repeat=sampling.stop_on_repeat or 32,
-                   repetition_penalty=sampling.repetition_penalty if sampling.repetition_penalty != 1.0 else 1.1)
+    """Generation settings for summaries: tokens already said are made a little less likely (a
+    135M model otherwise writes one sentence again and again; a reply that loops anyway is cut
+    by stop_on_repeat, as every reply is). A profile's own value wins."""
+    penalty = sampling.repetition_penalty
+    return replace(sampling, repetition_penalty=penalty if penalty != 1.0 else 1.1)
 
 
 class Summarizer:
@@ -403,7 +402,7 @@ class Summarizer:
             )
         self.notes: list[str] = []   # summaries not yet merged; their total stays under a chunk
         self.chunks = 0
-        self.total = GenerationStats(stop_reason="done")
+        self.total = GenerationStats(stop_reason=SUMMED)
         self.note_sampling = replace(self.sampling, max_new_tokens=min(self.sampling.max_new_tokens, 128))
 
     def plan(self, total_bytes: int | None) -> None:
@@ -636,7 +635,7 @@ def summarize_log(runner: Runner, table, *, sampling: Sampling | None = None,
     if budget < 64:
         raise ConfigError(f"effective window {runner.effective_window} leaves too little room for the log's table "
                           f"after max_new_tokens={sampling.max_new_tokens}; lower generation.max_new_tokens")
-    totals = GenerationStats(stop_reason="done")
+    totals = GenerationStats(stop_reason=SUMMED)
     items = 30
     text = table.render(max_items=items, concrete=True)
     while len(runner.encode(text)) > budget and items > 3:

@@ -106,15 +106,21 @@ class RuntimeSettings:
     # auto: the model's dtype (fp32 on a CPU, bf16 on a GPU); fp32, bf16, fp16; int8 or int4:
     # quantised, decoded through torch's weight-only kernels (runtime/weights.py, README).
     weights: str = "auto"
+    # How `full` attention holds its KV cache (context/kv.py): auto (bf16 on a CPU with bf16
+    # matmuls, else the model's dtype), fp32, bf16, fp16, or int8 (a quarter of fp32, for the
+    # longest inputs).
+    kv: str = "auto"
     # on: one-token decode steps run through torch.compile (runtime/step.py), compiled at load
     # (once per machine, then cached); off: eager. Measured no faster on a 2-core CPU (docs/decode.md).
     compile: str = "off"
 
     def validate(self, where: str) -> None:
         from longchat.runtime.step import MODES
+        from longchat.context.kv import KV_FORMATS
         from longchat.runtime.weights import FORMATS
 
         require(self.weights in FORMATS, where, "weights", " | ".join(FORMATS))
+        require(self.kv in KV_FORMATS, where, "kv", " | ".join(KV_FORMATS))
         require(self.compile in MODES, where, "compile", " | ".join(MODES))
 
 
@@ -195,7 +201,7 @@ def load_profile(spec: str = "full", overrides: list[str] = ()) -> Profile:
     own = {strategy_name, *_runs(strategy_name)}
     for text in overrides:
         (section, key), value = parse_assignment(text)
-        if (section, key) in (("model", "weights"), ("model", "compile")):  # short forms the README uses
+        if (section, key) in (("model", "weights"), ("model", "kv"), ("model", "compile")):  # short forms the README uses
             section = "runtime"
         if section in own:
             section = "strategy"

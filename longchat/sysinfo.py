@@ -28,6 +28,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def rss_mb() -> float:
+    """This process's resident memory now, in MiB."""
+    try:
+        return psutil.Process().memory_info().rss / 2**20
+    except (OSError, psutil.Error):
+        return 0.0
+
+
 def reset_peak_rss() -> None:
     """Restart the VmHWM counter (Linux), so a benchmark can measure each case on its own."""
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pytest
 
@@ -86,13 +87,14 @@ def test_piped_chat_prints_one_reply_per_message(monkeypatch, capsys):
     assert len(replies) == 2 and "Paris" in replies[0] and "Berlin" in replies[1]
     assert "\x1b" not in out + err  # no colours or cursor codes in a pipe
     # Commands answer on stderr only.
-    assert "last reply:" in err and "session: 1 reply" in err
+    assert "last reply:" in err and re.search(r"session: 1 reply \(ended: (eos|length) 1\)", err), err
     assert "conversation reset (2 turns forgotten)" in err
     assert "unknown command '/bogus'" in err and "/help" in err and "/history" in err
     records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert len(records) == 2
     assert records[1]["reused_tokens"] > records[0]["prompt_tokens"]  # turn 2 re-read only what was new
     assert records[0]["model"] == "SmolLM2-135M-Instruct"
+    assert all(r["stops"] == {r["stop_reason"]: 1} for r in records)  # each line: its own reply
 
 
 def test_piped_chat_drops_oldest_turns_then_refuses_a_message_that_cannot_fit(monkeypatch, capsys):

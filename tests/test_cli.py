@@ -76,8 +76,9 @@ def test_ask_text_file_with_stats(home, facts_file, capsys, reuse_model):
     # (plus the chat template's few dozen), and the reply on stdout (the stop token not counted).
     asked = tokens(reuse_model, FACTS) + tokens(reuse_model, QUESTION)
     assert asked < stats["prompt_tokens"] <= asked + 64 and stats["reused_tokens"] == 0
-    assert stats["new_tokens"] == tokens(reuse_model, out.strip()) and stats["stop_reason"] in ("stop", "length")
+    assert stats["new_tokens"] == tokens(reuse_model, out.strip()) and stats["stop_reason"] in ("eos", "length")
     assert stats["new_tokens"] <= 24 and (stats["new_tokens"] == 24) == (stats["stop_reason"] == "length")
+    assert stats["stops"] == {stats["stop_reason"]: 1}  # one reply, counted by how it ended
     check_speeds(stats, wall_s)
 
 
@@ -135,6 +136,9 @@ def test_summarize_is_hierarchical_past_the_window(home, tmp_path, capsys):
     assert "()" not in err and "(10%, )" not in err
     stats = json.loads(err.strip().splitlines()[-1])
     assert stats["prompt_tokens"] > 880  # every chunk was read, plus the merge prompt
+    # How the replies ended, one count each: three chunk notes and at least one merge.
+    assert stats["stop_reason"] == "done" and set(stats["stops"]) <= {"eos", "repeat", "length"}
+    assert sum(stats["stops"].values()) >= 4, stats["stops"]
     assert out.strip()
 
 

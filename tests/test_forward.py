@@ -27,8 +27,9 @@ def load_both(folder):
     return hf, cfg, ours
 
 
-def full(cfg):
-    return strategy_class("full")(cfg, Rope(cfg.hf))
+def full(cfg, kv="fp32"):
+    """Full attention, its cache in fp32 unless `kv` says otherwise: the exact reference."""
+    return strategy_class("full")(cfg, Rope(cfg.hf), kv=kv)
 
 
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
@@ -56,6 +57,26 @@ def test_chunked_prefill_and_kv_cache_match(family):
     got = torch.cat(chunks + steps, dim=1)
     assert strategy.length == 130
     assert (got - ref).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("kv", ["bf16", "int8"])
+def test_a_smaller_kv_cache_stays_close_to_fp32(family, kv):
+    """The cache held as bf16 or int8 (context.kv): prefill chunks and decode steps, the folded
+    bf16 decode path included, stay within the rounding of the cache of the fp32 reference."""
+    _, (hf, cfg, ours) = family
+    ids = torch.randint(0, cfg.vocab_size, (1, 130), generator=torch.Generator().manual_seed(2))
+
+    def logits(strategy):
+        chunks = [ours.forward(ids[:, i : i + 37], strategy, logits="all") for i in range(0, 100, 37)]
+        steps = [ours.forward(ids[:, i : i + 1], strategy, logits="all") for i in range(111, 130)]
+        return torch.cat(chunks + steps, dim=1)
+
+    small, ref = full(cfg, kv), full(cfg)
+    got, want = logits(small), logits(ref)
+    assert small.kv.name == kv
+    assert small.memory_bytes() <= ref.memory_bytes() // 2 + 1024 * cfg.n_layers
+    assert (got - want).abs().max().item() <= 0.02 * want.abs().max().item()
+    assert (got.argmax(-1) == want.argmax(-1)).float().mean() >= 0.95
 
 
 def test_greedy_generation_matches_transformers_generate(family, tiny_dirs):

@@ -248,7 +248,7 @@ def test_generation_stops_when_a_tiny_model_loops(tiny_chat_model, home):
 
     runner = open_runner("full", str(tiny_chat_model))
     prompt = chat_ids(runner.tokenizer, [{"role": "user", "content": "Summarize: the ship sailed north."}])
-    free = runner.engine.generate_text(prompt, Sampling(max_new_tokens=160))
+    free = runner.engine.generate_text(prompt, Sampling(max_new_tokens=160, stop_on_repeat=0))  # 0: off
     assert runner.engine.stats.stop_reason == "length"
     loop = RepeatGuard(8)
     ids = runner.encode(free)
@@ -260,6 +260,11 @@ def test_generation_stops_when_a_tiny_model_loops(tiny_chat_model, home):
     again = RepeatGuard(8)
     ids = runner.encode(cut)
     assert not any(again.push(ids[:k]) for k in range(1, len(ids) + 1))
+    # Every door stops a loop by default (32 tokens: this loop is caught ~280 tokens in).
+    default = runner.engine.generate_text(prompt, Sampling(max_new_tokens=400))
+    stats = runner.engine.stats
+    assert stats.stop_reason == "repeat" and stats.new_tokens < 400 and stats.as_dict()["stops"] == {"repeat": 1}
+    assert default.startswith(cut) and len(default) > len(cut)
 
 
 # ---- the command line, as a user runs it --------------------------------------------------------
@@ -362,6 +367,7 @@ def test_model_report_with_figures_from_the_table(cli, tiny_chat_model):
     assert "- 3,071 lines (3,071 records)" in figures and "FATAL once" in figures and "ERROR 40 times" in figures
     stats = json.loads(err.strip().splitlines()[-1])
     assert stats["prefill_flops"] > 0 and stats["mined_lines"] == 3071
+    assert stats["stops"].get(stats["stop_reason"], 0) >= 1  # the report's own ending, counted with the rest
     got, out, err = cli("summarize", "-m", str(tiny_chat_model), "-n", "8", "--json", "--quiet", input=incident_log())
     assert got == 0, err
     record = json.loads(out)

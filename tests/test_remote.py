@@ -280,7 +280,11 @@ def test_summarize_cuts_chunks_that_fit_the_engine(cli, proxy, tmp_path):
     assert code == 0, err
     assert out.strip()
     assert proxy.hits["/v1/chat/completions"] - before >= 3  # chunks and a merge, each inside the window
-    assert stats_of(err)["remote_prompt_tokens"] > 0
+    stats = stats_of(err)
+    assert stats["remote_prompt_tokens"] > 0
+    # Every reply the engine gave is counted by how it ended (OpenAI's finish_reason: stop -> eos).
+    assert sum(stats["stops"].values()) == proxy.hits["/v1/chat/completions"] - before
+    assert set(stats["stops"]) <= {"eos", "length"}, stats["stops"]
 
 
 def test_compress_for_an_engine_fits_its_window_and_runs_locally(cli, engine, bare, tmp_path):

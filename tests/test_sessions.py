@@ -159,6 +159,27 @@ def test_interrupted_reply_keeps_the_user_message(tiny_runner):
     conv.close()
 
 
+def test_session_replies_stop_at_a_16_token_loop_unless_the_profile_sets_one(tiny_runner, monkeypatch):
+    """Every reply stops at a loop (`stop_on_repeat`, 32 by default); a session's at 16, unless
+    the profile sets a length of its own (0: off)."""
+    from dataclasses import replace
+
+    asked: list[int] = []
+
+    def reply(prompt, sampling, *args, **kwargs):
+        asked.append(sampling.stop_on_repeat)
+        return "ok"
+
+    monkeypatch.setattr(tiny_runner.engine, "generate_text", reply)
+    conv = session(tiny_runner, "r")
+    assert conv.sampling.stop_on_repeat == Sampling().stop_on_repeat == 32
+    for profile in (32, 0, 24):
+        conv.sampling = replace(conv.sampling, stop_on_repeat=profile)
+        conv.send("Hello there.")
+    assert asked == [16, 0, 24]
+    conv.close()
+
+
 def test_a_second_process_on_a_session_is_told_it_is_busy(tiny_runner):
     first = session(tiny_runner, "busy")
     with pytest.raises(SessionError, match="busy"):

@@ -26,12 +26,13 @@ def tiny(tiny_dirs):
     return cfg, load_decoder(folder, cfg, torch.device("cpu"), torch.float32)
 
 
-def make(cfg, name, **params):
-    """A strategy; keywords that are not settings but constants of its class (`InfLLM.vote_from`)
-    are set on the instance."""
+def make(cfg, name, kv="fp32", **params):
+    """A strategy (`full`'s cache in fp32 unless `kv` says otherwise: the exact reference);
+    keywords that are not settings but constants of its class (`InfLLM.vote_from`) are set on
+    the instance."""
     cls = strategy_class(name)
     constants = {k: params.pop(k) for k in list(params) if k not in cls.Params.__dataclass_fields__ and hasattr(cls, k)}
-    strategy = cls(cfg, Rope(cfg.hf), cls.Params(**params))
+    strategy = cls(cfg, Rope(cfg.hf), cls.Params(**params), kv=kv)
     for key, value in constants.items():
         setattr(strategy, key, value)
     return strategy

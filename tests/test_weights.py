@@ -30,7 +30,7 @@ TOLERANCE = {"fp32": 1e-6, "bf16": 0.015, "fp16": 0.002, "int8": 0.04, "int4": 0
 
 
 def logits(decoder, cfg, ids):
-    strategy = strategy_class("full")(cfg, Rope(cfg.hf))
+    strategy = strategy_class("full")(cfg, Rope(cfg.hf), kv="fp32")  # the weights alone differ
     chunks = [decoder.forward(ids[:, i:i + 50], strategy, logits="all") for i in range(0, 100, 50)]
     steps = [decoder.forward(ids[:, i:i + 1], strategy, logits="all") for i in range(100, 120)]
     return torch.cat(chunks + steps, dim=1)
@@ -121,15 +121,18 @@ def test_bench_decode_compares_formats_in_their_own_processes(cli, tiny_chat_mod
 
     out_json = tmp_path / "decode.json"
     start = time.perf_counter()
-    code, out, err = cli("bench", "decode", "--model", tiny_chat_model, "--weights", "fp32,int8,int4",
+    code, out, err = cli("bench", "decode", "--model", tiny_chat_model, "--weights", "fp32,int8,int4/int8,default",
                          "--lengths", "200", "--rounds", "2", "--new-tokens", "6", "--no-llama-cpp",
                          "--json", out_json, timeout=600)
     wall_s = time.perf_counter() - start
     assert code == 0, err
-    assert err.count("round 1: ") == 3 and err.count("round 2: ") == 3
+    assert err.count("round 1: ") == 4 and err.count("round 2: ") == 4
     rows = json.loads(out_json.read_text())["rows"]
-    assert [r["engine"] for r in rows] == ["fp32", "int8", "int4"]
-    fp32, int8, int4 = rows
+    assert [r["engine"] for r in rows] == ["fp32", "int8", "int4/int8", "default"]
+    fp32, int8, int4, default = rows
+    # What each was held as: the KV cache as asked; the default follows the checkpoint (fp32
+    # safetensors stay fp32 on a CPU) with the half-size cache.
+    assert int4["held"] == "int4/int8" and default["held"] in ("fp32/bf16", "fp32/fp32")
     assert all(r["length"] == 200 and r["rounds"] == 2 and r["peak_rss_mib"] > 0 for r in rows)
     # The rates are per second (not per ms, not inverted): the time they imply for every round's
     # 200-token prefill and 5 decode steps (the first token comes out of the prefill) fits the
@@ -137,7 +140,7 @@ def test_bench_decode_compares_formats_in_their_own_processes(cli, tiny_chat_mod
     assert sum(r["rounds"] * (200 / r["prefill_tok_s"] + 5 / r["decode_tok_s"]) for r in rows) <= wall_s
     assert fp32["same_tokens"] == 6 and len(int4["tokens"]) == 6  # fp32 is the reference
     assert fp32["weights_mib"] > 3 * int8["weights_mib"] and int8["weights_mib"] >= int4["weights_mib"]  # (a big int8 vocabulary)
-    assert "decode - " in out and "int4" in out
+    assert "decode - " in out and "int4/int8" in out and f"default ({default['held']})" in out
 
 
 def test_bench_decode_says_what_llama_cpp_needs(cli, tiny_chat_model):
@@ -200,8 +203,8 @@ def test_prefill_chunks_widen_int_weights_to_bf16_and_agree_with_the_kernels(mon
 
     # Where chunks are widened (bf16 matmuls: AVX512-BF16 or AMX), the kernel's packed layout is
     # the one we unpack. An AVX2-only CPU packs int4 otherwise; there int4 keeps the kernel.
-    assert weights._int4_layout_known() or not weights._bf16_matmuls()
-    monkeypatch.setattr(weights, "_bf16_matmuls", lambda: True)  # the widened path, on any CPU
+    assert weights._int4_layout_known() or not weights.bf16_matmuls()
+    monkeypatch.setattr(weights, "bf16_matmuls", lambda: True)  # the widened path, on any CPU
     w = torch.randn(192, 128, generator=torch.Generator().manual_seed(0)) * 0.05
     x = torch.randn(64, 128, generator=torch.Generator().manual_seed(1))
     for linear in (Int8.quantize(w), Int4.quantize(w)):

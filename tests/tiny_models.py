@@ -35,3 +35,23 @@ def make_tiny(family: str, folder: Path, **overrides) -> Path:
             p.add_(torch.randn_like(p) * 0.05)
     model.save_pretrained(folder)
     return folder
+
+
+def llama_style_tokenizer(corpus: list[str]):
+    """A small Llama-style fast tokenizer (SentencePiece BPE: `▁` for a space, the first one
+    stripped on decode, UTF-8 byte fallback) trained on `corpus` in milliseconds; its vocabulary
+    ends with the 256 `<0xNN>` byte tokens, so any text encodes."""
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaTokenizer
+
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"]))
+    state = json.loads(bpe.model.__getstate__())
+    vocab = state["vocab"]
+    for byte in range(256):
+        vocab.setdefault(f"<0x{byte:02X}>", len(vocab))
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
+    return LlamaTokenizer(vocab=vocab, merges=merges)

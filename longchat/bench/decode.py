@@ -1,5 +1,8 @@
-"""Prefill and decode speed and peak memory per weight format, beside llama.cpp when it is
-installed (`pip install llama-cpp-python`).
+"""Prefill and decode speed and peak memory per weight format and KV cache format, beside
+llama.cpp when it is installed (`pip install llama-cpp-python`).
+
+An engine is `WEIGHTS[/KV]` (`model.weights`, `model.kv`; KV defaults to `auto`), or `default`:
+what a user gets with no flags.
 
 Every measurement is its own subprocess (`python -m longchat.bench.decode WORKER-JSON`), so
 that its peak RSS is its own: the model load, the prompt's prefill and the greedy decode of a
@@ -28,8 +31,9 @@ LLAMA_CPP = "llama.cpp"
 
 @dataclass
 class DecodeRun:
-    engine: str            # a weight format, or "llama.cpp"
+    engine: str            # WEIGHTS[/KV], "default" or "llama.cpp", as asked
     length: int            # prompt tokens
+    held: str = ""         # what the model and cache were held as: "int4/bf16"
     prefill_tok_s: float = 0.0
     decode_tok_s: float = 0.0
     peak_rss_mib: float = 0.0
@@ -51,7 +55,19 @@ def _peak_rss_mib() -> float:
     return round(peak_rss_mb(), 1)
 
 
-def measure_ours(spec: str, fmt: str, length: int, new_tokens: int, device: str | None) -> DecodeRun:
+def parse_engine(engine: str) -> tuple[str, str]:
+    """`WEIGHTS[/KV]` or `default` -> (weights, kv), each checked."""
+    from longchat.context.kv import KV_FORMATS
+    from longchat.runtime.weights import check_format
+
+    weights, _, kv = ("auto/auto" if engine == "default" else engine).partition("/")
+    check_format(weights)
+    if (kv or "auto") not in KV_FORMATS:
+        raise ConfigError(f"bench decode: KV format {kv!r} in {engine!r}; allowed: {', '.join(KV_FORMATS)}")
+    return weights, kv or "auto"
+
+
+def measure_ours(spec: str, engine_spec: str, length: int, new_tokens: int, device: str | None) -> DecodeRun:
     import torch
 
     from longchat.context import strategy_class
@@ -59,10 +75,12 @@ def measure_ours(spec: str, fmt: str, length: int, new_tokens: int, device: str 
     from longchat.runtime.loader import load_model
     from longchat.runtime.rope import Rope
 
+    fmt, kv = parse_engine(engine_spec)
     model = load_model(spec, device=device, weights=fmt, note=lambda m: None)
     ids = document_ids(model.tokenizer, length)
     dec = model.decoder
-    strategy = strategy_class("full")(model.cfg, Rope(model.cfg.hf, dec.device), device=dec.device, dtype=dec.dtype)
+    strategy = strategy_class("full")(model.cfg, Rope(model.cfg.hf, dec.device), device=dec.device, dtype=dec.dtype,
+                                      kv=kv)
     engine = Engine(model, strategy, prefill_chunk=512)
     strategy.prepare(length + new_tokens)  # as `Engine.generate` does: the KV cache sized once
     start = time.perf_counter()
@@ -76,8 +94,9 @@ def measure_ours(spec: str, fmt: str, length: int, new_tokens: int, device: str 
     if dec.device.type == "cuda":
         torch.cuda.synchronize()
     decode_s = time.perf_counter() - start
-    return DecodeRun(dec.weight_format, length, round(length / prefill_s, 1), round((new_tokens - 1) / decode_s, 2),
-                     _peak_rss_mib(), round(model.load_s, 2), round(dec.weight_bytes / 2**20, 1), tokens)
+    return DecodeRun(engine_spec, length, f"{dec.weight_format}/{strategy.kv.name}", round(length / prefill_s, 1),
+                     round((new_tokens - 1) / decode_s, 2), _peak_rss_mib(), round(model.load_s, 2),
+                     round(dec.weight_bytes / 2**20, 1), tokens)
 
 
 def measure_llama_cpp(gguf: str, ids: list[int], new_tokens: int) -> DecodeRun:
@@ -100,7 +119,7 @@ def measure_llama_cpp(gguf: str, ids: list[int], new_tokens: int) -> DecodeRun:
         llm.eval([tokens[-1]])
         tokens.append(_last_argmax(llm))
     decode_s = time.perf_counter() - start
-    return DecodeRun(LLAMA_CPP, length, round(length / prefill_s, 1), round((new_tokens - 1) / decode_s, 2),
+    return DecodeRun(LLAMA_CPP, length, "gguf/f16", round(length / prefill_s, 1), round((new_tokens - 1) / decode_s, 2),
                      _peak_rss_mib(), round(load_s, 2), round(Path(gguf).stat().st_size / 2**20, 1), tokens)
 
 
@@ -143,10 +162,8 @@ def run_decode(spec: str, formats: list[str], lengths: list[int], *, new_tokens:
                on_run: Callable[[DecodeRun, int], None] = lambda r, i: None) -> list[list[DecodeRun]]:
     """Every (engine, length) `rounds` times, taking turns; [round][run]. `llama_cpp`: None = when
     it is installed and the model is a GGUF."""
-    from longchat.runtime.weights import check_format
-
-    for fmt in formats:
-        check_format(fmt)
+    for engine in formats:
+        parse_engine(engine)
     if new_tokens < 2:
         raise ConfigError("--new-tokens must be >= 2 (the first comes out of prefill)")
     gguf = _gguf_of(spec)
@@ -203,7 +220,7 @@ def medians(rounds: list[list[DecodeRun]]) -> list[dict]:
             keyed.setdefault((run.engine, run.length), []).append(run)
     rows = []
     for (engine, length), runs in keyed.items():
-        row = {"engine": engine, "length": length, "rounds": len(runs)}
+        row = {"engine": engine, "length": length, "held": runs[0].held, "rounds": len(runs)}
         for key in ("prefill_tok_s", "decode_tok_s", "peak_rss_mib", "load_s", "weights_mib"):
             row[key] = round(statistics.median(getattr(r, key) for r in runs), 2)
         row["tokens"] = runs[0].tokens

@@ -198,7 +198,8 @@ def _measure(runner, length: int, new_tokens: int, seed: int, peak: float, resul
     rng = random.Random(f"scale:{seed}:{length}")
     vocab = runner.model.cfg.vocab_size
     prompt = [rng.randrange(vocab) for _ in range(length - new_tokens)]
-    sampling = Sampling(max_new_tokens=new_tokens, temperature=0.0)
+    # Random weights loop: stop_on_repeat off, so that every decode step the run asks for is timed.
+    sampling = Sampling(max_new_tokens=new_tokens, temperature=0.0, stop_on_repeat=0)
     for _ in engine.generate(prompt[: min(len(prompt), 2048)], Sampling(max_new_tokens=2, temperature=0.0)):
         pass  # warm-up: allocator, kernel choice
     engine.reset()

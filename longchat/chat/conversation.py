@@ -512,7 +512,8 @@ def _stats(conv: Conversation, arg: str) -> CommandResult:
         r = conv.reading
         lines.append(f"  read the long input: {r.how}, {r.read_tokens:,} of {r.input_tokens:,} tokens")
     t = conv.totals
-    lines.append(f"session: {_plural(t.replies, 'reply', 'replies')}, {t.prompt_tokens - t.reused_tokens:,} "
+    ended = f" (ended: {', '.join(f'{reason} {n}' for reason, n in sorted(t.stops.items()))})" if t.stops else ""
+    lines.append(f"session: {_plural(t.replies, 'reply', 'replies')}{ended}, {t.prompt_tokens - t.reused_tokens:,} "
                  f"tokens read in {t.prefill_s:.1f} s, {t.new_tokens:,} generated in {t.decode_s:.1f} s")
     lines.append(f"  peak RSS {t.peak_rss_mb:,.0f} MiB, {_plural(t.dropped_turns, 'turn')} dropped to fit the window")
     lines.append(f"context: {conv.context_tokens:,} tokens (window: {conv.runner.window_label}), "

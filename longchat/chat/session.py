@@ -336,8 +336,10 @@ class SessionConversation(Conversation):
         """The model's reply to `prompt`, streamed to `on_text` (on Ctrl-C, what it had said is
         the engine's `last_text`)."""
         sampling = self.sampling
-        if not sampling.stop_on_repeat:  # a reply that loops is cut to one copy (a 135M model's
-            sampling = replace(sampling, stop_on_repeat=16)  # loops, kept, were copied later)
+        # A reply that loops is cut to one copy 16 tokens in, unless the profile sets another
+        # length (0: off): a 135M model's loops, kept, were copied by its later replies.
+        if sampling.stop_on_repeat == Sampling.stop_on_repeat:
+            sampling = replace(sampling, stop_on_repeat=16)
         chosen = self.reading
         reply = self.runner.engine.generate_text(
             prompt, sampling, on_text,

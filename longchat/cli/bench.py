@@ -148,19 +148,19 @@ def scale(
 @bench_app.command()
 def decode(
     model: Optional[str] = ModelOpt,
-    weights: str = typer.Option("fp32,int8,int4", "--weights", "-w", help="Weight formats to compare, comma-separated (auto, fp32, bf16, fp16, int8, int4); the first is the reference for 'same tokens'."),
-    lengths: str = typer.Option("1k,4k", "--lengths", "-l", help="Prompt lengths in tokens, comma-separated; k = 1024."),
+    weights: str = typer.Option("default,int4/fp32,fp32/fp32", "--weights", "-w", help="What to compare, comma-separated: WEIGHTS[/KV] (weights: auto, fp32, bf16, fp16, int8, int4; KV cache: auto, fp32, bf16, fp16, int8) or default (no flags); the first is the reference for 'same tokens'."),
+    lengths: str = typer.Option("1k,4k,16k", "--lengths", "-l", help="Prompt lengths in tokens, comma-separated; k = 1024."),
     new_tokens: int = typer.Option(64, "--new-tokens", "-n", help="Tokens decoded greedily after each prompt (stop tokens ignored: every step runs)."),
     rounds: int = typer.Option(2, "--rounds", min=1, help="Rounds, taking turns between the engines; the table shows medians."),
     llama_cpp: Optional[bool] = typer.Option(None, "--llama-cpp/--no-llama-cpp", help="Also run llama.cpp on the same GGUF and token ids. Default: when llama-cpp-python is installed (pip install llama-cpp-python)."),
     device: Optional[str] = DeviceOpt,
     json_path: Optional[str] = JsonOpt,
 ) -> None:
-    """Prefill and decode tok/s and peak RSS per weight format, beside llama.cpp when installed.
+    """Prefill and decode tok/s and peak RSS per weight and KV cache format, beside llama.cpp when installed.
 
-    Each measurement runs in its own process (load, prefill the prompt, decode), so its peak RSS is its own. The prompt is natural prose (the bundled sample, repeated), the same token ids for every engine.
+    Each measurement runs in its own process (load, prefill the prompt, decode), so its peak RSS is its own. The prompt is natural prose (the bundled sample, repeated), the same token ids for every engine. Rounds take turns between the engines.
 
-    Example: longchat bench decode --weights fp32,int8,int4 --lengths 1k,4k --rounds 2
+    Example: longchat bench decode --weights default,int4/fp32,fp32/fp32 --lengths 1k,4k,16k --rounds 2
     """
     from longchat.bench.decode import LLAMA_CPP, medians, run_decode, write_json
     from longchat.bench.run import parse_lengths
@@ -182,13 +182,14 @@ def decode(
     rows = medians(done)
     with_llama = any(r["engine"] == LLAMA_CPP for r in rows)
     table = Table(title=f"decode - {spec}, medians of {rounds} round(s), {new_tokens} new tokens")
-    for name in ("weights", "prompt", "prefill tok/s", "decode tok/s", "peak RSS MiB", "weights MiB", "same tokens"):
-        table.add_column(name, justify="left" if name == "weights" else "right")
+    for name in ("engine", "prompt", "prefill tok/s", "decode tok/s", "peak RSS MiB", "weights MiB", "same tokens"):
+        table.add_column(name, justify="left" if name == "engine" else "right")
     if with_llama:
         for name in ("prefill x llama.cpp", "decode x llama.cpp", "RSS x llama.cpp"):
             table.add_column(name, justify="right")
     for row in rows:
-        cells = [row["engine"], f"{row['length']:,}", f"{row['prefill_tok_s']:,.0f}", f"{row['decode_tok_s']:.1f}",
+        label = row["engine"] if row["engine"] in (LLAMA_CPP, row["held"]) else f"{row['engine']} ({row['held']})"
+        cells = [label, f"{row['length']:,}", f"{row['prefill_tok_s']:,.0f}", f"{row['decode_tok_s']:.1f}",
                  f"{row['peak_rss_mib']:,.0f}", f"{row['weights_mib']:,.0f}", f"{row['same_tokens']}/{new_tokens}"]
         if with_llama:
             cells += [f"{row[k]:.2f}" if row.get(k) is not None else "" for k in

@@ -224,10 +224,25 @@ def stream_out(text: str) -> None:
 def print_stats(runner, stats, **extra) -> None:
     """The --stats line: one JSON object, the last line on stderr."""
     record = {**stats.as_dict(), "profile": runner.profile.name, "strategy": runner.profile.context.strategy,
+              **_held_as(runner),
               "model": runner.model.name, "device": str(runner.model.device), "load_s": round(runner.model.load_s, 2),
               **extra}
     sys.stderr.flush()
     print(json.dumps(record), file=sys.stderr, flush=True)
+
+
+def _held_as(runner) -> dict:
+    """How a local model is held: its weight format and the format of the KV cache the last
+    reply read (`full`'s follows `[runtime] kv`; the other strategies hold the model's dtype)."""
+    dec = runner.model.decoder
+    if dec is None:  # a remote engine
+        return {}
+    from longchat.context.full import FullAttention
+    from longchat.context.kv import dtype_name
+
+    reader = runner.engine.strategy.reader
+    kv = reader.kv.name if isinstance(reader, FullAttention) else dtype_name(dec.dtype)
+    return {"weights": dec.weight_format, "kv": kv}
 
 
 class ReadAs(str, Enum):

@@ -18,13 +18,14 @@ def _folder_size(folder: Path) -> int:
 
 def _weights(folder: Path | None, gguf: str = "") -> str:
     """The stored format and what the weights take in memory per `--set model.weights=`."""
-    from longchat.runtime.loader import checkpoint_shapes, gguf_tensor_types
+    from longchat.runtime.loader import auto_format, checkpoint_shapes, gguf_tensor_types
     from longchat.runtime.weights import resident_mib
 
     parts = []
     try:
+        types, dtypes = gguf_tensor_types(Path(gguf)) if gguf else "", set()
         if gguf:
-            parts.append(f"GGUF {gguf_tensor_types(Path(gguf))}")
+            parts.append(f"GGUF {types}")
         if folder is not None and (folder / "config.json").is_file():
             shapes, dtypes = checkpoint_shapes(folder)
             config = json.loads((folder / "config.json").read_text())
@@ -32,6 +33,9 @@ def _weights(folder: Path | None, gguf: str = "") -> str:
                 parts.append("safetensors " + "/".join(sorted(d.lower() for d in dtypes)))
             sizes = resident_mib(shapes, bool(config.get("tie_word_embeddings", False)))
             parts.append("in memory: " + ", ".join(f"{fmt} {mib:,} MiB" for fmt, mib in sizes.items()))
+        if types or dtypes:
+            chosen = auto_format(types, dtypes)
+            parts.append(f"auto on a CPU: {'fp32' if chosen == 'auto' else chosen}")
     except Exception as e:  # an unreadable file: say so in the row, list the rest
         parts.append(f"(cannot read: {str(e).splitlines()[0] if str(e) else type(e).__name__})")
     return "; ".join(parts) or "-"

@@ -59,7 +59,7 @@ class Auto(ContextStrategy):
 
     def _make(self, name: str) -> ContextStrategy:
         cls, params = (FullAttention, None) if name == "full" else (InfLLM, self._infllm_params())
-        return cls(self.cfg, self.rope, params, device=self.device, dtype=self.dtype)
+        return cls(self.cfg, self.rope, params, device=self.device, dtype=self.dtype, kv=self.kv.name)
 
     def _infllm_params(self) -> InfLLMParams:
         fields = {k: v for k, v in vars(self.params).items() if k in InfLLMParams.__dataclass_fields__}

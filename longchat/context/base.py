@@ -11,6 +11,7 @@ from typing import Any, Callable, ClassVar
 
 import torch
 
+from longchat.context.kv import kv_format
 from longchat.settings import build
 from longchat.runtime.config import ModelConfig
 from longchat.runtime.rope import Rope
@@ -61,12 +62,13 @@ class ContextStrategy:
     runs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: ModelConfig, rope: Rope, params: StrategyParams | None = None, *,
-                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, kv: str = "auto"):
         self.cfg = cfg
         self.rope = rope
         self.params = params if params is not None else self.Params()
         self.device = torch.device(device)
         self.dtype = dtype
+        self.kv = kv_format(kv, dtype, self.device)  # what `full` holds its cache as (context.kv)
         self.reset()
 
     def reset(self) -> None:

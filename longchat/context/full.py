@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from longchat.context.attention import attention_lse, count, causal_attention_lse, causal_pairs, merge_attention
+from longchat.context.attention import (attend_all, attention_lse, count, causal_attention_lse, causal_pairs,
+                                        merge_attention)
 from longchat.context.base import ContextStrategy, register_strategy
 from longchat.context.kv import KVBuffer
 from longchat.runtime.rope import rotate
@@ -20,7 +21,7 @@ class FullAttention(ContextStrategy):
     _reserve = 0  # tokens the current prompt + reply will reach (`prepare`)
 
     def reset(self) -> None:
-        self.layers = [KVBuffer() for _ in range(self.cfg.n_layers)]
+        self.layers = [KVBuffer(fmt=self.kv) for _ in range(self.cfg.n_layers)]
         for buf in self.layers:
             buf.reserve(self._reserve)
         self._length = 0
@@ -38,14 +39,16 @@ class FullAttention(ContextStrategy):
     def attend(self, layer, q, k, v):
         q = rotate(q, self.cos, self.sin)
         k = rotate(k, self.cos, self.sin)
-        keys, values = self.layers[layer].append(k, v)  # (B, Hkv, S, D)
-        if self.split:
-            t = q.shape[2]
-            return merge_attention([attention_lse(q, keys[:, :, :-t], values[:, :, :-t]),
-                                    causal_attention_lse(q, k, v)])
+        keys, values = self.layers[layer].append(k, v)  # (B, Hkv, S, D), held as context.kv
         t = q.shape[2]
-        count(q, causal_pairs(t) if self.causal else t * keys.shape[2])
-        return F.scaled_dot_product_attention(q, keys, values, is_causal=self.causal, enable_gqa=True)
+        if self.split:
+            return merge_attention([attention_lse(q, keys[:, :, :-t], values[:, :, :-t]),
+                                    causal_attention_lse(q, keys[:, :, -t:], values[:, :, -t:])])
+        if self.causal:
+            count(q, causal_pairs(t))
+            out = F.scaled_dot_product_attention(q.to(keys.dtype), keys, values, is_causal=True, enable_gqa=True)
+            return out.to(q.dtype)
+        return attend_all(q, keys, values)
 
     def prepare(self, n_tokens: int) -> str | None:
         self._reserve = n_tokens  # the prompt + reply's cache in one allocation

@@ -11,11 +11,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Collection, Iterator
 
 import torch
+from tokenizers import Tokenizer
 
 from longchat.context.attention import AttentionFlops, counting
 from longchat.context.base import Question, QuestionText, ReadsQuestion
 from longchat.runtime.loader import LoadedModel
 from longchat.sysinfo import peak_rss_mb
+
+try:
+    from tokenizers.decoders import DecodeStream
+except ImportError:  # an older tokenizers, without it: every tokenizer takes the generic scheme
+    DecodeStream = None
 
 # Chat-template end markers of the families we run; used when present in the vocabulary.
 STOP_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "<|end_of_text|>", "</s>")
@@ -38,8 +44,10 @@ class Sampling:
     repetition_penalty: float = 1.0
     seed: int = 0
     # Stop a reply whose last N tokens already appeared in it (a loop), and cut the repeat
-    # off; 0 = off. Summaries turn it on (32) when a profile leaves it at 0.
-    stop_on_repeat: int = 0
+    # off; 0 = off. 32 tokens: a tokenizer that spells numbers digit by digit makes one
+    # timestamp ~20 tokens, and a reply may rightly name the same time twice; a loop is caught
+    # 32 tokens in. (Session replies use 16 unless a profile sets another: chat.session.)
+    stop_on_repeat: int = 32
 
     def validate(self, where: str) -> None:
         from longchat.settings import require
@@ -53,6 +61,11 @@ class Sampling:
                 "0 (off) or an integer >= 4 (tokens)")
 
 
+# `GenerationStats.stop_reason` of figures summed over several replies (their `stops` say how
+# each ended).
+SUMMED = "done"
+
+
 @dataclass
 class GenerationStats:
     prompt_tokens: int = 0
@@ -60,9 +73,13 @@ class GenerationStats:
     prefill_s: float = 0.0
     new_tokens: int = 0
     decode_s: float = 0.0
+    # How the reply ended: eos (the model ended its turn: a stop token), stop (a caller's stop
+    # string, `longchat serve`), repeat (stop_on_repeat), length (max_new_tokens), interrupted;
+    # SUMMED for a sum of replies.
     stop_reason: str = ""
     peak_rss_mb: float = 0.0
     prefill_flops: int = 0      # weight matmuls + the attention the strategy asked for
+    stops: dict = field(default_factory=dict)  # summed figures: stop_reason -> how many replies
     extra: dict = field(default_factory=dict)
 
     @property
@@ -76,11 +93,21 @@ class GenerationStats:
         steps = max(self.new_tokens - 1, 0)
         return steps / self.decode_s if self.decode_s > 0 else 0.0
 
+    @property
+    def endings(self) -> dict[str, int]:
+        """How the replies these figures cover ended, {stop_reason: count}: a sum's tally, or
+        one reply's own reason."""
+        if self.stops or self.stop_reason in ("", SUMMED):
+            return dict(self.stops)
+        return {self.stop_reason: 1}
+
     def add(self, other: "GenerationStats") -> None:
-        """Sum another reply's figures into these (peak memory: the larger)."""
+        """Sum another reply's figures into these (peak memory: the larger; how it ended: counted)."""
         for key in ("prompt_tokens", "reused_tokens", "prefill_s", "new_tokens", "decode_s", "prefill_flops"):
             setattr(self, key, getattr(self, key) + getattr(other, key))
         self.peak_rss_mb = max(self.peak_rss_mb, other.peak_rss_mb)
+        for reason, n in other.endings.items():
+            self.stops[reason] = self.stops.get(reason, 0) + n
         for key, value in other.extra.items():  # a remote engine's figures (runtime.remote): counts summed
             if key.startswith("remote") or key == "token_counts":
                 summed = isinstance(value, (int, float)) and not isinstance(value, bool) and key != "remote_window"
@@ -89,6 +116,7 @@ class GenerationStats:
     def as_dict(self) -> dict:
         out = asdict(self)
         extra = out.pop("extra")
+        out["stops"] = self.endings
         out.update(prefill_tok_s=round(self.prefill_tok_s, 1), decode_tok_s=round(self.decode_tok_s, 2))
         out.update(extra)
         for key in ("prefill_s", "decode_s"):
@@ -110,23 +138,68 @@ def stop_token_ids(tokenizer, hf_config) -> set[int]:
 
 
 class Detokenizer:
-    """Turns a stream of token ids into text deltas without splitting multi-byte characters."""
+    """Turns a stream of token ids into text deltas without splitting multi-byte characters.
+
+    The deltas join up to what decoding the whole reply gives (special tokens skipped), at a cost
+    per token that does not grow with the reply: a fast tokenizer steps `tokenizers`'
+    `DecodeStream`; any other decodes only the few ids since the last delta (`_window_delta`).
+    """
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
         self.ids: list[int] = []
-        self.emitted = ""
+        self._parts: list[str] = []  # the deltas; `emitted` joins them when asked
+        backend = _decode_backend(tokenizer)
+        self._stream = (backend, DecodeStream(skip_special_tokens=True)) if backend is not None else None
+        # The generic scheme: ids[prefix:read] spelt the text around the last delta; the next
+        # delta is what ids[prefix:] adds to it.
+        self._prefix = self._read = 0
+
+    @property
+    def emitted(self) -> str:
+        """The reply's text so far."""
+        if len(self._parts) > 1:
+            self._parts = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
 
     def push(self, token_id: int) -> str:
+        """Take the next id; return the text it completes ("" while a character is incomplete)."""
         self.ids.append(token_id)
-        # Decoding the whole reply keeps spacing right for every tokenizer family; replies are
-        # short, so the quadratic cost is negligible next to a forward pass.
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"):
-            return ""  # an incomplete UTF-8 sequence: wait for the next token
-        delta = text[len(self.emitted):] if text.startswith(self.emitted) else ""
-        self.emitted = text
+        delta = None
+        if self._stream is not None:
+            backend, stream = self._stream
+            try:
+                delta = stream.step(backend, token_id) or ""
+            except Exception:
+                # DecodeStream gives up on some invalid byte sequences (a byte-fallback token
+                # that a later one respells); the generic scheme takes over from the last delta.
+                self._stream = None
+        if delta is None:
+            delta = self._window_delta()
+        if delta:
+            self._parts.append(delta)
+            self._prefix, self._read = self._read, len(self.ids)
         return delta
+
+    def _window_delta(self) -> str:
+        # Decoding from the id before the last delta, not from the reply's start, keeps spacing
+        # that depends on the neighbour (a leading-space marker dropped at a text's start is
+        # dropped in both decodes alike), as text-generation servers do.
+        decode = self.tokenizer.decode
+        before = decode(self.ids[self._prefix:self._read], skip_special_tokens=True)
+        text = decode(self.ids[self._prefix:], skip_special_tokens=True)
+        if len(text) <= len(before) or text.endswith("\ufffd"):
+            return ""  # nothing new yet, or an incomplete UTF-8 sequence: wait for the next token
+        return text[len(before):]
+
+
+def _decode_backend(tokenizer):
+    """The `tokenizers.Tokenizer` behind a fast HF tokenizer whose `decode` is that tokenizer's
+    alone (no clean-up of spaces after it), else None."""
+    backend = getattr(tokenizer, "backend_tokenizer", None) or getattr(tokenizer, "_tokenizer", None)
+    if DecodeStream is None or not isinstance(backend, Tokenizer):
+        return None
+    return None if getattr(tokenizer, "clean_up_tokenization_spaces", False) else backend
 
 
 def sample_next(logits: torch.Tensor, s: Sampling, history: list[int], gen: torch.Generator) -> int:
@@ -416,7 +489,7 @@ class Engine:
                         logits[list(barred)] = float("-inf")
                 token = sample_next(logits, sampling, new, gen)
                 if token in self.stop_ids:
-                    self.stats.stop_reason = "stop"
+                    self.stats.stop_reason = "eos"
                     break
                 new.append(token)
                 self.stats.new_tokens = len(new)
@@ -436,6 +509,18 @@ class Engine:
         finally:
             self.stats.decode_s = time.perf_counter() - start
             self.stats.peak_rss_mb = round(peak_rss_mb(), 1)
+            self.stats.extra["memory_mb"] = self.memory_split(self.stats.peak_rss_mb)
+
+    def memory_split(self, peak_mb: float) -> dict[str, float]:
+        """What the peak resident memory is made of, in MiB: the process before the weights
+        (Python, torch, transformers), the weights as held, the attention state the strategy
+        holds now (the KV cache; it only grows within a reply), and the rest: activations, the
+        tokenizer, allocator slack (`working`)."""
+        dec = self.model.decoder
+        split = {"floor": self.model.floor_mb, "weights": dec.weight_bytes / 2**20 if dec.device.type == "cpu" else 0.0,
+                 "kv_cache": self.strategy.reader.memory_bytes() / 2**20 if dec.device.type == "cpu" else 0.0}
+        split["working"] = max(peak_mb - sum(split.values()), 0.0)
+        return {k: round(v, 1) for k, v in split.items()}
 
     def _answer_aid(self) -> CopyGuard | None:
         """For a question about a document: the strategy's favoured spans of it (InfLLM's
@@ -483,11 +568,11 @@ class Engine:
         try:
             for token in tokens:
                 delta = detok.push(token)
-                self.last_text = detok.emitted
                 if delta and on_text:
                     on_text(delta)
         finally:
             tokens.close()  # finalises stats now, not at garbage collection
+            self.last_text = detok.emitted
         if self.repeat_cut is not None:  # streamed already; the returned reply drops the repeat
             return self.model.tokenizer.decode(detok.ids[: self.repeat_cut], skip_special_tokens=True)
         return detok.emitted

@@ -24,7 +24,9 @@ from safetensors import safe_open
 
 from longchat.errors import ModelError, env_error
 from longchat.paths import cache_dir
+from longchat.sysinfo import rss_mb
 from longchat.runtime.config import ModelConfig
+from longchat.runtime.hf_folder import read_config, read_tokenizer
 from longchat.runtime.model import Decoder, LayerWeights
 from longchat.runtime.weights import (
     Embedding,
@@ -48,6 +50,9 @@ class LoadedModel:
     decoder: Decoder
     tokenizer: Any
     load_s: float
+    # The process's resident MiB before the weights were read (Python, torch, our code):
+    # the floor under every figure of `--stats`' memory split.
+    floor_mb: float = 0.0
 
     @property
     def device(self) -> torch.device:
@@ -232,6 +237,38 @@ def _safetensors_header(path: str) -> dict:
     return header
 
 
+# GGUF tensor types -> the format that holds their codes about as small (runtime/weights.py).
+_GGUF_AS = {"Q2": "int4", "Q3": "int4", "Q4": "int4", "IQ": "int4", "Q5": "int8", "Q6": "int8", "Q8": "int8"}
+
+
+def auto_weights(folder: Path, device: torch.device) -> str:
+    """What `model.weights = auto` holds a model as (`auto_format`); on a GPU the device's dtype."""
+    if device.type != "cpu":
+        return "auto"
+    source = folder / "longchat-source.json"
+    try:
+        if source.is_file():
+            gguf = Path(json.loads(source.read_text()).get("gguf", ""))
+            return auto_format(gguf_tensor_types(gguf) if gguf.is_file() else "", set())
+        return auto_format("", checkpoint_shapes(folder)[1])
+    except Exception:  # an unreadable header: the folder loads in the dtype, as before formats
+        return "auto"
+
+
+def auto_format(gguf_types: str, dtypes: set[str]) -> str:
+    """The format `auto` holds a model as on a CPU, from its GGUF's tensor types
+    (`gguf_tensor_types`) or its safetensors dtypes. A decode step reads every weight once, so
+    the bytes decide its speed (docs/decode.md):
+    - a GGUF's quantised projections stay quantised: Q4_x (and smaller) as int4, its own codes
+      exactly; Q5, Q6, Q8 as int8;
+    - a half-precision checkpoint (bf16, fp16) as int8: half its bytes, and torch's int8 kernel
+      decodes faster than bf16 matmuls here;
+    - anything else in the CPU's dtype, fp32 ("auto")."""
+    if gguf_types:
+        return _GGUF_AS.get(gguf_types[:2], "auto")
+    return "int8" if dtypes and dtypes <= {"BF16", "F16"} else "auto"
+
+
 def checkpoint_shapes(folder: Path) -> tuple[dict[str, tuple[int, ...]], set[str]]:
     """Tensor shapes and dtypes of a folder's safetensors, from their headers (nothing loaded)."""
     shapes, dtypes = {}, set()
@@ -395,30 +432,43 @@ def load_model(spec: str = "default", *, device: str | None = None, dtype: torch
     start = time.perf_counter()
     check_format(weights)
     name, folder = resolve_model_dir(spec, note)
+    floor = rss_mb()
     dev = pick_device(device)
+    if weights == "auto" and dtype is None:
+        weights = auto_weights(folder, dev)
+    cfg = ModelConfig.from_hf(read_config(folder) or _transformers_config(folder))
+    decoder = load_decoder(folder, cfg, dev, dtype or default_dtype(dev), weights)
+    tokenizer = _tokenizer(folder)
+    if weights in ("int8", "int4") and dev.type != "cpu":
+        note(f"{weights} weights on {dev.type}: no fast kernel here, they are widened for each product "
+             "(the memory is saved, the speed is not)")
+    return LoadedModel(name, folder, cfg, decoder, tokenizer, time.perf_counter() - start, floor)
+
+
+def _transformers_config(folder: Path):
+    """The folder's config through transformers (what `hf_folder.read_config` leaves to it)."""
     from transformers import AutoConfig
 
     with _quiet_transformers():
         try:
-            hf_cfg = AutoConfig.from_pretrained(folder)
+            return AutoConfig.from_pretrained(folder)
         except (OSError, ValueError) as e:
             raise ModelError(f"cannot read the config in {folder}: {str(e).splitlines()[0]}") from None
-        cfg = ModelConfig.from_hf(hf_cfg)
-        decoder = load_decoder(folder, cfg, dev, dtype or default_dtype(dev), weights)
-        tokenizer = _tokenizer(folder)
-    if weights in ("int8", "int4") and dev.type != "cpu":
-        note(f"{weights} weights on {dev.type}: no fast kernel here, they are widened for each product "
-             "(the memory is saved, the speed is not)")
-    return LoadedModel(name, folder, cfg, decoder, tokenizer, time.perf_counter() - start)
 
 
 def _tokenizer(folder: Path):
+    """The folder's tokenizer: read directly where that is exact (`hf_folder`), else through
+    transformers."""
+    tokenizer = read_tokenizer(folder)
+    if tokenizer is not None:
+        return tokenizer
     from transformers import AutoTokenizer
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    except (OSError, ValueError) as e:
-        raise ModelError(f"cannot load the tokenizer in {folder}: {str(e).splitlines()[0]}") from None
+    with _quiet_transformers():
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+        except (OSError, ValueError) as e:
+            raise ModelError(f"cannot load the tokenizer in {folder}: {str(e).splitlines()[0]}") from None
     return_free_heap()  # the load's temporaries: ~30 MiB of heap for the bundled model's tokenizer
     return tokenizer
 
@@ -426,5 +476,4 @@ def _tokenizer(folder: Path):
 def load_tokenizer(spec: str = "default", note=lambda msg: None):
     """Only the tokenizer of a model spec (no weights): what a remote engine's runner counts
     and cuts text with locally."""
-    with _quiet_transformers():
-        return _tokenizer(resolve_model_dir(spec, note)[1])
+    return _tokenizer(resolve_model_dir(spec, note)[1])

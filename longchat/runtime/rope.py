@@ -14,12 +14,18 @@ class Rope:
     """inv_freq and the attention scaling for one model; `cos_sin(positions)` builds tables."""
 
     def __init__(self, hf_config, device: torch.device | str = "cpu"):
-        # Reuse transformers' initialisers so linear / dynamic / yarn / llama3 numerics match it.
-        from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
-
-        self.hf_config = hf_config
         params = getattr(hf_config, "rope_parameters", None) or {}
         self.rope_type = params.get("rope_type", "default")
+        self._init_fn = None
+        if self.rope_type != "default":
+            # Reuse transformers' initialisers so linear / dynamic / yarn / llama3 numerics match it.
+            from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+            from longchat.runtime.hf_folder import as_transformers
+
+            hf_config = as_transformers(hf_config)
+            self._init_fn = ROPE_INIT_FUNCTIONS[self.rope_type]
+        self.hf_config = hf_config
         self.max_position_embeddings = hf_config.max_position_embeddings
         if self.rope_type == "default":
             head_dim = getattr(hf_config, "head_dim", None) or (
@@ -29,8 +35,7 @@ class Rope:
             inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float) / head_dim))
             self.attention_scaling = 1.0
         else:
-            inv_freq, self.attention_scaling = ROPE_INIT_FUNCTIONS[self.rope_type](hf_config, "cpu")
-        self._init_fn = ROPE_INIT_FUNCTIONS.get(self.rope_type)
+            inv_freq, self.attention_scaling = self._init_fn(hf_config, "cpu")
         self.original_inv_freq = inv_freq.to(device)
         self.inv_freq = self.original_inv_freq
         self._dynamic_len = self.max_position_embeddings

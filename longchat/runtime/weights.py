@@ -49,7 +49,7 @@ WIDEN_ROWS = 16
 
 
 @functools.cache
-def _bf16_matmuls() -> bool:
+def bf16_matmuls() -> bool:
     try:
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except AttributeError:  # an older or other build: keep the weight-only kernels
@@ -57,7 +57,7 @@ def _bf16_matmuls() -> bool:
 
 
 def _widen_chunk(x: torch.Tensor) -> bool:
-    return x.device.type == "cpu" and x.numel() >= WIDEN_ROWS * x.shape[-1] and _bf16_matmuls()
+    return x.device.type == "cpu" and x.numel() >= WIDEN_ROWS * x.shape[-1] and bf16_matmuls()
 
 
 class Linear:

@@ -283,7 +283,7 @@ class Completer:
 
     def _result(self, runner: Runner, req: ChatRequest, text: str, notes: list[str]) -> Result:
         stats = runner.engine.stats
-        finish = "length" if stats.stop_reason == "length" else "stop"
+        finish = "length" if stats.stop_reason == "length" else "stop"  # eos, a stop string, a loop cut off
         if stats.stop_reason == "repeat":
             notes.append(f"the reply began to repeat itself; cut {stats.extra.get('repeat_cut_tokens', 0)} tokens "
                          f"(generation.stop_on_repeat)")
