@@ -213,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip the first N prompts (another process runs them: same --out, same answers)")
     parser.add_argument("--questions", default="shared,paraphrase",
                         help="which questions to ask: shared, paraphrase or both (comma-separated)")
+    parser.add_argument("--max-new-tokens", type=int, default=24,
+                        help="the answer's token limit (24: a fact fits; `ask`'s own default is 256)")
+    parser.add_argument("--weights", default="auto",
+                        help="the model's weight format (model.weights); auto: what a user gets without flags")
     parser.add_argument("--out", default="bench-out/facts")
     parser.add_argument("--plot", action="store_true", help="also write SPLIT.png (needs matplotlib)")
     parser.add_argument("--report", action="store_true",
@@ -235,10 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     from longchat.runtime.generate import Sampling
     from longchat.runtime.loader import load_model
 
-    model = load_model("default")
+    model = load_model("default", weights=args.weights)
     texts = haystacks()
     lengths = parse_lengths(args.lengths)
-    sampling = Sampling(max_new_tokens=24)
+    sampling = Sampling(max_new_tokens=args.max_new_tokens)
     results = []
     done = set()  # answers already in the log (a run cut short goes on where it stopped)
     if (out / f"{args.split}.jsonl").exists():
@@ -275,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                            "source": source, "depth": round(depth, 3), "question": qkind, "value": value,
                            "answer": answer.strip(), "correct": correct(fact.kind, value, answer),
                            "read": runner.engine.stats.extra.get("read", "whole"),
+                           "stop": runner.engine.stats.stop_reason, "weights": model.decoder.weight_format,
                            "pinned_holds_fact": pinned_holds(runner, value),
                            "focused": bool(getattr(infllm_of(runner), "focused", None)),  # the pinned block read alone
                            "seconds": round(time.perf_counter() - start, 2)}
@@ -314,13 +319,16 @@ def pinned_holds(runner, value: str) -> bool | None:
 def table(rows: list[dict]) -> str:
     """Markdown: accuracy per profile and length, for each question kind."""
     keys = sorted({(r["profile"], r["length"]) for r in rows}, key=lambda k: (k[0], k[1]))
-    lines = ["| profile | length | shared key words | paraphrase | all |", "| --- | --- | --- | --- | --- |"]
+    lines = ["| profile | length | shared key words | paraphrase | all | ended by the length limit |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for profile, length in keys:
         cells = []
         for q in ("shared", "paraphrase", None):
             got = [r["correct"] for r in rows if r["profile"] == profile and r["length"] == length
                    and (q is None or r["question"] == q)]
             cells.append(f"{sum(got)}/{len(got)}")
+        stops = [r["stop"] for r in rows if r["profile"] == profile and r["length"] == length and "stop" in r]
+        cells.append(f"{stops.count('length')}/{len(stops)}" if stops else "")
         lines.append(f"| {profile} | {length:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -79,6 +79,16 @@ def test_ask_text_file_with_stats(home, facts_file, capsys, reuse_model):
     assert stats["new_tokens"] == tokens(reuse_model, out.strip()) and stats["stop_reason"] in ("eos", "length")
     assert stats["new_tokens"] <= 24 and (stats["new_tokens"] == 24) == (stats["stop_reason"] == "length")
     assert stats["stops"] == {stats["stop_reason"]: 1}  # one reply, counted by how it ended
+    # How the model was held, and what the peak is made of: the process before the weights,
+    # the weights, full attention's cache (the whole prompt + reply, at its format's width), the rest.
+    dec = reuse_model.decoder
+    assert stats["weights"] == dec.weight_format and stats["kv"] in ("bf16", "fp32")
+    mem = stats["memory_mb"]
+    assert mem["weights"] == round(dec.weight_bytes / 2**20, 1) and mem["floor"] > 100
+    cfg = reuse_model.cfg
+    per_token = 2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * (2 if stats["kv"] == "bf16" else 4) / 2**20
+    assert (stats["prompt_tokens"] + stats["new_tokens"]) * per_token <= mem["kv_cache"] <= 2 * (stats["prompt_tokens"] + 24) * per_token
+    assert mem["working"] >= 0 and abs(sum(mem.values()) - stats["peak_rss_mb"]) < 1
     check_speeds(stats, wall_s)
 
 

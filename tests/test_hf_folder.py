@@ -31,6 +31,10 @@ def test_the_bundled_tokenizer_reads_as_transformers_reads_it(default_model_dir)
     for text in TEXTS:
         for special in (True, False):
             assert ours.encode(text, add_special_tokens=special) == theirs.encode(text, add_special_tokens=special)
+        for offsets in (True, False):
+            mine, hf = ours(text, return_offsets_mapping=offsets), theirs(text, return_offsets_mapping=offsets)
+            assert {k: [tuple(x) if isinstance(x, (list, tuple)) else x for x in v] for k, v in mine.items()} == \
+                {k: [tuple(x) if isinstance(x, (list, tuple)) else x for x in v] for k, v in hf.items()}
         ids = theirs.encode(text)
         for skip in (True, False):
             assert ours.decode(ids, skip_special_tokens=skip) == theirs.decode(ids, skip_special_tokens=skip)

@@ -84,6 +84,14 @@ class FastTokenizer:
     def __len__(self) -> int:
         return self.backend_tokenizer.get_vocab_size(with_added_tokens=True)
 
+    def __call__(self, text: str, add_special_tokens: bool = True, return_offsets_mapping: bool = False) -> dict:
+        """{"input_ids", "attention_mask"[, "offset_mapping"]} of one text, as transformers gives them."""
+        enc = self.backend_tokenizer.encode(text, add_special_tokens=add_special_tokens)
+        out = {"input_ids": enc.ids, "attention_mask": enc.attention_mask}
+        if return_offsets_mapping:
+            out["offset_mapping"] = enc.offsets
+        return out
+
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return self.backend_tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
 

@@ -253,6 +253,8 @@ def auto_weights(folder: Path, device: torch.device) -> str:
         return auto_format("", checkpoint_shapes(folder)[1])
     except Exception:  # an unreadable header: the folder loads in the dtype, as before formats
         return "auto"
+    finally:
+        return_free_heap()  # the GGUF reader's parsed header: ~15 MiB of heap otherwise
 
 
 def auto_format(gguf_types: str, dtypes: set[str]) -> str:
@@ -461,6 +463,7 @@ def _tokenizer(folder: Path):
     transformers."""
     tokenizer = read_tokenizer(folder)
     if tokenizer is not None:
+        return_free_heap()  # the parse of tokenizer.json: ~30 MiB of heap for the bundled model's
         return tokenizer
     from transformers import AutoTokenizer
 
