@@ -145,24 +145,29 @@ def attention_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     return out.reshape(b, hq, t, d).to(q.dtype), lse.reshape(b, hq, t)
 
 
-def attend_all(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Softmax attention of q (B, Hq, T, D) over every key of k, v (B, Hkv, S, D): no mask,
-    computed in the cache's dtype, returned in q's.
+def attend_all(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n: int | None = None) -> torch.Tensor:
+    """Softmax attention of q (B, Hq, T, D) over the first `n` keys (all: None) of k, v
+    (B, Hkv, S, D): no mask, computed in the cache's dtype, returned in q's.
 
     A decode step (T = 1) over a bf16/fp16 cache on a CPU runs as two batched matmuls with each
     group's query heads folded into rows. torch's CPU attention kernel widens a half-precision
-    cache element by element: 30 layers at 4k keys took 72 ms a step that way, 7.7 ms folded,
-    against 14 ms over an fp32 cache (docs/decode.md). The scores come out of the matmul in
-    the cache's dtype; the softmax is taken in fp32."""
+    cache element by element: 30 layers at 4k keys took 72 ms a step that way. The matmuls are
+    fast only on a contiguous cache, so a caller that holds a reserved buffer passes all of it
+    with `n`: the keys past `n` (zeros, at most the reply's length) are scored and masked, which
+    costs less than copying the first `n` out of the buffer each step (docs/decode.md). The
+    scores come out of the matmul in the cache's dtype; the softmax is taken in fp32."""
     b, hq, t, d = q.shape
-    count(q, t * k.shape[2])
+    n = k.shape[2] if n is None else n
+    count(q, t * n)
     if t == 1 and q.device.type == "cpu" and k.dtype in (torch.bfloat16, torch.float16):
         hkv = k.shape[1]
         qf = q.reshape(b, hkv, hq // hkv, d).to(k.dtype)               # (B, Hkv, n_rep, D)
-        scores = torch.matmul(qf, k.transpose(-1, -2)).float().mul_(d ** -0.5)  # (B, Hkv, n_rep, S)
-        probs = torch.softmax(scores, dim=-1).to(k.dtype)
+        scores = torch.matmul(qf, k.transpose(-1, -2)).float()         # (B, Hkv, n_rep, S)
+        if n < k.shape[2]:
+            scores[..., n:] = float("-inf")
+        probs = torch.softmax(scores.mul_(d ** -0.5), dim=-1).to(k.dtype)
         return torch.matmul(probs, v).reshape(b, hq, t, d).to(q.dtype)
-    return F.scaled_dot_product_attention(q.to(k.dtype), k, v, enable_gqa=True).to(q.dtype)
+    return F.scaled_dot_product_attention(q.to(k.dtype), k[:, :, :n], v[:, :, :n], enable_gqa=True).to(q.dtype)
 
 
 def merge_attention(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:

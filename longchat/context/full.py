@@ -48,6 +48,9 @@ class FullAttention(ContextStrategy):
             count(q, causal_pairs(t))
             out = F.scaled_dot_product_attention(q.to(keys.dtype), keys, values, is_causal=True, enable_gqa=True)
             return out.to(q.dtype)
+        held = self.layers[layer].held() if t == 1 else None
+        if held is not None:  # a decode step reads the reserved buffer whole (attend_all)
+            return attend_all(q, *held, n=keys.shape[2])
         return attend_all(q, keys, values)
 
     def prepare(self, n_tokens: int) -> str | None:
