@@ -214,3 +214,21 @@ def test_prefill_chunks_widen_int_weights_to_bf16_and_agree_with_the_kernels(mon
         monkeypatch.setattr(weights, "WIDEN_ROWS", 16)
         assert ((chunk - kernel).norm() / kernel.norm()).item() < 0.01, linear.fmt
         assert torch.equal(step, kernel_step)  # a decode step always takes the kernel
+
+
+def test_auto_reads_a_converted_gguf_types_once(tmp_path, default_model_dir):
+    """`auto` picks from the GGUF's tensor types; they are kept beside the converted folder, so
+    a later load does not parse the GGUF's header (its vocabulary: seconds) again."""
+    import torch
+
+    from longchat.runtime.loader import auto_weights
+
+    source = json.loads((default_model_dir / "longchat-source.json").read_text())
+    (tmp_path / "longchat-source.json").write_text(json.dumps({"gguf": source["gguf"]}))
+    assert auto_weights(tmp_path, torch.device("cpu")) == "int4"
+    kept = json.loads((tmp_path / "longchat-source.json").read_text())
+    assert kept["tensor_types"].startswith("Q4_")
+    kept["gguf"] = str(tmp_path / "gone.gguf")  # the kept types are what is read now
+    kept["tensor_types"] = "Q8_0"
+    (tmp_path / "longchat-source.json").write_text(json.dumps(kept))
+    assert auto_weights(tmp_path, torch.device("cpu")) == "int8"

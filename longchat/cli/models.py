@@ -23,7 +23,8 @@ def _weights(folder: Path | None, gguf: str = "") -> str:
 
     parts = []
     try:
-        types, dtypes = gguf_tensor_types(Path(gguf)) if gguf else "", set()
+        types = gguf_tensor_types(Path(gguf)) if gguf else ""
+        dtypes: set[str] = set()
         if gguf:
             parts.append(f"GGUF {types}")
         if folder is not None and (folder / "config.json").is_file():

@@ -105,8 +105,10 @@ class KVBuffer:
     def _grow(self, old, old_scale, like: torch.Tensor, capacity: int):
         fmt = self.fmt
         dtype = like.dtype if fmt is None else (torch.int8 if fmt.quantised else fmt.dtype)
-        # Zeros, not garbage: a decode step may read the whole buffer (`held`) and mask the rest.
-        new = like.new_zeros((*like.shape[:2], capacity, like.shape[3]), dtype=dtype)
+        # A half-precision cache starts as zeros, not garbage: a decode step reads the whole
+        # buffer (`held`) and masks what is past `size` (0 * NaN would not be masked).
+        half = dtype in (torch.bfloat16, torch.float16)
+        new = (like.new_zeros if half else like.new_empty)((*like.shape[:2], capacity, like.shape[3]), dtype=dtype)
         scale = like.new_empty((*like.shape[:2], capacity, 1), dtype=torch.float32) if dtype == torch.int8 else None
         if old is not None:
             new[:, :, : self.size] = old[:, :, : self.size]
@@ -117,8 +119,9 @@ class KVBuffer:
     def held(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The whole buffers (B, H, capacity, D) whose first `size` tokens are the cache, for a
         reader that masks the rest (a contiguous tensor is read faster than a slice of one);
-        None when they are int8 or hold much more than `size` (after a doubling)."""
-        if self.k is None or self.v is None or self.k_scale is not None:
+        None unless they are bf16/fp16 (what `attention.attend_all` reads this way) and hold
+        little more than `size` (not after a doubling)."""
+        if self.k is None or self.v is None or self.k.dtype not in (torch.bfloat16, torch.float16):
             return None
         return (self.k, self.v) if self.k.shape[2] <= self.size + max(256, self.size // 4) else None
 

@@ -513,7 +513,7 @@ class Engine:
 
     def memory_split(self, peak_mb: float) -> dict[str, float]:
         """What the peak resident memory is made of, in MiB: the process before the weights
-        (Python, torch, transformers), the weights as held, the attention state the strategy
+        (Python, torch, our code), the weights as held, the attention state the strategy
         holds now (the KV cache; it only grows within a reply), and the rest: activations, the
         tokenizer, allocator slack (`working`)."""
         dec = self.model.decoder

@@ -248,13 +248,31 @@ def auto_weights(folder: Path, device: torch.device) -> str:
     source = folder / "longchat-source.json"
     try:
         if source.is_file():
-            gguf = Path(json.loads(source.read_text()).get("gguf", ""))
-            return auto_format(gguf_tensor_types(gguf) if gguf.is_file() else "", set())
+            return auto_format(_source_tensor_types(source), set())
         return auto_format("", checkpoint_shapes(folder)[1])
     except Exception:  # an unreadable header: the folder loads in the dtype, as before formats
         return "auto"
-    finally:
-        return_free_heap()  # the GGUF reader's parsed header: ~15 MiB of heap otherwise
+
+
+def _source_tensor_types(source: Path) -> str:
+    """`gguf_tensor_types` of the GGUF a converted folder came from, kept in its
+    longchat-source.json after the first time: reading the GGUF's header parses its whole
+    vocabulary (~2.8 s for the bundled model), which every load would otherwise pay."""
+    info = json.loads(source.read_text())
+    if "tensor_types" in info:
+        return info["tensor_types"]
+    gguf = Path(info.get("gguf", ""))
+    if not gguf.is_file():
+        return ""
+    info["tensor_types"] = gguf_tensor_types(gguf)
+    return_free_heap()  # the GGUF reader's parsed header: ~15 MiB of heap otherwise
+    tmp = source.with_name(source.name + f".tmp{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(info))
+        os.replace(tmp, source)
+    except OSError:  # a read-only cache: read the header again next time
+        tmp.unlink(missing_ok=True)
+    return info["tensor_types"]
 
 
 def auto_format(gguf_types: str, dtypes: set[str]) -> str:
