@@ -26,6 +26,7 @@ from longchat.runtime.loader import LoadedModel, load_model
 from longchat.runtime.rope import Rope
 from longchat.runtime.step import compile_step
 from longchat.sources import STDIN, iter_pieces, read_text, wants_headers
+from longchat.text.cite import cite, quoted
 
 Note = Callable[[str], None]
 Progress = Callable[[int, int], None]
@@ -237,12 +238,16 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
     head_ids = encode_rendered(runner.tokenizer, head)
     total = None if any(x is None for x in ids) else len(head_ids) + sum(len(x) for x in ids) + len(suffix)
     engine = runner.engine
+    label = None if headers else srcs[0].label  # one source: its name is in no "### File:" line
     if total is not None and total + sampling.max_new_tokens <= memories.full_up_to(runner):
-        prompt = head_ids + [int(t) for x in ids for t in x] + suffix  # fits: read whole (`auto` picks full)
-        return engine.generate_text(prompt, sampling, on_text=on_text, progress=progress, question=Question(question))
+        flat = head_ids + [int(t) for x in ids for t in x]  # fits: read whole (`auto` picks full)
+        answer = engine.generate_text(flat + suffix, sampling, on_text=on_text, progress=progress,
+                                      question=Question(question))
+        return _cited(runner, answer, flat, len(head_ids), [(len(head_ids), len(flat))], label)
     if total is not None and reading.reads_passages(runner, total - len(head_ids) - len(suffix)):
         flat = head_ids + [int(t) for x in ids for t in x]
-        answer = answer_from_passages(runner, flat, len(head_ids), question, system, sampling, on_text, progress, note)
+        answer = answer_from_passages(runner, flat, len(head_ids), question, system, sampling, on_text, progress, note,
+                                      label)
         if answer is not None:
             return answer
     strategy, message = memories.infllm_for(runner, (total or 1 << 40) + sampling.max_new_tokens)
@@ -252,8 +257,9 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
         strategy.prepare(total + sampling.max_new_tokens, folder=memories.cache_root() if cache else None)
     result = memories.encode_for_ask(runner, strategy, srcs, head, headers, ids, cache=cache,
                                      progress=progress or (lambda d, t: None), note=note, head_ids=head_ids)
-    answer = engine.generate_text(list(engine.cached_ids) + suffix, sampling, on_text=on_text,
-                                  question=Question(question, apart=True))
+    document = list(engine.cached_ids)
+    answer = engine.generate_text(document + suffix, sampling, on_text=on_text, question=Question(question, apart=True))
+    _cited(runner, answer, document, len(head_ids), strategy.read_spans(len(document)), label)
     engine.stats.extra.update(memory=result.memory.name if result.memory else None, cache="miss" if cache else "off",
                               encoded_tokens=result.encoded,
                               encode_s=round(result.seconds, 3), encode_tok_s=round(result.tokens_per_s, 1))
@@ -263,13 +269,24 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
     return answer
 
 
+def _cited(runner: Runner, answer: str, ids: list[int], start: int, spans: list[tuple[int, int]],
+           label: str | None) -> str:
+    """Record where the text read for `answer` came from (`sources` in --stats and --json): the
+    lines the answer quotes when it quotes some, else all of `spans`."""
+    tok = runner.tokenizer
+    spans = quoted(ids, spans, tok.encode(answer.strip(), add_special_tokens=False)) or spans
+    decode = lambda x: tok.decode(x, skip_special_tokens=True)  # noqa: E731
+    runner.engine.stats.extra["sources"] = [c.as_dict() for c in cite(decode, ids, start, spans, label)]
+    return answer
+
+
 def answer_from_passages(runner: Runner, ids: list[int], start: int, question: str, system: str | None,
-                         sampling: Sampling, on_text, progress, note: Note) -> str | None:
+                         sampling: Sampling, on_text, progress, note: Note, label: str | None = None) -> str | None:
     """Answer from what `reading.choose` picks of the document `ids[start:]` (the template head
     before it): BM25's best passages, else the lines nearest the question's meaning, read alone
     with full attention. None when it picks neither: the caller reads the whole document with
     InfLLM. Callers check `reading.reads_passages` first."""
-    chosen = reading.choose(runner, ids, start, question, note=note)
+    chosen = reading.choose(runner, ids, start, question, note=note, label=label)
     if chosen is None:
         return None
     messages = ask_messages(chosen.text, question, system)
@@ -305,7 +322,7 @@ def ask_remote(runner: Runner, sources: Sequence[str], question: str, sampling: 
     # The engine counts what could fit: a tokenizer twice as thrifty as the local one's at most.
     n, exact = model.count(document) if local <= 2 * room else (math.ceil(local * model.ratio), False)
     counted = "counted by the engine" if exact else "estimated"
-    read = "whole"
+    read, cited = "whole", []
     if n > room:
         budget = int(room / model.ratio)  # local tokens that surely fit
         if truncate:
@@ -318,7 +335,9 @@ def ask_remote(runner: Runner, sources: Sequence[str], question: str, sampling: 
                 f"{room:,}; use --profile auto (retrieval or compression past the window), --compress RATE, "
                 f"or --truncate")
         else:
-            document, read = _fit_remote(runner, document, question, budget, keep, compress_progress, note)
+            label = None if wants_headers(sources) or not sources else sources[0]
+            document, read, cited = _fit_remote(runner, document, question, budget, keep, compress_progress, note,
+                                                label)
     else:
         note(f"remote: the engine reads the whole input ({n:,} tokens, {counted}; window {model.window:,})")
     messages = ask_messages(document, question, system)
@@ -326,17 +345,19 @@ def ask_remote(runner: Runner, sources: Sequence[str], question: str, sampling: 
                                          question=Question(question), messages=messages)
     runner.engine.stats.extra.update(read=read, document_tokens=n, document_tokens_exact=exact,
                                      remote_window=model.window)
+    if cited:
+        runner.engine.stats.extra["sources"] = cited
     return answer
 
 
 def _fit_remote(runner: Runner, document: str, question: str, budget: int, keep: Sequence[str],
-                compress_progress: Progress | None, note: Note) -> tuple[str, str]:
-    """`auto` past a remote engine's window: (the text to send, how it was chosen): what
-    `reading.choose` picks (passages, the nearest lines), else the input compressed."""
-    chosen = reading.choose(runner, runner.encode(document), 0, question, note=note, budget=budget)
+                compress_progress: Progress | None, note: Note, label: str | None) -> tuple[str, str, list[dict]]:
+    """`auto` past a remote engine's window: (the text to send, how it was chosen, its sources):
+    what `reading.choose` picks (passages, the nearest lines), else the input compressed."""
+    chosen = reading.choose(runner, runner.encode(document), 0, question, note=note, budget=budget, label=label)
     if chosen is not None:
-        return chosen.text, chosen.how
-    return compress_to(runner, document, question, budget, keep, compress_progress, note), "compressed"
+        return chosen.text, chosen.how, chosen.info().get("sources", [])
+    return compress_to(runner, document, question, budget, keep, compress_progress, note), "compressed", []
 
 
 def compress_to(runner: Runner, document: str, question: str | None, budget: int, keep: Sequence[str] = (),
@@ -360,9 +381,10 @@ def _answer_from(runner, mem, question, sampling, system, on_text, progress, not
     mem.touch()  # `memories list` shows when it was last read, by passages or blocks
     try:
         head = len(encode_rendered(runner.tokenizer, frame(runner.tokenizer, system)[0]))
+        label = mem.documents[0]["label"] if len(mem.documents) == 1 else None
         if mem.complete and reading.reads_passages(runner, mem.tokens - head):  # ids.bin is read only then
             answer = answer_from_passages(runner, mem.ids(), head, question, system, sampling, on_text, progress,
-                                          note)
+                                          note, label)
             if answer is not None:
                 runner.engine.stats.extra.update(memory=mem.name, cache=hit)
                 return answer
@@ -372,6 +394,8 @@ def _answer_from(runner, mem, question, sampling, system, on_text, progress, not
         suffix = question_suffix(runner.tokenizer, question, system)
         answer = runner.engine.generate_text(prefix + suffix, sampling, on_text=on_text, progress=progress,
                                              question=Question(question, apart=True))
+        if hasattr(reader := runner.engine.strategy.reader, "read_spans"):
+            _cited(runner, answer, prefix, head, reader.read_spans(len(prefix)), label)
     finally:
         mem.unlock()
     runner.engine.stats.extra.update(memory=mem.name, cache=hit, memory_load_s=round(load_s, 3))

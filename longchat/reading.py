@@ -24,6 +24,7 @@ from typing import Callable
 
 from longchat.prompts import QUESTION
 from longchat.runtime.generate import FAVOUR_BOOST, CopyGuard, sentence_breaks
+from longchat.text.cite import Cited, cite, cite_lines
 from longchat.text.embed import nearest_lines
 from longchat.text.retrieval import best_passages
 from longchat.text.words import about_the_whole
@@ -46,6 +47,7 @@ class Reading:
     input_tokens: int           # the long input's size (local tokenizer's tokens)
     text: str = ""              # passages / meaning: what is read in place of the input
     pieces: list[list[int]] = field(default_factory=list)  # their token ids (the answer is nudged to follow them)
+    cited: list[Cited] = field(default_factory=list)       # where the text read came from
 
     @property
     def read_tokens(self) -> int:
@@ -56,6 +58,8 @@ class Reading:
         out = {"read": self.how, "input_tokens": self.input_tokens, "read_tokens": self.read_tokens}
         if self.pieces:
             out["pieces"] = len(self.pieces)
+        if self.cited:
+            out["sources"] = [c.as_dict() for c in self.cited]
         return out
 
     def copy_guard(self, tokenizer) -> CopyGuard | None:
@@ -113,12 +117,13 @@ def split_message(text: str) -> tuple[str, str]:
 
 
 def choose(runner, ids: list[int], start: int, question: str, *, note: Note = lambda m: None,
-           budget: int | None = None) -> Reading | None:
+           budget: int | None = None, label: str | None = None) -> Reading | None:
     """Passages or the nearest lines of the input `ids[start:]` (a template head before it) for
     `question`, or None when neither is read (the caller reads the whole input with InfLLM, or
     compresses it for a remote engine). Says which on `note`. Only for inputs past
     `passages_past` (callers check `reads_passages`). `budget`: tokens at most (a remote
-    engine's room)."""
+    engine's room). `label`: the source's name when the input has no "### File:" lines, for
+    the citations (`Reading.cited`)."""
     params, tok = params_of(runner), runner.tokenizer
     budget = min(params.passages_budget, budget or params.passages_budget)
     decode = lambda spans: tok.batch_decode(spans, skip_special_tokens=True)  # noqa: E731
@@ -133,14 +138,16 @@ def choose(runner, ids: list[int], start: int, question: str, *, note: Note = la
         n = sum(map(len, pieces))
         note(f"auto: the question's words match the {size:,}-token input; {how} its best {n:,} tokens "
              f"({len(spans)} passage{'s' * (len(spans) != 1)}, BM25) with full attention, as `rag` does{other}")
-        return Reading("passages", size, GAP.join(e.strip() for e in decode(pieces)), pieces)
-    if (lines := _nearest_lines(runner, ids[start:], question, budget)):
+        cited = cite(lambda x: tok.decode(x, skip_special_tokens=True), ids, start, spans, label)
+        return Reading("passages", size, GAP.join(e.strip() for e in decode(pieces)), pieces, cited)
+    if (lines := _nearest_lines(runner, ids[start:], question, budget, label)):
+        lines, cited = lines
         pieces = [encoded for _, encoded in lines]
         n = sum(map(len, pieces))
         note(f"{missed}; {how} the {len(lines)} lines nearest its meaning ({n:,} tokens of {size:,}, static "
              f"word vectors) with full attention" + ("" if runner.remote else
                                                      " (--set strategy.meaning_lines=0 reads it all with infllm)"))
-        return Reading("meaning", size, "\n".join(text for text, _ in lines), pieces)
+        return Reading("meaning", size, "\n".join(text for text, _ in lines), pieces, cited)
     note(f"{missed}; " + (f"reading all {size:,} tokens with infllm" if not runner.remote else
                           f"the {size:,}-token input is past the engine's window"))
     return None
@@ -152,20 +159,25 @@ def reads_passages(runner, input_tokens: int) -> bool:
     return bool(past) and input_tokens > past
 
 
-def _nearest_lines(runner, ids: list[int], question: str, budget: int) -> list[tuple[str, list[int]]]:
+def _nearest_lines(runner, ids: list[int], question: str, budget: int,
+                   label: str | None = None) -> tuple[list[tuple[str, list[int]]], list[Cited]] | None:
     """The input's lines nearest the question's meaning (`strategy.meaning_lines` of them, within
-    `budget` tokens, in the input's order), each with its token ids, or [] when that reading is
+    `budget` tokens, in the input's order), each with its token ids, and where they are; None when that reading is
     off, the question asks about the whole input, or no vectors are installed. Found on the
     train split of bench/facts.py: with questions that share no word with the fact, InfLLM
     answered 1/8 at 8k and 32k; these lines, 8/16, 8/16 and 7/16 at 8k, 32k and 128k."""
     params, tok = params_of(runner), runner.tokenizer
     if not getattr(params, "meaning_lines", 0) or about_the_whole(question):
-        return []
-    lines = [x for x in tok.decode([int(t) for t in ids], skip_special_tokens=True).split("\n") if x.strip()]
+        return None
+    text = tok.decode([int(t) for t in ids], skip_special_tokens=True)
+    at = [i for i, x in enumerate(text.split("\n")) if x.strip()]  # each kept line's index in the text
+    lines = [x for x in text.split("\n") if x.strip()]
     encoded: dict[str, list[int]] = {}
 
     def count(line: str) -> int:  # each candidate line is encoded once; the chosen ones are read as such
         encoded[line] = tok.encode(line, add_special_tokens=False)
         return len(encoded[line])
     taken = nearest_lines(lines, question, params.meaning_lines, budget, count)
-    return [(lines[i], encoded[lines[i]]) for i in taken]
+    if not taken:
+        return None
+    return [(lines[i], encoded[lines[i]]) for i in taken], cite_lines(text, {at[i] for i in taken}, label)

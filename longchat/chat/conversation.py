@@ -92,6 +92,7 @@ class Conversation:
         self.memory_name: str | None = None
         self.memory = None        # the attached named memory (`longchat.memory.Memory`)
         self.documents = ""       # attached files and long messages' bodies (compressed when the profile says so)
+        self.label: str | None = None  # the file the documents are, when they are one file
         self._document_ids: list[int] | None = None
         self.files: list[str] = []  # attached as they are: their encoding is the one `ask` caches
         self.pasted = False         # documents that are no file as it is (a long message, compressed files)
@@ -169,10 +170,13 @@ class Conversation:
         if self.memory_ids is None:
             self.memory_ids = memory.attach(self.runner, self.memory, system=self.memory_system(), note=self.note)
 
-    def add_document(self, text: str) -> None:
-        """Join `text` to the documents the chat is about (the turns so far stay)."""
+    def add_document(self, text: str, label: str | None = None) -> None:
+        """Join `text` (the file `label`, if it is one) to the documents the chat is about (the
+        turns so far stay)."""
         if self.memory is not None:
             raise InputError(f"this chat reads memory '{self.memory_name}'; files cannot be added to it")
+        # Citations name the file when there is one; joined documents are cited by line only.
+        self.label = None if self.documents else label
         self.documents = (self.documents + "\n\n" + text) if self.documents else text
         self._document_ids = None
         if self.memory_ids is not None:  # the documents' encoding no longer holds them all
@@ -203,7 +207,9 @@ class Conversation:
                 raise InputError(f"the files need {need:,} tokens with a reply but the window holds "
                                  f"{self.runner.window:,}; use --profile auto, --compress RATE, or "
                                  f"`longchat ingest` and --memory")
-        self.add_document(text)
+        from longchat.sources import wants_headers
+
+        self.add_document(text, None if wants_headers(specs) else specs[0])
         self.files += list(specs)
         self.reset()
         return what
@@ -244,7 +250,9 @@ class Conversation:
             size = self.memory.tokens - head
             self.memory.touch()  # `memories list` shows when it was last read
             if self._memory_passages():
-                chosen = reading.choose(runner, self.document_ids(), head, question, note=self.note)
+                docs = self.memory.documents
+                chosen = reading.choose(runner, self.document_ids(), head, question, note=self.note,
+                                        label=docs[0]["label"] if len(docs) == 1 else None)
                 if chosen is not None:
                     return chosen
             self._attach()
@@ -266,7 +274,7 @@ class Conversation:
                 if budget < 128:
                     raise InputError(f"the conversation leaves {max(budget, 0):,} tokens of the engine's window "
                                      f"for the documents; /reset or start a new chat")
-            chosen = reading.choose(runner, ids, 0, question, note=self.note, budget=budget)
+            chosen = reading.choose(runner, ids, 0, question, note=self.note, budget=budget, label=self.label)
             if chosen is not None:
                 return chosen
             if runner.remote:

@@ -83,7 +83,10 @@ class SessionConversation(Conversation):
         self.notes: list[str] = []  # the memories placed before the last message, as the model saw them
         self._tools: list[dict] | None = None
         self.turns = self._turns()
-        self.documents = "\n\n".join(text for _, text in self.store.documents(self.sid))
+        stored = self.store.documents(self.sid)
+        self.documents = "\n\n".join(text for _, text in stored)
+        if len(stored) == 1 and stored[0][0] != "message" and ", " not in stored[0][0]:
+            self.label = stored[0][0]  # a resumed session cites its one file by name
         self.asked: str | None = None  # the question of the message being answered (a long one's last paragraph)
 
     def close(self) -> None:
@@ -93,7 +96,7 @@ class SessionConversation(Conversation):
     def add_document(self, text: str, label: str = "message") -> None:
         """A document joins the session for good: every later turn, resumed ones too, reads it."""
         if self.store.add_document(self.sid, label, text):
-            super().add_document(text)
+            super().add_document(text, None if label == "message" or ", " in label else label)
 
     def attach_files(self, specs: list[str], progress: Progress | None = None) -> str:
         """Files join the session's documents (the conversation so far stays)."""

@@ -35,7 +35,8 @@ def ask(
     temperature: Optional[float] = TemperatureOpt,
     system: Optional[str] = typer.Option(None, "--system", help="A system prompt for this question."),
     truncate: bool = typer.Option(False, "--truncate", help="Keep the start of an input too long for the window (with a warning) instead of refusing it."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (answer and stats) instead of streaming text."),
+    cite: bool = typer.Option(False, "--cite", help="After the answer, list where the text read came from: file and lines, or PDF pages (always in --json's `sources`)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (answer, sources and stats) instead of streaming text."),
     stats: bool = StatsOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -80,13 +81,25 @@ def ask(
                          system=system, on_text=None if as_json else stream_out, progress=progress, note=note,
                          cache=not no_cache, memory=memory, keep=keep or [], compress_progress=squeezing)
     info = runner.engine.stats
+    sources = info.extra.pop("sources", [])
     if as_json:
-        print(json.dumps({"answer": answer.strip(), "profile": runner.profile.name, "model": runner.model.name,
-                          "stats": info.as_dict()}))
+        print(json.dumps({"answer": answer.strip(), "sources": sources, "profile": runner.profile.name,
+                          "model": runner.model.name, "stats": info.as_dict()}))
     else:
         stream_out("\n")
+        if cite:
+            stream_out(cited(sources))
     if stats:
         print_stats(runner, info)
+
+
+def cited(sources: list[dict]) -> str:
+    """`--cite`'s lines: "Sources:" and one line per range read ("notes.md:12-30", "book.pdf p. 4")."""
+    from longchat.text.cite import Cited
+
+    if not sources:
+        return "Sources: none recorded for this reading\n"
+    return "Sources:\n" + "".join(f"  {Cited.from_dict(s)}\n" for s in sources)
 
 
 def _ask_log(api, sources, pieces, fmt, question, compress, profile, model, device, set_, max_new_tokens,

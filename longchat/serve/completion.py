@@ -354,7 +354,7 @@ class ServedSession(SessionConversation):
 
 def reading_of(extra: dict) -> dict | None:
     """How the last reply read its long input (`Reading.info`), from the engine's stats."""
-    keys = ("read", "input_tokens", "read_tokens", "pieces")
+    keys = ("read", "input_tokens", "read_tokens", "pieces", "sources")
     return {k: extra[k] for k in keys if k in extra} or None
 
 

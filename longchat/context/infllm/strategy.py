@@ -390,6 +390,23 @@ class InfLLM(ContextStrategy, ReadsQuestion):
         best = self.pinned[0]
         return [(spans[max(best - 1, 0)][0], spans[min(best + 1, len(spans) - 1)][1])], self.pinned_boost
 
+    def read_spans(self, end: int, most: int = 3) -> list[tuple[int, int]]:
+        """[start, end) token positions of what the answer read of a document ending at `end`,
+        for citations: the pinned block and its neighbours, else the `most` most-voted blocks;
+        and the document's last tokens, which the local window holds (unless `focus` moved it)."""
+        count = self.layers[0].store.count
+        spans = self.block_spans()[:count]
+        if self.pinned:
+            best = self.pinned[0]
+            read = [spans[b] for b in range(max(best - 1, 0), min(best + 2, count))]
+        else:
+            votes = self._first_votes or self._votes
+            read = [spans[b] for b in sorted(votes, key=votes.__getitem__, reverse=True)[:most] if b < count]
+        held = spans[-1][1] if spans else self.params.n_init
+        if not self.focused and end > held:
+            read.append((held, end))
+        return read
+
     def read_question_with(self, block: int) -> None:
         self._back_to_question()
         self._votes = {block: 1.0}
