@@ -17,7 +17,8 @@ import pytest
 from longchat.api import open_runner
 from longchat.chat.facts import extract, supported
 from longchat.chat.session import SessionConversation
-from longchat.chat.store import MIGRATIONS, Store, _statements
+from longchat.chat.store import MIGRATIONS, Store
+from longchat.db import statements as _statements
 from longchat.cli import main
 
 

@@ -16,7 +16,8 @@ from longchat.text.embed import default_embedder
 from longchat.chat.facts import extract
 from longchat.chat import session as session_module
 from longchat.chat.session import SessionConversation
-from longchat.chat.store import MIGRATIONS, Store, _statements, _words, fuse
+from longchat.chat.store import MIGRATIONS, Store, _words, fuse
+from longchat.db import statements as _statements
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from sessions import FILLER, PARAPHRASE  # noqa: E402  the benchmark's own paraphrase set

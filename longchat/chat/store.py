@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from longchat import paths
+from longchat.db import connect, fts_index, migrate
 from longchat.errors import InputError, StoreError
 from longchat.locks import Lock
 from longchat.text.retrieval import WORD
@@ -34,22 +34,6 @@ CORE_LIMIT = 2000  # characters per core-memory block
 # copy that reply from the window for the rest of the session.
 DEFAULT_CORE = {"persona": "", "human": ""}
 
-def _fts_index(table: str) -> str:
-    """An FTS5 index over `table`.content (Porter stemming), kept in step by triggers."""
-    fts = f"{table}_fts"
-    return f"""
-    CREATE VIRTUAL TABLE {fts} USING fts5(content, content='{table}', content_rowid='id',
-                                         tokenize='porter unicode61');
-    CREATE TRIGGER {table}_ai AFTER INSERT ON {table} BEGIN
-        INSERT INTO {fts}(rowid, content) VALUES (new.id, new.content); END;
-    CREATE TRIGGER {table}_ad AFTER DELETE ON {table} BEGIN
-        INSERT INTO {fts}({fts}, rowid, content) VALUES ('delete', old.id, old.content); END;
-    CREATE TRIGGER {table}_au AFTER UPDATE OF content ON {table} BEGIN
-        INSERT INTO {fts}({fts}, rowid, content) VALUES ('delete', old.id, old.content);
-        INSERT INTO {fts}(rowid, content) VALUES (new.id, new.content); END;
-    """
-
-
 MIGRATIONS = [
     # 1: the first schema
     """
@@ -61,14 +45,14 @@ MIGRATIONS = [
         role TEXT NOT NULL, content TEXT NOT NULL, created REAL NOT NULL, tokens INTEGER NOT NULL DEFAULT 0,
         in_context INTEGER NOT NULL DEFAULT 1, interrupted INTEGER NOT NULL DEFAULT 0);
     CREATE INDEX messages_session ON messages(session_id, id);
-    """ + _fts_index("messages") + """
+    """ + fts_index("messages") + """
     CREATE TABLE core_blocks (
         session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE, label TEXT NOT NULL,
         value TEXT NOT NULL DEFAULT '', char_limit INTEGER NOT NULL, PRIMARY KEY (session_id, label));
     CREATE TABLE archival (
         id INTEGER PRIMARY KEY, session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
         content TEXT NOT NULL, created REAL NOT NULL);
-    """ + _fts_index("archival") + """
+    """ + fts_index("archival") + """
     CREATE TABLE summaries (
         id INTEGER PRIMARY KEY, session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
         upto_message INTEGER NOT NULL, content TEXT NOT NULL, created REAL NOT NULL);
@@ -170,34 +154,11 @@ class Store:
         self.path = Path(path) if path else store_path()
         self._embedder = embedder  # None: text/embed.py's default, loaded at the first search by meaning
         self._vectors: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-            self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self.migrate()
-        except sqlite3.DatabaseError as e:
-            raise SessionError(f"cannot open the session store {self.path}: {e}") from None
+        self.db = connect(self.path, MIGRATIONS, "the session store", SessionError)
 
     def migrate(self) -> int:
         """Apply the migrations this file has not seen yet, each in one transaction."""
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise SessionError(f"{self.path} was written by a newer longchat (schema {version}); upgrade longchat")
-        for number in range(version, len(MIGRATIONS)):
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                if self.db.execute("PRAGMA user_version").fetchone()[0] == number:  # another process may have done it
-                    for statement in _statements(MIGRATIONS[number]):
-                        self.db.execute(statement)
-                    self.db.execute(f"PRAGMA user_version={number + 1}")
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-        return len(MIGRATIONS)
+        return migrate(self.db, MIGRATIONS, self.path, SessionError)
 
     def close(self) -> None:
         self.db.close()
@@ -532,21 +493,6 @@ class _Transaction:
 
     def __exit__(self, kind, value, tb):
         self.db.execute("COMMIT" if kind is None else "ROLLBACK")
-
-
-def _statements(script: str) -> list[str]:
-    """Split a migration into statements (CREATE TRIGGER bodies hold ';' before their END)."""
-    out, buf = [], ""
-    for part in script.split(";"):
-        buf += part + ";"
-        if buf.strip() == ";":
-            buf = ""
-            continue
-        if "BEGIN" in buf.upper() and not buf.rstrip().upper().endswith("END;"):
-            continue
-        out.append(buf.strip())
-        buf = ""
-    return out
 
 
 def _message(r) -> Message:

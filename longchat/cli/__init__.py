@@ -23,8 +23,8 @@ def _register() -> None:
         return
     _registered = True
     from longchat import plugins
-    from longchat.cli import (ask, bench, chat, compress, ingest, memories, models, profiles, serve,  # noqa: F401
-                              sessions, summarize)
+    from longchat.cli import (ask, bench, chat, compress, history, ingest, memories, models, profiles,  # noqa: F401
+                              serve, sessions, summarize)
     from longchat.cli import plugins as plugins_command  # noqa: F401
 
     plugins.collect("longchat_commands", app=app)

@@ -37,6 +37,7 @@ def ask(
     truncate: bool = typer.Option(False, "--truncate", help="Keep the start of an input too long for the window (with a warning) instead of refusing it."),
     cite: bool = typer.Option(False, "--cite", help="After the answer, list where the text read came from: file and lines, or PDF pages (always in --json's `sources`)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (answer, sources and stats) instead of streaming text."),
+    no_log: bool = typer.Option(False, "--no-log", help="Do not record this ask in the history (`longchat logs`; `longchat logs off` stops recording)."),
     stats: bool = StatsOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -52,7 +53,9 @@ def ask(
     Example: longchat ask book.pdf notes/ "Who betrays Ned?" ; longchat ask app.log "Why did the backup fail?"
     """
     import os
+    import time
 
+    started = time.perf_counter()
     if not sources and memory is None:
         if question == "-" or os.path.exists(question):
             raise usage_error(f"the question is missing: longchat ask {question} \"your question\"")
@@ -71,8 +74,11 @@ def ask(
     if memory is None:
         fmt, pieces, stdin = api.open_ask_input(sources or [], read_as=read_as.value, note=note)
         if fmt is not None:
-            return _ask_log(api, sources, pieces, fmt, question, compress, profile, model, device, set_,
-                            max_new_tokens, temperature, system, as_json, stats)
+            answer, runner, found = _ask_log(api, sources, pieces, fmt, question, compress, profile, model, device,
+                                             set_, max_new_tokens, temperature, system, as_json, stats, cite)
+            if not no_log:
+                record(question, answer, sources or [], found, runner, started)
+            return
     runner = open_runner_cli(profile, model, device, set_)
     use_compression(runner, compress)
     sampling = sampling_from(runner.profile, max_new_tokens, temperature)
@@ -81,19 +87,43 @@ def ask(
                          system=system, on_text=None if as_json else stream_out, progress=progress, note=note,
                          cache=not no_cache, memory=memory, keep=keep or [], compress_progress=squeezing)
     info = runner.engine.stats
-    sources = info.extra.pop("sources", [])
+    found = info.extra.pop("sources", [])
     if as_json:
-        print(json.dumps({"answer": answer.strip(), "sources": sources, "profile": runner.profile.name,
+        print(json.dumps({"answer": answer.strip(), "sources": found, "profile": runner.profile.name,
                           "model": runner.model.name, "stats": info.as_dict()}))
     else:
         stream_out("\n")
         if cite:
-            stream_out(cited(sources))
+            stream_out(sources_text(found))
     if stats:
         print_stats(runner, info)
+    if not no_log:
+        record(question, answer, list(sources or []) or [f"memory:{memory}"], found, runner, started)
 
 
-def cited(sources: list[dict]) -> str:
+def record(question: str, answer: str, inputs: list[str], sources: list[dict], runner, started: float) -> None:
+    """The ask, into the history (`longchat logs`), unless recording is off. A history that
+    cannot be written costs a note, never the answer."""
+    import time
+
+    from longchat import history
+    from longchat.errors import LongchatError
+
+    if not history.recording():
+        return
+    try:
+        store = history.History()
+        try:
+            store.record(question, answer.strip(), inputs=inputs, sources=sources, profile=runner.profile.name,
+                         model=runner.model.name, stats=runner.engine.stats.as_dict(),
+                         seconds=time.perf_counter() - started)
+        finally:
+            store.close()
+    except (LongchatError, OSError) as error:
+        note(f"the ask was not recorded in the history: {error}")
+
+
+def sources_text(sources: list[dict]) -> str:
     """`--cite`'s lines: "Sources:" and one line per range read ("notes.md:12-30", "book.pdf p. 4")."""
     from longchat.text.cite import Cited
 
@@ -103,8 +133,9 @@ def cited(sources: list[dict]) -> str:
 
 
 def _ask_log(api, sources, pieces, fmt, question, compress, profile, model, device, set_, max_new_tokens,
-             temperature, system, as_json, stats) -> None:
-    """A log: the template pass first, then the model (so the two never hold memory at once)."""
+             temperature, system, as_json, stats, cite=False):
+    """A log: the template pass first, then the model (so the two never hold memory at once).
+    Returns (the answer, the runner, its sources: the first line of each template shown)."""
     if compress is not None:
         note("--compress is for prose; the log's templates are what the model reads (--as text to compress the log)")
     if not question.strip():
@@ -118,12 +149,17 @@ def _ask_log(api, sources, pieces, fmt, question, compress, profile, model, devi
         answer, shown = api.ask_log(runner, table, question, sampling=sampling, system=system,
                                     on_text=None if as_json else stream_out, progress=progress, note=note)
     info = runner.engine.stats
+    label = sources[0] if len(sources or []) == 1 and sources[0] != "-" else None
+    found = [{"file": label, "lines": [t.first_line, t.first_line]} for t, _ in shown[:3] if t.first_line]
     if as_json:
         log = {"format": table.format, "overview": table.overview(),
                "templates": [{**table.template_json(t), "score": round(score, 3)} for t, score in shown]}
-        print(json.dumps({"answer": answer.strip(), "profile": runner.profile.name, "model": runner.model.name,
-                          "stats": info.as_dict(), "log": log}, ensure_ascii=False))
+        print(json.dumps({"answer": answer.strip(), "sources": found, "profile": runner.profile.name,
+                          "model": runner.model.name, "stats": info.as_dict(), "log": log}, ensure_ascii=False))
     else:
         stream_out("\n")
+        if cite:
+            stream_out(sources_text(found))
     if stats:
         print_stats(runner, info)
+    return answer, runner, found
