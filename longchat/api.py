@@ -25,6 +25,7 @@ from longchat.runtime.generate import SUMMED, Engine, GenerationStats, Sampling
 from longchat.runtime.loader import LoadedModel, load_model
 from longchat.runtime.rope import Rope
 from longchat.runtime.step import compile_step
+from longchat.settings import ANY_LENGTH
 from longchat.sources import STDIN, iter_pieces, read_text, wants_headers
 
 Note = Callable[[str], None]
@@ -58,7 +59,7 @@ class Runner:
         """The window for people: strategies with bounded attention take any length."""
         if self.remote:
             return f"{self.model.window:,} tokens of the engine's"
-        return "any length" if self.window >= 10_000_000 else f"{self.window:,} tokens"
+        return "any length" if self.window >= ANY_LENGTH else f"{self.window:,} tokens"
 
     @property
     def effective_window(self) -> int:
@@ -90,6 +91,17 @@ def open_runner(profile: str | Profile = "auto", model: str | None = None, *, de
     return Runner(prof, loaded, engine)
 
 
+def reply_limit(prof: Profile, spec: str, note: Note = lambda m: None) -> int:
+    """The longest reply `prof` allows on the local model `spec`, read from the model's config
+    (no weights load): the window less one prompt token; under strategies that take any
+    length, the model's trained length (no reply runs past what the model was trained on)."""
+    from longchat.runtime.loader import trained_length
+
+    trained = trained_length(spec, note)
+    window = prof.context.window or trained
+    return (window if window < ANY_LENGTH else trained) - 1
+
+
 # Strategies that only change which text the model reads; the others work on the local KV cache.
 REMOTE_STRATEGIES = ("full", "auto")
 
@@ -110,7 +122,7 @@ def open_remote(prof: Profile, spec: str, *, note: Note = lambda m: None) -> Run
     model = remote.RemoteModel(spec, tokenizer, timeout=prof.remote.timeout, retries=prof.remote.retries, note=note)
     window, source = model.engine_window, model.window_source
     if window is None:
-        bounded = prof.context.window if 0 < prof.context.window < 10_000_000 else 0
+        bounded = prof.context.window if 0 < prof.context.window < ANY_LENGTH else 0
         window, source = bounded or DEFAULT_REMOTE_WINDOW, (
             "the profile's context.window" if bounded else
             "a default: the engine reports none (--set context.window=N to say it)")

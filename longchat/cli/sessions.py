@@ -46,7 +46,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="One JSON array ins
 
 @sessions_app.command()
 def show(name: str = typer.Argument(..., metavar="NAME", help="The session."),
-         last: int = typer.Option(20, "--last", "-n", help="How many of the latest messages to print.")) -> None:
+         last: int = typer.Option(20, "--last", "-n", min=1, help="How many of the latest messages to print.")) -> None:
     """A session's documents, core memory, summary and latest messages."""
     data = _store().export(name)
     print(f"session {data['name']} · {len(data['messages'])} messages · last used {_when(data['updated'])}")
