@@ -461,16 +461,26 @@ def summarize(runner: Runner, sources: Sequence[str], *, sampling: Sampling | No
               stdin: BinaryIO | None = None, progress: Callable[[int, int | None, int], None] | None = None,
               note: Note = lambda m: None, pieces: Iterable[tuple[str, bool]] | None = None,
               ) -> tuple[str, GenerationStats]:
-    """Summarise sources of any length; `progress(bytes_summarised, total_bytes or None, chunks_done)`:
-    the total is the files' size, or for stdin what was read once it has all been read.
+    """Summarise sources of any length; `progress(bytes_summarised, total_bytes or None, chunks_done)`,
+    both in bytes of text: the total is the text files' size; with a PDF (or another reader's
+    format, whose file size says nothing of its text) the text is extracted first and counted;
+    for stdin, what was read, once it has all been read.
     `pieces`: the input already opened (`iter_pieces` of the sources, e.g. after `logs.sniff`)."""
+    from pathlib import Path
+
+    from longchat.sources.registry import FALLBACK, reader_for
+
     sampling = sampling or runner.profile.generation
     sources = list(sources) or [STDIN]
     total = None
-    if all(s != STDIN and os.path.isfile(s) for s in sources):
-        total = sum(os.path.getsize(s) for s in sources)
     if pieces is None:
         pieces = iter_pieces(sources, stdin=stdin, note=note)
+    if all(s != STDIN and os.path.isfile(s) for s in sources):
+        if all(reader_for(Path(s)).name == FALLBACK for s in sources):
+            total = sum(os.path.getsize(s) for s in sources)
+        else:  # a PDF's text: a fraction of its bytes (fonts, images), held once extracted
+            pieces = list(pieces)
+            total = sum(len(piece.encode("utf-8", "replace")) for piece, _ in pieces)
     read = fed = 0
     summarizer = Summarizer(runner, sampling, on_chunk=lambda n: progress and progress(fed, total, n))
     summarizer.plan(total)
