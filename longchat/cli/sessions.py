@@ -116,6 +116,10 @@ def export(name: str = typer.Argument(..., metavar="NAME", help="The session."),
     else:
         lines = [f"# Session {data['name']}", "", f"Last used {_when(data['updated'])}, model {data['model']}.", ""]
         lines += ["## Core memory", ""] + [f"- **{k}**: {v}" for k, v in data["core"].items()] + [""]
+        if data["facts"]:  # what the user said to keep, each with the message it came from
+            lines += ["## Facts", ""] + [f"- {f['content']} (" + (f"from message #{f['source']}, " if f["source"]
+                                                                  else "") + f"{_when(f['created'])})"
+                                         for f in data["facts"]] + [""]
         if data["summary"]:
             lines += ["## Summary", "", data["summary"], ""]
         lines += ["## Messages", ""]
