@@ -25,6 +25,7 @@ from longchat.runtime.generate import SUMMED, Engine, GenerationStats, Sampling
 from longchat.runtime.loader import LoadedModel, load_model
 from longchat.runtime.rope import Rope
 from longchat.runtime.step import compile_step
+from longchat.settings import ANY_LENGTH
 from longchat.sources import STDIN, iter_pieces, read_text, wants_headers
 from longchat.text.cite import cite, quoted
 
@@ -59,7 +60,7 @@ class Runner:
         """The window for people: strategies with bounded attention take any length."""
         if self.remote:
             return f"{self.model.window:,} tokens of the engine's"
-        return "any length" if self.window >= 10_000_000 else f"{self.window:,} tokens"
+        return "any length" if self.window >= ANY_LENGTH else f"{self.window:,} tokens"
 
     @property
     def effective_window(self) -> int:
@@ -91,6 +92,17 @@ def open_runner(profile: str | Profile = "auto", model: str | None = None, *, de
     return Runner(prof, loaded, engine)
 
 
+def reply_limit(prof: Profile, spec: str, note: Note = lambda m: None) -> int:
+    """The longest reply `prof` allows on the local model `spec`, read from the model's config
+    (no weights load): the window less one prompt token. Strategies that take any length
+    (streaming, infllm, auto) allow any reply (`ANY_LENGTH`): reading past the trained length
+    is what they are for."""
+    from longchat.runtime.loader import trained_length
+
+    window = prof.context.window or trained_length(spec, note)
+    return min(window, ANY_LENGTH) - 1
+
+
 # Strategies that only change which text the model reads; the others work on the local KV cache.
 REMOTE_STRATEGIES = ("full", "auto")
 
@@ -111,7 +123,7 @@ def open_remote(prof: Profile, spec: str, *, note: Note = lambda m: None) -> Run
     model = remote.RemoteModel(spec, tokenizer, timeout=prof.remote.timeout, retries=prof.remote.retries, note=note)
     window, source = model.engine_window, model.window_source
     if window is None:
-        bounded = prof.context.window if 0 < prof.context.window < 10_000_000 else 0
+        bounded = prof.context.window if 0 < prof.context.window < ANY_LENGTH else 0
         window, source = bounded or DEFAULT_REMOTE_WINDOW, (
             "the profile's context.window" if bounded else
             "a default: the engine reports none (--set context.window=N to say it)")
@@ -473,16 +485,26 @@ def summarize(runner: Runner, sources: Sequence[str], *, sampling: Sampling | No
               stdin: BinaryIO | None = None, progress: Callable[[int, int | None, int], None] | None = None,
               note: Note = lambda m: None, pieces: Iterable[tuple[str, bool]] | None = None,
               ) -> tuple[str, GenerationStats]:
-    """Summarise sources of any length; `progress(bytes_summarised, total_bytes or None, chunks_done)`:
-    the total is the files' size, or for stdin what was read once it has all been read.
+    """Summarise sources of any length; `progress(bytes_summarised, total_bytes or None, chunks_done)`,
+    both in bytes of text: the total is the text files' size; with a PDF (or another reader's
+    format, whose file size says nothing of its text) the text is extracted first and counted;
+    for stdin, what was read, once it has all been read.
     `pieces`: the input already opened (`iter_pieces` of the sources, e.g. after `logs.sniff`)."""
+    from pathlib import Path
+
+    from longchat.sources.registry import FALLBACK, reader_for
+
     sampling = sampling or runner.profile.generation
     sources = list(sources) or [STDIN]
     total = None
-    if all(s != STDIN and os.path.isfile(s) for s in sources):
-        total = sum(os.path.getsize(s) for s in sources)
     if pieces is None:
         pieces = iter_pieces(sources, stdin=stdin, note=note)
+    if all(s != STDIN and os.path.isfile(s) for s in sources):
+        if all(reader_for(Path(s)).name == FALLBACK for s in sources):
+            total = sum(os.path.getsize(s) for s in sources)
+        else:  # a PDF's text: a fraction of its bytes (fonts, images), held once extracted
+            pieces = list(pieces)
+            total = sum(len(piece.encode("utf-8", "replace")) for piece, _ in pieces)
     read = fed = 0
     summarizer = Summarizer(runner, sampling, on_chunk=lambda n: progress and progress(fed, total, n))
     summarizer.plan(total)

@@ -2,11 +2,16 @@
 
 A profile names a strategy and its parameters, the window, generation defaults, and the
 compression and memory sections later stages read. Every key is typed and validated on load.
+
+A user's profile (in the config dir, or a .toml path) lists only what it changes: it extends a
+base profile, `extends = "NAME"` when it names one (see `base_of` for the default), so a file
+of one line (`[generation]` `temperature = 0.7`) is `auto` with that temperature.
 """
 
 from __future__ import annotations
 
 import tomllib
+from difflib import get_close_matches
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -149,7 +154,8 @@ RENAMED = {"memory": "sessions"}
 def _renamed(section: str, where: str) -> ConfigError:
     return ConfigError(f"{where}: the [{section}] section is now [{RENAMED[section]}] (how `chat --session` "
                        f"keeps a long conversation in the window); rename it")
-TOP_LEVEL = {"description", "model", "strategy", *SECTIONS}
+TOP_LEVEL = {"description", "model", "strategy", "extends", *SECTIONS}
+DEFAULT_BASE = "auto"  # what a user's profile extends unless it says otherwise (`base_of`)
 
 
 def _shipped() -> dict[str, Path]:
@@ -187,18 +193,16 @@ def find_profile(spec: str) -> Path:
 
 
 def load_profile(spec: str = "full", overrides: list[str] = ()) -> Profile:
-    """Read, merge `--set section.key=value` overrides, and validate a profile."""
+    """Read (over its base, `base_of`), merge `--set section.key=value` overrides, and validate
+    a profile. A bad value names the file it is in, or the `--set` that brought it."""
     path = find_profile(spec)
     where = str(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{where}: not valid TOML: {e}") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read profile {where}: {e.strerror}") from None
+    data = _read_extended(path)
     strategy_name = data.get("context", {}).get("strategy", ContextSettings.strategy)
     # `--set infllm.topk=8` is the same as `strategy.topk=8` under infllm, and under auto, which runs it.
     own = {strategy_name, *_runs(strategy_name)}
+    steps: list[tuple[str, dict]] = []  # (the --set, the data with it and those before it)
+    merged = data
     for text in overrides:
         (section, key), value = parse_assignment(text)
         if (section, key) in (("model", "weights"), ("model", "kv"), ("model", "compile")):  # short forms the README uses
@@ -208,10 +212,102 @@ def load_profile(spec: str = "full", overrides: list[str] = ()) -> Profile:
         if section in RENAMED:
             raise _renamed(section, f"--set {text!r}")
         if section not in SECTIONS and section != "strategy":
-            raise ConfigError(f"--set {text!r}: unknown section {section!r}; allowed: "
-                              f"{', '.join(sorted([*SECTIONS, 'strategy', *own]))}")
-        data.setdefault(section, {})[key] = value
-    return profile_from_dict(data, name=path.stem, where=where)
+            raise ConfigError(f"--set {text!r}: unknown section {section!r}; "
+                              f"{_suggest(section, [*SECTIONS, 'strategy', *own], 'section')}")
+        merged = {**merged, section: {**merged.get(section, {}), key: value}}
+        steps.append((text, merged))
+    try:
+        return profile_from_dict(merged, name=path.stem, where=where)
+    except ConfigError:
+        if not steps:
+            raise
+        # Blame the file if it is bad on its own, else the first --set that makes it bad.
+        profile_from_dict(data, name=path.stem, where=where)
+        for text, upto in steps:
+            profile_from_dict(upto, name=path.stem, where=f"--set {text!r}")
+        raise
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read profile {path}: {e.strerror}") from None
+
+
+def _complete() -> dict[str, Path]:
+    """Profiles written whole (shipped, or from plugins): read as they are, over the defaults."""
+    return {**_from_plugins(), **_shipped()}
+
+
+def base_of(path: Path, data: dict[str, Any]) -> str | None:
+    """The profile a file extends: the one its `extends` names; for a user's profile without
+    one, the shipped profile it shadows (a user's `infllm.toml`), else the shipped profile named
+    like the strategy it sets (a strategy brings its own window), else `auto`. Shipped and plugin
+    profiles extend nothing unless they say so."""
+    named = data.get("extends")
+    if named is not None:
+        require(isinstance(named, str) and bool(named), str(path), "extends", "a profile name (e.g. \"infllm\")")
+        return named
+    complete = _complete()
+    if path in complete.values():
+        return None
+    context = data.get("context")
+    strategy = context.get("strategy") if isinstance(context, dict) else None
+    if path.stem in complete and strategy in (None, _strategy_of(complete[path.stem])):
+        return path.stem
+    if strategy is None:
+        return DEFAULT_BASE
+    return strategy if strategy in complete and _strategy_of(complete[strategy]) == strategy else None
+
+
+def _strategy_of(path: Path) -> str:
+    return _read(path).get("context", {}).get("strategy", ContextSettings.strategy)
+
+
+def _read_extended(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The file's tables over its base's (key by key); the base's [strategy] only where the
+    strategy is the same (another strategy's settings would not fit it)."""
+    data = _read(path)
+    base = base_of(path, data)
+    data.pop("extends", None)
+    if base is None:
+        return data
+    if path in seen:
+        raise ConfigError(f"{path}: `extends` goes round in a circle: "
+                          f"{' -> '.join(p.stem for p in (*seen, path))}")
+    profiles = available_profiles()
+    if base not in profiles:
+        raise ConfigError(f"{path}: extends unknown profile {base!r}; {_suggest(base, profiles, 'profile')}")
+    base_path = profiles[base]
+    if base_path == path:  # a user's auto.toml extending auto: the shipped one underneath
+        base_path = _complete().get(base)
+        if base_path is None:
+            raise ConfigError(f"{path}: extends itself")
+    merged = _read_extended(base_path, (*seen, path))
+    if "description" not in data:
+        data["description"] = f"{base}, with the changes in {path.name}"
+    context = data.get("context")
+    named = context.get("strategy") if isinstance(context, dict) else None
+    if named is not None and named != merged.get("context", {}).get("strategy", ContextSettings.strategy):
+        merged.pop("strategy", None)
+    for key, value in data.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _suggest(word: str, allowed, what: str = "key") -> str:
+    """'did you mean ...?' for a near miss, else the allowed names."""
+    allowed = sorted(allowed)
+    close = get_close_matches(word, allowed, n=3, cutoff=0.6)
+    if close:
+        return "did you mean " + " or ".join(repr(c) for c in close) + "?"
+    return f"allowed {what}s: {', '.join(allowed)}" if allowed else f"no {what}s are allowed here"
 
 
 def _runs(strategy_name: str) -> tuple[str, ...]:
@@ -226,7 +322,7 @@ def profile_from_dict(data: dict[str, Any], *, name: str, where: str) -> Profile
         if key in RENAMED:
             raise _renamed(key, where)
         if key not in TOP_LEVEL:
-            raise ConfigError(f"{where}: unknown key {key!r}; allowed: {', '.join(sorted(TOP_LEVEL))}")
+            raise ConfigError(f"{where}: unknown key {key!r}; {_top_level_hint(key)}")
     sections = {key: build(cls, data.get(key, {}), f"{where} [{key}]") for key, cls in SECTIONS.items()}
     strategy = parse_params(strategy_class(sections["context"].strategy), data.get("strategy", {}), where)
     strategy.check_context(sections["context"], f"{where} [strategy] ({sections['context'].strategy})")
@@ -235,3 +331,14 @@ def profile_from_dict(data: dict[str, Any], *, name: str, where: str) -> Profile
     require(model is None or isinstance(model, str), where, "model", "a model spec string")
     return Profile(name=name, source=where, description=description, model=model,
                    strategy=strategy, **sections)
+
+
+def _top_level_hint(key: str) -> str:
+    """A setting written outside its section (`temperature = 0.7` on the first line) is named
+    with the section it belongs in; other unknown keys get a near miss or the allowed keys."""
+    import dataclasses
+
+    homes = [name for name, cls in SECTIONS.items() if key in {f.name for f in dataclasses.fields(cls)}]
+    if homes:
+        return f"it belongs in a section: put it under [{homes[0]}]"
+    return _suggest(key, TOP_LEVEL)

@@ -10,6 +10,10 @@ from typing import Any
 
 from longchat.errors import ConfigError
 
+# A window this long means "any length": the strategies whose attention is bounded (positions
+# stay inside the trained range) say it instead of a number.
+ANY_LENGTH = 10_000_000
+
 # Settings that were removed, by their key as a profile writes it: what a profile (or --set)
 # still naming one is told, after "'<key>' was ". Met only where the key is unknown.
 _ISSUE_40 = "removed in issue 40 (measured, not kept: docs/settings.md)"
@@ -38,8 +42,25 @@ def _allowed_types(cls, name: str) -> tuple[type, ...]:
     return (hint,)
 
 
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "none"}
+
+
 def _type_name(types_: tuple[type, ...]) -> str:
-    return " or ".join("none" if t is type(None) else t.__name__ for t in types_)
+    return " or ".join(_TYPE_WORDS.get(t, t.__name__) for t in types_)
+
+
+def unknown_key(key: str, known, where: str) -> ConfigError:
+    """The error for a key a table does not take: a near miss ('did you mean'), else the keys
+    it does take."""
+    from difflib import get_close_matches
+
+    known = sorted(known)
+    close = get_close_matches(key, known, n=3, cutoff=0.6)
+    if close:
+        hint = "did you mean " + " or ".join(repr(c) for c in close) + "?"
+    else:
+        hint = f"allowed keys: {', '.join(known)}" if known else "this table takes no keys"
+    return ConfigError(f"{where}: unknown key {key!r}; {hint}")
 
 
 def stored(default):
@@ -63,7 +84,7 @@ def build(cls, values: dict[str, Any], where: str):
         if key not in known and key in REMOVED:
             raise ConfigError(f"{where}: {key!r} was {REMOVED[key]}; delete it from the profile")
         if key not in known:
-            raise ConfigError(f"{where}: unknown key {key!r}; allowed: {', '.join(sorted(known)) or 'none'}")
+            raise unknown_key(key, known, where)
         allowed = _allowed_types(cls, key)
         if float in allowed and isinstance(value, int) and not isinstance(value, bool):
             values = {**values, key: float(value)}

@@ -38,10 +38,12 @@ def run(capsys, *args, stdin: str | None = None, monkeypatch=None):
     return code, out, err
 
 
-def make_pdf(path, pages):
+def make_pdf(path, pages, padding: int = 0):
+    """`padding`: bytes of metadata that are no page's text (as fonts and images are)."""
     from fpdf import FPDF
 
     pdf = FPDF()
+    pdf.set_subject("x" * padding)
     pdf.set_font("helvetica", size=12)
     for text in pages:
         pdf.add_page()
@@ -150,6 +152,25 @@ def test_summarize_is_hierarchical_past_the_window(home, tmp_path, capsys):
     assert stats["stop_reason"] == "done" and set(stats["stops"]) <= {"eos", "repeat", "length"}
     assert sum(stats["stops"].values()) >= 4, stats["stops"]
     assert out.strip()
+
+
+def test_summarize_counts_a_pdfs_progress_in_its_text(cli_in, tmp_path, reuse_model):
+    """Issue 42: a PDF's progress was counted against the file's bytes (fonts, layout), so it
+    said 25% and a long ETA, then finished. It counts the extracted text now."""
+    from longchat.api import iter_pieces
+    from longchat.memory.store import human_bytes
+
+    days = [f"Day {i}: the ship sailed {i * 3} miles north and the crew caught {i} fish." for i in range(1, 40)]
+    path = make_pdf(tmp_path / "log.pdf", ["\n".join(days[i:i + 10]) for i in range(0, len(days), 10)],
+                    padding=20_000)
+    text_bytes = sum(len(piece.encode()) for piece, _ in iter_pieces([str(path)]))
+    assert path.stat().st_size > 3 * text_bytes  # the file's bytes say little of its text
+    got, out, err = cli_in("summarize", str(path), "-n", "8", "--set", "context.effective_window=400")
+    assert got == 0 and out.strip(), err
+    lines = re.findall(r"summarising ([\d.,]+ [KM]?B)/([\d.,]+ [KM]?B) \((\d+)%", err)
+    assert lines, err
+    assert {total for _, total, _ in lines} == {human_bytes(text_bytes)}, err
+    assert max(int(p) for _, _, p in lines) >= 50, err  # two of three chunks done: not 25%
 
 
 def test_too_long_input_is_refused_then_truncated_with_warning(home, tmp_path, capsys):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import one_line_error, popen_logged, sigint_when
-from longchat.errors import (EXIT_CODES, EXIT_CONFIG, EXIT_ENV, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_STORE,
+from longchat.errors import (EXIT_CODES, EXIT_CONFIG, EXIT_ENV, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_MODEL, EXIT_STORE,
                              EXIT_USAGE)
 
 FACTS = "The lighthouse keeper of Gull Rock was Margaret Hale. She lit the lamp every night for thirty years.\n"
@@ -242,3 +242,65 @@ def test_readme_exit_code_table_matches_the_code():
     section = README.read_text().split("### Exit codes", 1)[1].split("\n#", 1)[0]
     rows = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", section, re.M))
     assert {int(code) for code in rows} == set(EXIT_CODES), rows
+
+
+@pytest.fixture
+def config_only_model(tmp_path, default_model_dir) -> Path:
+    """The bundled model's config.json alone: its window is known, but loading it fails (exit 5),
+    so a check that answers exit 2 with it ran before the weights load."""
+    folder = tmp_path / "config-only"
+    folder.mkdir()
+    (folder / "config.json").write_bytes((default_model_dir / "config.json").read_bytes())
+    return folder
+
+
+# (arguments, what stderr names): each refused as a usage mistake (exit 2) before the model loads.
+BAD_OPTION_VALUES = [
+    (["ask", "{facts}", "q", "-n", "99999999999"], "'--max-new-tokens' / '-n': 99999999999"),
+    (["ask", "{facts}", "q", "-n", "0"], "'--max-new-tokens' / '-n': 0"),
+    (["ask", "{facts}", "q", "-n", "9000", "-p", "full"], "'--max-new-tokens' / '-n': 9,000 tokens: the longest reply is 8,191"),
+    (["ask", "{facts}", "q", "-n", "40000", "-p", "rope-linear"], "the longest reply is 32,767"),
+    (["ask", "{facts}", "   "], "Invalid value for 'QUESTION': it is empty"),
+    (["ask", "--memory", "m", ""], "Invalid value for 'QUESTION': it is empty"),
+    (["ask", "{facts}", "q", "-t", "-1"], "'--temperature' / '-t': -1.0: expected a number >= 0"),
+    (["ask", "{facts}", "q", "--compress", "2"], "'--compress' / '--rate': 2.0: expected the share of tokens"),
+    (["summarize", "{facts}", "-n", "-5"], "'--max-new-tokens' / '-n': -5"),
+    (["summarize", "{facts}", "-n", "9000", "-p", "full"], "the longest reply is 8,191"),
+    (["summarize", "{facts}", "--compress", "0"], "'--compress' / '--rate': 0.0"),
+    (["chat", "-t", "nan"], "'--temperature' / '-t': nan"),
+    (["chat", "-n", "9000", "-p", "full"], "the longest reply is 8,191"),
+    (["compress", "{facts}", "--rate", "1.5"], "'--rate' / '-r': 1.5"),
+    (["compress", "{facts}", "-q", " "], "'--question' / '-q': it is empty"),
+    (["serve", "--port", "70000"], "'--port'"),
+    (["sessions", "show", "x", "--last", "0"], "'--last' / '-n'"),
+    (["bench", "passkey", "--compress", "3"], "'--compress'"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_OPTION_VALUES, ids=[" ".join(c[0]) for c in BAD_OPTION_VALUES])
+def test_bad_option_values_are_usage_errors_before_the_model_loads(cli, files, config_only_model, args, message):
+    """Issue 42: -n 99999999999 was "an input too long" in gigabytes, and -t -1 or --compress 2
+    were refused only after the model loaded. Real processes, with a model that cannot load."""
+    model = ["--model", str(config_only_model)] if args[0] in ("ask", "summarize", "chat", "serve") else []
+    got, out, err = cli(*[a.format(**files) for a in args], *model, timeout=120)
+    check_bad_input(got, out, err, EXIT_USAGE, message)
+    assert len([line for line in err.splitlines() if line.startswith("Error:")]) == 1
+
+
+def test_a_reply_that_fits_goes_on_to_load_the_model(cli, files, config_only_model):
+    """The other side of the checks above: -n within the window passes them, and the load is
+    what fails (no weights in the folder)."""
+    got, out, err = cli("ask", files["facts"], "q", "-n", "8000", "-p", "full", "--model", str(config_only_model),
+                        timeout=120)
+    assert got == EXIT_MODEL and one_line_error(err), err
+
+
+def test_a_bad_set_value_names_the_flag(cli, files):
+    """It used to be blamed on profiles/auto.toml."""
+    got, out, err = cli("ask", files["facts"], "q", "--set", "strategy.n_local=abc", timeout=120)
+    assert got == EXIT_CONFIG and one_line_error(err), err
+    assert "--set 'strategy.n_local=abc'" in err and "must be an integer, got 'abc'" in err
+    assert "auto.toml" not in err
+    got, out, err = cli("ask", files["facts"], "q", "-p", "full", "--set", "generation.max_new_tokens=99999",
+                        timeout=120)
+    assert got == EXIT_CONFIG and "--set 'generation.max_new_tokens=99999': 99,999 tokens" in err, err

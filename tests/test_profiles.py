@@ -24,10 +24,13 @@ def test_set_overrides_and_strategy_alias():
 
 @pytest.mark.parametrize("override, words", [
     (["generation.temperature=-1"], ["[generation]", "temperature", ">= 0"]),
-    (["generation.colour=1"], ["unknown key 'colour'", "max_new_tokens"]),
-    (["context.window='big'"], ["window must be int"]),
+    (["generation.colour=1"], ["--set 'generation.colour=1' [generation]", "unknown key 'colour'", "max_new_tokens"]),
+    (["generation.tmperature=1"], ["unknown key 'tmperature'; did you mean 'temperature'?"]),
+    (["genration.top_k=1"], ["unknown section 'genration'; did you mean 'generation'?"]),
+    (["context.prefill_chunk=abc"], ["--set 'context.prefill_chunk=abc'", "prefill_chunk must be an integer, got 'abc'"]),
+    (["context.window='big'"], ["window must be an integer"]),
     (["context.strategy='nope'"], ["unknown strategy 'nope'", "full"]),
-    (["full.topk=3"], ["[strategy] (full)", "unknown key 'topk'"]),
+    (["full.topk=3"], ["[strategy] (full)", "unknown key 'topk'", "takes no settings", "infllm"]),
     (["nosection.x=1"], ["unknown section 'nosection'"]),
     (["novalue"], ["expected KEY=VALUE"]),
     (["compress.method='magic'"], ["method must be one of: none"]),
@@ -51,13 +54,62 @@ def test_bad_file_names_the_file(tmp_path):
         load_profile("nope")
 
 
-def test_user_profile_shadows_and_extends(tmp_path, monkeypatch):
+def user_profiles(tmp_path, monkeypatch, **files: str):
     monkeypatch.setenv("LONGCHAT_HOME", str(tmp_path))
     folder = tmp_path / "config" / "profiles"
-    folder.mkdir(parents=True)
-    (folder / "terse.toml").write_text('description = "short answers"\n[generation]\nmax_new_tokens = 32\n')
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / f"{name}.toml").write_text(text)
+    return folder
+
+
+def test_user_profile_shadows_and_extends(tmp_path, monkeypatch):
+    user_profiles(tmp_path, monkeypatch, terse='description = "short answers"\n[generation]\nmax_new_tokens = 32\n')
     profile = load_profile("terse")
-    assert profile.generation.max_new_tokens == 32 and profile.context.strategy == "full"
+    assert profile.generation.max_new_tokens == 32 and profile.description == "short answers"
+    auto = load_profile("auto")
+    assert (profile.context, profile.strategy) == (auto.context, auto.strategy)  # auto underneath
+
+
+def test_a_one_line_user_profile_is_auto_with_that_value(tmp_path, monkeypatch):
+    """Issue 42: `[generation] temperature = 0.7` alone used to be the `full` strategy (which
+    refuses a long PDF); a user's profile extends auto unless it names another base."""
+    user_profiles(tmp_path, monkeypatch, warm="[generation]\ntemperature = 0.7\n",
+                  deep='extends = "infllm"\n[strategy]\ntopk = 3\n',
+                  infllm="[strategy]\ntopk = 2\n",  # shadows the shipped infllm: extends it
+                  plain='[context]\nstrategy = "full"\n',  # a strategy brings its shipped profile
+                  top="temperature = 0.7\n")
+    warm = load_profile("warm")
+    assert warm.context.strategy == "auto" and warm.context.window == load_profile("auto").context.window
+    assert warm.generation.temperature == 0.7 and "auto" in warm.description
+    deep = load_profile("deep")
+    assert deep.context.strategy == "infllm" and deep.strategy.topk == 3 and deep.context.window > 10**6
+    assert load_profile("infllm").strategy.topk == 2 and load_profile("infllm").context.window > 10**6
+    assert load_profile("plain").context.strategy == "full"
+    assert load_profile("plain").context.window == 0  # full's own window: the model's, not auto's
+    with pytest.raises(ConfigError, match=r"top\.toml: unknown key 'temperature'; .*under \[generation\]"):
+        load_profile("top")
+    path = tmp_path / "mine.toml"  # a .toml path is a user's profile too
+    path.write_text('extends = "inflm"\n')
+    with pytest.raises(ConfigError, match=r"mine\.toml: extends unknown profile 'inflm'; did you mean 'infllm'\?"):
+        load_profile(str(path))
+    path.write_text("[strategy]\ntokp = 3\n")
+    with pytest.raises(ConfigError, match=r"mine\.toml \[strategy\] \(auto\): unknown key 'tokp'; did you mean 'topk'\?"):
+        load_profile(str(path))
+    user_profiles(tmp_path, monkeypatch, one='extends = "two"\n', two='extends = "one"\n')
+    with pytest.raises(ConfigError, match="goes round in a circle: one -> two -> one"):
+        load_profile("one")
+
+
+def test_set_is_blamed_only_for_what_it_breaks(tmp_path):
+    """Several --set are checked together (the second makes the first fit); a bad one is named
+    as the flag, not as the profile's file."""
+    profile = load_profile("auto", ["context.final_chunk=600", "context.prefill_chunk=1024"])
+    assert profile.context.final_chunk == 600
+    with pytest.raises(ConfigError) as err:
+        load_profile("auto", ["generation.top_k=3", "context.final_chunk=600"])
+    assert str(err.value).startswith("--set 'context.final_chunk=600' [context]: final_chunk must be")
+    assert "auto.toml" not in str(err.value)
 
 
 def test_an_old_memory_section_names_its_new_name(tmp_path):

@@ -357,3 +357,43 @@ def test_tokenize_and_the_window_as_vllm_reports_them(engine, default_model_dir)
     assert engine.get("/v1/models")["data"][0]["max_model_len"] == WINDOW
     status, _, found = engine.request("POST", "/tokenize", {"prompt": 3})
     assert status == 400 and found["error"]["param"] == "prompt"
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_key_names_where_the_key_comes_from(cli, tmp_path, status):
+    """Issue 42: a 401 gave no hint about the key. An engine on loopback that refuses every request."""
+    hits = Counter()
+
+    class Refuse(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            hits[self.headers.get("Authorization")] += 1
+            body = json.dumps({"error": {"message": "Invalid API key", "type": "invalid_request_error"}}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    doc = tmp_path / "doc.txt"
+    doc.write_text(FACT)
+    url = remote(f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        code, out, err = cli("ask", "--model", url, doc, "What is the code?", timeout=120,
+                             OPENAI_API_KEY="", LONGCHAT_REMOTE_API_KEY="")
+        assert code == 1 and one_line_error(err) and out == "", err
+        assert f"answered {status}" in err and "Invalid API key" in err
+        assert "set LONGCHAT_REMOTE_API_KEY (or OPENAI_API_KEY) to the engine's key" in err
+        code, out, err = cli("ask", "--model", url, doc, "What is the code?", timeout=120,
+                             OPENAI_API_KEY="sk-wrong", LONGCHAT_REMOTE_API_KEY="")
+        assert code == 1 and "refused the key in OPENAI_API_KEY" in err, err
+        assert hits["Bearer sk-wrong"] >= 1
+    finally:
+        server.shutdown()
+        server.server_close()

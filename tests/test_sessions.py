@@ -425,3 +425,22 @@ def test_kill_9_mid_reply_loses_only_the_reply(home, tiny_chat_model):
     resumed.send("still there?")
     assert [m.content for m in resumed.store.messages(resumed.sid)] == ["remember this line", "still there?", "fine"]
     resumed.close()
+
+
+def test_markdown_export_keeps_the_facts(cli):
+    """Issue 42: `sessions export --format md` left out the facts the session keeps (JSON had
+    them). A real process reads the store the chat writes."""
+    from longchat.chat.store import Store
+
+    store = Store()  # in the process's LONGCHAT_HOME (the `home` fixture)
+    sid = store.session_id("trip", create=True)
+    store.add_fact(sid, "bike", "my bike is the red one by the door", None)
+    store.add_fact(sid, "train", "the train leaves at 07:40", None)
+    store.db.close()
+    got, out, err = cli("sessions", "export", "trip", "--format", "md", timeout=60)
+    assert got == 0, err
+    facts = out.split("## Facts", 1)[1].split("\n## ", 1)[0]
+    assert "- my bike is the red one by the door" in facts and "- the train leaves at 07:40" in facts
+    got, out, err = cli("sessions", "export", "trip", "--format", "json", timeout=60)
+    assert [f["content"] for f in json.loads(out)["facts"]] == ["my bike is the red one by the door",
+                                                                "the train leaves at 07:40"]

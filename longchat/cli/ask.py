@@ -15,13 +15,13 @@ from longchat.cli.app import app
 from longchat.cli.common import (CompressOpt, DeviceOpt, KeepOpt, MaxNewOpt, ModelOpt, ProfileOpt, QuietOpt, ReadAs,
                                  SetOpt, StatsOpt, TemperatureOpt, check_sources, mine_log, note, open_runner_cli,
                                  prefill_progress, print_stats, sampling_from, set_quiet, stream_out, use_compression,
-                                 usage_error)
+                                 usage_error, check_text)
 
 
 @app.command()
 def ask(
     sources: Optional[List[str]] = typer.Argument(None, metavar="SOURCE", show_default=False, help="Files, PDFs, folders, or - for stdin (none with --memory)."),
-    question: str = typer.Argument(..., metavar="QUESTION", show_default=False, help="The question to answer from the sources."),
+    question: str = typer.Argument(..., metavar="QUESTION", show_default=False, callback=check_text, help="The question to answer from the sources."),
     memory: Optional[str] = typer.Option(None, "--memory", help="Answer from a memory made by `longchat ingest` (see `longchat memories list`)."),
     read_as: ReadAs = typer.Option(ReadAs.auto, "--as", help="auto: a log when its first lines look like one (stated on stderr); log: mine its templates and read those most related to the question; text: read it as a document."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not keep or reuse the encoded input (long inputs are otherwise cached, so a second question is fast)."),
@@ -79,7 +79,7 @@ def ask(
             if not no_log:
                 record(question, answer, sources or [], found, runner, started)
             return
-    runner = open_runner_cli(profile, model, device, set_)
+    runner = open_runner_cli(profile, model, device, set_, max_new_tokens)
     use_compression(runner, compress)
     sampling = sampling_from(runner.profile, max_new_tokens, temperature)
     with prefill_progress("compressing") as squeezing, prefill_progress() as progress:
@@ -143,7 +143,7 @@ def _ask_log(api, sources, pieces, fmt, question, compress, profile, model, devi
 
         raise InputError("the question is empty")
     table = mine_log(api, sources, pieces, fmt)
-    runner = open_runner_cli(profile, model, device, set_)
+    runner = open_runner_cli(profile, model, device, set_, max_new_tokens)
     sampling = sampling_from(runner.profile, max_new_tokens, temperature)
     with prefill_progress() as progress:
         answer, shown = api.ask_log(runner, table, question, sampling=sampling, system=system,

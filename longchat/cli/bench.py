@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from longchat.cli.app import app
-from longchat.cli.common import DeviceOpt, ModelOpt, SetOpt, err, note
+from longchat.cli.common import DeviceOpt, ModelOpt, SetOpt, check_rate, err, note
 
 bench_app = typer.Typer(
     help="Measure accuracy, speed and memory on long-context tasks, and start-up time.",
@@ -87,7 +87,7 @@ def _task_options(task_name: str, summary: str):
         json_path: Optional[str] = JsonOpt,
         vs_transformers: bool = VsTransformersOpt,
         plot_path: Optional[str] = PlotOpt,
-        compress: Optional[float] = typer.Option(None, "--compress", help="Compress each prompt's haystack to this share of its tokens first (question-aware LongLLMLingua), then answer; adds compression columns."),
+        compress: Optional[float] = typer.Option(None, "--compress", callback=check_rate, help="Compress each prompt's haystack to this share of its tokens first (question-aware LongLLMLingua), then answer; adds compression columns."),
     ) -> None:
         run_bench_task(task_name, lengths, samples, profile, model, device, set_, seed, json_path,
                        vs_transformers, plot_path, compress)
@@ -112,7 +112,7 @@ _task_options("needles", """Several key/value needles in varied prose; ask for o
 def scale(
     shape: str = typer.Option("llama3-8b", "--shape", help="Model shape with random weights: llama3-8b, llama3-1b, smollm2-135m or tiny."),
     runs: str = typer.Option("infllm:128k,full:32k", "--runs", help="PROFILE:LENGTH pairs, comma-separated; k = 1024, m = 1024**2, e.g. infllm:128k,infllm:1m,full:32k."),
-    new_tokens: int = typer.Option(32, "--new-tokens", "-n", help="Tokens decoded after each prompt (no stop token: all of them run)."),
+    new_tokens: int = typer.Option(32, "--new-tokens", "-n", min=1, help="Tokens decoded after each prompt (no stop token: all of them run)."),
     device: Optional[str] = DeviceOpt,
     set_: Optional[List[str]] = SetOpt,
     json_path: Optional[str] = JsonOpt,
@@ -150,7 +150,7 @@ def decode(
     model: Optional[str] = ModelOpt,
     weights: str = typer.Option("default,int4/fp32,fp32/fp32", "--weights", "-w", help="What to compare, comma-separated: WEIGHTS[/KV] (weights: auto, fp32, bf16, fp16, int8, int4; KV cache: auto, fp32, bf16, fp16, int8) or default (no flags); the first is the reference for 'same tokens'."),
     lengths: str = typer.Option("1k,4k,16k", "--lengths", "-l", help="Prompt lengths in tokens, comma-separated; k = 1024."),
-    new_tokens: int = typer.Option(64, "--new-tokens", "-n", help="Tokens decoded greedily after each prompt (stop tokens ignored: every step runs)."),
+    new_tokens: int = typer.Option(64, "--new-tokens", "-n", min=1, help="Tokens decoded greedily after each prompt (stop tokens ignored: every step runs)."),
     rounds: int = typer.Option(2, "--rounds", min=1, help="Rounds, taking turns between the engines; the table shows medians."),
     llama_cpp: Optional[bool] = typer.Option(None, "--llama-cpp/--no-llama-cpp", help="Also run llama.cpp on the same GGUF and token ids. Default: when llama-cpp-python is installed (pip install llama-cpp-python)."),
     device: Optional[str] = DeviceOpt,

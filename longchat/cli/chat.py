@@ -52,7 +52,7 @@ def chat(
     from longchat.chat import commands as _session_commands  # noqa: F401  (registers /remember, /core ...)
     from longchat.chat.conversation import Conversation
 
-    runner = open_runner_cli(profile, model, device, set_)
+    runner = open_runner_cli(profile, model, device, set_, max_new_tokens)
     sampling = sampling_from(runner.profile, max_new_tokens, temperature)
     use_compression(runner, compress)
     if session:

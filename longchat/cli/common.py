@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import stat
@@ -16,6 +17,8 @@ import typer
 from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn,
                            TimeRemainingColumn, TransferSpeedColumn)
+
+from longchat.settings import ANY_LENGTH
 
 err = Console(stderr=True, highlight=False)
 # Tables on stdout: as wide as the terminal, or 200 columns into a pipe (nothing cut for grep).
@@ -31,9 +34,40 @@ def _check_device(value: Optional[str]) -> Optional[str]:
 
 DeviceOpt = typer.Option(None, "--device", callback=_check_device, help="cpu, cuda, cuda:1 ... Default: CUDA when available, else CPU.")
 SetOpt = typer.Option(None, "--set", "-s", help="Override a profile value, e.g. --set generation.temperature=0.7 (repeatable).")
-MaxNewOpt = typer.Option(None, "--max-new-tokens", "-n", help="Longest reply in tokens. Default: the profile's.")
-TemperatureOpt = typer.Option(None, "--temperature", "-t", help="0 = greedy (the default), higher = more random.")
-CompressOpt = typer.Option(None, "--compress", "--rate", help="Compress the input first, keeping this share of its tokens (0-1, e.g. 0.3); question-aware LongLLMLingua unless the profile's compress.method says otherwise.")
+
+# Option values are checked while the command line is parsed: a bad one costs a usage line (exit
+# 2), never a model load. What needs the model's window (-n) is checked from its config, before
+# its weights load (`open_runner_cli`).
+
+
+def check_max_new_tokens(value: Optional[int]) -> Optional[int]:
+    if value is not None and not 1 <= value < ANY_LENGTH:
+        raise typer.BadParameter(f"{value}: expected a number of tokens from 1 to the model's window")
+    return value
+
+
+def check_temperature(value: Optional[float]) -> Optional[float]:
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise typer.BadParameter(f"{value}: expected a number >= 0 (0 = greedy)")
+    return value
+
+
+def check_rate(value: Optional[float]) -> Optional[float]:
+    if value is not None and not (math.isfinite(value) and 0 < value <= 1):
+        raise typer.BadParameter(f"{value}: expected the share of tokens to keep, a number in (0, 1], e.g. 0.3")
+    return value
+
+
+def check_text(value: Optional[str]) -> Optional[str]:
+    """A question or other text that must say something."""
+    if value is not None and not value.strip():
+        raise typer.BadParameter("it is empty")
+    return value
+
+
+MaxNewOpt = typer.Option(None, "--max-new-tokens", "-n", callback=check_max_new_tokens, help="Longest reply in tokens. Default: the profile's.")
+TemperatureOpt = typer.Option(None, "--temperature", "-t", callback=check_temperature, help="0 = greedy (the default), higher = more random.")
+CompressOpt = typer.Option(None, "--compress", "--rate", callback=check_rate, help="Compress the input first, keeping this share of its tokens (0-1, e.g. 0.3); question-aware LongLLMLingua unless the profile's compress.method says otherwise.")
 KeepOpt = typer.Option(None, "--keep", help="A string compression must keep (repeatable).")
 QuietOpt = typer.Option(False, "--quiet", help="No progress on stderr (notes and errors still go there).")
 StatsOpt = typer.Option(False, "--stats", help="Print timing and memory figures as one JSON line on stderr (after the answer).")
@@ -98,11 +132,39 @@ def sampling_from(profile, max_new_tokens: Optional[int], temperature: Optional[
     return build(type(profile.generation), values, "command line")
 
 
-def open_runner_cli(profile: str, model: Optional[str], device: Optional[str], overrides: Optional[List[str]]):
-    from longchat.api import open_runner
+def open_runner_cli(profile: str, model: Optional[str], device: Optional[str], overrides: Optional[List[str]],
+                    max_new_tokens: Optional[int] = None):
+    """The profile, then the model. The reply's length is checked against the window first: for
+    a local model from its config, before its weights load; `max_new_tokens` is -n's value."""
+    from longchat import api
+    from longchat.profile import load_profile
+    from longchat.runtime.remote import is_remote
 
+    prof = load_profile(profile, list(overrides or []))
+    spec = model or prof.model
+    if not is_remote(spec):
+        check_reply_fits(prof, max_new_tokens, overrides, api.reply_limit(prof, spec or "default", note))
     with err.status("loading model...", spinner="dots") if err.is_terminal else _nothing():
-        return open_runner(profile, model, device=device, overrides=overrides or [], note=note)
+        runner = api.open_runner(prof, model, device=device, note=note)
+    if runner.remote:  # the engine's window is known once it answered
+        check_reply_fits(runner.profile, max_new_tokens, overrides, runner.window - 1)
+    return runner
+
+
+def check_reply_fits(prof, max_new_tokens: Optional[int], overrides: Optional[List[str]], limit: int) -> None:
+    """-n (or the profile's generation.max_new_tokens) leaves the prompt room in the window."""
+    from longchat.errors import ConfigError
+
+    longest = max_new_tokens if max_new_tokens is not None else prof.generation.max_new_tokens
+    if longest <= limit:
+        return
+    what = (f"{longest:,} tokens: the longest reply is {limit:,} (the {limit + 1:,}-token window of profile "
+            f"'{prof.name}' on this model, less the prompt)")
+    if max_new_tokens is not None:
+        raise usage_error(f"Invalid value for '--max-new-tokens' / '-n': {what}")
+    given = [o for o in overrides or [] if o.replace(" ", "").startswith("generation.max_new_tokens=")]
+    source = f"--set {given[-1]!r}" if given else f"{prof.source}: generation.max_new_tokens"
+    raise ConfigError(f"{source}: {what}")
 
 
 def use_compression(runner, rate: Optional[float], target_tokens: Optional[int] = None) -> None:

@@ -8,16 +8,16 @@ from typing import List, Optional
 import typer
 
 from longchat.cli.app import app
-from longchat.cli.common import (DeviceOpt, KeepOpt, ProfileOpt, QuietOpt, SetOpt, check_sources, note,
+from longchat.cli.common import (DeviceOpt, check_rate, check_text, KeepOpt, ProfileOpt, QuietOpt, SetOpt, check_sources, note,
                                  open_runner_cli, prefill_progress, set_quiet, usage_error, use_compression)
 
 
 @app.command()
 def compress(
     sources: Optional[List[str]] = typer.Argument(None, metavar="SOURCE", help="Files, PDFs, folders, or - ; stdin when none is given."),
-    rate: Optional[float] = typer.Option(None, "--rate", "-r", help="Share of the input's tokens to keep, 0-1 (default 0.5)."),
+    rate: Optional[float] = typer.Option(None, "--rate", "-r", callback=check_rate, help="Share of the input's tokens to keep, 0-1 (default 0.5)."),
     target_tokens: Optional[int] = typer.Option(None, "--target-tokens", min=1, help="Keep about this many tokens of the input instead of a rate."),
-    question: Optional[str] = typer.Option(None, "--question", "-q", help="What the text will be asked: passages and words that answer it are kept first (longllmlingua)."),
+    question: Optional[str] = typer.Option(None, "--question", "-q", callback=check_text, help="What the text will be asked: passages and words that answer it are kept first (longllmlingua)."),
     method: Optional[str] = typer.Option(None, "--method", help="longllmlingua (question-aware; the default), llmlingua, or a plugin's method (see `longchat plugins`)."),
     keep: Optional[List[str]] = KeepOpt,
     profile: str = ProfileOpt,

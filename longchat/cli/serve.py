@@ -13,7 +13,7 @@ from longchat.cli.common import DeviceOpt, ModelOpt, ProfileOpt, SetOpt, note, o
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. Anything but loopback needs --api-key."),
-    port: int = typer.Option(8000, "--port", help="Port to listen on (0: any free one, printed on stderr)."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on (0: any free one, printed on stderr)."),
     profile: str = ProfileOpt,
     model: Optional[str] = ModelOpt,
     device: Optional[str] = DeviceOpt,

@@ -46,7 +46,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="One JSON array ins
 
 @sessions_app.command()
 def show(name: str = typer.Argument(..., metavar="NAME", help="The session."),
-         last: int = typer.Option(20, "--last", "-n", help="How many of the latest messages to print.")) -> None:
+         last: int = typer.Option(20, "--last", "-n", min=1, help="How many of the latest messages to print.")) -> None:
     """A session's documents, core memory, summary and latest messages."""
     data = _store().export(name)
     print(f"session {data['name']} · {len(data['messages'])} messages · last used {_when(data['updated'])}")
@@ -116,6 +116,10 @@ def export(name: str = typer.Argument(..., metavar="NAME", help="The session."),
     else:
         lines = [f"# Session {data['name']}", "", f"Last used {_when(data['updated'])}, model {data['model']}.", ""]
         lines += ["## Core memory", ""] + [f"- **{k}**: {v}" for k, v in data["core"].items()] + [""]
+        if data["facts"]:  # what the user said to keep, each with the message it came from
+            lines += ["## Facts", ""] + [f"- {f['content']} (" + (f"from message #{f['source']}, " if f["source"]
+                                                                  else "") + f"{_when(f['created'])})"
+                                         for f in data["facts"]] + [""]
         if data["summary"]:
             lines += ["## Summary", "", data["summary"], ""]
         lines += ["## Messages", ""]

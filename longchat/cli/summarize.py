@@ -85,7 +85,7 @@ def summarize(
     if no_model:
         print(json.dumps(table.as_json(), ensure_ascii=False) if as_json else table.render(max_items=50), flush=True)
         return
-    runner = open_runner_cli(profile, model, device, set_)
+    runner = open_runner_cli(profile, model, device, set_, max_new_tokens)
     # A log's report is short by default: the exact figures come from the table under it.
     longest = max_new_tokens or min(LOG_REPORT_TOKENS, runner.profile.generation.max_new_tokens)
     sampling = sampling_from(runner.profile, longest, temperature)
@@ -103,7 +103,7 @@ def summarize(
 
 def _summarize_text(api, sources, pieces, as_json, compress, profile, model, device, set_, max_new_tokens,
                     temperature, stats) -> None:
-    runner = open_runner_cli(profile, model, device, set_)
+    runner = open_runner_cli(profile, model, device, set_, max_new_tokens)
     use_compression(runner, compress)
     sampling = sampling_from(runner.profile, max_new_tokens, temperature)
     progress = Progress(SpinnerColumn(), TextColumn("[bold]summarising"), BarColumn(), DownloadColumn(),

@@ -465,6 +465,13 @@ def load_model(spec: str = "default", *, device: str | None = None, dtype: torch
     return LoadedModel(name, folder, cfg, decoder, tokenizer, time.perf_counter() - start, floor)
 
 
+def trained_length(spec: str = "default", note=lambda msg: None) -> int:
+    """The model's trained length (max_position_embeddings) from its config alone: what the CLI
+    checks a reply's length against before the weights load."""
+    folder = resolve_model_dir(spec, note)[1]
+    return ModelConfig.from_hf(read_config(folder) or _transformers_config(folder)).max_position_embeddings
+
+
 def _transformers_config(folder: Path):
     """The folder's config through transformers (what `hf_folder.read_config` leaves to it)."""
     from transformers import AutoConfig

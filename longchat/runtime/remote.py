@@ -59,6 +59,14 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return url, (name.strip() or None)
 
 
+def key_hint() -> str:
+    """What an engine that refused the key (401, 403) is told: where the key comes from."""
+    held = next((k for k in KEY_VARS if os.environ.get(k)), None)
+    if held is None:
+        return f"it wants an API key: set {KEY_VARS[0]} (or {KEY_VARS[1]}) to the engine's key"
+    return f"it refused the key in {held}: check its value (read from {' then '.join(KEY_VARS)})"
+
+
 def api_key() -> str:
     """The key from LONGCHAT_REMOTE_API_KEY or OPENAI_API_KEY; engines without one accept any."""
     return next((os.environ[k] for k in KEY_VARS if os.environ.get(k)), "none")
@@ -125,6 +133,9 @@ class RemoteModel:
         if isinstance(e, openai.RateLimitError):
             return RemoteError(f"the engine at {self.base_url} answered 429 Too Many Requests {doing}, also after "
                                f"{self.retries} retries with backoff; try again later (--set remote.retries=N)")
+        if isinstance(e, openai.APIStatusError) and e.status_code in (401, 403):
+            return RemoteError(f"the engine at {self.base_url} answered {e.status_code} {doing}: {_message(e)}; "
+                               f"{key_hint()}")
         if isinstance(e, openai.APIStatusError):
             return RemoteError(f"the engine at {self.base_url} answered {e.status_code} {doing}: {_message(e)}")
         return RemoteError(f"the engine at {self.base_url} failed {doing}: {_reason(e)}")
