@@ -115,12 +115,18 @@ def current() -> Selection:
 
 @contextmanager
 def selecting(selection: Selection) -> Iterator[Selection]:
-    """Every source read inside the block walks folders with `selection`."""
+    """Every source read inside the block walks folders with `selection`; so does one `use`d
+    inside it, until the block ends (the CLI runs each command in such a block)."""
     token = _current.set(selection)
     try:
         yield selection
     finally:
         _current.reset(token)
+
+
+def use(selection: Selection) -> None:
+    """The selection of the rest of this command (inside the CLI's `selecting` block)."""
+    _current.set(selection)
 
 
 # ------------------------------------------------------------------ default skips

@@ -218,8 +218,7 @@ class InfLLM(ContextStrategy, ReadsQuestion):
         p, store = self.params, self.layers[0].store
         if store.persistent and folder is None:
             return None  # blocks of an attached memory: only a question's few are added
-        blocks = max(0, n_tokens - p.n_init - p.n_local) // p.block_size - store.count
-        need = blocks * self.cfg.n_layers * store.record_bytes
+        need = self.stored_bytes(n_tokens) - store.count * self.cfg.n_layers * store.block_bytes
         smaller = "" if p.store_bits == 8 else " or infllm.store_bits=8 (half the bytes)"
         if folder is not None or p.disk:
             where = existing_parent(folder if folder is not None else (p.disk_dir or tempfile.gettempdir()))
@@ -235,6 +234,13 @@ class InfLLM(ContextStrategy, ReadsQuestion):
                 raise InputError(f"infllm: {n_tokens:,} tokens leave ~{need / 1e9:.1f} GB of memory blocks in RAM, "
                                  f"but {have / 1e9:.1f} GB is available; set infllm.disk=true (temp files){smaller}")
         return None
+
+    def stored_bytes(self, n_tokens: int) -> int:
+        """Bytes of memory blocks (K, V and representatives, every layer) an `n_tokens` input leaves:
+        what a memory of it holds on disk, besides its ids and its small checkpoints."""
+        p = self.params
+        blocks = max(0, n_tokens - p.n_init - p.n_local) // p.block_size
+        return blocks * self.cfg.n_layers * self.layers[0].store.block_bytes
 
     def memory_strategy(self, n_tokens: int):
         return self, None
