@@ -67,7 +67,8 @@ def _cells(notebook: dict) -> list[dict]:
 
 
 def render(notebook: dict) -> Iterator[str]:
-    """The notebook as text, one piece per cell."""
+    """The notebook as text, one piece per cell, a blank line between cells."""
+    first = True
     for cell in _cells(notebook):
         if not isinstance(cell, dict):
             continue
@@ -83,7 +84,8 @@ def render(notebook: dict) -> Iterator[str]:
             lines = [f"# %% [{'markdown' if kind == 'heading' else kind}]", source]
         else:
             continue
-        yield "\n".join(lines) + "\n\n"
+        yield ("" if first else "\n") + "\n".join(lines) + "\n"
+        first = False
 
 
 def _load(path: Path, label: str) -> dict:

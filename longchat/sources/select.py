@@ -138,17 +138,17 @@ def skipped_folder(name: str) -> str | None:
 
 
 def skipped_file(path: Path, size: int, text: bool = True) -> str | None:
-    """The kind of file a walk skips by default ("lock file", "minified", "generated", "data
-    file"), or None to read it. Looks at the name first, then, for a file the text reader
+    """The kind of file a walk skips by default ("lock file", "minified file", "generated file",
+    "data file"), or None to read it. Looks at the name first, then, for a file the text reader
     would read (`text`), at most its first 64 KB."""
     name = path.name.lower()
     suffix = path.suffix.lower()
     if name in LOCK_FILES or suffix == ".lock":
         return "lock file"
     if name.endswith(MINIFIED_SUFFIXES) or name.endswith("-min.js"):
-        return "minified"
+        return "minified file"
     if name.endswith(GENERATED_SUFFIXES):
-        return "generated"
+        return "generated file"
     if suffix in DATA_ALWAYS or (suffix in DATA_TEXT and size > DATA_TEXT_ABOVE):
         return "data file"
     if size < 200 or not text:
@@ -161,9 +161,9 @@ def skipped_file(path: Path, size: int, text: bool = True) -> str | None:
     if looks_binary(head[:SNIFF_BYTES]):
         return None  # the text reader skips it, with its own note
     if GENERATED.search(head[:2048]):
-        return "generated"
+        return "generated file"
     if suffix not in PROSE and len(head) >= 4096 and len(head) / (head.count(b"\n") + 1) > LONG_LINES:
-        return "minified"
+        return "minified file"
     return None
 
 
