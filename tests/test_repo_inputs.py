@@ -340,7 +340,7 @@ def test_bad_pattern_on_each_command_is_one_line_and_exit_2(cli_in, repo, comman
     args = [a.format(repo=repo) for a in command]
     code, out, err = cli_in(*args, "--exclude", "foo\\")
     assert code == EXIT_USAGE and one_line_error(err) and "--exclude 'foo\\\\'" in err, err
-    code, _, err = cli_in(*args[:-1], "--help")
+    code, _, err = cli_in(args[0], "--help")
     assert "--include" in err + _ and "--exclude" in err + _
 
 
@@ -398,8 +398,9 @@ def test_stored_bytes_match_the_block_files(reuse_model, home, tmp_path):
     from longchat import memory
     from longchat.api import open_runner
 
-    runner = open_runner("infllm", overrides=["infllm.n_local=64", "infllm.block_size=16", "infllm.n_init=4"])
-    write(tmp_path / "t.md", HAND_MD * 3)
+    runner = open_runner("infllm", overrides=["infllm.n_local=64", "infllm.block_size=16", "infllm.n_init=4",
+                                                  "context.prefill_chunk=32", "context.final_chunk=32"])
+    write(tmp_path / "t.md", HAND_MD)
     result = memory.ingest(runner, [str(tmp_path / "t.md")], name="sized")
     strategy = runner.engine.strategy.memory_strategy(result.tokens)[0]
     blocks = sum(os.path.getsize(p) for p in (result.memory.path).rglob("*")
