@@ -60,8 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("LONGCHAT_DEBUG") == "1"
     _register()
+    from longchat.sources import Selection, selecting
+
     try:
-        result = app(args=argv, prog_name="longchat", standalone_mode=False)
+        with selecting(Selection()):  # what a command's --include / --exclude set ends with it
+            result = app(args=argv, prog_name="longchat", standalone_mode=False)
         # Not standalone, typer returns the code of `raise typer.Exit(n)`, and turns Ctrl-C
         # into a silent 130.
         code = result if isinstance(result, int) and not isinstance(result, bool) else EXIT_OK

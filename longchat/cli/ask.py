@@ -12,10 +12,10 @@ from typing import List, Optional
 import typer
 
 from longchat.cli.app import app
-from longchat.cli.common import (CompressOpt, DeviceOpt, KeepOpt, MaxNewOpt, ModelOpt, ProfileOpt, QuietOpt, ReadAs,
+from longchat.cli.common import (CompressOpt, DeviceOpt, ExcludeOpt, IncludeOpt, KeepOpt, MaxNewOpt, ModelOpt, ProfileOpt, QuietOpt, ReadAs,
                                  SetOpt, StatsOpt, TemperatureOpt, check_sources, mine_log, note, open_runner_cli,
                                  prefill_progress, print_stats, sampling_from, set_quiet, stream_out, use_compression,
-                                 usage_error, check_text)
+                                 use_selection, usage_error, check_text)
 
 
 @app.command()
@@ -25,6 +25,8 @@ def ask(
     memory: Optional[str] = typer.Option(None, "--memory", help="Answer from a memory made by `longchat ingest` (see `longchat memories list`)."),
     read_as: ReadAs = typer.Option(ReadAs.auto, "--as", help="auto: a log when its first lines look like one (stated on stderr); log: mine its templates and read those most related to the question; text: read it as a document."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not keep or reuse the encoded input (long inputs are otherwise cached, so a second question is fast)."),
+    include: Optional[List[str]] = IncludeOpt,
+    exclude: Optional[List[str]] = ExcludeOpt,
     compress: Optional[float] = CompressOpt,
     keep: Optional[List[str]] = KeepOpt,
     profile: str = ProfileOpt,
@@ -66,6 +68,9 @@ def ask(
         raise usage_error("--compress shrinks SOURCEs before they are read; a --memory is already encoded")
     if memory is not None and read_as == ReadAs.log:
         raise usage_error("--as log reads SOURCEs; a --memory is already encoded")
+    if memory is not None and (include or exclude):
+        raise usage_error("--include and --exclude choose files of SOURCEs; a --memory is already encoded")
+    use_selection(include, exclude)
     check_sources(sources or [])
     set_quiet(quiet)
     from longchat import api  # after the checks above: it imports torch, which a usage mistake need not wait for

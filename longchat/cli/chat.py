@@ -10,9 +10,9 @@ import typer
 
 from longchat import paths
 from longchat.cli.app import app
-from longchat.cli.common import (CompressOpt, DeviceOpt, MaxNewOpt, ModelOpt, ProfileOpt, SetOpt, TemperatureOpt, err,
+from longchat.cli.common import (CompressOpt, DeviceOpt, ExcludeOpt, IncludeOpt, MaxNewOpt, ModelOpt, ProfileOpt, SetOpt, TemperatureOpt, err,
                                  note, open_runner_cli, prefill_progress, print_stats, sampling_from, stream_out,
-                                 use_compression)
+                                 use_compression, use_selection)
 from longchat.errors import InputError, LongchatError
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ def chat(
     stats: bool = typer.Option(False, "--stats", help="After each reply, print one JSON line of timing and memory figures on stderr."),
     memory: Optional[str] = typer.Option(None, "--memory", help="Chat about a memory made by `longchat ingest` (its documents come before the first message)."),
     files: Optional[List[str]] = typer.Option(None, "--file", "-f", help="A file, PDF or folder the chat is about (repeatable; /file adds more). Each question reads it as `ask` does: whole, its best passages, or its encoded memory. With --session it stays in the session."),
+    include: Optional[List[str]] = IncludeOpt,
+    exclude: Optional[List[str]] = ExcludeOpt,
     compress: Optional[float] = CompressOpt,
     session: Optional[str] = typer.Option(None, "--session", "-S", help="Keep this conversation in a named session: resumed next time, remembered past the window (summaries, searched memories). See `longchat sessions`."),
     paging: Optional[str] = typer.Option(None, "--paging", help="With --session: system (default: longchat pages for any model), functions (the model may also call memory functions), truncate (baseline: drop old messages)."),
@@ -52,6 +54,7 @@ def chat(
     from longchat.chat import commands as _session_commands  # noqa: F401  (registers /remember, /core ...)
     from longchat.chat.conversation import Conversation
 
+    use_selection(include, exclude)  # /file in the chat walks folders the same way
     runner = open_runner_cli(profile, model, device, set_, max_new_tokens)
     sampling = sampling_from(runner.profile, max_new_tokens, temperature)
     use_compression(runner, compress)

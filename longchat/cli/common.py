@@ -73,6 +73,18 @@ QuietOpt = typer.Option(False, "--quiet", help="No progress on stderr (notes and
 StatsOpt = typer.Option(False, "--stats", help="Print timing and memory figures as one JSON line on stderr (after the answer).")
 
 
+IncludeOpt = typer.Option(None, "--include", metavar="PATTERN", help="In folders, read files skipped by default (lock files, minified, generated, data files, vendored folders like node_modules/) that match this gitignore-style pattern, e.g. '*.csv' (repeatable).")
+ExcludeOpt = typer.Option(None, "--exclude", metavar="PATTERN", help="Leave out files and folders matching this gitignore-style pattern, e.g. 'tests/' or '*.md' (repeatable).")
+
+
+def use_selection(include: Optional[List[str]], exclude: Optional[List[str]]) -> None:
+    """--include / --exclude for every source this command reads; a bad pattern fails now
+    (one line, exit 2), before anything loads."""
+    from longchat.sources import select
+
+    select.use(select.Selection(tuple(include or ()), tuple(exclude or ())))
+
+
 QUIET = False  # --quiet: no progress lines or bars
 
 

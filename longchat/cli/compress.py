@@ -8,8 +8,9 @@ from typing import List, Optional
 import typer
 
 from longchat.cli.app import app
-from longchat.cli.common import (DeviceOpt, check_rate, check_text, KeepOpt, ProfileOpt, QuietOpt, SetOpt, check_sources, note,
-                                 open_runner_cli, prefill_progress, set_quiet, usage_error, use_compression)
+from longchat.cli.common import (DeviceOpt, ExcludeOpt, IncludeOpt, KeepOpt, ProfileOpt, QuietOpt, SetOpt, check_rate,
+                                 check_sources, check_text, note, open_runner_cli, prefill_progress, set_quiet, usage_error,
+                                 use_compression, use_selection)
 
 
 @app.command()
@@ -20,6 +21,8 @@ def compress(
     question: Optional[str] = typer.Option(None, "--question", "-q", callback=check_text, help="What the text will be asked: passages and words that answer it are kept first (longllmlingua)."),
     method: Optional[str] = typer.Option(None, "--method", help="longllmlingua (question-aware; the default), llmlingua, or a plugin's method (see `longchat plugins`)."),
     keep: Optional[List[str]] = KeepOpt,
+    include: Optional[List[str]] = IncludeOpt,
+    exclude: Optional[List[str]] = ExcludeOpt,
     profile: str = ProfileOpt,
     compressor: Optional[str] = typer.Option(None, "--compressor", help="The model that scores tokens. Default: the profile's compress.model (the bundled small model)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="The engine the text is for, openai:URL[#NAME]: without --rate or --target-tokens, compress to what fits its window (prompt + the profile's reply). Compression still runs here."),
@@ -41,6 +44,7 @@ def compress(
     from longchat import api
     from longchat.errors import InputError
 
+    use_selection(include, exclude)
     check_sources(sources or [])
     set_quiet(quiet)
     overrides = list(set_ or [])

@@ -7,8 +7,9 @@ from typing import List, Optional
 import typer
 
 from longchat.cli.app import app
-from longchat.cli.common import (DeviceOpt, ModelOpt, ProfileOpt, QuietOpt, SetOpt, check_sources, note, open_runner_cli,
-                                 prefill_progress, set_quiet, usage_error)
+from longchat.cli.common import (DeviceOpt, ExcludeOpt, IncludeOpt, ModelOpt, ProfileOpt, QuietOpt, SetOpt, check_sources, note, open_runner_cli,
+                                 prefill_progress, set_quiet, usage_error,
+                                 use_selection)
 
 
 @app.command()
@@ -16,6 +17,8 @@ def ingest(
     sources: List[str] = typer.Argument(..., metavar="SOURCE", help="Files, PDFs, folders (repositories), or - for stdin."),
     name: Optional[str] = typer.Option(None, "--name", help="The memory's name. Default: the first source's file or folder name."),
     append: bool = typer.Option(False, "--append", help="Add SOURCEs to the existing memory NAME (a grown log is continued, not re-read)."),
+    include: Optional[List[str]] = IncludeOpt,
+    exclude: Optional[List[str]] = ExcludeOpt,
     profile: str = ProfileOpt,
     model: Optional[str] = ModelOpt,
     device: Optional[str] = DeviceOpt,
@@ -36,6 +39,7 @@ def ingest(
 
     if name is not None and not NAME.match(name):
         raise usage_error(f"bad memory name {name!r}: use letters, digits, '.', '_' and '-'")
+    use_selection(include, exclude)
     check_sources(sources)
     set_quiet(quiet)
     runner = open_runner_cli(profile, model, device, set_)

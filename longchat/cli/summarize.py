@@ -15,10 +15,10 @@ from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, Te
 
 from longchat.cli import common
 from longchat.cli.app import app
-from longchat.cli.common import (CompressOpt, DeviceOpt, MaxNewOpt, ModelOpt, PlainProgress, ProfileOpt,
+from longchat.cli.common import (CompressOpt, DeviceOpt, ExcludeOpt, IncludeOpt, MaxNewOpt, ModelOpt, PlainProgress, ProfileOpt,
                                  QuietOpt, ReadAs, SetOpt, StatsOpt, TemperatureOpt, check_sources, err, mine_log,
                                  note, open_runner_cli, print_stats, sampling_from, set_quiet, usage_error,
-                                 use_compression)
+                                 use_compression, use_selection)
 
 
 LOG_REPORT_TOKENS = 160  # a log report's longest reply unless -n says otherwise
@@ -34,6 +34,8 @@ def summarize(
     until: Optional[str] = typer.Option(None, "--until", help="Logs: records at or before this time (same forms as --since)."),
     level: Optional[str] = typer.Option(None, "--level", help="Logs: the lowest level kept: debug, info, warn, error or fatal."),
     grep: Optional[str] = typer.Option(None, "--grep", help="Logs: only records matching this regular expression (stack traces included)."),
+    include: Optional[List[str]] = IncludeOpt,
+    exclude: Optional[List[str]] = ExcludeOpt,
     compress: Optional[float] = CompressOpt,
     profile: str = ProfileOpt,
     model: Optional[str] = ModelOpt,
@@ -63,6 +65,7 @@ def summarize(
         filters = Filters.parse(since, until, level, grep)
     except ValueError as e:
         raise usage_error(str(e)) from None
+    use_selection(include, exclude)
     check_sources(sources or [])
     set_quiet(quiet)
     from longchat import api

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO, Sequence
 
 from longchat.errors import ConfigError, InputError
+from longchat.memory import speed
 from longchat.memory.encode import Encoder, Plan, Source, collect_sources, memory_key, plan, read_ids, reopen
 from longchat.memory.store import (NAME, Memory, MemoryStoreError, cache_root, evict_cache, find, human_bytes,
                                    named_root, resume_hint)
@@ -83,7 +84,7 @@ class EncodeResult:
 
 
 def _run(runner, strategy, mem: Memory | None, sources: list[Source], pl: Plan, head_ids: list[int], headers: bool,
-         progress, keep_checkpoints: bool, checkpoint_every: int, ids=None) -> EncodeResult:
+         progress, keep_checkpoints: bool, checkpoint_every: int, ids=None, note=lambda m: None) -> EncodeResult:
     start = time.perf_counter()
     enc = Encoder(runner.engine, strategy, mem, progress=progress, checkpoint_every=checkpoint_every,
                   keep_checkpoints=keep_checkpoints)
@@ -99,6 +100,8 @@ def _run(runner, strategy, mem: Memory | None, sources: list[Source], pl: Plan, 
         ids = read_ids(runner.tokenizer, sources, pl.first, headers)
     streamed = sum(max(0, (s.size or 0) - s.skip_bytes) // 4 for s, x in zip(sources[pl.first:], ids) if x is None)
     enc.expected = enc.consumed + len(enc.buffer) + sum(len(x) for x in ids if x is not None) + streamed - pl.skip
+    if not streamed and enc.expected > enc.consumed:  # the count is known: say what the read will cost
+        note(speed.read_cost(runner, strategy, enc.expected - enc.consumed, enc.expected, kept=mem is not None))
     # Refuse now, not hours into the encoding, an input whose blocks cannot fit on the memory's disk.
     strategy.prepare(enc.expected, folder=mem.path if mem is not None else None)
     for i in range(pl.first, len(sources)):
@@ -106,7 +109,9 @@ def _run(runner, strategy, mem: Memory | None, sources: list[Source], pl: Plan, 
                 grow=pl.grow and i == pl.first)
     if enc.encoded or enc.buffer or not (mem and mem.complete):
         enc.finish()
-        return EncodeResult(mem, enc.consumed, enc.encoded, time.perf_counter() - start)
+        result = EncodeResult(mem, enc.consumed, enc.encoded, time.perf_counter() - start)
+        speed.record_speed(runner, result.encoded, result.seconds)
+        return result
     return EncodeResult(mem, enc.consumed, 0, time.perf_counter() - start, up_to_date=True)
 
 
@@ -147,7 +152,7 @@ def ingest(runner, specs: Sequence[str], *, name: str | None = None, append: boo
         mem.manifest["sources"] = list(dict.fromkeys((mem.manifest.get("sources") or []) + [str(s) for s in specs])) \
             if append else [str(s) for s in specs]
         return _run(runner, strategy, mem, new, pl, encode_rendered(runner.tokenizer, head), True, progress,
-                    keep_checkpoints=True, checkpoint_every=checkpoint_every)
+                    keep_checkpoints=True, checkpoint_every=checkpoint_every, note=note)
     finally:
         mem.unlock()
 
@@ -176,7 +181,7 @@ def encode_for_ask(runner, strategy, sources: list[Source], head: str, headers: 
     head_ids = encode_rendered(runner.tokenizer, head) if head_ids is None else head_ids
     if not cache:
         return _run(runner, strategy, None, sources, Plan(None, 0, 0, False, None), head_ids, headers, progress,
-                    keep_checkpoints=False, checkpoint_every=1 << 62, ids=ids)
+                    keep_checkpoints=False, checkpoint_every=1 << 62, ids=ids, note=note)
     key = {**memory_key(runner, strategy.params, head), "headers": headers}
     path = cache_root() / cache_name(sources, key)
     mem = _open_or_create(path, key, {"name": path.name, "kind": "cache", "headers": headers})
@@ -187,7 +192,7 @@ def encode_for_ask(runner, strategy, sources: list[Source], head: str, headers: 
             note(f"resuming an interrupted encoding at {pl.checkpoint.tokens:,} tokens")
             ids = None
         return _run(runner, strategy, mem, sources, pl, head_ids, headers, progress,
-                    keep_checkpoints=False, checkpoint_every=32768, ids=ids)
+                    keep_checkpoints=False, checkpoint_every=32768, ids=ids, note=note)
     finally:
         mem.unlock()
 

@@ -29,7 +29,7 @@ import numpy as np
 from longchat.errors import EnvError, InputError, env_error
 from longchat.memory.store import Checkpoint, Memory, MemoryStoreError, file_sha256
 from longchat.paths import cache_dir
-from longchat.sources import Document, iter_documents
+from longchat.sources import EVERYTHING, Document, Selection, iter_documents
 from longchat.sources.text import decode_blocks
 
 HEADER = "### File: {label}\n"
@@ -110,7 +110,7 @@ class Source:
 
 
 def collect_sources(specs: Sequence[str], *, stdin: BinaryIO | None = None, read_stdin: bool = False,
-                    note=lambda m: None) -> list[Source]:
+                    note=lambda m: None, select: Selection | None = None) -> list[Source]:
     """The documents named by `specs` (folders walked), each with its content hash.
 
     A stream (stdin, a pipe) is read once: whole when `read_stdin` (its bytes make the cache
@@ -119,7 +119,7 @@ def collect_sources(specs: Sequence[str], *, stdin: BinaryIO | None = None, read
     that ended with nothing but whitespace.
     """
     out = []
-    for doc in iter_documents(specs, stdin=stdin, note=note):
+    for doc in iter_documents(specs, stdin=stdin, note=note, select=select):
         if doc.hold is not None:
             data = doc.hold(read_stdin)
             out.append(Source(doc.label, "stdin", None, len(data) if data is not None else None,
@@ -136,7 +136,7 @@ def reopen(entry: dict, note=lambda m: None) -> Source:
     """A source recorded in a manifest, read again from its path."""
     if not entry.get("path"):
         raise MemoryStoreError(f"cannot re-read {entry['label']} (it came from stdin); ingest into a new memory")
-    found = collect_sources([entry["path"]], note=note)
+    found = collect_sources([entry["path"]], note=note, select=EVERYTHING)  # chosen when it was ingested
     if not found:
         raise MemoryStoreError(f"{entry['label']} is no longer readable")
     src = found[0]

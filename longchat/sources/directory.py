@@ -1,4 +1,5 @@
-"""Directories: walked recursively in sorted order, honouring `.gitignore` at every level."""
+"""Directories: walked recursively in sorted order, honouring `.gitignore` at every level and
+the `Selection` (--include / --exclude, the default skips of `select.py`)."""
 
 from __future__ import annotations
 
@@ -10,35 +11,35 @@ from pathlib import Path
 from pathspec import GitIgnoreSpec
 
 from longchat.sources.base import Document, Note, Unreadable, cannot_open
-from longchat.sources.registry import open_file
+from longchat.sources.registry import FALLBACK, open_file, reader_for
+from longchat.sources.select import Selection, Skipped, current, human_size, skipped_file, skipped_folder
 
 # (the .gitignore's folder relative to the walked root: "" or "sub/", its patterns)
 IgnoreRules = list[tuple[str, GitIgnoreSpec]]
 
 
 def walk_directory(
-    root: Path, label: str, *, note: Note, max_file_bytes: int
+    root: Path, label: str, *, note: Note, max_file_bytes: int, select: Selection | None = None,
+    skipped: Skipped | None = None,
 ) -> Iterator[Document]:
     """Every readable file under `root`, labelled "<label>/<path relative to root>".
 
-    Skipped with a note: binary, oversized and unreadable files, symlink loops, and anything
-    that is not a regular file. Skipped silently: `.git/` and what `.gitignore` files exclude.
+    Skipped with a note each: binary, oversized and unreadable files, symlink loops, and anything
+    that is not a regular file. Skipped by default (lock files, minified, generated, data files,
+    vendored folders; `select.include` reads them): counted in `skipped`, or, without one, in one
+    note at the end. Skipped silently: `.git/`, what `.gitignore` files and `select.exclude` exclude.
     """
     try:
         os.scandir(root).close()
     except OSError as error:
         raise cannot_open(label, error) from None
-    walk = _Walk(label=label, note=note, max_file_bytes=max_file_bytes)
+    own = skipped is None
+    walk = _Walk(label=label, note=note, max_file_bytes=max_file_bytes, select=select or current(),
+                 skipped=Skipped() if own else skipped)
     walk.seen[root.resolve()] = label
     yield from walk.folder(root, "", [])
-
-
-def human_size(n: int) -> str:
-    """Bytes as a short size for notes: "35 MB", "1.5 KB", "100 bytes"."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f}".removesuffix(".0") + f" {unit}"
-    return f"{n} bytes"
+    if own and (summary := walk.skipped.summary()):
+        note(summary)
 
 
 def _ignored(rules: IgnoreRules, rel: str) -> bool:
@@ -59,6 +60,8 @@ class _Walk:
     label: str
     note: Note
     max_file_bytes: int
+    select: Selection
+    skipped: Skipped
     # Real path of every folder entered -> its label. Following a symlink back to one of
     # these would walk forever (a loop) or read the same files twice (a second link).
     seen: dict[Path, str] = field(default_factory=dict)
@@ -67,6 +70,13 @@ class _Walk:
         """The label for a path under the root: the root as the user typed it, then `rel`."""
         base = self.label.rstrip("/")
         return rel if base == "." else f"{base}/{rel}"
+
+    def by_default(self, rel: str) -> bool:
+        """Whether the default skips apply to `rel` (no --include pattern reads it)."""
+        return self.select.skip_defaults and not self.select.included(rel)
+
+    def skipped_kind(self, path: Path, size: int) -> str | None:
+        return skipped_file(path, size, text=reader_for(path).name == FALLBACK)
 
     def folder(self, path: Path, rel: str, rules: IgnoreRules) -> Iterator[Document]:
         """The documents under one folder; `rel` is its path from the root, "" or "sub/"."""
@@ -83,9 +93,13 @@ class _Walk:
         for entry in entries:
             entry_rel = rel + entry.name
             is_dir = entry.is_dir()  # follows symlinks, as is_file() below does
-            if entry.name == ".git" or _ignored(rules, entry_rel + "/" if is_dir else entry_rel):
+            as_rule = entry_rel + "/" if is_dir else entry_rel
+            if entry.name == ".git" or _ignored(rules, as_rule) or self.select.excluded(as_rule):
                 continue
             if is_dir:
+                if self.by_default(as_rule) and skipped_folder(entry.name):
+                    self.skipped.folders.append(self.label_of(entry_rel))
+                    continue
                 yield from self.subfolder(Path(entry.path), entry_rel, rules)
             elif entry.is_file():
                 yield from self.file(entry, entry_rel)
@@ -112,6 +126,9 @@ class _Walk:
             size = entry.stat().st_size
         except OSError as error:
             self.note(f"skipped {label} ({cannot_open(label, error).reason})")
+            return
+        if self.by_default(rel) and (kind := self.skipped_kind(Path(entry.path), size)):
+            self.skipped.file(kind, size)
             return
         if size > self.max_file_bytes:
             limit = human_size(self.max_file_bytes)

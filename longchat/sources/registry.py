@@ -19,10 +19,11 @@ _seen_plugins = -1
 
 
 def _builtins() -> list[Reader]:
+    from longchat.sources.notebook import NOTEBOOK
     from longchat.sources.pdf import PDF  # pypdf loads only when a file is opened
     from longchat.sources.text import TEXT
 
-    return [TEXT, PDF]
+    return [TEXT, PDF, NOTEBOOK]
 
 
 def _readers() -> dict[str, Reader]:

@@ -84,6 +84,8 @@ class BlockStore:
         self.half_bytes = n * 2 if bits == 16 else n + n_kv_heads * block_size * 2  # k or v
         self.record_bytes = 2 * self.half_bytes
         self.repr_shape = (n_kv_heads, repr_topk, head_dim)
+        # a block in its files: K and V (`.kv`) and its representative keys (`.repr`)
+        self.block_bytes = self.record_bytes + n_kv_heads * repr_topk * head_dim * REPR_DTYPE.itemsize
         self.count = 0
         self.device, self.dtype = torch.device(device), dtype
         self.reprs = torch.empty(n_kv_heads, 0, repr_topk, head_dim, dtype=dtype, device=self.device)  # (Hkv, cap, r, D)

@@ -218,8 +218,8 @@ class InfLLM(ContextStrategy, ReadsQuestion):
         p, store = self.params, self.layers[0].store
         if store.persistent and folder is None:
             return None  # blocks of an attached memory: only a question's few are added
-        blocks = max(0, n_tokens - p.n_init - p.n_local) // p.block_size - store.count
-        need = blocks * self.cfg.n_layers * store.record_bytes
+        blocks = self.blocks_for(n_tokens) - store.count
+        need = blocks * self.cfg.n_layers * store.record_bytes  # K and V (representatives are ~3% more)
         smaller = "" if p.store_bits == 8 else " or infllm.store_bits=8 (half the bytes)"
         if folder is not None or p.disk:
             where = existing_parent(folder if folder is not None else (p.disk_dir or tempfile.gettempdir()))
@@ -235,6 +235,16 @@ class InfLLM(ContextStrategy, ReadsQuestion):
                 raise InputError(f"infllm: {n_tokens:,} tokens leave ~{need / 1e9:.1f} GB of memory blocks in RAM, "
                                  f"but {have / 1e9:.1f} GB is available; set infllm.disk=true (temp files){smaller}")
         return None
+
+    def blocks_for(self, n_tokens: int) -> int:
+        """Memory blocks (per layer) that an `n_tokens` input leaves."""
+        p = self.params
+        return max(0, n_tokens - p.n_init - p.n_local) // p.block_size
+
+    def stored_bytes(self, n_tokens: int) -> int:
+        """Bytes of memory blocks (K, V and representatives, every layer) an `n_tokens` input leaves:
+        what a memory of it holds on disk, besides its ids and its small checkpoints."""
+        return self.blocks_for(n_tokens) * self.cfg.n_layers * self.layers[0].store.block_bytes
 
     def memory_strategy(self, n_tokens: int):
         return self, None
