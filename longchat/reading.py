@@ -48,6 +48,7 @@ class Reading:
     text: str = ""              # passages / meaning: what is read in place of the input
     pieces: list[list[int]] = field(default_factory=list)  # their token ids (the answer is nudged to follow them)
     cited: list[Cited] = field(default_factory=list)       # where the text read came from
+    encoded: int = 0            # memory: tokens encoded into blocks for this question (none when cached)
 
     @property
     def read_tokens(self) -> int:
@@ -60,6 +61,8 @@ class Reading:
             out["pieces"] = len(self.pieces)
         if self.cited:
             out["sources"] = [c.as_dict() for c in self.cited]
+        if self.encoded:
+            out["encoded_tokens"] = self.encoded
         return out
 
     def copy_guard(self, tokenizer) -> CopyGuard | None:

@@ -282,14 +282,13 @@ class Conversation:
 
                 text = compress_to(runner, self.documents, question, budget, progress=progress, note=self.note)
                 return Reading("compressed", len(ids), text=text)
-        self._encode_documents(progress)
-        return Reading("memory", len(ids))
+        return Reading("memory", len(ids), encoded=self._encode_documents(progress))
 
-    def _encode_documents(self, progress: Progress | None) -> None:
+    def _encode_documents(self, progress: Progress | None) -> int:
         """The documents encoded once into InfLLM's block memory (the ask cache: a later chat or
-        `ask` about the same text reuses it), and attached."""
+        `ask` about the same text reuses it), and attached; returns the tokens encoded now."""
         if self.memory_ids is not None:
-            return
+            return 0
         from longchat import memory
         from longchat.api import text_source
 
@@ -307,19 +306,20 @@ class Conversation:
             srcs, headers, ids = collect_sources(self.files, note=self.note), wants_headers(self.files), None
         else:
             srcs, headers, ids = [text_source(self.documents, "<chat documents>")], False, [self.document_ids()]
-        cached = memory.cached(runner, srcs, head, headers)
+        cached, encoded = memory.cached(runner, srcs, head, headers), 0
         if cached is None:
             strategy.prepare(total + self.sampling.max_new_tokens, folder=memory.cache_root())
             result = memory.encode_for_ask(runner, strategy, srcs, head, headers, ids, cache=True,
                                            progress=progress or (lambda d, t: None), note=self.note,
                                            head_ids=head_ids)
-            cached = result.memory
+            cached, encoded = result.memory, result.encoded
             memory.evict_cache(memory.cache_limit(), keep=cached.path, note=self.note)
         cached.lock(exclusive=False)
         try:
             self.memory_ids = memory.attach(runner, cached, system=self.memory_system(), note=self.note)
         finally:
             cached.unlock()
+        return encoded
 
     def prepare(self, user_text: str, progress: Progress | None = None) -> Prompt:
         """The prompt for `user_text` (already freed of a long message's document), with how the

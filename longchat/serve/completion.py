@@ -294,8 +294,11 @@ class Completer:
                 "session": req.longchat.session, "reading": reading_of(stats.extra),
                 "prefill_s": round(stats.prefill_s, 3),
                 "decode_s": round(stats.decode_s, 3), "notes": notes}
+        # Tokens this request encoded into block memory are in the engine's cache by the time it
+        # generates, but they were read now, not reused: they are not `cached_tokens`.
+        cached = max(0, stats.reused_tokens - stats.extra.get("encoded_tokens", 0))
         return Result(text, "tool_calls" if calls else finish, stats.prompt_tokens, stats.new_tokens,
-                      stats.reused_tokens, calls, info)
+                      cached, calls, info)
 
     # ------------------------------------------------------------ settings
 
@@ -354,7 +357,7 @@ class ServedSession(SessionConversation):
 
 def reading_of(extra: dict) -> dict | None:
     """How the last reply read its long input (`Reading.info`), from the engine's stats."""
-    keys = ("read", "input_tokens", "read_tokens", "pieces", "sources")
+    keys = ("read", "input_tokens", "read_tokens", "pieces", "sources", "encoded_tokens")
     return {k: extra[k] for k in keys if k in extra} or None
 
 
