@@ -102,14 +102,14 @@ def _ask_log(api, sources, pieces, fmt, question, compress, profile, model, devi
     runner = open_runner_cli(profile, model, device, set_)
     sampling = sampling_from(runner.profile, max_new_tokens, temperature)
     with prefill_progress() as progress:
-        answer, shown = api.ask_log(runner, table, question, sampling=sampling, system=system,
-                                    on_text=None if as_json else stream_out, progress=progress, note=note)
+        answer, shown, checked = api.ask_log(runner, table, question, sampling=sampling, system=system,
+                                             on_text=None if as_json else stream_out, progress=progress, note=note)
     info = runner.engine.stats
     if as_json:
         log = {"format": table.format, "overview": table.overview(),
                "templates": [{**table.template_json(t), "score": round(score, 3)} for t, score in shown]}
         print(json.dumps({"answer": answer.strip(), "profile": runner.profile.name, "model": runner.model.name,
-                          "stats": info.as_dict(), "log": log}, ensure_ascii=False))
+                          "stats": info.as_dict(), "log": log, **checked}, ensure_ascii=False))
     else:
         stream_out("\n")
     if stats:
