@@ -621,16 +621,27 @@ def mine_log(pieces: Iterable[tuple[str, bool]], fmt, filters=None, *,
 
 
 ASK_LOG_TEMPLATES = 40  # templates a question's reader is shown at most
+FACT_ANSWER_TOKENS = 48  # a reply to a question the table answers exactly: one sentence
 
 
 def ask_log(runner: Runner, table, question: str, *, sampling: Sampling | None = None, system: str | None = None,
             on_text: Callable[[str], None] | None = None, progress: Progress | None = None,
-            note: Note = lambda m: None) -> tuple[str, list]:
+            note: Note = lambda m: None) -> tuple[str, list, dict]:
     """Answer `question` about a log from its template table (`mine_log`), never its lines:
-    (answer, the (template, BM25 score) rows the model read). The model reads an overview line
-    and the templates most related to the question's words (`LogTable.relevant`; errors and
-    warnings break ties) with their exact counts, levels, times and an example line, as many
-    as the effective window holds, in the normal ask prompt."""
+    (answer, the (template, BM25 score) rows the model read, {"facts", "figure_check"}).
+
+    A counting, time or "which" question (`logs.facts`) gets its exact answer computed from the
+    table and handed to the model as "Facts from the table", with the template it is about; the
+    model phrases it. Other questions read an overview line and the templates most related to the
+    question's words (`LogTable.relevant`; errors and warnings break ties) with their exact counts,
+    levels, times and an example line, as many as the effective window holds. Either way the
+    answer's figures are checked (`logs.report.wrong_figures`): a sentence stating a number, time,
+    date, version or package the table and the question do not hold is dropped, and the facts'
+    answer is added when the model left it out (both said in a note). `on_text` gets the checked
+    answer once, not tokens as they come."""
+    from longchat.logs.facts import find_facts
+    from longchat.logs.table import plural
+
     if not question.strip():
         raise InputError("the question is empty")
     sampling = sampling or runner.profile.generation
@@ -639,9 +650,18 @@ def ask_log(runner: Runner, table, question: str, *, sampling: Sampling | None =
     if budget < 64:
         raise ConfigError(f"effective window {runner.effective_window} leaves too little room for the log's table "
                           f"after max_new_tokens={sampling.max_new_tokens}; lower generation.max_new_tokens")
-    head = (f"Log: {table.overview()}.\n\nThe kinds of message in this log most related to the question, most "
-            f"related first (level, how many times, when, the message with variable parts as <TAGS>, an example):\n")
-    rows = table.relevant(question)[:ASK_LOG_TEMPLATES]
+    facts = find_facts(table, question)
+    if facts is not None:
+        # The facts alone: a small model copies them best when nothing else competes (with the
+        # template's line beside them, SmolLM2-135M quoted its peak times instead), and one
+        # sentence is all the answer needs.
+        head = f"Log: {table.format} format, {plural(table.records, 'record')}.\n\n{facts.block()}\n"
+        rows = []
+        sampling = replace(sampling, max_new_tokens=min(sampling.max_new_tokens, FACT_ANSWER_TOKENS))
+    else:
+        head = (f"Log: {table.overview()}.\n\nThe kinds of message in this log most related to the question, most "
+                f"related first (level, how many times, when, the message with variable parts as <TAGS>, an example):\n")
+        rows = table.relevant(question)[:ASK_LOG_TEMPLATES]
     used = len(runner.encode(head))
     shown, parts = [], []
     for row, entry in zip(rows, table.render_relevant(rows)):
@@ -654,16 +674,55 @@ def ask_log(runner: Runner, table, question: str, *, sampling: Sampling | None =
         shown.append(row)
         parts.append(entry)
         used += n
-    messages = ask_messages(head + "\n".join(parts), question, system)
+    if facts is not None:
+        shown = [(facts.template, 1.0)]
+    document = head + "\n".join(parts)
+    messages = ask_messages(document, question, system)
     prompt = chat_ids(tok, messages)
     matched = sum(score > 0 for _, score in shown)
     note(f"the model reads {len(shown)} of the log's {len(table.templates):,} templates ({len(prompt):,} tokens), "
-         f"{matched} sharing words with the question; not the log's lines")
-    answer = runner.engine.generate_text(prompt, sampling, on_text=on_text, progress=progress, question=Question(question),
-                                         messages=messages)
+         f"{matched} sharing words with the question; not the log's lines"
+         + (f"; facts from the table: {facts.answer[:120]}" if facts is not None else ""))
+    answer = runner.engine.generate_text(prompt, sampling, progress=progress, question=Question(question),
+                                         messages=messages).strip()
+    answer, check = check_log_answer(answer, document + "\n" + question, shown, facts, note)
     runner.engine.stats.extra.update(log_templates_shown=len(shown), mined_lines=table.lines,
                                      mine_s=round(table.seconds, 3))
-    return answer, shown
+    if on_text is not None:
+        on_text(answer)
+    return answer, shown, {"facts": None if facts is None else facts.lines + [f"Answer: {facts.answer}"],
+                           "figure_check": check}
+
+
+def check_log_answer(answer: str, known: str, shown: list, facts=None, note: Note = lambda m: None) -> tuple[str, dict]:
+    """(the answer without its sentences that state figures `known` and the shown templates'
+    values do not hold, plus the facts' answer when it is missing, {"wrong", "missing",
+    "corrected"}): `ask_log`'s figure check."""
+    from longchat.logs.report import dates_in, figures_in, sentences, wrong_figures
+
+    values = [v for t, _ in shown for seen in t.values.values() for v in seen]
+    wrong, kept = [], []
+    for sentence in sentences(answer):
+        bad = wrong_figures(sentence, known, values)
+        wrong += bad
+        if not bad:
+            kept.append(sentence)
+    text = " ".join(kept).strip()
+    missing = []
+    if facts is not None:
+        numbers, clocks = figures_in(text)
+        dates = dates_in(text)
+        missing = [k for k in facts.key if k not in (dates if "-" in k else clocks if ":" in k else numbers)]
+    if wrong:
+        note(f"dropped what the answer stated against the table ({', '.join(dict.fromkeys(wrong))})")
+    corrected = bool(wrong) or bool(missing)
+    if facts is not None and corrected:
+        if missing:
+            note(f"the answer lacked the table's figure ({', '.join(missing)}); the facts' answer is added")
+        text = (text + "\n" if text else "") + f"From the table: {facts.answer}"
+    elif not text:
+        text = answer if not wrong else "(the answer stated figures the table does not hold; see the note)"
+    return text, {"wrong": list(dict.fromkeys(wrong)), "missing": missing, "corrected": corrected}
 
 
 def summarize_log(runner: Runner, table, *, sampling: Sampling | None = None,

@@ -417,7 +417,7 @@ def test_relevance_ranking_for_a_question():
 
 def test_ask_about_a_log_reads_the_relevant_templates(cli, tiny_chat_model):
     got, out, err = cli("ask", "--as", "log", "-m", str(tiny_chat_model), "-n", "8", "--json", "-",
-                        "How often was the disk quota exceeded?", input=incident_log())
+                        "Why was the disk quota exceeded?", input=incident_log())
     assert got == 0, err
     assert "the input looks like a log (syslog); mining templates first" in err
     assert re.search(r"the model reads \d+ of the log's 6 templates \([\d,]+ tokens\), 1 sharing words", err), err
@@ -426,6 +426,14 @@ def test_ask_about_a_log_reads_the_relevant_templates(cli, tiny_chat_model):
     assert "quota" in shown[0]["template"] and shown[0]["count"] == 40 and shown[0]["score"] > 0
     assert shown[0]["first"] == "2026-12-01 02:46:40" and record["log"]["overview"].startswith("3,071 lines")
     assert [t["level"] for t in shown[1:3]] == ["fatal", "warn"]
+    assert record["facts"] is None and set(record["figure_check"]) == {"wrong", "missing", "corrected"}
+    # A counting question: the table's exact figure, added when the (random) model leaves it out.
+    got, out, err = cli("ask", "--as", "log", "-m", str(tiny_chat_model), "-n", "8", "--json", "-",
+                        "How often was the disk quota exceeded?", input=incident_log())
+    record = json.loads(out)
+    assert got == 0 and "facts from the table: 40 " in err and "disk quota exceeded records: 40," in record["facts"][0], err
+    assert record["answer"].endswith("From the table: " + record["facts"][-1][len("Answer: "):])
+    assert record["figure_check"]["corrected"] and "40" in record["figure_check"]["missing"]
     # Prose on stdin is still read as a document (the looked-at start is read again).
     got, out, err = cli("ask", "-m", str(tiny_chat_model), "-n", "4", "--json", "-", "What sailed?",
                         input="The ship sailed north.\nThe crew caught fish.\nThen it rained.\n")

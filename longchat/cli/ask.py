@@ -151,8 +151,8 @@ def _ask_log(api, sources, pieces, fmt, question, compress, profile, model, devi
     runner = open_runner_cli(profile, model, device, set_, max_new_tokens)
     sampling = sampling_from(runner.profile, max_new_tokens, temperature)
     with prefill_progress() as progress:
-        answer, shown = api.ask_log(runner, table, question, sampling=sampling, system=system,
-                                    on_text=None if as_json else stream_out, progress=progress, note=note)
+        answer, shown, checked = api.ask_log(runner, table, question, sampling=sampling, system=system,
+                                             on_text=None if as_json else stream_out, progress=progress, note=note)
     info = runner.engine.stats
     label = sources[0] if len(sources or []) == 1 and sources[0] != "-" else None
     found = [{"file": label, "lines": [t.first_line, t.first_line]} for t, _ in shown[:3] if t.first_line]
@@ -160,7 +160,8 @@ def _ask_log(api, sources, pieces, fmt, question, compress, profile, model, devi
         log = {"format": table.format, "overview": table.overview(),
                "templates": [{**table.template_json(t), "score": round(score, 3)} for t, score in shown]}
         print(json.dumps({"answer": answer.strip(), "sources": found, "profile": runner.profile.name,
-                          "model": runner.model.name, "stats": info.as_dict(), "log": log}, ensure_ascii=False))
+                          "model": runner.model.name, "stats": info.as_dict(), "log": log, **checked},
+                         ensure_ascii=False))
     else:
         stream_out("\n")
         if cite:

@@ -17,9 +17,17 @@ from drain3.template_miner_config import TemplateMinerConfig
 # whitespace or a newline (batches are joined by newlines; variables are found by word).
 # Each pattern starts with a plain character class, no lookbehind or \b: the regex engine
 # then skips ahead to candidate characters, which makes masking 2-4x faster.
+ARCHES = r"(?:amd64|arm64|armhf|armel|i386|i686|x86_64|aarch64|ppc64el|ppc64le|s390x|riscv64|mips64el|all|any|noarch)"
 MASKS: list[tuple[str, re.Pattern]] = [
     ("<UUID>", re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")),
     ("<TIME>", re.compile(r"\d\d(?:\d\d-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?|:\d\d:\d\d(?:\.\d+)?)")),
+    # A package with its architecture ('libc6:amd64', 'zlib1g:i386', 'tzdata:all'), as dpkg and apt write it.
+    ("<PKG>", re.compile(r"[\w](?<!\S\w)[\w.+-]*:" + ARCHES + r"(?!\S)")),
+    # A version string, a whole word: a digit first, then '+' or '~', or a '.' and a '-' (Debian's
+    # upstream-revision, an epoch allowed: '1.2.3-4+deb12u1', '2:8.2.3995-1ubuntu2.15', '2025b-0+deb12u1');
+    # and dpkg's '<none>'. '1.5', '2026-12-01', 'usb 1-3:' and '12.5ms' are not versions.
+    ("<VER>", re.compile(r"\d(?<!\S\d)(?:[\w.:-]*[+~]|[\w:]*\.[\w.:]*-|[\w.:]*-[\w:+~-]*\.)[\w.:+~-]*(?!\S)"
+                         r"|<none>(?!\S)")),
     # IPv6 written out, and MAC addresses (which read as IPv6); then IPv4, with a port.
     ("<IP>", re.compile(r"[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{1,4}){5,7}")),
     ("<IP>", re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?::\d{1,5})?")),
@@ -37,6 +45,10 @@ TAGS = tuple(dict.fromkeys(tag for tag, _ in MASKS))
 # regex per message, not Drain per message.
 RARE = {"<UUID>"}
 FAST = [(tag, p) for tag, p in MASKS if tag not in RARE and not p.pattern.startswith("[0-9a-fA-F]{1,4}(?::")]
+# A mask that would try every word of every line runs only on text that holds what it needs.
+GATES = {"<PKG>": re.compile(r":" + ARCHES + r"(?!\S)")}
+_ALL_VALUE = re.compile(r"(?:<[A-Z]+>|[-.:+~_/,])*<[A-Z]+>(?:<[A-Z]+>|[-.:+~_/,])*")  # '<NUM>-<NUM>': no literal left
+HEAD_WORDS = 3  # literal words at most before a message's variables that name its kind (see `kind_words`)
 WILDCARD = "<*>"
 _DIGITS_AS_LETTERS = str.maketrans("0123456789", "abcdefghij")
 
@@ -45,15 +57,32 @@ def mask_batch(messages: list[str]) -> list[str]:
     """Each message with the cheap masks' variable parts replaced by tags ('<NUM>', '<IP>', ...)."""
     text = "\n".join(messages)
     for tag, pattern in FAST:
-        text = pattern.sub(tag, text)
+        if tag not in GATES or GATES[tag].search(text):
+            text = pattern.sub(tag, text)
     return text.split("\n")
 
 
 def mask(message: str) -> str:
     """One message with every mask applied."""
     for tag, pattern in MASKS:
-        message = pattern.sub(tag, message)
+        if tag not in GATES or GATES[tag].search(message):
+            message = pattern.sub(tag, message)
     return message
+
+
+def kind_words(masked: str) -> list[str]:
+    """The leading literal words of a message whose other words are all masked variables
+    (tags, or tags and separators: '<NUM>-<NUM>'): 'status unpacked <PKG> <VER>' -> ['status',
+    'unpacked'], else []. Such a message is all
+    kind and values: Drain, which counts the shared tags as similarity, would merge 'status
+    unpacked' with 'status installed'; these words keep the kinds apart."""
+    words = masked.split()
+    head = 0
+    while head < len(words) and not _ALL_VALUE.fullmatch(words[head]):
+        head += 1
+    if not 1 <= head <= HEAD_WORDS or len(words) - head < 2 or not all(map(_ALL_VALUE.fullmatch, words[head:])):
+        return []
+    return words[:head]
 
 
 def is_variable(token: str) -> bool:
@@ -83,14 +112,17 @@ class Miner:
         """The id of the template of `message` (its cheaply masked `shape` from `mask_batch`),
         a new one when it matches none. The level is the first word Drain sees, so Drain never
         mixes levels; a level may carry a group its templates must not mix ('error 507': an
-        HTTP status), spelt without digits, which Drain would read as a variable."""
-        if " " in level:
-            level = level.replace(" ", "|").translate(_DIGITS_AS_LETTERS)
+        HTTP status), and so do a message's `kind_words`, spelt without digits, which Drain
+        would read as a variable."""
         key = f"{level} {shape}"
         found = self.cache.get(key)
         if found is not None:
             return found
-        full = f"{level} {mask(message)}"
+        masked = mask(message)
+        group = level.split() + kind_words(masked)
+        if len(group) > 1:
+            level = "|".join(group).translate(_DIGITS_AS_LETTERS)
+        full = f"{level} {masked}"
         found = self.cache.get(full)
         if found is None:
             found = self.miner.add_log_message(full)["cluster_id"]

@@ -15,7 +15,7 @@ from longchat.logs.detect import CONTINUATIONS
 from longchat.logs.mine import Miner, is_variable, mask_batch
 from longchat.logs.parse import (LEVEL_RANK, LEVELS, LogFormat, TimeCache, level_from_words, level_of, parse_clock,
                                  parse_time)
-from longchat.logs.table import EXAMPLES, Clock, LogTable, Template, merge_buckets
+from longchat.logs.table import EXAMPLES, TABLE_VALUES, VALUES, Clock, LogTable, Template, merge_buckets
 
 MAX_CONTINUATION = 200   # lines a record may carry; past them, lines stand alone
 SAMPLE_CHARS = 1500      # of a template's first record kept as its sample
@@ -97,6 +97,8 @@ class LogScanner:
         self.times: dict[str, float | None] = {}
         self.levels: dict[str, str] = {}
         self.last_pos: float | None = None
+        self.indexed = 0             # distinct values indexed in the whole table
+        self.slots: dict[int, list[int]] = {}  # template id -> its variable word positions
         self.started = time.perf_counter()
 
     # ---- lines to records -----------------------------------------------------------------
@@ -220,13 +222,15 @@ class LogScanner:
                 continue
             mined = f"{level} {group}" if group else level
             tid = shapes.get(f"{mined} {masked}") if not group else None
-            if tid is None:
-                tid = miner.template_id(mined, masked, r.msg)
-            t = templates.get(tid)
+            t = None if tid is None else templates.get(tid)
             if t is None:
-                t = templates[tid] = Template(tid, level, ())
-                t.first_line = r.line_no
-                t.sample = "\n".join([r.head] + (r.more or [])[:20])[:SAMPLE_CHARS]
+                tid = miner.template_id(mined, masked, r.msg)
+                t = templates.get(tid)
+                if t is None:
+                    t = templates[tid] = Template(tid, level, ())
+                    t.first_line = r.line_no
+                    t.sample = "\n".join([r.head] + (r.more or [])[:20])[:SAMPLE_CHARS]
+                self._retoken(t, tid)  # Drain saw this shape: the template may have new variables
             t.count += 1
             if r.more:
                 t.lines += 1 + len(r.more)
@@ -249,12 +253,59 @@ class LogScanner:
                     t.last = pos
             if t.count <= EXAMPLE_RECORDS or not t.count & 1023:
                 self._examples(t, tid, r.msg, masked)
+            slots = self.slots.get(tid)
+            if slots:
+                self._index(t, slots, r.msg, pos)
         table.records = sum(t.count for t in templates.values())
 
     def _rebucket(self, doublings: int) -> None:
         self.table.volume = merge_buckets(self.table.volume, doublings)
         for t in self.table.templates.values():
             t.hist = merge_buckets(t.hist, doublings)
+
+    def _retoken(self, t: Template, tid: int) -> None:
+        """Take the template's tokens from Drain. A word that was literal and is now a variable
+        held its literal value in every record counted so far: that is its index's first value."""
+        tokens = self.miner.tokens(tid)
+        if tokens is None:
+            return
+        tokens = tokens[1:]  # the level Drain was given first
+        if tokens == t.tokens:
+            return
+        slots = [i for i, token in enumerate(tokens) if is_variable(token)]
+        if len(tokens) == len(t.tokens) and t.count:
+            for i in slots:
+                if i not in t.values and not is_variable(t.tokens[i]):
+                    t.values[i] = {t.tokens[i][:80]: [t.count, t.first, t.last]}
+                    self.indexed += 1
+        t.tokens = tokens
+        self.slots[tid] = slots
+
+    def _index(self, t: Template, slots: list[int], message: str, pos: float | None) -> None:
+        """Count each variable word's value, with its first and last time (bounded: VALUES a
+        template, TABLE_VALUES in all)."""
+        words = message.split()
+        if len(words) != len(t.tokens):
+            return
+        for i in slots:
+            value = words[i][:80]
+            seen = t.values.get(i)
+            if seen is None:
+                seen = t.values[i] = {}
+            stat = seen.get(value)
+            if stat is None:
+                if self.indexed >= TABLE_VALUES or t.distinct() >= VALUES:
+                    t.values_capped = True
+                    continue
+                seen[value] = [1, pos, pos]
+                self.indexed += 1
+                continue
+            stat[0] += 1
+            if pos is not None:
+                if stat[1] is None or pos < stat[1]:
+                    stat[1] = pos
+                if stat[2] is None or pos > stat[2]:
+                    stat[2] = pos
 
     def _examples(self, t: Template, tid: int, message: str, masked: str) -> None:
         """Keep a few distinct raw values of each variable word (masks never span a space, so

@@ -16,6 +16,8 @@ from longchat.logs.parse import LEVEL_RANK, show_time
 from longchat.text.retrieval import bm25, words
 
 EXAMPLES = 3          # distinct example values kept per variable
+VALUES = 4096         # distinct values indexed per template (count, first and last time of each) ...
+TABLE_VALUES = 200_000  # ... and in the whole table: past these, new values are not indexed (memory stays bounded)
 BUCKETS = 64          # histogram buckets at most: the width doubles when time runs past them
 RARE_MAX = 3          # a template seen at most this often ...
 RARE_MIN_RECORDS = 100  # ... in a log of at least this many records ...
@@ -42,6 +44,10 @@ class Template:
     examples: dict[int, list[str]] = field(default_factory=dict)  # word position -> values
     sample: str = ""                  # the first record as written, stack trace included
     multiline: int = 0                # records that had continuation lines
+    # word position -> value -> [records, first, last]: every distinct value of each variable word
+    # up to VALUES per template (`values_capped` once one was left out), for exact answers.
+    values: dict[int, dict[str, list]] = field(default_factory=dict)
+    values_capped: bool = False
 
     @property
     def text(self) -> str:
@@ -55,6 +61,9 @@ class Template:
             if i < len(words) and values and "<" in words[i]:
                 words[i] = values[0]
         return " ".join(words)
+
+    def distinct(self) -> int:
+        return sum(len(v) for v in self.values.values())
 
     def variables(self) -> list[tuple[int, list[str]]]:
         """(word position, example values) of the words that are wholly a variable."""
