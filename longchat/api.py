@@ -306,6 +306,8 @@ def answer_from_passages(runner: Runner, ids: list[int], start: int, question: s
                                          progress=progress, question=Question(question), messages=messages,
                                          copy_guard=chosen.copy_guard(runner.tokenizer))
     runner.engine.stats.extra.update(chosen.info())
+    if chosen.spans:  # the passage's line that the answer quotes, when it quotes one
+        _cited(runner, answer, ids, start, chosen.spans, label)
     return answer
 
 

@@ -49,6 +49,7 @@ class Reading:
     pieces: list[list[int]] = field(default_factory=list)  # their token ids (the answer is nudged to follow them)
     cited: list[Cited] = field(default_factory=list)       # where the text read came from
     encoded: int = 0            # memory: tokens encoded into blocks for this question (none when cached)
+    spans: list[tuple[int, int]] = field(default_factory=list)  # passages: where they are in the input's ids
 
     @property
     def read_tokens(self) -> int:
@@ -142,7 +143,7 @@ def choose(runner, ids: list[int], start: int, question: str, *, note: Note = la
         note(f"auto: the question's words match the {size:,}-token input; {how} its best {n:,} tokens "
              f"({len(spans)} passage{'s' * (len(spans) != 1)}, BM25) with full attention, as `rag` does{other}")
         cited = cite(lambda x: tok.decode(x, skip_special_tokens=True), ids, start, spans, label)
-        return Reading("passages", size, GAP.join(e.strip() for e in decode(pieces)), pieces, cited)
+        return Reading("passages", size, GAP.join(e.strip() for e in decode(pieces)), pieces, cited, spans=spans)
     if (lines := _nearest_lines(runner, ids[start:], question, budget, label)):
         lines, cited = lines
         pieces = [encoded for _, encoded in lines]
