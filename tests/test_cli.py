@@ -202,7 +202,6 @@ def test_ask_refuses_at_once_an_input_whose_memory_cannot_fit(home, tmp_path, ca
 @pytest.mark.parametrize("args, code, message", [
     (["ask", "/no/such/file.txt", "q"], EXIT_INPUT, "no such file or directory"),
     (["ask", "{empty}", "q"], EXIT_INPUT, "the input is empty"),
-    (["ask", "{facts}", "  "], EXIT_INPUT, "the question is empty"),
     (["ask", "{facts}", "q", "--profile", "nope"], EXIT_CONFIG, "unknown profile 'nope'"),
     (["ask", "{facts}", "q", "--set", "generation.top_p=2"], EXIT_CONFIG, "top_p must be"),
     (["ask", "{facts}", "q", "--model", "/no/model"], EXIT_MODEL, "no such model"),
