@@ -88,6 +88,7 @@ class SessionConversation(Conversation):
         if len(stored) == 1 and stored[0][0] != "message" and ", " not in stored[0][0]:
             self.label = stored[0][0]  # a resumed session cites its one file by name
         self.asked: str | None = None  # the question of the message being answered (a long one's last paragraph)
+        self.now: float | None = None  # when the message being answered was said (None: now)
 
     def close(self) -> None:
         self.lock.release()
@@ -193,13 +194,13 @@ class SessionConversation(Conversation):
     def _facts_from(self, message_id: int) -> set[int]:
         return {f["id"] for f in self.store.facts(self.sid) if f["source"] == message_id}
 
-    def learn(self, user_text: str, user_id: int) -> list[str]:
+    def learn(self, user_text: str, user_id: int, at: float | None = None) -> list[str]:
         """Keep the facts `user_text` states (chat/facts.py); a line for the user per fact kept."""
         if self.paging == "truncate":
             return []
         lines = []
         for fact in extract(user_text):
-            kept = self.store.add_fact(self.sid, fact.key, fact.text, user_id)
+            kept = self.store.add_fact(self.sid, fact.key, fact.text, user_id, at)
             if kept is None:
                 continue
             fid, replaced = kept
@@ -362,14 +363,26 @@ class SessionConversation(Conversation):
             return None
         return self.reading.copy_guard(self.runner.tokenizer)
 
-    def send(self, user_text: str, on_text=None, progress: Progress | None = None) -> str:
+    def observe(self, user_text: str, reply: str, at: float | None = None) -> list[str]:
+        """Keep one exchange that happened elsewhere (an imported history, a benchmark's
+        sessions) as if it had been said here at `at`: both messages stored, the user's facts
+        learned; nothing is generated. Returns the lines of the facts kept."""
+        user_id = self.store.add_message(self.sid, "user", user_text, self._count(user_text), at=at)
+        learned = self.learn(user_text, user_id, at)
+        self.store.add_message(self.sid, "assistant", reply, self._count(reply), at=at)
+        self.turns = self._turns()
+        return learned
+
+    def send(self, user_text: str, on_text=None, progress: Progress | None = None, at: float | None = None) -> str:
+        """Reply to `user_text`, said now (or at `at`: a simulated clock for benchmarks)."""
         if not user_text.strip():
             raise InputError("the message is empty")
         user_text = self.take_long_message(user_text)
         self.asked = user_text
-        user_id = self.store.add_message(self.sid, "user", user_text, self._count(user_text))
+        self.now = at
+        user_id = self.store.add_message(self.sid, "user", user_text, self._count(user_text), at=at)
         # A message that states facts about the user is no question about the documents.
-        self.reading = None if self.learn(user_text, user_id) else self.choose_reading(user_text, progress)
+        self.reading = None if self.learn(user_text, user_id, at) else self.choose_reading(user_text, progress)
         if self.paging == "functions":
             return self._send_with_functions(user_text, user_id, on_text)
         prompt = self.assemble(user_text, user_id)
@@ -419,7 +432,7 @@ class SessionConversation(Conversation):
     def _keep_reply(self, reply: str, prompt: list[int], interrupted: bool, store: bool = True) -> None:
         self._record_stats(prompt, interrupted)
         if store and (reply.strip() or not interrupted):
-            self.store.add_message(self.sid, "assistant", reply.strip(), self._count(reply), interrupted)
+            self.store.add_message(self.sid, "assistant", reply.strip(), self._count(reply), interrupted, at=self.now)
         self.turns = self._turns()
 
     def _count_plain(self, text: str) -> int:

@@ -198,10 +198,12 @@ class Store:
                         "profile = COALESCE(NULLIF(?, ''), profile) WHERE id = ?", (time.time(), model, profile, sid))
 
     # -- recall storage --------------------------------------------------------------------
-    def add_message(self, sid: int, role: str, content: str, tokens: int = 0, interrupted: bool = False) -> int:
+    def add_message(self, sid: int, role: str, content: str, tokens: int = 0, interrupted: bool = False,
+                    at: float | None = None) -> int:
+        """A message, said now or at `at` (seconds since the epoch: a history imported as it happened)."""
         mid = self.db.execute(
             "INSERT INTO messages(session_id, role, content, created, tokens, interrupted) VALUES (?, ?, ?, ?, ?, ?)",
-            (sid, role, content, time.time(), tokens, int(interrupted))).lastrowid
+            (sid, role, content, time.time() if at is None else at, tokens, int(interrupted))).lastrowid
         self.touch(sid)
         return mid
 
@@ -306,7 +308,8 @@ class Store:
                                "ORDER BY id", (sid,)).fetchall()
         return [dict(r) for r in rows]
 
-    def add_fact(self, sid: int, key: str, content: str, source: int | None) -> tuple[int, str | None] | None:
+    def add_fact(self, sid: int, key: str, content: str, source: int | None,
+                 at: float | None = None) -> tuple[int, str | None] | None:
         """Keep a fact; one with the same key is replaced (a correction). Returns (id, the
         replaced fact's text or None), or None when it is already held."""
         with self._tx():
@@ -318,7 +321,7 @@ class Store:
                 self.db.execute("DELETE FROM facts WHERE id = ?", (old["id"],))
                 self._vectors.pop((sid, "fact"), None)
             fid = self.db.execute("INSERT INTO facts(session_id, key, content, source, created) VALUES (?, ?, ?, ?, ?)",
-                                  (sid, key, content, source, time.time())).lastrowid
+                                  (sid, key, content, source, time.time() if at is None else at)).lastrowid
         return fid, None if old is None else old["content"]
 
     def forget_fact(self, sid: int, fact_id: int) -> str:
