@@ -20,6 +20,8 @@ reply starts and the reply when it ends, so Ctrl-C or kill -9 loses at most the 
 
 from __future__ import annotations
 
+import itertools
+import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -32,6 +34,7 @@ from longchat.runtime.generate import CopyGuard, Sampling
 from longchat.runtime.remote import RemoteError
 from longchat.chat import functions as fn
 from longchat.chat.facts import extract
+from longchat.text.when import Period, period, without_period
 from longchat.text.words import content_words
 from longchat.chat.store import SessionLock, Store
 
@@ -89,6 +92,9 @@ class SessionConversation(Conversation):
             self.label = stored[0][0]  # a resumed session cites its one file by name
         self.asked: str | None = None  # the question of the message being answered (a long one's last paragraph)
         self.now: float | None = None  # when the message being answered was said (None: now)
+        self.others: list[tuple[int, str]] = []  # (id, name) of the sessions recall also reads (`--memory-from`)
+        self.period: Period | None = None  # the period the last message asked about
+        self.recall_s = 0.0  # how long recall took for it
 
     def close(self) -> None:
         self.lock.release()
@@ -163,6 +169,11 @@ class SessionConversation(Conversation):
         n = self.settings.relevant
         if not n or self.paging == "truncate":
             return []
+        started = time.perf_counter()
+        # A message about a period ("last week", "before my move") recalls what was said in it.
+        self.period = period(text, self.now or time.time(), self._first_said)
+        span = (self.period.start, self.period.end) if self.period else None
+        text = without_period(text, self.period) if self.period else text
         # Everything said before the last few messages is searched, in the window or not: a small
         # model uses a fact placed next to the question far better than one 2,000 tokens up.
         recent = self.store.messages(self.sid, in_context=True)[-(self.settings.keep_last + 1):]
@@ -171,25 +182,52 @@ class SessionConversation(Conversation):
         own = set() if user_id is None else self._facts_from(user_id)
         # Each kind is searched by words and by meaning, the two rankings fused (Store.recall).
         floor = SEMANTIC_FLOOR if self.settings.semantic else None
-        facts = [h for h in self.store.recall(self.sid, "fact", text, limit=n + len(own), floor=floor)
+        facts = [h for h in self._recall("fact", text, limit=n + len(own), floor=floor)
                  if h.id not in own][:n]
-        hits = self.store.recall(self.sid, "message", text, limit=n, floor=floor,
-                                 before=recent[0].id if recent else None)
-        archived = self.store.recall(self.sid, "archival", text, limit=n, floor=floor)
+        hits = self._recall("message", text, limit=n, floor=floor, before=recent[0].id if recent else None,
+                            period=span)
+        if span and not hits:  # nothing in the period shares the message's words: what was said then
+            hits = self.store.messages_between(self.sid, *span, limit=n, roles=("user",))[0]
+        archived = self._recall("archival", text, limit=n, floor=floor)
         shown = {_plain(h.content) for h in facts}
-        lines = [f"{MARKERS[0]} ({_day(h.created)}): {clip(h.content, 240, one_line=True)}" for h in facts]
+        lines = [f"{MARKERS[0]} ({_stamp(h)}): {clip(h.content, 240, one_line=True)}" for h in facts]
         self.users_words = {line: h.content for line, h in zip(lines, facts)}
         for h in hits:
             if h.role == "user" and h.content.rstrip().endswith("?"):
                 continue  # an earlier question holds no answer, only the words that matched
             if not any(f in _plain(h.content) for f in shown):  # the fact's own message adds nothing
                 who = MARKERS[1] if h.role == "user" else MARKERS[2]
-                lines.append(f"{who} ({_day(h.created)}): {clip(h.content, 240, one_line=True)}")
+                lines.append(f"{who} ({_stamp(h)}): {clip(h.content, 240, one_line=True)}")
                 if h.role == "user":
                     self.users_words[lines[-1]] = h.content
-        lines += [f"{MARKERS[3]} ({_day(h.created)}): {clip(h.content, 240, one_line=True)}" for h in archived
+        lines += [f"{MARKERS[3]} ({_stamp(h)}): {clip(h.content, 240, one_line=True)}" for h in archived
                   if _plain(h.content) not in shown]
+        self.recall_s = time.perf_counter() - started
         return lines[:n]
+
+    def _recall(self, kind: str, query: str, *, limit: int, floor: float | None, before: int | None = None,
+                period: tuple[float, float] | None = None) -> list:
+        """`Store.recall` in this session, and in the sessions of `memory_from` (their items
+        marked with the session's name), interleaved by rank, this session's first."""
+        ranked = [self.store.recall(self.sid, kind, query, limit=limit, floor=floor, before=before, period=period)]
+        for sid, name in self.others:
+            ranked.append([replace(h, session=name) for h in
+                           self.store.recall(sid, kind, query, limit=limit, floor=floor, period=period)])
+        merged = [h for rank in itertools.zip_longest(*ranked) for h in rank if h is not None]
+        return merged[:limit]
+
+    def _first_said(self, words: str) -> float | None:
+        """When the user first said something matching `words` ("my move" -> "we moved ..."),
+        in this session or those it recalls from; None if never."""
+        found = [h.created for sid in [self.sid, *(sid for sid, _ in self.others)]
+                 for h in self.store.search_messages(sid, words, limit=1, roles=("user",))[0]]
+        return min(found, default=None)
+
+    def recall_from(self, names: list[str]) -> None:
+        """Recall also from these sessions (`--memory-from`; ["all"]: every other session)."""
+        if names == ["all"]:
+            names = [s["name"] for s in self.store.sessions() if s["name"] != self.name]
+        self.others = [(self.store.session_id(name), name) for name in names if name != self.name]
 
     def _facts_from(self, message_id: int) -> set[int]:
         return {f["id"] for f in self.store.facts(self.sid) if f["source"] == message_id}
@@ -430,6 +468,7 @@ class SessionConversation(Conversation):
         return reply
 
     def _keep_reply(self, reply: str, prompt: list[int], interrupted: bool, store: bool = True) -> None:
+        self.runner.engine.stats.extra["memory"] = self.recall_info()
         self._record_stats(prompt, interrupted)
         if store and (reply.strip() or not interrupted):
             self.store.add_message(self.sid, "assistant", reply.strip(), self._count(reply), interrupted, at=self.now)
@@ -468,6 +507,17 @@ class SessionConversation(Conversation):
 
     # ------------------------------------------------------------ for /memory
 
+    def recall_info(self) -> dict:
+        """What recall placed before the last message (`--stats` "memory", `/memory`): how many
+        memories, their tokens, the time recall took, the period asked about, the memories."""
+        placed = next((p.tokens for p in self.parts if p.name == "relevant memories"), 0)
+        out = {"placed": len(self.notes), "placed_tokens": placed, "recall_ms": round(self.recall_s * 1000, 1)}
+        if self.period is not None:
+            out["period"] = str(self.period)
+        if self.others:
+            out["memory_from"] = [name for _, name in self.others]
+        return {**out, "memories": list(self.notes)}
+
     def memory_report(self) -> str:
         total = self.store.count_messages(self.sid)
         in_window = len(self.store.messages(self.sid, in_context=True))
@@ -481,6 +531,10 @@ class SessionConversation(Conversation):
             for p in self.parts:
                 lines.append(f"  {p.name}: {p.tokens:,}" + (f" ({p.detail})" if p.detail else ""))
                 if p.name == "relevant memories":  # what recall placed before the last message
+                    info = self.recall_info()
+                    lines.append(f"    recall took {info['recall_ms']:.0f} ms" +
+                                 (f"; period {info['period']}" if "period" in info else "") +
+                                 (f"; also from {', '.join(info['memory_from'])}" if self.others else ""))
                     lines += [f"    - {x}" for x in self.notes]
         lines.append(f"recall storage: {total:,} messages, {in_window:,} in the window")
         lines.append("core memory: " + ", ".join(f"{k} {len(v)}/{lim}" for k, (v, lim) in core.items()))
@@ -507,5 +561,10 @@ def _plain(text: str) -> str:
 
 def _day(ts: float) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d")
+
+
+def _stamp(hit) -> str:
+    """When a recalled item was said, and in which other session: "2026-03-02, session 'work'"."""
+    return _day(hit.created) + (f", session '{hit.session}'" if hit.session else "")
 
 

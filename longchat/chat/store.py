@@ -117,6 +117,7 @@ class Hit:
     content: str
     created: float
     role: str = "archival"
+    session: str | None = None  # recalled from another session (`--memory-from`): its name
 
 
 def when(ts: float) -> str:
@@ -221,15 +222,17 @@ class Store:
 
     def search_messages(self, sid: int, query: str, *, limit: int = 5, offset: int = 0,
                         outside_context: bool = False, before: int | None = None,
-                        roles: tuple[str, ...] | None = None) -> tuple[list[Hit], int]:
+                        roles: tuple[str, ...] | None = None,
+                        period: tuple[float, float] | None = None) -> tuple[list[Hit], int]:
         """Messages matching any content word of `query`, best first; and how many match.
         `outside_context`: only those that left the window; `before`: only ids below it;
-        `roles`: only messages of these roles."""
+        `roles`: only messages of these roles; `period`: only those said in [start, end)."""
         q = fts_query(query)
         if q is None:
             return [], 0
         extra = (" AND m.in_context = 0" if outside_context else "") + \
-            (f" AND m.id < {int(before)}" if before is not None else "")
+            (f" AND m.id < {int(before)}" if before is not None else "") + \
+            (f" AND m.created >= {float(period[0])!r} AND m.created < {float(period[1])!r}" if period else "")
         if roles:
             extra += " AND m.role IN (" + ", ".join(f"'{r}'" for r in roles if r.isalpha()) + ")"
         # CROSS JOIN: the full-text matches drive the loop (a plain JOIN let SQLite scan the
@@ -242,9 +245,11 @@ class Store:
         return [Hit(r["id"], r["content"], r["created"], r["role"]) for r in rows], total
 
     def messages_between(self, sid: int, start: float, end: float, *, limit: int = 5,
-                         offset: int = 0) -> tuple[list[Hit], int]:
+                         offset: int = 0, roles: tuple[str, ...] | None = None) -> tuple[list[Hit], int]:
         args = (sid, start, end)
         where = "FROM messages WHERE session_id = ? AND created >= ? AND created < ?"
+        if roles:
+            where += " AND role IN (" + ", ".join(f"'{r}'" for r in roles if r.isalpha()) + ")"
         total = self.db.execute(f"SELECT count(*) {where}", args).fetchone()[0]
         rows = self.db.execute(f"SELECT id, content, created, role {where} ORDER BY id LIMIT ? OFFSET ?",
                                (*args, limit, offset)).fetchall()
@@ -411,17 +416,18 @@ class Store:
         return [(int(ids[i]), float(scores[i])) for i in best if scores[i] >= floor]
 
     def recall(self, sid: int, kind: str, query: str, *, limit: int = 5, floor: float | None = 0.2,
-               before: int | None = None) -> list[Hit]:
+               before: int | None = None, period: tuple[float, float] | None = None) -> list[Hit]:
         """The session's `kind` items ("message": the user's and function results; "fact";
         "archival") for `query`, best first: the word ranking (full-text search; shared words
         for facts) and the meaning ranking (cosine >= `floor`; None: words only) fused by
         reciprocal rank. When items in both rankings hold every content word of the query, only
         they are kept: a small model reads the fact it was asked about worse with look-alike
         facts around it.
-        `before`: only messages with a lower id."""
+        `before`: only messages with a lower id; `period`: only items said in [start, end)."""
         pool = max(20, limit)
         if kind == "message":
-            words = self.search_messages(sid, query, limit=pool, before=before, roles=("user", "function"))[0]
+            words = self.search_messages(sid, query, limit=pool, before=before, roles=("user", "function"),
+                                         period=period)[0]
         elif kind == "fact":
             words = self.search_facts(sid, query, limit=pool)
         else:
@@ -436,7 +442,8 @@ class Store:
         if whole:  # items both rankings found that hold every word of the query: only they are placed
             order = whole
         hits = (found.get(i) or self._hit(kind, i) for i in order)  # rows are read until `limit` are found
-        return list(itertools.islice((h for h in hits if h is not None), limit))
+        kept = (h for h in hits if h is not None and (period is None or period[0] <= h.created < period[1]))
+        return list(itertools.islice(kept, limit))
 
     def _hit(self, kind: str, item: int) -> Hit | None:
         table, role = {"message": ("messages", "role"), "fact": ("facts", "'fact'"),

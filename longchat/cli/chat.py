@@ -12,7 +12,7 @@ from longchat import paths
 from longchat.cli.app import app
 from longchat.cli.common import (CompressOpt, DeviceOpt, ExcludeOpt, IncludeOpt, MaxNewOpt, ModelOpt, ProfileOpt, SetOpt, TemperatureOpt, err,
                                  note, open_runner_cli, prefill_progress, print_stats, sampling_from, stream_out,
-                                 use_compression, use_selection)
+                                 usage_error, use_compression, use_selection)
 from longchat.errors import InputError, LongchatError
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ def chat(
     compress: Optional[float] = CompressOpt,
     session: Optional[str] = typer.Option(None, "--session", "-S", help="Keep this conversation in a named session: resumed next time, remembered past the window (summaries, searched memories). See `longchat sessions`."),
     paging: Optional[str] = typer.Option(None, "--paging", help="With --session: system (default: longchat pages for any model), functions (the model may also call memory functions), truncate (baseline: drop old messages)."),
+    memory_from: Optional[List[str]] = typer.Option(None, "--memory-from", metavar="SESSION", help="With --session: also recall what you said in these other sessions (repeatable, or comma-separated; all: every session)."),
 ) -> None:
     """Chat with the model. Type /help in the chat for its commands.
 
@@ -55,6 +56,18 @@ def chat(
     from longchat.chat.conversation import Conversation
 
     use_selection(include, exclude)  # /file in the chat walks folders the same way
+    others = [n.strip() for value in memory_from or [] for n in value.split(",") if n.strip()]
+    if others:
+        if not session:
+            raise usage_error("--memory-from recalls into a session: give --session NAME too")
+        from longchat.chat.store import Store
+
+        known = Store()
+        try:
+            for name in others if others != ["all"] else []:
+                known.session_id(name)  # an unknown session is named before the model loads
+        finally:
+            known.close()
     runner = open_runner_cli(profile, model, device, set_, max_new_tokens)
     sampling = sampling_from(runner.profile, max_new_tokens, temperature)
     use_compression(runner, compress)
@@ -64,9 +77,11 @@ def chat(
         if paging not in (None, "system", "functions", "truncate"):
             raise InputError("--paging must be one of: system, functions, truncate")
         conversation = SessionConversation(runner, session, system, sampling, note=note, paging=paging)
+        conversation.recall_from(others)
         told = len(conversation.store.messages(conversation.sid))
+        also = f"; also recalls from {', '.join(n for _, n in conversation.others)}" if conversation.others else ""
         note(f"session '{session}': " + (f"resumed, {told} messages stored" if told else "new") +
-             f" (paging: {conversation.paging})")
+             f" (paging: {conversation.paging}{also})")
     else:
         conversation = Conversation(runner, system, sampling, note=note)
     if memory:

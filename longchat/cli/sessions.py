@@ -62,20 +62,26 @@ def show(name: str = typer.Argument(..., metavar="NAME", help="The session."),
 
 
 @sessions_app.command()
-def facts(name: str = typer.Argument(..., metavar="NAME", help="The session."),
+def facts(name: Optional[str] = typer.Argument(None, metavar="[NAME]", help="The session (none: every session, each fact with the session it came from)."),
           as_json: bool = typer.Option(False, "--json", help="One JSON array instead of lines.")) -> None:
     """The facts a session keeps from what the user said (each with the message it came from);
-    `/forget ID` in the chat removes one."""
+    `/forget ID` in the chat removes one. Without NAME, every session's."""
     from longchat.chat.commands import facts_lines
 
     store = _store()
-    kept = store.facts(store.session_id(name))
+    names = [name] if name else [s["name"] for s in store.sessions()]
+    kept = [{**f, "session": n} for n in names for f in store.facts(store.session_id(n))]
     if as_json:
         print(json.dumps(kept))
     elif not kept:
-        note(f"session {name!r} keeps no facts yet")
-    else:
+        note(f"session {name!r} keeps no facts yet" if name else "no session keeps facts yet")
+    elif name:
         print("\n".join(facts_lines(kept)))
+    else:
+        for n in names:
+            mine = [f for f in kept if f["session"] == n]
+            if mine:
+                print(f"## {n}\n" + "\n".join(facts_lines(mine)))
 
 
 @sessions_app.command()

@@ -1,0 +1,109 @@
+"""Sessions across time and sessions (issue 43): the period a message asks about ("last week",
+"before my move") filters recall; `--memory-from` recalls from other sessions; what recall
+placed, and how long it took, is in `--stats` and /memory. Histories are imported with
+`observe(at=...)`: the dates are real store dates, not mocks."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pytest
+
+from longchat.api import open_runner
+from longchat.chat.session import SessionConversation
+from longchat.chat.store import Store
+from longchat.text.when import period, without_period
+
+NOW = datetime(2026, 3, 18, 15, 0).timestamp()  # a Wednesday
+
+
+def day(month: int, d: int, hour: int = 12) -> float:
+    return datetime(2026, month, d, hour).timestamp()
+
+
+@pytest.mark.parametrize("text, first, last", [
+    ("What did I do yesterday?", "2026-03-17", "2026-03-17"),
+    ("What did I say last week?", "2026-03-09", "2026-03-15"),
+    ("Anything this week?", "2026-03-16", "2026-03-18"),
+    ("What did I cook last month?", "2026-02-01", "2026-02-28"),
+    ("What did I tell you in January?", "2026-01-01", "2026-01-31"),
+    ("What did I plan in December?", "2025-12-01", "2025-12-31"),
+    ("Where was I on Monday?", "2026-03-16", "2026-03-16"),
+    ("What happened two weeks ago?", "2026-03-01", "2026-03-07"),
+    ("What did I say in 2025?", "2025-01-01", "2025-12-31"),
+])
+def test_periods_are_calendar_spans_before_now(text, first, last):
+    found = period(text, NOW)
+    assert found is not None, text
+    assert datetime.fromtimestamp(found.start).strftime("%Y-%m-%d") == first
+    assert datetime.fromtimestamp(found.end - 1).strftime("%Y-%m-%d") == last
+    assert found.phrase.lower() not in without_period(text, found).lower()
+
+
+def test_an_event_period_needs_the_events_date():
+    move = day(3, 2)
+    found = period("What was I doing the week before my move?", NOW, lambda words: move if "move" in words else None)
+    assert (found.start, found.end) == (datetime(2026, 2, 23).timestamp(), datetime(2026, 3, 2).timestamp())
+    assert period("What did I do before my wedding?", NOW, lambda words: None) is None
+    assert period("What is my sister's name?", NOW) is None
+
+
+@pytest.fixture
+def tiny_runner(home, tiny_chat_model):
+    return open_runner("full", str(tiny_chat_model), overrides=["generation.max_new_tokens=8"])
+
+
+def test_recall_keeps_to_the_period_asked_about(tiny_runner, tmp_path):
+    conv = SessionConversation(tiny_runner, "life", store=Store(tmp_path / "s.db"))
+    conv.observe("I started a pottery class today, it was messy fun.", "Sounds great!", at=day(2, 20))
+    conv.observe("Packing boxes all week, the flat is chaos.", "Good luck with it.", at=day(2, 26))
+    conv.observe("We finally moved to Tampere!", "Congratulations!", at=day(3, 2))
+    conv.observe("My pottery class made bowls this time.", "Nice.", at=day(3, 12))
+    for i in range(8):
+        conv.observe(f"Tell me one short fact about the number {i}.", f"The number {i} is a number.", at=day(3, 17))
+    conv.now = NOW
+    placed = conv.relevant("What was I doing the week before my move?")
+    assert any("Packing boxes" in line for line in placed), placed
+    assert not any("bowls" in line for line in placed)
+    assert "the week before my move (2026-02-23 to 2026-03-01)" == str(conv.period)
+    placed = conv.relevant("What did my pottery class make last week?")
+    assert any("bowls" in line and "(2026-03-12)" in line for line in placed), placed
+    assert not any("messy" in line for line in placed)
+    info = conv.recall_info()
+    assert info["placed"] == 0 and info["recall_ms"] >= 0  # nothing assembled yet: relevant() only
+    conv.close()
+
+
+def test_memory_from_recalls_other_sessions_facts_with_their_name(tiny_runner, tmp_path, cli):
+    store_path = tmp_path / "s.db"
+    home = SessionConversation(tiny_runner, "home", store=Store(store_path))
+    home.observe("My sister is called Alma.", "Nice name.", at=day(3, 1))
+    home.close()
+    work = SessionConversation(tiny_runner, "work", store=Store(store_path))
+    assert not any("Alma" in x for x in work.relevant("What is my sister called?"))
+    work.recall_from(["all"])
+    placed = work.relevant("What is my sister called?")
+    assert any("Alma" in x and "session 'home'" in x for x in placed), placed
+    work.close()
+
+
+def test_stats_and_memory_show_what_recall_placed(cli, tmp_path):
+    """A real process on the bundled model: the facts said earlier are placed, and --stats says
+    which, with the recall time; sessions facts lists facts across sessions."""
+    code, _, err = cli("chat", "--session", "a", "-n", "8", input="My sister is called Alma.\n")
+    assert code == 0, err
+    code, out, err = cli("chat", "--session", "b", "--memory-from", "a", "--stats", "-n", "16",
+                         input="What is my sister called?\n/memory\n")
+    assert code == 0, err
+    stats = [json.loads(line) for line in err.splitlines() if line.startswith("{")][-1]
+    memory = stats["memory"]
+    assert memory["placed"] >= 1 and memory["memory_from"] == ["a"] and memory["recall_ms"] >= 0
+    assert any("Alma" in m and "session 'a'" in m for m in memory["memories"]), memory
+    assert "recall took" in out + err and "also from a" in out + err
+    code, out, err = cli("sessions", "facts", "--json")
+    assert code == 0 and [(f["session"], "Alma" in f["content"]) for f in json.loads(out)] == [("a", True)]
+    code, _, err = cli("chat", "--memory-from", "a", input="hi\n")
+    assert code == 2 and "--session" in err
+    code, _, err = cli("chat", "--session", "c", "--memory-from", "nope", input="hi\n")
+    assert code == 6 and "no session named 'nope'" in err
