@@ -22,7 +22,7 @@ from longchat.context.registry import strategy_class
 from longchat.errors import ConfigError
 from longchat.paths import config_dir
 from longchat.runtime.generate import Sampling
-from longchat.settings import build, parse_assignment, require
+from longchat.settings import REMOVED, build, parse_assignment, require
 
 
 @dataclass
@@ -324,7 +324,9 @@ def profile_from_dict(data: dict[str, Any], *, name: str, where: str) -> Profile
         if key not in TOP_LEVEL:
             raise ConfigError(f"{where}: unknown key {key!r}; {_top_level_hint(key)}")
     sections = {key: build(cls, data.get(key, {}), f"{where} [{key}]") for key, cls in SECTIONS.items()}
-    strategy = parse_params(strategy_class(sections["context"].strategy), data.get("strategy", {}), where)
+    cls = strategy_class(sections["context"].strategy)
+    _check_settings_taken(cls, data.get("strategy", {}), where)
+    strategy = parse_params(cls, data.get("strategy", {}), where)
     strategy.check_context(sections["context"], f"{where} [strategy] ({sections['context'].strategy})")
     description, model = data.get("description", ""), data.get("model")
     require(isinstance(description, str), where, "description", "a string")
@@ -342,3 +344,19 @@ def _top_level_hint(key: str) -> str:
     if homes:
         return f"it belongs in a section: put it under [{homes[0]}]"
     return _suggest(key, TOP_LEVEL)
+
+
+def _check_settings_taken(cls, values: dict, where: str) -> None:
+    """A strategy without settings given one: name the strategies that take a key like it."""
+    import dataclasses
+
+    from longchat.context.registry import strategies
+
+    key = next(iter(values), None) if isinstance(values, dict) else None
+    if key is None or key in REMOVED or dataclasses.fields(cls.Params):
+        return
+    takers = sorted(name for name, other in strategies().items()
+                    if get_close_matches(key, [f.name for f in dataclasses.fields(other.Params)], n=1, cutoff=0.6))
+    hint = f"; a key like it is a setting of: {', '.join(takers)} ([context] strategy)" if takers else ""
+    raise ConfigError(f"{where} [strategy] ({cls.name}): unknown key {key!r}: the {cls.name} strategy takes "
+                      f"no settings{hint}")

@@ -13,14 +13,14 @@ ROOT = Path(longchat.__file__).parent
 
 # Top-level module or package -> layer. A module may import its own layer and those below.
 LAYERS = {
-    "errors": 0, "paths": 0, "settings": 0, "timing": 0, "sysinfo": 0, "locks": 0, "samples": 0,
+    "errors": 0, "paths": 0, "settings": 0, "timing": 0, "sysinfo": 0, "locks": 0, "samples": 0, "db": 0,
     "text": 0,                                      # content words; sentence vectors; BM25 and passages
     "plugins": 1,                                   # hook specs and manager: imports only layer 0
     "sources": 2, "runtime": 2, "context": 2,       # reading files; the model; attention strategies
     "memory": 3, "compress": 3,                     # encode-once memories; prompt compression
     "logs": 3,                                      # log templates, ranking and the table
     "prompts": 2,                                   # chat templates, the ask and summarize frames
-    "profile": 4, "api": 4, "reading": 4,                        # profiles; ask / summarize / ingest as functions
+    "profile": 4, "api": 4, "reading": 4, "history": 4,                      # profiles; ask / summarize / ingest as functions
     "chat": 5,                                      # conversations and persistent sessions
     "bench": 6,                                     # benchmark tasks
     "serve": 6,                                     # the OpenAI-compatible HTTP server

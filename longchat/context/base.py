@@ -12,8 +12,7 @@ from typing import Any, Callable, ClassVar
 import torch
 
 from longchat.context.kv import kv_format
-from longchat.errors import ConfigError
-from longchat.settings import REMOVED, build
+from longchat.settings import build
 from longchat.runtime.config import ModelConfig
 from longchat.runtime.rope import Rope
 
@@ -152,18 +151,5 @@ def register_strategy(cls: type[ContextStrategy]) -> type[ContextStrategy]:
 
 
 def parse_params(cls: type[ContextStrategy], values: dict[str, Any], where: str) -> StrategyParams:
-    """Build a strategy's Params from a profile table; unknown keys and bad types name the key.
-    A strategy without settings names the strategies that take the key (or a near miss)."""
-    import dataclasses
-    from difflib import get_close_matches
-
-    from longchat.context.registry import strategies
-
-    key = next(iter(values), None) if isinstance(values, dict) else None
-    if key is not None and key not in REMOVED and not dataclasses.fields(cls.Params):
-        takers = sorted(name for name, other in strategies().items()
-                        if get_close_matches(key, [f.name for f in dataclasses.fields(other.Params)], n=1, cutoff=0.6))
-        hint = f"; a key like it is a setting of: {', '.join(takers)} ([context] strategy)" if takers else ""
-        raise ConfigError(f"{where} [strategy] ({cls.name}): unknown key {key!r}: the {cls.name} strategy takes "
-                          f"no settings{hint}")
+    """Build a strategy's Params from a profile table; unknown keys and bad types name the key."""
     return build(cls.Params, values, f"{where} [strategy] ({cls.name})")
