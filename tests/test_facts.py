@@ -127,3 +127,29 @@ def test_piped_chat_notes_facts_and_the_commands_list_and_forget_them(home, tiny
     kept = json.loads(capsys.readouterr().out)
     assert [(f["key"], f["content"]) for f in kept] == [("live", "I live in Porto.")]
     assert main(["sessions", "facts", "nope"]) != 0
+
+
+# Facts said in passing, written before chat/facts.py's clause rules were tuned and never tuned
+# on (issue 43): (what the user said, a word of the fact that must be in the captured text).
+# docs/sessions.md ("Capture") reports the figure; the target is 8 of 10.
+HELD_OUT = [
+    ("Sorry I'm late, I had to drop my daughter Aino at ballet.", "Aino"),
+    ("It's been hectic since we relocated to Utrecht in the spring.", "Utrecht"),
+    ("Could you leave out the shrimp? I have a shellfish allergy.", "shellfish"),
+    ("Our cat Miso knocked my coffee over this morning.", "Miso"),
+    ("I don't eat meat, so something vegetarian would be great.", "meat"),
+    ("My husband Tomas is a nurse, so he works nights a lot.", "Tomas"),
+    ("I've been working as a bus driver for ten years now, so mornings are early.", "driver"),
+    ("We've lived in Galway since 2019 and still love the rain.", "Galway"),
+    ("Ugh, I can't have dairy, it makes me sick.", "dairy"),
+    ("I just started a new job at Nokia last month, so things are busy.", "Nokia"),
+    ("Our son Leo turned six yesterday and we had a party.", "Leo"),
+    ("I've been vegan for three years.", "vegan"),
+]
+HELD_OUT_NEGATIVE = [
+    "If we ever move to Lisbon I'll learn Portuguese.",
+    "Does your dog like walks?",
+    "Her brother lives in Oslo now.",
+    "Tell me what to cook for someone who is vegan.",
+    "Imagine I worked as a pilot, what would my day be like?",
+]
