@@ -153,3 +153,115 @@ HELD_OUT_NEGATIVE = [
     "Tell me what to cook for someone who is vegan.",
     "Imagine I worked as a pilot, what would my day be like?",
 ]
+
+
+# Facts said in passing (issue 43), the set chat/facts.py's clause rules were tuned on:
+# (what the user said, the key, a word of the fact that must be in the captured text).
+PASSING = [
+    ('We had a long week because we finally moved to Tampere last Friday.', 'live', 'Tampere'),
+    ('My son Eero started school on Monday, he loves it.', 'son eero', 'Eero'),
+    ("I'll skip the cake, I'm allergic to walnuts.", 'allergy walnut', 'walnuts'),
+    ('We live in Cork, so the weather is always grey.', 'live', 'Cork'),
+    ('Our dog is called Pippa.', "dog's name", 'Pippa'),
+    ("I can't eat gluten, so pasta is out.", 'diet gluten', 'gluten'),
+    ("I don't drink coffee, but tea is fine.", 'diet coffee', 'coffee'),
+    ("Just got back from my shift, I work as a nurse at the children's hospital.", 'work', 'nurse'),
+    ('Honestly I love hiking, we go every weekend.', 'likes hiking', 'hiking'),
+    ('My wife Sara thinks I should rest more.', 'wife sara', 'Sara'),
+    ("We've been living in Lyon for five years now.", 'live', 'Lyon'),
+    ("I'm vegetarian, so no ham for me.", 'diet', 'vegetarian'),
+    ('I just turned 40, feeling old!', 'age', '40'),
+    ('Busy day, my daughter Lumi had her first swimming lesson.', 'daughter lumi', 'Lumi'),
+    ('We adopted a cat named Mochi last month.', 'cat mochi', 'Mochi'),
+    ('Sorry for the delay, I started a new job at Siemens this week.', 'work', 'Siemens'),
+    ("I'm originally from Porto but I grew up in Lisbon.", 'from', 'Porto'),
+    ("My brother's name is Jon, by the way.", "brother's name", 'Jon'),
+    ('Ugh, I hate mornings.', 'likes morning', 'mornings'),
+    ('I play the cello in a small orchestra.', 'play cello small', 'cello'),
+    ("We got married in 2015, so it's our tenth anniversary soon.", 'married', '2015'),
+    ('I have two kids, so evenings are chaotic.', 'two kids', 'kids'),
+    ('Our house is near the river, it floods sometimes.', 'house', 'river'),
+    ("Since I'm lactose intolerant, I'll pass on the ice cream.", 'intolerant lactose', 'lactose'),
+    ("I live in Seville and it's boiling today.", 'live', 'Seville'),
+    ('My birthday is on June 3rd, so plan accordingly.', 'birthday', 'June'),
+    ("I'm a teacher, so summers are free.", 'am a', 'teacher'),
+    ("I've been working at the library for a decade.", 'work', 'library'),
+    ('We went to Crete on holiday last summer and it was lovely.', 'trip crete', 'Crete'),
+    ('By the way, my partner Alex is allergic to cats.', 'partner alex', 'Alex'),
+    ("I don't eat pork, just so you know.", 'diet pork', 'pork'),
+    ('My mum lives in Leeds, I visit her every month.', "mum's home", 'Leeds'),
+    ("We're based in Helsinki, so meetings are early for us.", 'live', 'Helsinki'),
+    ('Our kids Aada and Ilmari are at camp this week.', 'kids aada and ilmari', 'Aada'),
+    ('I speak Finnish at home but English at work.', 'speak finnish home', 'Finnish'),
+    ("I'm 34 and I still can't cook.", 'age', '34'),
+    ('I live in Cork, Ireland, and the rain never stops.', 'live', 'Ireland'),
+]
+# Not facts: questions, hypotheticals and plans, commands, other people, talk.
+NOT_FACTS = [
+    'Where do I live?',
+    "What is my brother's name?",
+    'If I lived in Paris, I would eat croissants every day.',
+    'Imagine I worked as a pilot.',
+    "My friend said she's allergic to peanuts.",
+    'He lives in Oslo with his wife.',
+    'Tell me about living in Tampere.',
+    'Write a story about my dog.',
+    'Do you think I should move to Berlin?',
+    'We might move to Lisbon next year.',
+    "I'm thinking about moving to Spain.",
+    'Should I eat more vegetables?',
+    'I would love to live by the sea.',
+    "Let's say I live in Tokyo, what's the best way to commute?",
+    'I have a question about taxes.',
+    'I have to go now.',
+    "I'm a bit tired today.",
+    'Thanks, I love it!',
+    'Her husband works as a pilot.',
+    'They moved to Canada last year.',
+    'I wish I lived in Italy.',
+    'What if we moved to Tampere?',
+    'Is my dog allowed on the train?',
+    "Explain how to cook for someone who can't eat gluten.",
+    "I'd drink coffee if it didn't keep me up.",
+    'Do you live in the cloud?',
+    'Hello, how are you?',
+    'Can you help me plan a trip to Rome?',
+    "What's the capital of France?",
+    'When did I tell you about my sister?',
+    'I love that idea!',
+    'My question is about Python.',
+    'I like your answer.',
+    "I don't know.",
+    "Okay, I'm a little confused.",
+    "I'm 100% sure about that.",
+    "I'm 5 minutes away.",
+]
+
+
+def captured(said: str, word: str) -> bool:
+    return any(word.lower() in f.text.lower() for f in extract(said))
+
+
+@pytest.mark.parametrize("said, key, word", PASSING)
+def test_facts_said_in_passing_are_captured_in_the_users_words(said, key, word):
+    found = extract(said)
+    assert any(word.lower() in f.text.lower() and f.key == key for f in found), found
+    assert all(supported(f.text, said) and f.text.rstrip(".!").lower() in said.lower() for f in found)
+
+
+@pytest.mark.parametrize("said", NOT_FACTS + HELD_OUT_NEGATIVE)
+def test_questions_hypotheticals_commands_and_other_people_are_not_captured(said):
+    assert extract(said) == []
+
+
+def test_held_out_facts_said_in_passing_meet_the_target():
+    """The figure docs/sessions.md reports ("Capture"): 12/12 when it was written; the target is 8 of 10."""
+    hits = sum(captured(said, word) for said, word in HELD_OUT)
+    assert hits * 10 >= 8 * len(HELD_OUT), hits
+
+
+def test_moving_and_living_share_a_key_so_the_later_statement_replaces_the_earlier():
+    (cork,) = extract("I live in Cork.")
+    (tampere,) = extract("We had a long week because we finally moved to Tampere last Friday.")
+    assert cork.key == tampere.key == "live" and tampere.text == "We finally moved to Tampere last Friday."
+    assert extract("I don't drink coffee.")[0].key == extract("Honestly, I drink coffee every day now.")[0].key
