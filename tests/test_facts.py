@@ -265,3 +265,53 @@ def test_moving_and_living_share_a_key_so_the_later_statement_replaces_the_earli
     (tampere,) = extract("We had a long week because we finally moved to Tampere last Friday.")
     assert cork.key == tampere.key == "live" and tampere.text == "We finally moved to Tampere last Friday."
     assert extract("I don't drink coffee.")[0].key == extract("Honestly, I drink coffee every day now.")[0].key
+
+
+DAY = 86400.0
+T0 = 1767225600.0  # 2026-01-01 UTC
+
+
+def test_a_newer_statement_replaces_the_older_for_answers_and_the_older_stays_with_its_dates(tiny_runner, tmp_path):
+    conv = SessionConversation(tiny_runner, "moves", store=Store(tmp_path / "s.db"))
+    assert conv.observe("I live in Cork.", "Cork is lovely.", at=T0) == ["noted fact #1: I live in Cork."]
+    for i in range(6):
+        conv.observe(f"Tell me about trains, part {i}.", f"Trains run on rails ({i}).", at=T0 + DAY * (2 + i))
+    learned = conv.observe("We had a long week because we finally moved to Tampere last Friday.", "Congratulations!",
+                           at=T0 + 59 * DAY)
+    assert learned == ["noted fact #2: We finally moved to Tampere last Friday. (replaces: I live in Cork.)"]
+    store, sid = conv.store, conv.sid
+    assert [f["content"] for f in store.facts(sid)] == ["We finally moved to Tampere last Friday."]
+    (cork,) = store.fact_history(sid, "live")
+    assert (cork["content"], cork["created"], cork["until"], cork["replaced_by"]) == \
+        ("I live in Cork.", T0, T0 + 59 * DAY, 2)
+    found = conv.relevant("Where do I live?")
+    assert found[0] == (f"you told me ({_day(T0 + 59 * DAY)}): We finally moved to Tampere last Friday. "
+                        f'(earlier: "I live in Cork.", until {_day(T0 + 59 * DAY)})')
+    assert not any(line.startswith("you said") and "Cork" in line for line in found)  # said once, in the line above
+    assert [h.content for h in store.recall(sid, "fact", "Cork")] == []  # answers use the current fact only
+    conv.close()
+
+
+def test_sessions_facts_shows_the_history(home, tiny_chat_model, capsys):
+    store = Store()
+    sid = store.session_id("moves", create=True)
+    store.add_fact(sid, "live", "I live in Cork.", None, at=T0)
+    store.add_fact(sid, "live", "We moved to Tampere.", None, at=T0 + 59 * DAY)
+    store.add_fact(sid, "work", "I work as a nurse.", None, at=T0 + DAY)
+    store.close()
+    assert main(["sessions", "facts", "moves"]) == 0
+    out = capsys.readouterr().out
+    assert f"    was: I live in Cork. ({_day(T0)} to {_day(T0 + 59 * DAY)})" in out.splitlines()
+    assert main(["sessions", "facts", "moves", "--json"]) == 0
+    kept = json.loads(capsys.readouterr().out)
+    assert [(f["content"], [h["content"] for h in f["history"]]) for f in kept] == [
+        ("We moved to Tampere.", ["I live in Cork."]), ("I work as a nurse.", [])]
+    store = Store()
+    assert store.forget_fact(sid, 2) == "We moved to Tampere."  # forgetting a fact forgets its history too
+    assert store.fact_history(sid, "live") == [] and [f["id"] for f in store.facts(sid)] == [3]
+
+
+def _day(ts: float) -> str:
+    from longchat.chat.store import day
+
+    return day(ts)

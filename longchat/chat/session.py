@@ -177,7 +177,10 @@ class SessionConversation(Conversation):
                                  before=recent[0].id if recent else None)
         archived = self.store.recall(self.sid, "archival", text, limit=n, floor=floor)
         shown = {_plain(h.content) for h in facts}
-        lines = [f"{MARKERS[0]} ({_day(h.created)}): {clip(h.content, 240, one_line=True)}" for h in facts]
+        earlier = {h.id: self.store.replaced(self.sid, h.id) for h in facts}  # what a fact replaced, with its period
+        shown |= {_plain(e["content"]) for e in earlier.values() if e}  # its own message says no more than this line
+        lines = [f"{MARKERS[0]} ({_day(h.created)}): {clip(h.content, 240, one_line=True)}" + _was(earlier[h.id])
+                 for h in facts]
         self.users_words = {line: h.content for line, h in zip(lines, facts)}
         for h in hits:
             if h.role == "user" and h.content.rstrip().endswith("?"):
@@ -499,6 +502,11 @@ def unsupported(reply: str, facts: list[str]) -> bool:
         if wanted and len(wanted & said) * 2 < len(wanted):
             return True
     return False
+
+
+def _was(fact: dict | None) -> str:
+    """What a placed fact replaced, and until when: ' (earlier: "I live in Cork", until 2026-03-09)'."""
+    return f' (earlier: "{clip(fact["content"], 120, one_line=True)}", until {_day(fact["until"])})' if fact else ""
 
 
 def _plain(text: str) -> str:
