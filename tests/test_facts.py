@@ -15,8 +15,8 @@ import sqlite3
 import pytest
 
 from longchat.api import open_runner
-from longchat.chat.facts import extract, supported
-from longchat.chat.session import SessionConversation
+from longchat.chat.facts import asks_about_user, extract, supported
+from longchat.chat.session import ABSTAIN, SessionConversation
 from longchat.chat.store import MIGRATIONS, Store
 from longchat.db import statements as _statements
 from longchat.cli import main
@@ -315,3 +315,46 @@ def _day(ts: float) -> str:
     from longchat.chat.store import day
 
     return day(ts)
+
+
+@pytest.mark.parametrize("said, about", [
+    ("What is my brother's name?", True), ("Where did I go on holiday?", True), ("What's my dog called?", True),
+    ("How old am I?", True), ("Do I have any pets?", True), ("Can you tell me my name?", True),
+    ("What is the capital of France?", False), ("How do I fix my bike?", False), ("What should I cook tonight?", False),
+    ("Why is my code slow?", False), ("Is my dog allowed on the train?", False), ("Tell me a joke about my cat.", False),
+    ("Can you remember that my train leaves at 6?", False), ("I live in Cork.", False),
+])
+def test_questions_about_the_user_are_told_from_requests_and_questions_about_the_world(said, about):
+    assert asks_about_user(said) is about
+
+
+HISTORY = [("My sister's name is Alma.", "That's a lovely name."),
+           ("I work as a pharmacist at the town hospital.", "That sounds like rewarding work."),
+           ("We live in Rotterdam, it rains a lot.", "Rotterdam is a great city."),
+           ("Our dog is called Biscuit.", "Biscuit is a cute name for a dog."),
+           ("I'll skip dessert, I'm allergic to peanuts.", "Good to know."),
+           ("Tell me one short fact about owls.", "Owls can turn their heads very far.")]
+NEVER_TOLD = ["What is my brother's name?", "Where did I go on holiday?", "What's my cat called?",
+              "What is my favourite film?", "How old am I?"]
+TOLD = [("What is my sister's name?", "alma"), ("Where do I live?", "rotterdam"), ("What's my dog called?", "biscuit"),
+        ("What am I allergic to?", "peanut"), ("What is my job?", "pharmacist")]
+
+
+def test_the_real_model_abstains_on_what_it_was_never_told_and_answers_what_it_was(home, reuse_model):
+    """Issue 43 on the bundled model: the session is built with `observe` (no generation), then
+    never-told questions get `ABSTAIN` without the model, and told ones the model's answer."""
+    runner = open_runner("auto", overrides=["generation.max_new_tokens=12"])
+    conv = SessionConversation(runner, "abstain", store=Store())
+    for i, (said, reply) in enumerate(HISTORY):
+        conv.observe(said, reply, at=T0 + i * DAY)
+    streamed: list[str] = []
+    abstained = [conv.send(q, on_text=streamed.append, at=T0 + 30 * DAY) == ABSTAIN for q in NEVER_TOLD]
+    assert sum(abstained) >= 4 and streamed.count(ABSTAIN) == sum(abstained)
+    replies = [conv.send(q, at=T0 + 31 * DAY) for q, _ in TOLD]
+    assert ABSTAIN not in replies
+    assert sum(word in reply.lower() for (_, word), reply in zip(TOLD, replies)) >= 4, replies
+    assert conv.send("What is the capital of France?") != ABSTAIN  # not about the user: the model answers
+    kept = [m.content for m in conv.store.messages(conv.sid) if m.role == "assistant"]
+    assert kept.count(ABSTAIN) == sum(abstained)  # stored as the replies, left out of the window
+    assert all(m["content"] != ABSTAIN for m in conv._history(None))
+    conv.close()

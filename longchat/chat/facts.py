@@ -303,3 +303,56 @@ def supported(fact: str, said: str) -> bool:
     words = set(WORD.findall(said.translate(_QUOTES).lower()))
     wanted = [w for w in WORD.findall(fact.translate(_QUOTES).lower()) if w not in STOPWORDS]
     return bool(wanted) and all(w in words for w in wanted)
+
+
+# -- questions the user asks about themselves (the abstention guard in chat/session.py) -------
+
+# Words a question about the user is framed with, which say nothing of what it asks for.
+_FRAME = frozenset("""name names called call named tell told mention mentioned remember recall know say said again
+ever anything something everything thing things don didn doesn isn wasn aren haven hasn""".split())
+# What a fact's key stands for, in the words a question may use ("Where do I live?" is answered
+# by "We moved to Tampere", key "live").
+_KEY_WORDS = {
+    "live": "live home city town country address move moved based", "from": "from originally",
+    "grew up": "grew grow up childhood", "born": "born birthplace birth",
+    "work": "work job occupation profession career company employer living", "am a": "job occupation profession",
+    "allergy": "allergic allergy allergies", "intolerant": "intolerant intolerance eat food",
+    "diet": "eat food diet drink", "age": "old age", "likes": "like love enjoy hate favourite favorite",
+    "trip": "trip holiday vacation travel went visit visited", "married": "married wedding husband wife spouse",
+    "study": "study studies student university school", "name": "name"}
+_WH = re.compile(r"^(?:what|what's|who|who's|where|where's|when|when's|which|whose|how\s+(?:old|many|much|long))\b", re.I)
+_AUX_I = re.compile(r"^(?:(?:did|do|does|have|had|am|was|were)\s+(?:i|we)|do\s+you\s+(?:remember|know|recall))\b", re.I)
+_FIRST_PERSON = re.compile(r"\b(?:my|our|i|we|me)\b", re.I)
+_TELL_ME = re.compile(r"^(?:(?:can|could|would|will)\s+you\s+)?(?:please\s+)?(?:tell|remind)\s+me\s+(?=what|who|where|"
+                      r"when|which|whose|how\s+old|my|our)", re.I)
+_HOW_TO = re.compile(r"\b(?:need|needs|should|could|can|would|want|best|way|ways|help|recommend|suggest|advice|ideas|"
+                     r"tips|fix|improve|mean|means|right|correct|wrong|if|whether|joke|story|poem|think|opinion)\b",
+                     re.I)
+
+
+def asks_about_user(text: str) -> bool:
+    """Whether `text` asks for something about the user's own life ("What is my brother's
+    name?", "Where did I go on holiday?", "How old am I?", "Do I have pets?"): a question in the
+    first person, not a request for help ("How do I fix my bike?", "What should I cook?"), not
+    a question about the world, and not a request to remember something."""
+    text = _TELL_ME.sub("", text.translate(_QUOTES).strip(), count=1)
+    remember = _REMEMBER.match(text)
+    if remember and remember.end() > 0 or _HOW_TO.search(text):
+        return False
+    if _WH.match(text) or text.endswith("?") and not _ASKS.match(text) and not _COMMAND.match(text):
+        return bool(_FIRST_PERSON.search(text))  # "What's my dog called?", "My sister's name?"
+    return bool(_AUX_I.match(text))  # "Did I tell you ...", not "Is my dog allowed on the train?"
+
+
+def asked_words(text: str) -> set[str]:
+    """What a question about the user asks about: its content words (normalised), first-person,
+    stop and frame words left out; the frame words when it has nothing else ("What is my name?")."""
+    words = {_norm(w) for w in re.findall(r"[^\W_]+", text.lower()) if w not in STOPWORDS and len(w) > 1}
+    return words - _FRAME or words
+
+
+def fact_words(content: str, key: str) -> set[str]:
+    """The words a question may share with a fact: its own, its key's and what its key stands for."""
+    head = key.split()[0] if key else ""
+    extra = _KEY_WORDS.get(key, _KEY_WORDS.get(head, ""))
+    return asked_words(f"{content} {key} {extra}")
