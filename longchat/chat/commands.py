@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from longchat.chat.conversation import CommandResult, Conversation, command
 from longchat.errors import InputError
-from longchat.chat.store import when as _when
+from longchat.chat.store import day as _day, when as _when
 
 
 def _session(conv: Conversation):
@@ -81,15 +81,19 @@ def _sessions(conv: Conversation, arg: str) -> CommandResult:
 
 
 def facts_lines(facts: list[dict]) -> list[str]:
-    """One line per stored fact: id, where it is kept, its text and the message it came from."""
-    return [f"#{f['id']} {f['content']}  (from message #{f['source']}, {_when(f['created'])})"
-            for f in facts]
+    """One line per stored fact: id, its text and the message it came from; under it, the
+    facts it replaced ("was: ...", from when to when), when the dicts carry a `history`."""
+    lines = []
+    for f in facts:
+        lines.append(f"#{f['id']} {f['content']}  (from message #{f['source']}, {_when(f['created'])})")
+        lines += [f"    was: {h['content']} ({_day(h['created'])} to {_day(h['until'])})" for h in f.get("history", ())]
+    return lines
 
 
 @command("facts", "/facts", "the facts the session keeps from what you said, with their sources")
 def _facts(conv: Conversation, arg: str) -> CommandResult:
     def act(s):
-        facts = s.store.facts(s.sid)
+        facts = s.store.facts_with_history(s.sid)
         return "\n".join(facts_lines(facts)) if facts else "no facts kept yet (say e.g. 'please remember ...')"
     return _run(conv, act)
 

@@ -33,7 +33,7 @@ from longchat.prompts import PREAMBLE, QUESTION, SENTINEL, chat_ids, render_chat
 from longchat.runtime.generate import CopyGuard, Sampling
 from longchat.runtime.remote import RemoteError
 from longchat.chat import functions as fn
-from longchat.chat.facts import extract
+from longchat.chat.facts import asked_words, asks_about_user, extract, fact_words
 from longchat.text.when import Period, period, without_period
 from longchat.text.words import content_words
 from longchat.chat.store import SessionLock, Store
@@ -48,6 +48,10 @@ SUMMARY_PROMPT = ("Summarize the conversation below between a user and an assist
 # fell from 9/10 to 7/10 (and, with the copy guard off too, to 0/10).
 SEMANTIC_FLOOR = 0.2     # cosine a memory found by meaning alone needs to be placed
 HIDE_UNSUPPORTED = True  # a reply that leaves out most of the facts its message stated is not shown again
+# The reply to a question about the user that nothing they said supports (`_told`), given
+# without the model: the bundled model invents an answer to it whatever the notes say
+# (docs/sessions.md, "Abstention").
+ABSTAIN = "You haven't told me that."
 MARKERS = ("you told me", "you said", "a memory function returned", "noted")
 PRESSURE_ALERT = ("[system] Memory pressure: the conversation fills {pct}% of the context window. Older "
                   "messages will soon be summarised; save anything important with core_memory_append or "
@@ -190,7 +194,12 @@ class SessionConversation(Conversation):
             hits = self.store.messages_between(self.sid, *span, limit=n, roles=("user",))[0]
         archived = self._recall("archival", text, limit=n, floor=floor)
         shown = {_plain(h.content) for h in facts}
-        lines = [f"{MARKERS[0]} ({_stamp(h)}): {clip(h.content, 240, one_line=True)}" for h in facts]
+        sids = {name: sid for sid, name in self.others}
+        # what a fact replaced, with its period
+        earlier = {h.id: self.store.replaced(sids.get(h.session, self.sid), h.id) for h in facts}
+        shown |= {_plain(e["content"]) for e in earlier.values() if e}  # its own message says no more than this line
+        lines = [f"{MARKERS[0]} ({_stamp(h)}): {clip(h.content, 240, one_line=True)}" + _was(earlier[h.id])
+                 for h in facts]
         self.users_words = {line: h.content for line, h in zip(lines, facts)}
         for h in hits:
             if h.role == "user" and h.content.rstrip().endswith("?"):
@@ -252,7 +261,9 @@ class SessionConversation(Conversation):
         """The window's messages as the model sees them. A reply to a message that stated facts
         is left out when it does not bear them out (`unsupported`): the bundled model copied one
         invented reply's pattern into every later reply, and then into its answers. It stays
-        in the store as it was said."""
+        in the store as it was said. So is an `ABSTAIN` reply, with its question: after three of
+        them in the window, the bundled model answered told questions with "You haven't told me
+        that." too."""
         out = []
         stated: dict[int, list[str]] = {}
         for f in self.store.facts(self.sid) if HIDE_UNSUPPORTED and self.paging != "truncate" else ():
@@ -263,6 +274,8 @@ class SessionConversation(Conversation):
                 break
             if m.role == "function":
                 out.append({"role": "user", "content": m.content})
+            elif m.role == "assistant" and m.content == ABSTAIN and asked is not None:
+                out.pop()  # the question it answered (the last message shown)
             elif not (m.role == "assistant" and asked in stated and unsupported(m.content, stated[asked])):
                 out.append({"role": m.role, "content": m.content})
             asked = m.id if m.role == "user" else None
@@ -424,6 +437,8 @@ class SessionConversation(Conversation):
         if self.paging == "functions":
             return self._send_with_functions(user_text, user_id, on_text)
         prompt = self.assemble(user_text, user_id)
+        if self.reading is None and not self._told(user_text, user_id):
+            return self._abstain(on_text)
         self.runner.engine.last_text = ""
         try:
             reply = self._generate(prompt, on_text)
@@ -432,6 +447,42 @@ class SessionConversation(Conversation):
             raise
         self._keep_reply(reply, prompt, interrupted=False)
         return reply
+
+    def _told(self, question: str, user_id: int) -> bool:
+        """False for a question about the user (`asks_about_user`) that nothing they said
+        supports: no current fact, none of their messages, no archival passage, core memory
+        or summary shares a content word with it (first-person, stop and frame words such as
+        "name" aside; a fact's key counts: "We moved to Tampere" answers "Where do I live?").
+        True for every other message, and where there is no recall to go by."""
+        if self.paging == "truncate" or not self.settings.relevant or not asks_about_user(question):
+            return True
+        sids = [self.sid, *(sid for sid, _ in self.others)]
+        asked = period(question, self.now or time.time(), self._first_said)
+        if asked is not None:  # "What did I do last week?": told, if anything was said then
+            return any(self.store.messages_between(sid, asked.start, asked.end, limit=1, roles=("user",))[1]
+                       for sid in sids)
+        wanted = asked_words(question)
+        if not wanted:  # "What did I say?": about the whole conversation, nothing to check
+            return True
+        if any(wanted & fact_words(f["content"], f["key"]) for sid in sids for f in self.store.facts(sid)):
+            return True
+        query = " ".join(sorted(wanted))
+        for sid in sids:
+            said, _ = self.store.search_messages(sid, query, limit=20, before=user_id if sid == self.sid else None,
+                                                 roles=("user", "function"))
+            if any(not h.content.rstrip().endswith("?") for h in said) or self.store.search_archival(sid, query)[1]:
+                return True  # an earlier question holds no answer, only the words that matched
+        kept = [value for value, _ in self.store.core(self.sid).values()] + [self.store.summary(self.sid)[0]]
+        return any(wanted & asked_words(text) for text in kept if text)
+
+    def _abstain(self, on_text) -> str:
+        """Say `ABSTAIN` as the reply, without the model."""
+        if on_text:
+            on_text(ABSTAIN)
+        self.note("nothing you said answers that: replied without the model")
+        self.store.add_message(self.sid, "assistant", ABSTAIN, self._count(ABSTAIN), at=self.now)
+        self.turns = self._turns()
+        return ABSTAIN
 
     def _send_with_functions(self, user_text: str, user_id: int, on_text) -> str:
         """Steps until the model sends a message without asking for another step (or max_steps)."""
@@ -553,6 +604,11 @@ def unsupported(reply: str, facts: list[str]) -> bool:
         if wanted and len(wanted & said) * 2 < len(wanted):
             return True
     return False
+
+
+def _was(fact: dict | None) -> str:
+    """What a placed fact replaced, and until when: ' (earlier: "I live in Cork", until 2026-03-09)'."""
+    return f' (earlier: "{clip(fact["content"], 120, one_line=True)}", until {_day(fact["until"])})' if fact else ""
 
 
 def _plain(text: str) -> str:

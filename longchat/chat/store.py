@@ -85,12 +85,20 @@ MIGRATIONS = [
         label TEXT NOT NULL, content TEXT NOT NULL, sha256 TEXT NOT NULL, created REAL NOT NULL);
     CREATE INDEX documents_session ON documents(session_id);
     """,
+    # 5: a fact replaced by a newer statement of the same thing is kept, with the fact that
+    # replaced it and until when it held (its replacement's time): answers use the current
+    # fact, the history stays to show and search (issue 43)
+    """
+    ALTER TABLE facts ADD COLUMN replaced_by INTEGER;
+    ALTER TABLE facts ADD COLUMN until REAL;
+    CREATE INDEX facts_replaced ON facts(replaced_by);
+    """,
 ]
 
 # What recall searches by meaning, per kind of item: the user's own messages and function
 # results (never the assistant's replies), the facts, the archival passages.
 INDEXED = {"message": "SELECT id, content FROM messages WHERE session_id = ? AND role IN ('user', 'function')",
-           "fact": "SELECT id, content FROM facts WHERE session_id = ?",
+           "fact": "SELECT id, content FROM facts WHERE session_id = ? AND replaced_by IS NULL",
            "archival": "SELECT id, content FROM archival WHERE session_id = ?"}
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al. 2009)
 
@@ -123,6 +131,11 @@ class Hit:
 def when(ts: float) -> str:
     """A stored timestamp for people: local "YYYY-MM-DD HH:MM"."""
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+def day(ts: float) -> str:
+    """A stored timestamp's local date, "YYYY-MM-DD"."""
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d")
 
 
 def store_path() -> Path:
@@ -308,33 +321,59 @@ class Store:
 
     # -- facts the user stated ---------------------------------------------------------------
     def facts(self, sid: int) -> list[dict]:
-        """Every stored fact: id, key, content, source (message id), created."""
+        """Every current fact (none replaced): id, key, content, source (message id), created."""
         rows = self.db.execute("SELECT id, key, content, source, created FROM facts WHERE session_id = ? "
-                               "ORDER BY id", (sid,)).fetchall()
+                               "AND replaced_by IS NULL ORDER BY id", (sid,)).fetchall()
         return [dict(r) for r in rows]
+
+    def fact_history(self, sid: int, key: str) -> list[dict]:
+        """The facts with `key` that newer statements replaced, oldest first: id, content,
+        source, created, until (when the next one was said) and replaced_by."""
+        rows = self.db.execute("SELECT id, key, content, source, created, until, replaced_by FROM facts "
+                               "WHERE session_id = ? AND key = ? AND replaced_by IS NOT NULL ORDER BY created, id",
+                               (sid, key)).fetchall()
+        return [dict(r) for r in rows]
+
+    def facts_with_history(self, sid: int) -> list[dict]:
+        """`facts`, each with a `history` list: the facts of its key it replaced, oldest first."""
+        return [{**f, "history": self.fact_history(sid, f["key"])} for f in self.facts(sid)]
+
+    def replaced(self, sid: int, fact_id: int) -> dict | None:
+        """The fact that fact `fact_id` replaced (content, created, until), or None."""
+        row = self.db.execute("SELECT id, content, created, until FROM facts WHERE session_id = ? AND replaced_by = ?",
+                              (sid, fact_id)).fetchone()
+        return None if row is None else dict(row)
 
     def add_fact(self, sid: int, key: str, content: str, source: int | None,
                  at: float | None = None) -> tuple[int, str | None] | None:
-        """Keep a fact; one with the same key is replaced (a correction). Returns (id, the
-        replaced fact's text or None), or None when it is already held."""
+        """Keep a fact; the current one with the same key is replaced (a correction, or news) and
+        kept in its history until the new one's time. Returns (id, the replaced fact's text or
+        None), or None when it is already held."""
+        created = time.time() if at is None else at
         with self._tx():
-            old = self.db.execute("SELECT id, content FROM facts WHERE session_id = ? AND key = ?",
-                                  (sid, key)).fetchone()
+            old = self.db.execute("SELECT id, content FROM facts WHERE session_id = ? AND key = ? "
+                                  "AND replaced_by IS NULL", (sid, key)).fetchone()
             if old is not None and old["content"] == content:
                 return None
-            if old is not None:
-                self.db.execute("DELETE FROM facts WHERE id = ?", (old["id"],))
-                self._vectors.pop((sid, "fact"), None)
             fid = self.db.execute("INSERT INTO facts(session_id, key, content, source, created) VALUES (?, ?, ?, ?, ?)",
-                                  (sid, key, content, source, time.time() if at is None else at)).lastrowid
+                                  (sid, key, content, source, created)).lastrowid
+            if old is not None:
+                self.db.execute("UPDATE facts SET replaced_by = ?, until = ? WHERE id = ?", (fid, created, old["id"]))
+                # recall searches current facts only (INDEXED); the history is read by key
+                self.db.execute("DELETE FROM vectors WHERE kind = 'fact' AND item = ?", (old["id"],))
+                self._vectors.pop((sid, "fact"), None)
         return fid, None if old is None else old["content"]
 
     def forget_fact(self, sid: int, fact_id: int) -> str:
-        """Remove a fact; its text."""
-        row = self.db.execute("SELECT content FROM facts WHERE session_id = ? AND id = ?", (sid, fact_id)).fetchone()
+        """Remove a current fact and the history of its key; its text."""
+        row = self.db.execute("SELECT content, key FROM facts WHERE session_id = ? AND id = ? AND replaced_by IS NULL",
+                              (sid, fact_id)).fetchone()
         if row is None:
             raise InputError(f"no fact #{fact_id} in this session (/facts lists them)")
-        self.db.execute("DELETE FROM facts WHERE id = ?", (fact_id,))
+        with self._tx():
+            self.db.execute("DELETE FROM facts WHERE session_id = ? AND key = ? AND replaced_by IS NOT NULL",
+                            (sid, row["key"]))
+            self.db.execute("DELETE FROM facts WHERE id = ?", (fact_id,))
         self._vectors.pop((sid, "fact"), None)
         return row["content"]
 
@@ -476,7 +515,7 @@ class Store:
                 "messages": [vars(m) for m in self.messages(sid)],
                 "archival": [dict(r) for r in self.db.execute(
                     "SELECT id, content, created FROM archival WHERE session_id = ? ORDER BY id", (sid,))],
-                "facts": self.facts(sid),
+                "facts": self.facts_with_history(sid),
                 "documents": [{"label": label, "content": text} for label, text in self.documents(sid)]}
 
     def _tx(self):

@@ -64,13 +64,14 @@ def show(name: str = typer.Argument(..., metavar="NAME", help="The session."),
 @sessions_app.command()
 def facts(name: Optional[str] = typer.Argument(None, metavar="[NAME]", help="The session (none: every session, each fact with the session it came from)."),
           as_json: bool = typer.Option(False, "--json", help="One JSON array instead of lines.")) -> None:
-    """The facts a session keeps from what the user said (each with the message it came from);
-    `/forget ID` in the chat removes one. Without NAME, every session's."""
+    """The facts a session keeps from what the user said (each with the message it came from,
+    and the earlier statements it replaced, "was: ..."); `/forget ID` in the chat removes one.
+    Without NAME, every session's."""
     from longchat.chat.commands import facts_lines
 
     store = _store()
     names = [name] if name else [s["name"] for s in store.sessions()]
-    kept = [{**f, "session": n} for n in names for f in store.facts(store.session_id(n))]
+    kept = [{**f, "session": n} for n in names for f in store.facts_with_history(store.session_id(n))]
     if as_json:
         print(json.dumps(kept))
     elif not kept:
@@ -123,9 +124,13 @@ def export(name: str = typer.Argument(..., metavar="NAME", help="The session."),
         lines = [f"# Session {data['name']}", "", f"Last used {_when(data['updated'])}, model {data['model']}.", ""]
         lines += ["## Core memory", ""] + [f"- **{k}**: {v}" for k, v in data["core"].items()] + [""]
         if data["facts"]:  # what the user said to keep, each with the message it came from
-            lines += ["## Facts", ""] + [f"- {f['content']} (" + (f"from message #{f['source']}, " if f["source"]
-                                                                  else "") + f"{_when(f['created'])})"
-                                         for f in data["facts"]] + [""]
+            lines += ["## Facts", ""]
+            for f in data["facts"]:
+                lines.append(f"- {f['content']} (" + (f"from message #{f['source']}, " if f["source"] else "") +
+                             f"{_when(f['created'])})")
+                lines += [f"  - was: {h['content']} ({_when(h['created'])} to {_when(h['until'])})"
+                          for h in f["history"]]
+            lines.append("")
         if data["summary"]:
             lines += ["## Summary", "", data["summary"], ""]
         lines += ["## Messages", ""]
