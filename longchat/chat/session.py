@@ -36,7 +36,7 @@ from longchat.chat import functions as fn
 from longchat.chat.facts import asked_words, asks_about_user, extract, fact_words
 from longchat.text.when import Period, period, without_period
 from longchat.text.words import content_words
-from longchat.chat.store import SessionLock, Store
+from longchat.chat.store import Hit, SessionLock, Store
 
 INSTRUCTIONS = ("You are a helpful assistant talking with one user. When the user tells you a fact about their "
                 "life, reply with one short sentence that acknowledges it. Answer questions briefly, using the notes "
@@ -186,9 +186,18 @@ class SessionConversation(Conversation):
         own = set() if user_id is None else self._facts_from(user_id)
         # Each kind is searched by words and by meaning, the two rankings fused (Store.recall).
         floor = SEMANTIC_FLOOR if self.settings.semantic else None
+        about = self.reading is None and asks_about_user(text)
         facts = [h for h in self._recall("fact", text, limit=n + len(own), floor=floor)
-                 if h.id not in own][:n]
-        hits = self._recall("message", text, limit=n, floor=floor, before=recent[0].id if recent else None,
+                 if h.id not in own]
+        if about:  # the facts that support the question as the abstention check sees it ("job" -> work)
+            wanted, have = asked_words(text), {h.id for h in facts}
+            facts = [Hit(f["id"], f["content"], f["created"], "fact") for f in self.store.facts(self.sid)
+                     if f["id"] not in have and f["id"] not in own and wanted & fact_words(f["content"], f["key"])] + facts
+        facts = facts[:n]
+        # A question about the user is answered from memories alone (`assemble`): the messages in
+        # the window are searched too (the current one excepted).
+        before = user_id if about else recent[0].id if recent else None
+        hits = self._recall("message", text, limit=n, floor=floor, before=before,
                             period=span)
         if span and not hits:  # nothing in the period shares the message's words: what was said then
             hits = self.store.messages_between(self.sid, *span, limit=n, roles=("user",))[0]
@@ -295,7 +304,11 @@ class SessionConversation(Conversation):
             if notes:
                 last = "Things from earlier in our conversation:\n" + "\n".join(f"- {x}" for x in notes) + \
                        "\n\n" + last
-            history = self._history(user_id)
+            # A question about the user's own life with memories placed is answered from them, not
+            # in the shape of the recent turns: after forty "tell me a fact about N" exchanges the
+            # bundled model answered "Where do I live?" with "The number 1 is ..." (issue 43).
+            about = notes and self.reading is None and asks_about_user(user_text)
+            history = [] if about else self._history(user_id)
             messages = [{"role": "system", "content": system}, *history, {"role": "user", "content": last},
                         *extra]
             ids = self._ids(messages)
