@@ -67,7 +67,8 @@ ABILITIES = ("extraction", "multi", "temporal", "updates", "abstention")
 SYSTEMS = ("longchat", "full", "recent", "words")
 TRAIN_SEEDS = (1, 2)
 START = datetime(2026, 3, 2, 10, 0)  # local time: the dates the session shows are the dates planted
-OVERRIDES = ["generation.max_new_tokens=48"]  # as bench/sessions.py; everything else is the default profile
+OVERRIDES = ["generation.max_new_tokens=48"]
+QUESTION_ROOM = 32  # tokens `recent` leaves for the question (the longest asked is ~15)  # as bench/sessions.py; everything else is the default profile
 
 # ------------------------------------------------------------------------ pools
 
@@ -553,6 +554,7 @@ class Baselines:
 
     def __init__(self, runner, history: History):
         from longchat.api import open_runner
+        from longchat.prompts import chat_ids
 
         self.runner, self.history = runner, history
         self.sampling = replace(runner.profile.generation, stop_on_repeat=16)  # as a session reply is cut
@@ -560,6 +562,13 @@ class Baselines:
         self.turns = dated(history)
         self.budget = (runner.profile.sessions.budget or runner.effective_window) - self.sampling.max_new_tokens
         self.users = [(day, x.user) for day, s in zip(history.days, history.sessions) for x in s]
+        # recent: the last turns that fit the session budget with room for a question of up to
+        # QUESTION_ROOM tokens (the same turns for every question: their prefill is shared)
+        self.recent: list[tuple[str, str]] = []
+        for turn in reversed(self.turns):
+            if len(chat_ids(runner.tokenizer, chat_messages([turn] + self.recent, ""))) + QUESTION_ROOM > self.budget:
+                break
+            self.recent.insert(0, turn)
 
     def _generate(self, runner, messages) -> str:
         from longchat.prompts import chat_ids
@@ -578,14 +587,8 @@ class Baselines:
                 return None, {"prompt_tokens": n, "window": self.full.window}
             return self._generate(self.full, messages), {"prompt_tokens": n}
         if system == "recent":
-            kept = []
-            for user, reply in reversed(self.turns):
-                trial = [(user, reply)] + kept
-                if len(chat_ids(tok, chat_messages(trial, question))) > self.budget:
-                    break
-                kept = trial
-            messages = chat_messages(kept, question)
-            return self._generate(self.runner, messages), {"turns": len(kept),
+            messages = chat_messages(self.recent, question)
+            return self._generate(self.runner, messages), {"turns": len(self.recent),
                                                             "prompt_tokens": len(chat_ids(tok, messages))}
         if system == "words":
             from longchat.text.retrieval import bm25, words
@@ -633,7 +636,9 @@ class Longchat:
         path = self.folder / f"{self.name}-q.db"
         with sqlite3.connect(self.base) as src, sqlite3.connect(path) as dst:
             src.backup(dst)
-        self.runner.engine.reset()  # a new process: nothing cached
+        # A new SessionConversation on its own copy of the store, as after a restart. The engine
+        # keeps its cache of the prompt prefix the copies share (the same ids read again give
+        # the same state): only prefill time is saved, on a CPU that reads ~100 tokens a second.
         conv = SessionConversation(self.runner, self.name, store=Store(path))
         recall = []
         relevant = conv.relevant
@@ -676,6 +681,9 @@ def run_seed(runner, history: History, systems: list[str], folder: Path, log) ->
             t0 = time.perf_counter()
             reply, extra = lc.answer(q) if system == "longchat" else baselines.answer(system, q.text)
             took = time.perf_counter() - t0
+            if reply is not None:
+                stats = (baselines.full if system == "full" else runner).engine.stats
+                extra.update(prompt_tokens=stats.prompt_tokens, reused_tokens=stats.reused_tokens)
             s = score(q, reply)
             if "notes" in extra and q.expected is not None:
                 extra["placed"] = any(says(n, q.expected, q.kind) for n in extra["notes"])
@@ -847,6 +855,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"seed {seed}: {len(history.sessions)} sessions {history.days[0]}..{history.days[-1]}, "
                 f"{len(history.exchanges())} exchanges, {len(history.questions)} questions")
             runs.append(run_seed(runner, history, systems, work, log))
+            (out / f"partial-{args.split}-seed{seed}-n{args.per_ability}.json").write_text(
+                json.dumps(runs[-1], indent=2) + "\n")  # a long run's seeds survive an interruption
     finally:
         shutil.rmtree(work, ignore_errors=True)
     table = summarise(runs, systems)
