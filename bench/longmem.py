@@ -288,10 +288,9 @@ RECIPES = [("pancakes", "whisk flour, milk and an egg, then fry small ladles of 
 SMALL_TALK = [("How are you today?", "I'm doing well, thanks for asking! How is your day going?"),
               ("Tell me a joke.", "Here's a joke: why did the scarecrow win an award? He was outstanding in his field."),
               ("Thanks, that was helpful.", "You're welcome! Let me know if you need anything else."),
-              ("Any tips for sleeping better?", "Try to go to bed at the same time every night and keep screens "
-                                                 "out of the bedroom."),
-              ("What should I do on a rainy afternoon?", "You could read a good book, bake something or start a "
-                                                          "puzzle.")]
+              ("Any tips for sleeping better?",
+               "Try to go to bed at the same time every night and keep screens out of the bedroom."),
+              ("What should I do on a rainy afternoon?", "You could read a good book, bake something or start a puzzle.")]
 # How the chit-chat replies open: an answer that opens so copies the window's pattern.
 PATTERNS = [re.compile(p) for p in (r"^the number \d+ is", r"^one (?:interesting|short) fact", r"^the capital of",
                                     r"^to make\b", r"^here's a joke", r"^you're welcome", r"^i'm doing well")]
@@ -780,27 +779,42 @@ def store_timing(out: Path, n_messages: int = 10_000, turns: int = 20) -> dict:
     for kind in ("fact", "message", "archival"):
         store.index(sid, kind)  # the first search embeds what has no vector yet (once per store)
     first_s = time.perf_counter() - start
-    times = []
+    times, parts, marks = [], {}, []
+
+    def mark(name):
+        marks.append(time.perf_counter())
+        parts.setdefault(name, []).append(marks[-1] - marks[-2])
+
     for i in range(turns):
         x = pool[n_messages // 2 + i]
-        start = time.perf_counter()
+        marks[:] = [time.perf_counter()]
+
         uid = store.add_message(sid, "user", x.user, 30)
+        mark("add_message")
         for f in extract(x.user):
             store.add_fact(sid, f.key, f.text, uid)
+        mark("facts")
         recent = store.messages(sid, in_context=True)[-5:]
         store.facts(sid)
+        mark("window")
         store.recall(sid, "fact", x.user, limit=3, floor=SEMANTIC_FLOOR)
+        mark("recall facts")
         store.recall(sid, "message", x.user, limit=3, floor=SEMANTIC_FLOOR, before=recent[0].id)
+        mark("recall messages")
         store.recall(sid, "archival", x.user, limit=3, floor=SEMANTIC_FLOOR)
+        mark("recall archival")
         store.add_message(sid, "assistant", x.reply, 30)
-        times.append(time.perf_counter() - start)
+        mark("add_message")
+        times.append(marks[-1] - marks[0])
     n = store.count_messages(sid)
     store.close()
     shutil.rmtree(folder)
     result = {"messages": n, "facts": facts, "turns": turns, "median_ms": round(1000 * statistics.median(times), 2),
-              "max_ms": round(1000 * max(times), 2), "first_index_s": round(first_s, 2), "target_ms": 50}
+              "max_ms": round(1000 * max(times), 2), "first_index_s": round(first_s, 2), "target_ms": 50,
+              "parts_median_ms": {k: round(1000 * statistics.median(v), 2) for k, v in parts.items()}}
     print(f"store work per turn at {n:,} messages ({facts} facts): median {result['median_ms']} ms of {turns} turns "
           f"(max {result['max_ms']} ms; target < 50 ms); the first search's indexing {result['first_index_s']} s")
+    print("  by part (median ms): " + ", ".join(f"{k} {v}" for k, v in result["parts_median_ms"].items()))
     out.mkdir(parents=True, exist_ok=True)
     (out / "store_timing.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
