@@ -325,6 +325,22 @@ def dual(out: Path, home: Path) -> dict:
     return result
 
 
+def use_home(home: Path) -> Path:
+    """Make `home` this process's LONGCHAT_HOME (its sessions, locks, data), with the converted
+    default model of the real one linked into its cache, so nothing is converted again."""
+    home = Path(home)
+    models = home / "cache" / "models"
+    if not models.exists():
+        from longchat.runtime.loader import resolve_model_dir
+
+        os.environ.pop("LONGCHAT_HOME", None)
+        folder = resolve_model_dir("default")[1]
+        models.mkdir(parents=True)
+        os.symlink(folder, models / folder.name)
+    os.environ["LONGCHAT_HOME"] = str(home)
+    return home
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
@@ -332,17 +348,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    home = out / "home"
-    os.environ["LONGCHAT_HOME"] = str(home)
-    models = home / "cache" / "models"
-    if not models.exists():  # reuse the converted default model
-        from longchat.runtime.loader import resolve_model_dir
-
-        os.environ.pop("LONGCHAT_HOME")
-        folder = resolve_model_dir("default")[1]
-        os.environ["LONGCHAT_HOME"] = str(home)
-        models.mkdir(parents=True)
-        os.symlink(folder, models / folder.name)
+    home = use_home(out / "home")
     for part in args.only.split(","):
         {"deep": lambda: deep(out, home), "store": lambda: store_overhead(out), "dual": lambda: dual(out, home),
          "paraphrase": lambda: paraphrase(out, home), "recall": lambda: recall(out)}[part]()
