@@ -21,6 +21,7 @@ reply starts and the reply when it ends, so Ctrl-C or kill -9 loses at most the 
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -34,7 +35,7 @@ from longchat.runtime.generate import CopyGuard, Sampling
 from longchat.runtime.remote import RemoteError
 from longchat.chat import functions as fn
 from longchat.chat.facts import asked_words, asks_about_user, extract, fact_words
-from longchat.text.when import Period, period, without_period
+from longchat.text.when import Period, absolute, period, without_period
 from longchat.text.words import content_words
 from longchat.chat.store import Hit, SessionLock, Store
 
@@ -147,7 +148,9 @@ class SessionConversation(Conversation):
     def memory_system(self) -> str | None:
         return None  # the session's instructions travel in its first message, after the memory
 
-    def system_text(self) -> str:
+    def system_text(self, summary: bool = True) -> str:
+        """The system message: instructions, core memory and (with `summary`) the summary of
+        what left the window."""
         parts = [self.system or INSTRUCTIONS]
         if self.native_tools:
             parts.append("Manage your memory with the functions you have; reply to the user with send_message.")
@@ -160,9 +163,9 @@ class SessionConversation(Conversation):
                       if value.strip()]
             if blocks:
                 parts.append("Notes you keep:\n" + "\n".join(blocks))
-        summary, _ = self.store.summary(self.sid)
-        if summary and self.paging != "truncate":
-            parts.append("Summary of the earlier conversation: " + summary)
+        text, _ = self.store.summary(self.sid) if summary else ("", 0)
+        if text and self.paging != "truncate":
+            parts.append("Summary of the earlier conversation: " + text)
         return "\n\n".join(parts)
 
     def relevant(self, text: str, user_id: int | None = None) -> list[str]:
@@ -187,6 +190,8 @@ class SessionConversation(Conversation):
         # Each kind is searched by words and by meaning, the two rankings fused (Store.recall).
         floor = SEMANTIC_FLOOR if self.settings.semantic else None
         about = self.reading is None and asks_about_user(text)
+        if about and re.match(r"\s*how (?:many|often)\b", text, re.I):
+            n *= 3  # counting needs every instance placed, not the best three (they span sessions)
         facts = [h for h in self._recall("fact", text, limit=n + len(own), floor=floor)
                  if h.id not in own]
         if about:  # the facts that support the question as the abstention check sees it ("job" -> work)
@@ -207,15 +212,15 @@ class SessionConversation(Conversation):
         # what a fact replaced, with its period
         earlier = {h.id: self.store.replaced(sids.get(h.session, self.sid), h.id) for h in facts}
         shown |= {_plain(e["content"]) for e in earlier.values() if e}  # its own message says no more than this line
-        lines = [f"{MARKERS[0]} ({_stamp(h)}): {clip(h.content, 240, one_line=True)}" + _was(earlier[h.id])
+        lines = [f"{MARKERS[0]} ({_stamp(h)}): {clip(absolute(h.content, h.created), 240, one_line=True)}" + _was(earlier[h.id])
                  for h in facts]
         self.users_words = {line: h.content for line, h in zip(lines, facts)}
         for h in hits:
-            if h.role == "user" and h.content.rstrip().endswith("?"):
+            if h.role == "user" and only_questions(h.content):
                 continue  # an earlier question holds no answer, only the words that matched
             if not any(f in _plain(h.content) for f in shown):  # the fact's own message adds nothing
                 who = MARKERS[1] if h.role == "user" else MARKERS[2]
-                lines.append(f"{who} ({_stamp(h)}): {clip(h.content, 240, one_line=True)}")
+                lines.append(f"{who} ({_stamp(h)}): {clip(absolute(h.content, h.created), 240, one_line=True)}")
                 if h.role == "user":
                     self.users_words[lines[-1]] = h.content
         lines += [f"{MARKERS[3]} ({_stamp(h)}): {clip(h.content, 240, one_line=True)}" for h in archived
@@ -295,8 +300,13 @@ class SessionConversation(Conversation):
         (an attached memory's prefix comes first and is not counted)."""
         self.users_words = {}
         notes = self.relevant(user_text, user_id)
+        # A question about the user's own life with memories placed is answered from them, not
+        # in the shape of the recent turns or of their summary: after forty "tell me a fact about
+        # N" exchanges the bundled model answered "Where do I live?" with "The number 1 is ..."
+        # (issue 43), and the summary of such a window is a list of those facts.
+        about = bool(notes) and self.reading is None and asks_about_user(user_text)
         while True:
-            system = self.system_text()
+            system = self.system_text(summary=not about)
             last = user_text
             if self.reading is not None and self.reading.how != "memory":  # the long input, as read for it
                 text = self.documents if self.reading.how == "whole" else self.reading.text
@@ -304,10 +314,6 @@ class SessionConversation(Conversation):
             if notes:
                 last = "Things from earlier in our conversation:\n" + "\n".join(f"- {x}" for x in notes) + \
                        "\n\n" + last
-            # A question about the user's own life with memories placed is answered from them, not
-            # in the shape of the recent turns: after forty "tell me a fact about N" exchanges the
-            # bundled model answered "Where do I live?" with "The number 1 is ..." (issue 43).
-            about = notes and self.reading is None and asks_about_user(user_text)
             history = [] if about else self._history(user_id)
             messages = [{"role": "system", "content": system}, *history, {"role": "user", "content": last},
                         *extra]
@@ -483,7 +489,7 @@ class SessionConversation(Conversation):
         for sid in sids:
             said, _ = self.store.search_messages(sid, query, limit=20, before=user_id if sid == self.sid else None,
                                                  roles=("user", "function"))
-            if any(not h.content.rstrip().endswith("?") for h in said) or self.store.search_archival(sid, query)[1]:
+            if any(not only_questions(h.content) for h in said) or self.store.search_archival(sid, query)[1]:
                 return True  # an earlier question holds no answer, only the words that matched
         kept = [value for value, _ in self.store.core(self.sid).values()] + [self.store.summary(self.sid)[0]]
         return any(wanted & asked_words(text) for text in kept if text)
@@ -622,6 +628,12 @@ def unsupported(reply: str, facts: list[str]) -> bool:
 def _was(fact: dict | None) -> str:
     """What a placed fact replaced, and until when: ' (earlier: "I live in Cork", until 2026-03-09)'."""
     return f' (earlier: "{clip(fact["content"], 120, one_line=True)}", until {_day(fact["until"])})' if fact else ""
+
+
+def only_questions(text: str) -> bool:
+    """Whether every sentence of `text` asks something ("I ran my first half marathon today! How
+    do I make porridge?" also tells something, and is recalled for it)."""
+    return all(x.rstrip().endswith("?") for x in re.split(r"(?<=[.!?])\s+|\n+", text.strip()) if x.strip())
 
 
 def _plain(text: str) -> str:

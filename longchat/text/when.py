@@ -105,3 +105,29 @@ def period(text: str, now: float, event: Callable[[str], float | None] | None = 
 def without_period(text: str, found: Period) -> str:
     """`text` without the words that named its period (they match nothing in what was said)."""
     return re.sub(re.escape(found.phrase), " ", text, flags=re.I).strip()
+
+
+_RELATIVE = re.compile(r"\b(today|this (?:morning|afternoon|evening)|tonight|yesterday|last night|"
+                       r"(?:this|last) (?:week|weekend)|on (?:" + "|".join(DAYS) + r"))\b", re.I)
+
+
+def absolute(text: str, said: float) -> str:
+    """`text`, said at `said`, with each relative time it names dated in brackets: "I painted
+    the kitchen today [2026-03-03]". A memory is read out of its time: "today" alone would be
+    read as the day it is read."""
+    day = datetime.fromtimestamp(said).replace(hour=0, minute=0, second=0, microsecond=0)
+
+    def dated(m: re.Match) -> str:
+        words = m.group(1).lower()
+        if words.startswith("on "):
+            back = (day.weekday() - DAYS.index(words[3:])) % 7
+            when = f"{day - timedelta(days=back):%Y-%m-%d}"
+        elif words in ("yesterday", "last night"):
+            when = f"{day - timedelta(days=1):%Y-%m-%d}"
+        elif words.endswith("week") or words.endswith("weekend"):
+            monday = day - timedelta(days=day.weekday() + (7 if words.startswith("last") else 0))
+            when = f"week of {monday:%Y-%m-%d}"
+        else:
+            when = f"{day:%Y-%m-%d}"
+        return f"{m.group(1)} [{when}]"
+    return _RELATIVE.sub(dated, text)
