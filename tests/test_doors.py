@@ -117,6 +117,7 @@ def test_serve_reads_a_long_message_as_ask_does(served_reply):
     read = reply.model_extra["longchat"]["reading"]
     assert reads_passages(read), read
     assert read["pieces"] == 1
+    assert read["sources"] and all(s["file"] is None and s["lines"] for s in read["sources"])  # lines of the message
     assert reply.usage.model_extra["longchat"] == read
     assert reply.usage.prompt_tokens < 2000  # the passage, not the 8k tokens
 
@@ -131,3 +132,5 @@ def test_serve_streams_the_reading_in_the_usage_chunk(server, long_message, serv
     assert last.choices == [] and last.usage is not None
     assert last.usage.model_extra["longchat"] == served_reply.model_extra["longchat"]["reading"]
     assert last.usage.model_extra["longchat"]["read"] == "passages"
+    # The same request again reads nothing new (issue 42: "cached_tokens 0" for a 9k request sent twice)
+    assert last.usage.prompt_tokens_details.cached_tokens >= last.usage.prompt_tokens - 1, last.usage
