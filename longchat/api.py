@@ -255,7 +255,7 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
         flat = head_ids + [int(t) for x in ids for t in x]  # fits: read whole (`auto` picks full)
         answer = engine.generate_text(flat + suffix, sampling, on_text=on_text, progress=progress,
                                       question=Question(question))
-        return _cited(runner, answer, flat, len(head_ids), [(len(head_ids), len(flat))], label)
+        return _cited(runner, answer, flat, len(head_ids), [(len(head_ids), len(flat))], label, question)
     if total is not None and reading.reads_passages(runner, total - len(head_ids) - len(suffix)):
         flat = head_ids + [int(t) for x in ids for t in x]
         answer = answer_from_passages(runner, flat, len(head_ids), question, system, sampling, on_text, progress, note,
@@ -271,7 +271,7 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
                                      progress=progress or (lambda d, t: None), note=note, head_ids=head_ids)
     document = list(engine.cached_ids)
     answer = engine.generate_text(document + suffix, sampling, on_text=on_text, question=Question(question, apart=True))
-    _cited(runner, answer, document, len(head_ids), strategy.read_spans(len(document)), label)
+    _cited(runner, answer, document, len(head_ids), strategy.read_spans(len(document)), label, question)
     engine.stats.extra.update(memory=result.memory.name if result.memory else None, cache="miss" if cache else "off",
                               encoded_tokens=result.encoded,
                               encode_s=round(result.seconds, 3), encode_tok_s=round(result.tokens_per_s, 1))
@@ -282,11 +282,12 @@ def ask(runner: Runner, sources: Sequence[str], question: str, *, sampling: Samp
 
 
 def _cited(runner: Runner, answer: str, ids: list[int], start: int, spans: list[tuple[int, int]],
-           label: str | None) -> str:
+           label: str | None, question: str = "") -> str:
     """Record where the text read for `answer` came from (`sources` in --stats and --json): the
-    lines the answer quotes when it quotes some, else all of `spans`."""
+    lines the answer quotes when it quotes some (beyond the question's words), else all of `spans`."""
     tok = runner.tokenizer
-    spans = quoted(ids, spans, tok.encode(answer.strip(), add_special_tokens=False)) or spans
+    asked = tok.encode(question, add_special_tokens=False) + tok.encode(" " + question, add_special_tokens=False)
+    spans = quoted(ids, spans, tok.encode(answer.strip(), add_special_tokens=False), asked=asked) or spans
     decode = lambda x: tok.decode(x, skip_special_tokens=True)  # noqa: E731
     runner.engine.stats.extra["sources"] = [c.as_dict() for c in cite(decode, ids, start, spans, label)]
     return answer
@@ -307,7 +308,7 @@ def answer_from_passages(runner: Runner, ids: list[int], start: int, question: s
                                          copy_guard=chosen.copy_guard(runner.tokenizer))
     runner.engine.stats.extra.update(chosen.info())
     if chosen.spans:  # the passage's line that the answer quotes, when it quotes one
-        _cited(runner, answer, ids, start, chosen.spans, label)
+        _cited(runner, answer, ids, start, chosen.spans, label, question)
     return answer
 
 
@@ -409,7 +410,7 @@ def _answer_from(runner, mem, question, sampling, system, on_text, progress, not
         answer = runner.engine.generate_text(prefix + suffix, sampling, on_text=on_text, progress=progress,
                                              question=Question(question, apart=True))
         if hasattr(reader := runner.engine.strategy.reader, "read_spans"):
-            _cited(runner, answer, prefix, head, reader.read_spans(len(prefix)), label)
+            _cited(runner, answer, prefix, head, reader.read_spans(len(prefix)), label, question)
     finally:
         mem.unlock()
     runner.engine.stats.extra.update(memory=mem.name, cache=hit, memory_load_s=round(load_s, 3))

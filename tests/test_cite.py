@@ -118,3 +118,12 @@ def test_ask_json_and_cite_name_the_pdf_page_of_a_planted_fact(home, tmp_path, c
     out, err = capsys.readouterr()
     assert code == 0, err
     assert out.rstrip().endswith(f"Sources:\n  {pdf} p. 7"), out
+
+
+def test_the_question_restated_in_the_answer_does_not_decide_the_citation(tok):
+    text = "# The Log of Gull Rock Lighthouse\n\nIntro line.\nThe first keeper was Margaret Hale.\n"
+    ids = tok.encode(text, add_special_tokens=False)
+    answer = tok.encode("The first keeper of Gull Rock Lighthouse was Margaret Hale.", add_special_tokens=False)
+    question = tok.encode("Who was the first keeper of Gull Rock Lighthouse?", add_special_tokens=False)
+    runs = quoted(ids, [(0, len(ids))], answer, asked=question)
+    assert describe(cite(decode(tok), ids, 0, runs, label="log.md")) == "log.md:4"

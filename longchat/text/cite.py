@@ -107,15 +107,19 @@ def cite(decode: Callable[[list[int]], str], ids: list[int], start: int, spans: 
     return found.ranges()
 
 
-def quoted(ids: list[int], spans: Iterable[tuple[int, int]], answer: list[int], least: int = 4) -> list[tuple[int, int]]:
-    """The places in `spans` of `ids` that the answer (its token ids) repeats longest: every run
-    of at least `least` tokens that ties the longest, as spans; [] when none is that long. An
-    answer that quotes its input ("... is ZX-4471") is cited at the line it quotes, not at all
-    that was read."""
+def quoted(ids: list[int], spans: Iterable[tuple[int, int]], answer: list[int], least: int = 4,
+           asked: Iterable[int] = ()) -> list[tuple[int, int]]:
+    """The places in `spans` of `ids` that the answer (its token ids) repeats: every run of at
+    least `least` tokens that ties the best, as spans; [] when none is that long. A run counts
+    its tokens the question (`asked`) does not hold: an answer restates the question ("The first
+    keeper of Gull Rock Lighthouse was ...") and the title holds those words too. An answer
+    that quotes its input ("... is ZX-4471") is cited at the line it quotes, not at all that was
+    read."""
     starts: dict[tuple[int, ...], list[int]] = {}
     for i in range(len(answer) - least + 1):
         starts.setdefault(tuple(answer[i:i + least]), []).append(i)
-    best, found = least - 1, []
+    known = set(asked)
+    best, found = 0, []
     for a, b in spans:
         i = a
         while i + least <= b:
@@ -125,9 +129,10 @@ def quoted(ids: list[int], spans: Iterable[tuple[int, int]], answer: list[int], 
                 while i + n < b and j + n < len(answer) and ids[i + n] == answer[j + n]:
                     n += 1
                 length = max(length, n)
-            if length > best:
-                best, found = length, [(i, i + length)]
-            elif length == best and length:
+            score = sum(t not in known for t in ids[i:i + length]) if length else 0
+            if score > best:
+                best, found = score, [(i, i + length)]
+            elif score == best and score:
                 found.append((i, i + length))
             i += max(length, 1)
     return found
