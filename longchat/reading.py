@@ -174,8 +174,9 @@ def _nearest_lines(runner, ids: list[int], question: str, budget: int,
     if not getattr(params, "meaning_lines", 0) or about_the_whole(question):
         return None
     text = tok.decode([int(t) for t in ids], skip_special_tokens=True)
-    at = [i for i, x in enumerate(text.split("\n")) if x.strip()]  # each kept line's index in the text
-    lines = [x for x in text.split("\n") if x.strip()]
+    raw = text.split("\n")
+    at = [i for i, x in enumerate(raw) if x.strip()]  # each kept line's index in the text
+    lines = [raw[i] for i in at]
     encoded: dict[str, list[int]] = {}
 
     def count(line: str) -> int:  # each candidate line is encoded once; the chosen ones are read as such
