@@ -24,7 +24,7 @@ from longchat.runtime import remote
 from longchat.runtime.generate import SUMMED, Engine, GenerationStats, Sampling
 from longchat.runtime.loader import LoadedModel, load_model
 from longchat.runtime.rope import Rope
-from longchat.runtime.step import compile_step
+from longchat.runtime.step import CompiledStep, compile_step
 from longchat.settings import ANY_LENGTH
 from longchat.sources import STDIN, iter_pieces, read_text, wants_headers
 from longchat.text.cite import cite, quoted
@@ -83,7 +83,7 @@ def open_runner(profile: str | Profile = "auto", model: str | None = None, *, de
     loaded = loaded or load_model(model or prof.model or "default", device=device, weights=prof.runtime.weights, note=note)
     cls = strategy_class(prof.context.strategy)
     dec = loaded.decoder
-    if prof.runtime.compile == "on" and dec.step is None:
+    if prof.runtime.compile == "on" and not isinstance(dec.step, CompiledStep):
         compile_step(dec, "on", note)
     strategy = cls(loaded.cfg, Rope(loaded.cfg.hf, dec.device), prof.strategy, device=dec.device, dtype=dec.dtype,
                kv=prof.runtime.kv)

@@ -53,17 +53,31 @@ def load_shared(monkeypatch, shared_model) -> None:
 def reuse_model(shared_model, monkeypatch):
     """This test's in-process loads of the bundled model get the session's `shared_model`."""
     load_shared(monkeypatch, shared_model)
+    step = shared_model.decoder.step
     yield shared_model
-    shared_model.decoder.step = None  # (a `runtime.compile=on` run compiles onto the decoder)
+    shared_model.decoder.step = step  # (a `runtime.compile=on` run compiles onto the decoder)
+
+
+@pytest.fixture(scope="session")
+def native_dir() -> Path:
+    """The C decode step built once (runtime/native.py), in the real user cache."""
+    from longchat.paths import cache_dir
+    from longchat.runtime import native
+
+    native.built()
+    return cache_dir() / "native"
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch, default_model_dir) -> Path:
-    """LONGCHAT_HOME in tmp, with the converted default model linked in so nothing re-converts."""
+def home(tmp_path, monkeypatch, default_model_dir, native_dir) -> Path:
+    """LONGCHAT_HOME in tmp, with the converted default model and the built C decode step
+    linked in so nothing re-converts or recompiles."""
     root = tmp_path / "home"
     models = root / "cache" / "models"
     models.mkdir(parents=True)
     os.symlink(default_model_dir, models / default_model_dir.name)
+    if native_dir.is_dir():
+        os.symlink(native_dir, root / "cache" / "native")
     monkeypatch.setenv("LONGCHAT_HOME", str(root))
     return root
 

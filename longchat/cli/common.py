@@ -314,9 +314,15 @@ def _held_as(runner) -> dict:
     from longchat.context.full import FullAttention
     from longchat.context.kv import dtype_name
 
+    from longchat.runtime.native import NativeStep
+
     reader = runner.engine.strategy.reader
     kv = reader.kv.name if isinstance(reader, FullAttention) else dtype_name(dec.dtype)
-    return {"weights": dec.weight_format, "kv": kv}
+    # how a one-token step ran: in C (runtime/native.py) where the reader gives it its cache
+    step = "native" if isinstance(dec.step, NativeStep) and reader.offers_native() else "torch"
+    if dec.step is not None and not isinstance(dec.step, NativeStep):
+        step = "compiled"
+    return {"weights": dec.weight_format, "kv": kv, "decode": step}
 
 
 class ReadAs(str, Enum):

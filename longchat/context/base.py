@@ -120,6 +120,21 @@ class ContextStrategy:
         """Bytes held for the attention state (for stats)."""
         return 0
 
+    def offers_native(self) -> bool:
+        """Whether `native_caches` gives buffers (a one-token step can run in C)."""
+        return False
+
+    def native_caches(self) -> list[tuple[torch.Tensor, torch.Tensor, int]] | None:
+        """For a one-token step in C (`runtime.native`), after `begin`: each layer's key and value
+        buffers (1, Hkv, capacity, D), bf16, with room for one more token, and the tokens they
+        hold. The step rotates with `self.cos`/`self.sin` and writes the token at that index.
+        None (the default): this strategy attends in torch."""
+        return None
+
+    def native_appended(self, t: int) -> None:
+        """The step wrote `t` more tokens into the buffers `native_caches` gave."""
+        raise NotImplementedError  # only for strategies that give buffers
+
 
 class ReadsQuestion:
     """The hooks of a strategy that chooses what to attend to by the question (InfLLM's memory

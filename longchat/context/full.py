@@ -53,6 +53,23 @@ class FullAttention(ContextStrategy):
             return attend_all(q, *held, n=keys.shape[2])
         return attend_all(q, keys, values)
 
+    def offers_native(self) -> bool:
+        return self.kv.name == "bf16" and self.device.type == "cpu"
+
+    def native_caches(self):
+        if not self.offers_native():
+            return None
+        like = torch.empty(1, self.cfg.n_kv_heads, 1, self.cfg.head_dim, dtype=torch.bfloat16)
+        for buf in self.layers:
+            buf.make_room(1, like, like)
+        return [(buf.k, buf.v, buf.size) for buf in self.layers]
+
+    def native_appended(self, t: int) -> None:
+        for buf in self.layers:
+            buf.size += t
+        cfg = self.cfg
+        count(torch.empty(1, cfg.n_heads, t, cfg.head_dim, device="meta"), t * self._length)
+
     def prepare(self, n_tokens: int) -> str | None:
         self._reserve = n_tokens  # the prompt + reply's cache in one allocation
         for buf in self.layers:

@@ -76,18 +76,22 @@ class KVBuffer:
     def append(self, k: torch.Tensor, v: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Add k (and v) (B, H, T, D); return views of everything stored so far (v None without values)."""
         t = k.shape[2]
-        if self.k is None or self.size + t > self.k.shape[2]:
-            need = self.size + t
-            capacity = self.reserved if need <= self.reserved else max(256, 2 * need)
-            self.k, self.k_scale = self._grow(self.k, self.k_scale, k, capacity)
-            if self.values:
-                self.v, self.v_scale = self._grow(self.v, self.v_scale, v, capacity)
+        self.make_room(t, k, v)
         at = slice(self.size, self.size + t)
         self._put(self.k, self.k_scale, at, k)
         if self.values:
             self._put(self.v, self.v_scale, at, v)
         self.size += t
         return self._view(self.k, self.k_scale), None if self.v is None else self._view(self.v, self.v_scale)
+
+    def make_room(self, t: int, k: torch.Tensor, v: torch.Tensor | None = None) -> None:
+        """Hold at least `t` more tokens shaped like k, v (B, H, *, D), growing if need be."""
+        if self.k is None or self.size + t > self.k.shape[2]:
+            need = self.size + t
+            capacity = self.reserved if need <= self.reserved else max(256, 2 * need)
+            self.k, self.k_scale = self._grow(self.k, self.k_scale, k, capacity)
+            if self.values:
+                self.v, self.v_scale = self._grow(self.v, self.v_scale, v, capacity)
 
     def _put(self, data: torch.Tensor, scale: torch.Tensor | None, at: slice, x: torch.Tensor) -> None:
         if scale is None:

@@ -27,6 +27,8 @@ from longchat.paths import cache_dir
 from longchat.sysinfo import rss_mb
 from longchat.runtime.config import ModelConfig
 from longchat.runtime.hf_folder import read_config, read_tokenizer
+from longchat.runtime import native
+from longchat.runtime.native import native_step
 from longchat.runtime.model import Decoder, LayerWeights
 from longchat.runtime.weights import (
     Embedding,
@@ -458,6 +460,10 @@ def load_model(spec: str = "default", *, device: str | None = None, dtype: torch
         weights = auto_weights(folder, dev)
     cfg = ModelConfig.from_hf(read_config(folder) or _transformers_config(folder))
     decoder = load_decoder(folder, cfg, dev, dtype or default_dtype(dev), weights)
+    if dev.type == "cpu":
+        decoder.step = native_step(decoder)  # the C decode step, where it applies (runtime/native.py)
+        if decoder.step is None and native.failed():
+            note(f"the C decode step is unavailable ({native.unavailable}); decoding with torch, about half as fast")
     tokenizer = _tokenizer(folder)
     if weights in ("int8", "int4") and dev.type != "cpu":
         note(f"{weights} weights on {dev.type}: no fast kernel here, they are widened for each product "

@@ -57,7 +57,8 @@ class Decoder:
         self.final_norm = final_norm
         # (V, C), the embedding's own table when tied (one copy)
         self.lm_head = Dense(lm_head) if isinstance(lm_head, torch.Tensor) else lm_head
-        # The layers of a one-token step run compiled (`runtime.step.CompiledStep`), else None.
+        # What runs a one-token step's layers, when not `run_layers`: the C kernels
+        # (`runtime.native.NativeStep`, the default on a CPU) or torch.compile (`runtime.step`).
         self.step = None
 
     @property
@@ -109,12 +110,7 @@ class Decoder:
         strategy.begin(positions)
         x = self.embed(input_ids)  # (B, T, C)
         eps = self.cfg.rms_norm_eps
-        if t == 1 and self.step is not None:
-            x = self.step(x, strategy)
-        else:
-            for i, w in enumerate(self.layers):
-                x = x + self.attention(i, w, rms_norm(x, w.input_norm, eps), strategy)
-                x = x + self.mlp(w, rms_norm(x, w.post_norm, eps))
+        x = self.step(x, strategy) if t == 1 and self.step is not None else self.run_layers(x, strategy)
         if logits == "none":
             return None
         if logits == "last":
@@ -122,6 +118,14 @@ class Decoder:
         elif isinstance(logits, int):
             x = x[:, x.shape[1] - logits:]
         return self.lm_head(rms_norm(x, self.final_norm, eps)).float()
+
+    def run_layers(self, x: torch.Tensor, strategy) -> torch.Tensor:
+        """The embedded tokens x (B, T, C) through every layer."""
+        eps = self.cfg.rms_norm_eps
+        for i, w in enumerate(self.layers):
+            x = x + self.attention(i, w, rms_norm(x, w.input_norm, eps), strategy)
+            x = x + self.mlp(w, rms_norm(x, w.post_norm, eps))
+        return x
 
     def matmul_flops(self, tokens: int, logit_rows: int) -> int:
         """FLOPs of the weight matmuls for `tokens` tokens, `logit_rows` of them projected to

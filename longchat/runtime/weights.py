@@ -97,6 +97,11 @@ class Linear:
         """W widened to fp32 (tests, reference checks)."""
         raise NotImplementedError
 
+    def bf16_product(self):
+        """A function from x (1, K) bf16 to x W^T (1, N) bf16 without the bias, through one
+        kernel call, for the native decode step (`runtime.native`); None where there is none."""
+        return None
+
 
 def _with_bias(y: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     return y if bias is None else y + bias
@@ -126,6 +131,11 @@ class Dense(Linear):
 
     def dense(self) -> torch.Tensor:
         return self.weight.float()
+
+    def bf16_product(self):
+        if self.weight.dtype != torch.bfloat16 or self.weight.device.type != "cpu":
+            return None
+        return functools.partial(F.linear, weight=self.weight)
 
 
 def _row_blocks(n: int, size: int = 4096) -> list[slice]:
@@ -172,6 +182,12 @@ class Int8(Linear):
         else:
             y = F.linear(x, q.to(x.dtype) * scale.to(x.dtype)[:, None])
         return _with_bias(y, bias)
+
+    def bf16_product(self):
+        if not _fast_kernels(self.q.device):
+            return None
+        kernel, q, scale = torch._weight_int8pack_mm, self.q, self.scale_bf16
+        return lambda x: kernel(x, q, scale)
 
     def rows(self, ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Rows `ids` of W, widened: the embedding lookup when W is the tied embedding."""
@@ -239,6 +255,12 @@ class Int4(Linear):
         # unpack through the kernel: W = int4mm(I) for the identity
         eye = torch.eye(self.in_features, dtype=torch.bfloat16)
         return torch._weight_int4pack_mm_for_cpu(eye, self.packed, GROUP, self.scales_zeros).float().T.contiguous()
+
+    def bf16_product(self):
+        if self.packed is None:
+            return None
+        kernel, packed, scales_zeros = torch._weight_int4pack_mm_for_cpu, self.packed, self.scales_zeros
+        return lambda x: kernel(x, packed, GROUP, scales_zeros)
 
 
 def _unpack_int4_bf16(packed: torch.Tensor, scales_zeros: torch.Tensor, n: int) -> torch.Tensor:
