@@ -115,11 +115,12 @@ def test_ask_directory(home, tmp_path, capsys):
 
 
 def test_ask_stdin_json(home, capsys, monkeypatch, reuse_model):
-    code, out, err = run(capsys, "ask", "-", "Who was the first curator of the museum?", "--json", "-n", "24",
-                         stdin=FACTS, monkeypatch=monkeypatch)
+    # (the bundled model's answer to "Who was the first curator?" is a greedy tie here: it flips
+    # between "Helena Marsh" and "not mentioned" with the attention's rounding)
+    code, out, err = run(capsys, "ask", "-", QUESTION, "--json", "-n", "24", stdin=FACTS, monkeypatch=monkeypatch)
     assert code == 0, err
     record = json.loads(out)
-    assert "Helena Marsh" in record["answer"]
+    assert "PELICAN" in record["answer"].upper()
     assert record["stats"]["prompt_tokens"] > tokens(reuse_model, FACTS)  # stdin was read whole
 
 
