@@ -107,3 +107,42 @@ def test_stats_and_memory_show_what_recall_placed(cli, tmp_path):
     assert code == 2 and "--session" in err
     code, _, err = cli("chat", "--session", "c", "--memory-from", "nope", input="hi\n")
     assert code == 6 and "no session named 'nope'" in err
+
+
+def test_facts_that_hold_the_asked_words_are_placed_alone_and_newer_statements_beside_them(tiny_runner, tmp_path):
+    """Beside facts found only by meaning, the bundled model answered "What is my son's name?"
+    with the cousin's (bench/longmem.py, train seeds): the facts that hold the asked words go
+    alone, newest first; a later message on the asked words may update them, so it stays."""
+    conv = SessionConversation(tiny_runner, "life", store=Store(tmp_path / "s.db"))
+    conv.observe("My cousin's name is Mateo.", "Nice.", at=day(3, 2))
+    conv.observe("My son is called Yuki.", "Lovely name.", at=day(3, 3))
+    conv.observe("My partner's name is Zofia.", "Noted.", at=day(3, 4))
+    conv.observe("I run 50 kilometres a week.", "Impressive.", at=day(3, 5))
+    conv.observe("I'm up to 25 kilometres a week of running now, after the injury.", "Take care.", at=day(3, 12))
+    conv.observe("Tell me one short fact about the number 50.", "50 is even.", at=day(3, 13))
+    conv.now = NOW
+    placed = conv.relevant("What is my son's name?")
+    assert len(placed) == 1 and placed[0].endswith("My son is called Yuki."), placed
+    placed = conv.relevant("What is my partner's name?")
+    assert len(placed) == 1 and "Zofia" in placed[0], placed
+    placed = conv.relevant("How far do I run a week?")
+    assert any("25 kilometres" in line for line in placed) and any("50 kilometres" in line for line in placed), placed
+    assert not any("number 50" in line for line in placed)  # a request tells nothing about the user
+    conv.close()
+
+
+def test_a_request_or_a_summary_does_not_count_as_having_told(tiny_runner, tmp_path):
+    """"What is my house number?" after forty "Tell me one short fact about the number N": the
+    user never said it, so it is abstained on without the model."""
+    from longchat.chat.session import ABSTAIN
+
+    conv = SessionConversation(tiny_runner, "life", store=Store(tmp_path / "s.db"))
+    for i in range(6):
+        conv.observe(f"Tell me one short fact about the number {i}.", f"The number {i} is a number.", at=day(3, 2))
+    last = conv.store.messages(conv.sid)[-1].id
+    conv.store.page_out(conv.sid, "The user asked about the numbers 0 to 5 and their house number.", last)
+    conv.observe("I had to skip dessert at the party because of my sesame allergy.", "Oh no.", at=day(3, 3))
+    assert conv.send("What is my house number?", at=NOW) == ABSTAIN
+    assert conv.send("What am I allergic to?", at=NOW) != ABSTAIN
+    assert any("sesame" in f["content"] for f in conv.store.facts(conv.sid))
+    conv.close()

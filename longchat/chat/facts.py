@@ -141,6 +141,7 @@ _RULES: list[Rule] = [
           lambda m: f"allergy {_norm(m.group(1))}"),
     _rule(rf"\b(?:i|we)(?:{_HAVE}|\s+got|{_HAVE}\s+got)\s+(?:a|an)\s+(?:\w+\s+)??([\w-]+)\s+allergy",
           lambda m: f"allergy {_norm(m.group(1))}"),
+    _rule(r"\b(?:my|our)\s+(?:\w+\s+)??([\w-]+)\s+allergy\b", lambda m: f"allergy {_norm(m.group(1))}"),
     _rule(rf"\b{_BE_I}\s+(?:\w+\s+)?([\w-]+)\s+intolerant\b", lambda m: f"intolerant {_norm(m.group(1))}"),
     _rule(rf"\b(?:{_BE_I}|i{_HAVE}\s+been|we{_HAVE}\s+been|i\s+became|i\s+went)\s+{_ADV}(?:not\s+|no\s+longer\s+)?"
           rf"(?:a\s+|an\s+|fully\s+|strictly\s+|completely\s+)?(?:{_DIETS})\b", "diet"),
@@ -163,6 +164,8 @@ _RULES: list[Rule] = [
           rf"(?:job|position|role|internship)\s+(?:at|as|with|in)\b"
           rf"|\bi(?:{_HAVE})?\s+{_ADV}retired\b", "work"),
     _rule(rf"\bi(?:'m|\s+am)\s+{_ADV}studying\s+\w|\bi\s+{_ADV}study\s+\w", "study"),
+    _rule(rf"\b(?:i'm|i\s+am|we're|we\s+are)\s+{_ADV}learning\s+([\w-]+)|\b(?:my|our)\s+([\w-]+)\s+(?:lessons|classes|course)\b",
+          lambda m: f"learn {_norm(m.group(1) or m.group(2))}"),
     _rule(rf"\b(?:{_BE_I}|i\s+got|we\s+got)\s+{_ADV}(married|engaged|divorced|separated|widowed)\b", "married"),
     _rule(rf"\b(?:my|our)\s+{_RELATION}\s+{_NAME}", _named),
     _rule(rf"\b(?:i|we)(?:{_HAVE}|{_HAVE}\s+got|\s+got|\s+adopted|\s+had)?\s+{_ADV}(?:got|adopted|have|had)?\s*"
@@ -319,7 +322,9 @@ _KEY_WORDS = {
     "allergy": "allergic allergy allergies", "intolerant": "intolerant intolerance eat food",
     "diet": "eat food diet drink", "age": "old age", "likes": "like love enjoy hate favourite favorite",
     "trip": "trip holiday vacation travel went visit visited", "married": "married wedding husband wife spouse",
-    "study": "study studies student university school", "name": "name"}
+    "study": "study studies student university school", "name": "name",
+    "learn": "learn learning lesson class course language", "lesson": "learn learning lesson class course language",
+    "class": "learn learning lesson class course"}
 _WH = re.compile(r"^(?:what|what's|who|who's|where|where's|when|when's|which|whose|how\s+(?:old|many|much|long))\b", re.I)
 _AUX_I = re.compile(r"^(?:(?:did|do|does|have|had|am|was|were)\s+(?:i|we)|do\s+you\s+(?:remember|know|recall))\b", re.I)
 _FIRST_PERSON = re.compile(r"\b(?:my|our|i|we|me)\b", re.I)
@@ -328,6 +333,13 @@ _TELL_ME = re.compile(r"^(?:(?:can|could|would|will)\s+you\s+)?(?:please\s+)?(?:
 _HOW_TO = re.compile(r"\b(?:need|needs|should|could|can|would|want|best|way|ways|help|recommend|suggest|advice|ideas|"
                      r"tips|fix|improve|mean|means|right|correct|wrong|if|whether|joke|story|poem|think|opinion)\b",
                      re.I)
+
+
+def asks_or_requests(sentence: str) -> bool:
+    """Whether a sentence only asks or requests something ("How do I make porridge?", "Tell me
+    one short fact about the number 89"): it states nothing about the user."""
+    text = _LEAD.sub("", sentence.translate(_QUOTES).strip())
+    return text.rstrip().endswith("?") or bool(_COMMAND.match(text))
 
 
 def asks_about_user(text: str) -> bool:
@@ -353,6 +365,7 @@ def asked_words(text: str) -> set[str]:
 
 def fact_words(content: str, key: str) -> set[str]:
     """The words a question may share with a fact: its own, its key's and what its key stands for."""
-    head = key.split()[0] if key else ""
-    extra = _KEY_WORDS.get(key, _KEY_WORDS.get(head, ""))
+    parts = [_norm(w) for w in key.split()]
+    # what the key, its first word or its last stands for ("nut allergy", "polish lessons")
+    extra = _KEY_WORDS.get(key) or next((_KEY_WORDS[w] for w in (parts[:1] + parts[-1:]) if w in _KEY_WORDS), "")
     return asked_words(f"{content} {key} {extra}")

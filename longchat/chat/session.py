@@ -34,7 +34,7 @@ from longchat.prompts import PREAMBLE, QUESTION, SENTINEL, chat_ids, render_chat
 from longchat.runtime.generate import CopyGuard, Sampling
 from longchat.runtime.remote import RemoteError
 from longchat.chat import functions as fn
-from longchat.chat.facts import asked_words, asks_about_user, extract, fact_words
+from longchat.chat.facts import asked_words, asks_about_user, asks_or_requests, extract, fact_words
 from longchat.text.when import Period, absolute, period, without_period
 from longchat.text.words import content_words
 from longchat.chat.store import Hit, SessionLock, Store
@@ -190,14 +190,28 @@ class SessionConversation(Conversation):
         # Each kind is searched by words and by meaning, the two rankings fused (Store.recall).
         floor = SEMANTIC_FLOOR if self.settings.semantic else None
         about = self.reading is None and asks_about_user(text)
-        if about and re.match(r"\s*how (?:many|often)\b", text, re.I):
+        counting = about and re.match(r"\s*how (?:many|often)\b", text, re.I)
+        if counting:
             n *= 3  # counting needs every instance placed, not the best three (they span sessions)
         facts = [h for h in self._recall("fact", text, limit=n + len(own), floor=floor)
                  if h.id not in own]
+        direct = []
         if about:  # the facts that support the question as the abstention check sees it ("job" -> work)
             wanted, have = asked_words(text), {h.id for h in facts}
-            facts = [Hit(f["id"], f["content"], f["created"], "fact") for f in self.store.facts(self.sid)
-                     if f["id"] not in have and f["id"] not in own and wanted & fact_words(f["content"], f["key"])] + facts
+            stored = self.store.facts(self.sid)
+            keys = {f["id"]: f["key"] for f in stored}
+            matched = [Hit(f["id"], f["content"], f["created"], "fact") for f in stored
+                       if f["id"] not in have and f["id"] not in own and wanted & fact_words(f["content"], f["key"])]
+            direct = matched + [h for h in facts if wanted & fact_words(h.content, keys.get(h.id, ""))]
+            facts = matched + facts
+        if direct and not span and not counting:
+            # Facts that hold the asked words are placed alone, the newest first: beside others
+            # found by meaning ("My cousin's name is Mateo"), the bundled model answered "What is
+            # my son's name?" with the cousin's (docs/sessions.md). A question about a period or a
+            # count keeps everything found: its answer spans facts and messages.
+            facts = sorted(direct, key=lambda h: -h.created)
+        else:
+            direct = []
         facts = facts[:n]
         # A question about the user is answered from memories alone (`assemble`): the messages in
         # the window are searched too (the current one excepted).
@@ -207,6 +221,10 @@ class SessionConversation(Conversation):
         if span and not hits:  # nothing in the period shares the message's words: what was said then
             hits = self.store.messages_between(self.sid, *span, limit=n, roles=("user",))[0]
         archived = self._recall("archival", text, limit=n, floor=floor)
+        if direct:  # what was said after the newest of them, on the asked words, may update it
+            newest = max(h.created for h in facts)
+            hits = [h for h in hits if h.created > newest and wanted & asked_words(h.content)]
+            archived = []
         shown = {_plain(h.content) for h in facts}
         sids = {name: sid for sid, name in self.others}
         # what a fact replaced, with its period
@@ -469,9 +487,10 @@ class SessionConversation(Conversation):
 
     def _told(self, question: str, user_id: int) -> bool:
         """False for a question about the user (`asks_about_user`) that nothing they said
-        supports: no current fact, none of their messages, no archival passage, core memory
-        or summary shares a content word with it (first-person, stop and frame words such as
-        "name" aside; a fact's key counts: "We moved to Tampere" answers "Where do I live?").
+        supports: no current fact, none of their messages (a question or a request states
+        nothing), no archival passage and no core memory shares a content word with it
+        (first-person, stop and frame words such as "name" aside; a fact's key counts: "We moved
+        to Tampere" answers "Where do I live?").
         True for every other message, and where there is no recall to go by."""
         if self.paging == "truncate" or not self.settings.relevant or not asks_about_user(question):
             return True
@@ -491,7 +510,10 @@ class SessionConversation(Conversation):
                                                  roles=("user", "function"))
             if any(not only_questions(h.content) for h in said) or self.store.search_archival(sid, query)[1]:
                 return True  # an earlier question holds no answer, only the words that matched
-        kept = [value for value, _ in self.store.core(self.sid).values()] + [self.store.summary(self.sid)[0]]
+        # Core memory, not the summary: the summary is the model's words about both sides (of a
+        # chit-chat window, "The number 28 is even ..."), and the messages it summarises are
+        # searched above.
+        kept = [value for value, _ in self.store.core(self.sid).values()]
         return any(wanted & asked_words(text) for text in kept if text)
 
     def _abstain(self, on_text) -> str:
@@ -631,9 +653,10 @@ def _was(fact: dict | None) -> str:
 
 
 def only_questions(text: str) -> bool:
-    """Whether every sentence of `text` asks something ("I ran my first half marathon today! How
-    do I make porridge?" also tells something, and is recalled for it)."""
-    return all(x.rstrip().endswith("?") for x in re.split(r"(?<=[.!?])\s+|\n+", text.strip()) if x.strip())
+    """Whether every sentence of `text` asks or requests something ("I ran my first half marathon
+    today! How do I make porridge?" also tells something, and is recalled for it; "Tell me one
+    short fact about the number 89" tells nothing, and answered "What is my house number?")."""
+    return all(asks_or_requests(x) for x in re.split(r"(?<=[.!?])\s+|\n+", text.strip()) if x.strip())
 
 
 def _plain(text: str) -> str:
