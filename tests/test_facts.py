@@ -31,6 +31,14 @@ from longchat.cli import main
     ("Remember: the spare key is under the mat.", "spare key under", "The spare key is under the mat."),
     ("Can you remember that my train leaves at 6?", "train leaves 6", "My train leaves at 6"),
     ("My doctor is Dr. Okafor.", "doctor", "My doctor is Dr. Okafor."),  # one sentence, not two
+    # facts and changes said in passing (issue 43, train seeds of bench/longmem.py)
+    ("I had to skip dessert because of my sesame allergy.", "allergy sesame",
+     "I had to skip dessert because of my sesame allergy."),
+    ("I'm learning Finnish these days.", "learn finnish", "I'm learning Finnish these days."),
+    ("Declan took over as my manager this week.", "manager's name", "Declan took over as my manager this week."),
+    ("I left my old job and joined Silverpine.", "work", "I left my old job and joined Silverpine."),
+    ("I've switched my usual coffee to a cappuccino.", "coffee", "I've switched my usual coffee to a cappuccino."),
+    ("Now I'm reading Middlemarch, it's hard to put down.", "reading", "Now I'm reading Middlemarch."),
 ])
 def test_statements_of_fact_are_extracted_in_the_users_words(said, key, text):
     assert [(f.key, f.text) for f in extract(said)] == [(key, text)]

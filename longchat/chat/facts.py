@@ -59,12 +59,14 @@ _HAVE = r"(?:'ve|\s+have)"
 _BE_I = r"(?:i'm|i\s+am|we're|we\s+are)"
 _NAME = r"(?-i:([A-Z][a-zà-ÿ'-]+))"  # a capitalised name, whatever the rule's case
 _NOT_NAMES = {"I", "I'm", "I've", "I'll", "I'd", "OK", "Ok", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday",
-              "Saturday", "Sunday", "The", "A", "An", "And", "But", "So", "Mr", "Mrs", "Ms", "Dr"}
+              "Saturday", "Sunday", "The", "A", "An", "And", "But", "So", "Mr", "Mrs", "Ms", "Dr", "He", "She", "They",
+              "It", "We", "You", "This", "That", "Someone", "Everyone"}
 _RELATIONS = ("son|daughter|kid|child|children|boy|girl|baby|husband|wife|partner|spouse|boyfriend|girlfriend|"
               "fianc[eé]e?|brother|sister|sibling|twin|mom|mum|mother|dad|father|parents|stepson|stepdaughter|"
               "grandson|granddaughter|grandma|grandmother|granny|grandpa|grandfather|aunt|uncle|cousin|niece|"
               "nephew|friend|best friend|boss|roommate|flatmate|neighbou?r|colleague|co-?worker|dog|cat|puppy|"
               "kitten|pup|horse|pony|parrot|bird|rabbit|bunny|hamster|guinea pig|turtle|tortoise|fish|lizard|snake")
+_ROLES = "manager|boss|mentor|supervisor|team lead|teacher|tutor|coach|doctor|dentist|therapist|landlord|landlady|trainer"
 _RELATION = rf"(?:(?:little|older|younger|big|baby|eldest|oldest|youngest|new|old|twin|first|second)\s+)*({_RELATIONS})s?"
 _DIETS = r"vegan|vegetarian|veggie|pescatarian|pescetarian|teetotal|gluten-free|dairy-free|keto|kosher|halal|sober"
 
@@ -168,6 +170,14 @@ _RULES: list[Rule] = [
           lambda m: f"learn {_norm(m.group(1) or m.group(2))}"),
     _rule(rf"\b(?:{_BE_I}|i\s+got|we\s+got)\s+{_ADV}(married|engaged|divorced|separated|widowed)\b", "married"),
     _rule(rf"\b(?:my|our)\s+{_RELATION}\s+{_NAME}", _named),
+    # changes said in passing: "Declan took over as my manager", "I left my old job and joined
+    # Silverpine", "I've switched my usual coffee to a cappuccino", "now I'm reading Middlemarch"
+    _rule(rf"{_NAME}\s+(?:took\s+over\s+as|became|is\s+now|has\s+become|started\s+as)\s+(?:my|our)\s+(?:new\s+)?"
+          rf"({_ROLES})\b", lambda m: None if m.group(1) in _NOT_NAMES else f"{_norm(m.group(2))}'s name"),
+    _rule(rf"\b(?:i|we)(?:{_HAVE})?\s+{_ADV}(?:left\s+[\w\s]+?\s+and\s+)?joined\s+{_NAME}", "work"),
+    _rule(rf"\b(?:i|we)(?:{_HAVE})?\s+{_ADV}(?:switched|changed)\s+(?:my|our)\s+(?:usual\s+)?([\w-]+)\s+(?:order\s+)?to\b",
+          lambda m: _norm(m.group(1))),
+    _rule(rf"\b{_BE_I}\s+{_ADV}(?:now\s+)?reading\s+{_NAME}", "reading"),
     _rule(rf"\b(?:i|we)(?:{_HAVE}|{_HAVE}\s+got|\s+got|\s+adopted|\s+had)?\s+{_ADV}(?:got|adopted|have|had)?\s*"
           rf"(?:a|an|two|three)\s+(?:\w+\s+)?{_RELATION}\s+(?:called|named)\s+{_NAME}", _named),
     _rule(rf"\b(?:my|our)\s+{_RELATION}\s+{_ADV}(?:lives|moved|works|is\s+working|is\s+living)\b",
@@ -184,7 +194,7 @@ _RULES: list[Rule] = [
 
 # Clauses: at , ; : and dashes, and before a conjunction followed by a subject ("... because we
 # finally moved to Tampere"); "since 2019" stays whole.
-_CLAUSE = re.compile(r"\s*[;:]\s+|,\s+|\s+[-–—]+\s+|\s+(?=(?:because|'?cause|since|so|but|and|as|when|after|while|"
+_CLAUSE = re.compile(r"\s*[;:]\s+|,\s+|\s+[-–—]+\s+|(?<!\bover)(?<!\bstarted)\s+(?=(?:because|'?cause|since|so|but|and|as|when|after|while|"
                      r"though|although|whereas|plus)\s+(?:i|i'm|i've|i'd|we|we're|we've|my|our|he|she|they|it|it's|"
                      r"you|there)\b)", re.I)
 _LEAD = re.compile(r"^(?:(?:because|'?cause|since|so|but|and|as|when|after|while|though|although|whereas|plus|well|"
@@ -312,7 +322,7 @@ def supported(fact: str, said: str) -> bool:
 
 # Words a question about the user is framed with, which say nothing of what it asks for.
 _FRAME = frozenset("""name names called call named tell told mention mentioned remember recall know say said again
-ever anything something everything thing things don didn doesn isn wasn aren haven hasn""".split())
+ever anything something everything thing things don didn doesn isn wasn aren haven hasn now currently nowadays""".split())
 # What a fact's key stands for, in the words a question may use ("Where do I live?" is answered
 # by "We moved to Tampere", key "live").
 _KEY_WORDS = {

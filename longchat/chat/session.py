@@ -190,7 +190,10 @@ class SessionConversation(Conversation):
         # Each kind is searched by words and by meaning, the two rankings fused (Store.recall).
         floor = SEMANTIC_FLOOR if self.settings.semantic else None
         about = self.reading is None and asks_about_user(text)
-        counting = about and re.match(r"\s*how (?:many|often)\b", text, re.I)
+        # "How many concerts have I told you I went to?" counts what was said over time; "How many
+        # kilometres a week do I run?" asks for one value
+        counting = about and re.match(r"\s*how (?:many|often)\b", text, re.I) and \
+            re.search(r"\b(?:have|had|did)\s+i\b|\bi(?:'ve| have)\b|\btold you\b", text, re.I)
         if counting:
             n *= 3  # counting needs every instance placed, not the best three (they span sessions)
         facts = [h for h in self._recall("fact", text, limit=n + len(own), floor=floor)
@@ -203,6 +206,10 @@ class SessionConversation(Conversation):
             matched = [Hit(f["id"], f["content"], f["created"], "fact") for f in stored
                        if f["id"] not in have and f["id"] not in own and wanted & fact_words(f["content"], f["key"])]
             direct = matched + [h for h in facts if wanted & fact_words(h.content, keys.get(h.id, ""))]
+            # the facts that hold the most of the asked words ("I run 50 kilometres a week", not
+            # "Declan took over as my manager this week")
+            held = {h.id: len(wanted & fact_words(h.content, keys.get(h.id, ""))) for h in direct}
+            direct = [h for h in direct if held[h.id] == max(held.values())]
             facts = matched + facts
         if direct and not span and not counting:
             # Facts that hold the asked words are placed alone, the newest first: beside others
