@@ -156,7 +156,6 @@ class NativeStep:
         self.h = torch.empty(1, self.c, dtype=torch.bfloat16)                                  # a norm's output
         self.heads = torch.empty(1, self.hq * self.d, dtype=torch.bfloat16)                    # attention's
         self.act = torch.empty(1, cfg.intermediate_size, dtype=torch.bfloat16)                 # the MLP's
-        self.threads = torch.get_num_threads()
 
     @staticmethod
     def fits(decoder: Decoder) -> bool:
@@ -177,13 +176,13 @@ class NativeStep:
         xp, hp, headsp, actp = x.data_ptr(), h.data_ptr(), heads.data_ptr(), act.data_ptr()
         cos, sin = (t.reshape(-1).float().contiguous() for t in (strategy.cos, strategy.sin))
         cosp, sinp = cos.data_ptr(), sin.data_ptr()
-        n_act = act.shape[1]
+        n_act, threads = act.shape[1], torch.get_num_threads()  # attention splits its keys over them
         pos = caches[0][2]
         lib.lc_norm(xp, self.layers[0][0][0].data_ptr(), hp, c, eps)
         for i, ((norms, biases, (qkv, o, gate_up, down)), (k, v, _)) in enumerate(zip(self.layers, caches)):
             y = qkv(h)
             if lib.lc_attend(y.data_ptr(), _ptr(biases[0]), cosp, sinp, k.data_ptr(), v.data_ptr(), k.shape[2], pos,
-                             self.hq, self.hkv, self.d, self.scale, self.threads, headsp):
+                             self.hq, self.hkv, self.d, self.scale, threads, headsp):
                 raise RuntimeError("native attention refused its shapes")  # `fits` checks them first
             y = o(heads)
             lib.lc_add_norm(xp, y.data_ptr(), _ptr(biases[1]), norms[1].data_ptr(), hp, c, eps)
