@@ -142,7 +142,11 @@ def test_a_request_or_a_summary_does_not_count_as_having_told(tiny_runner, tmp_p
     last = conv.store.messages(conv.sid)[-1].id
     conv.store.page_out(conv.sid, "The user asked about the numbers 0 to 5 and their house number.", last)
     conv.observe("I had to skip dessert at the party because of my sesame allergy.", "Oh no.", at=day(3, 3))
+    conv.observe("Last month I was in Iceland for a friend's wedding.", "Lovely.", at=day(3, 4))
     assert conv.send("What is my house number?", at=NOW) == ABSTAIN
+    assert conv.send("What is my best friend's name?", at=NOW) == ABSTAIN  # "a friend" is not "best friend"
     assert conv.send("What am I allergic to?", at=NOW) != ABSTAIN
+    conv.observe("My best friend Bram came over for dinner.", "Nice.", at=day(3, 5))
+    assert conv.send("What is my best friend's name?", at=NOW) != ABSTAIN
     assert any("sesame" in f["content"] for f in conv.store.facts(conv.sid))
     conv.close()

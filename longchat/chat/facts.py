@@ -340,7 +340,7 @@ _AUX_I = re.compile(r"^(?:(?:did|do|does|have|had|am|was|were)\s+(?:i|we)|do\s+y
 _FIRST_PERSON = re.compile(r"\b(?:my|our|i|we|me)\b", re.I)
 _TELL_ME = re.compile(r"^(?:(?:can|could|would|will)\s+you\s+)?(?:please\s+)?(?:tell|remind)\s+me\s+(?=what|who|where|"
                       r"when|which|whose|how\s+old|my|our)", re.I)
-_HOW_TO = re.compile(r"\b(?:need|needs|should|could|can|would|want|best|way|ways|help|recommend|suggest|advice|ideas|"
+_HOW_TO = re.compile(r"\b(?:need|needs|should|could|can|would|want|best(?!\s+friend)|way|ways|help|recommend|suggest|advice|ideas|"
                      r"tips|fix|improve|mean|means|right|correct|wrong|if|whether|joke|story|poem|think|opinion)\b",
                      re.I)
 
@@ -371,6 +371,28 @@ def asked_words(text: str) -> set[str]:
     stop and frame words left out; the frame words when it has nothing else ("What is my name?")."""
     words = {_norm(w) for w in re.findall(r"[^\W_]+", text.lower()) if w not in STOPWORDS and len(w) > 1}
     return words - _FRAME or words
+
+
+_AGE_WORDS = {"little", "older", "younger", "big", "baby", "eldest", "oldest", "youngest", "new", "old", "twin",
+              "first", "second"}
+_WHOSE = re.compile(r"\bmy\s+([a-z]+(?:\s+[a-z]+)+?)(?:'s\s+name\b|\s+(?:called|named)\b)", re.I)
+
+
+def asked_phrase(question: str) -> str | None:
+    """The several-word relation a question asks the name of ("What is my best friend's name?"
+    -> "best friend"), normalised as `phrase_of` gives it; None for one word or none."""
+    m = _WHOSE.search(question.translate(_QUOTES))
+    if not m:
+        return None
+    words = phrase_of(m.group(1)).split()
+    while len(words) > 1 and words[0] in _AGE_WORDS:  # "my little brother": a brother
+        words = words[1:]
+    return " ".join(words) if len(words) > 1 else None
+
+
+def phrase_of(text: str) -> str:
+    """`text`'s words, normalised and joined by single spaces."""
+    return " ".join(_norm(w) for w in WORD.findall(text.translate(_QUOTES).lower()))
 
 
 def fact_words(content: str, key: str) -> set[str]:

@@ -34,7 +34,8 @@ from longchat.prompts import PREAMBLE, QUESTION, SENTINEL, chat_ids, render_chat
 from longchat.runtime.generate import CopyGuard, Sampling
 from longchat.runtime.remote import RemoteError
 from longchat.chat import functions as fn
-from longchat.chat.facts import asked_words, asks_about_user, asks_or_requests, extract, fact_words
+from longchat.chat.facts import (asked_phrase, asked_words, asks_about_user, asks_or_requests, extract, fact_words,
+                                 phrase_of)
 from longchat.text.when import Period, absolute, period, without_period
 from longchat.text.words import content_words
 from longchat.chat.store import Hit, SessionLock, Store
@@ -509,6 +510,16 @@ class SessionConversation(Conversation):
         wanted = asked_words(question)
         if not wanted:  # "What did I say?": about the whole conversation, nothing to check
             return True
+        phrase = asked_phrase(question)
+        if phrase:  # "my best friend's name": "a friend's wedding" does not say who the best friend is
+            def holds(text: str) -> bool:
+                return f" {phrase} " in f" {phrase_of(text)} "
+
+            if any(holds(f"{f['content']} {f['key']}") for sid in sids for f in self.store.facts(sid)):
+                return True
+            return any(holds(h.content) and not only_questions(h.content) for sid in sids
+                       for h in self.store.search_messages(sid, phrase, limit=20, roles=("user", "function"),
+                                                           before=user_id if sid == self.sid else None)[0])
         if any(wanted & fact_words(f["content"], f["key"]) for sid in sids for f in self.store.facts(sid)):
             return True
         query = " ".join(sorted(wanted))
