@@ -101,8 +101,10 @@ static void rope_into(const float *x, const float *cos, const float *sin, float 
     for (int i = half; i < d; i++) out[i] = x[i] * cos[i] + x[i - half] * sin[i];
 }
 
-/* s[r][j] = scale * q_r . k_{t0 + j} for the n keys from t0 (k rows of d bf16). q is given
- * both as fp32 and as bf16 bits (its values are bf16's). */
+/* s[r][j] = scale * q_r . k_{t0 + j} for the n keys from t0 (k rows of d bf16), the dot product
+ * rounded to bf16 first, as a bf16 matmul returns it (torch's step did so, and greedy answers
+ * that sit on a tie stay what they were; docs/decode.md). q is given both as fp32 and as bf16
+ * bits (its values are bf16's). */
 static void score_tile(const float *q, const uint16_t *qb, const uint16_t *k, long t0, int n, int nrep, int d,
                        float scale, float s[][TILE]) {
 #if defined(__AVX512BF16__)
@@ -114,7 +116,7 @@ static void score_tile(const float *q, const uint16_t *qb, const uint16_t *k, lo
                 __m512 acc = _mm512_setzero_ps();
                 for (int i = 0; i < d; i += 32)
                     acc = _mm512_dpbf16_ps(acc, (__m512bh)_mm512_loadu_si512(qr + i), (__m512bh)_mm512_loadu_si512(kr + i));
-                s[r][j] = _mm512_reduce_add_ps(acc) * scale;
+                s[r][j] = bf2f(f2bf(_mm512_reduce_add_ps(acc))) * scale;
             }
         }
         return;
@@ -131,7 +133,7 @@ static void score_tile(const float *q, const uint16_t *qb, const uint16_t *k, lo
             float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
             for (int i = 0; i < d; i++) dot += qr[i] * row[i];
-            s[r][j] = dot * scale;
+            s[r][j] = bf2f(f2bf(dot)) * scale;
         }
     }
 }
