@@ -206,12 +206,12 @@ class SessionConversation(Conversation):
             keys = {f["id"]: f["key"] for f in stored}
             matched = [Hit(f["id"], f["content"], f["created"], "fact") for f in stored
                        if f["id"] not in have and f["id"] not in own and wanted & fact_words(f["content"], f["key"])]
-            direct = matched + [h for h in facts if wanted & fact_words(h.content, keys.get(h.id, ""))]
+            facts = matched + facts
             # the facts that hold the most of the asked words ("I run 50 kilometres a week", not
             # "Declan took over as my manager this week")
-            held = {h.id: len(wanted & fact_words(h.content, keys.get(h.id, ""))) for h in direct}
-            direct = [h for h in direct if held[h.id] == max(held.values())]
-            facts = matched + facts
+            held = {h.id: len(wanted & fact_words(h.content, keys.get(h.id, ""))) for h in facts}
+            most = max(held.values(), default=0)
+            direct = [h for h in facts if most and held[h.id] == most]
         if direct and not span and not counting:
             # Facts that hold the asked words are placed alone, the newest first: beside others
             # found by meaning ("My cousin's name is Mateo"), the bundled model answered "What is
