@@ -166,6 +166,13 @@ HELD_OUT_NEGATIVE = [
 # Facts said in passing (issue 43), the set chat/facts.py's clause rules were tuned on:
 # (what the user said, the key, a word of the fact that must be in the captured text).
 PASSING = [
+    # events: what the user did, with or without "I" (issue 43: counting and "when did I")
+    ('We climbed Triglav at the weekend, my legs are sore.', 'did climbed triglav weekend', 'Triglav'),
+    ('Finally finished Jane Eyre last night.', 'did finished jane eyre last night', 'Jane Eyre'),
+    ('Had dinner at Mama Rosa, a new place near the station.', 'did dinner mama rosa', 'Mama Rosa'),
+    ("I've taken up tennis instead, my knees prefer it.", 'did taken up tennis instead', 'tennis'),
+    ("Last month I was in Iceland for a friend's wedding.", "did iceland friend's wedding", 'Iceland'),
+    ('I got my driving licence this morning!', 'did got driving licence morning', 'licence'),
     ('We had a long week because we finally moved to Tampere last Friday.', 'live', 'Tampere'),
     ('My son Eero started school on Monday, he loves it.', 'son eero', 'Eero'),
     ("I'll skip the cake, I'm allergic to walnuts.", 'allergy walnut', 'walnuts'),
@@ -206,6 +213,11 @@ PASSING = [
 ]
 # Not facts: questions, hypotheticals and plans, commands, other people, talk.
 NOT_FACTS = [
+    'We had a long week.',
+    'I tried your code and it failed.',
+    'We talked about this before.',
+    'Fixed it, thanks.',
+    'Picked it up yesterday.',
     'Where do I live?',
     "What is my brother's name?",
     'If I lived in Paris, I would eat croissants every day.',
@@ -297,6 +309,21 @@ def test_a_newer_statement_replaces_the_older_for_answers_and_the_older_stays_wi
                         f'(earlier: "I live in Cork.", until {_day(T0 + 59 * DAY)})')
     assert not any(line.startswith("you said") and "Cork" in line for line in found)  # said once, in the line above
     assert [h.content for h in store.recall(sid, "fact", "Cork")] == []  # answers use the current fact only
+    conv.close()
+
+
+def test_events_are_facts_of_their_own_and_what_the_user_is_comes_before_what_they_did(tiny_runner, tmp_path):
+    conv = SessionConversation(tiny_runner, "events", store=Store(tmp_path / "s.db"))
+    conv.observe("I live in Cork.", "Nice.", at=T0)
+    conv.observe("I bought Catan, we played it all evening.", "Fun!", at=T0 + DAY)
+    conv.observe("Picked up a copy of Azul at the game shop.", "Fun!", at=T0 + 2 * DAY)
+    conv.observe("Saw Paper Comets live last night, what a show.", "Great!", at=T0 + 3 * DAY)
+    facts = [f["content"] for f in conv.store.facts(conv.sid)]
+    assert facts == ["I live in Cork.", "I bought Catan.", "Picked up a copy of Azul at the game shop.",
+                     "Saw Paper Comets live last night."]  # two games bought are two facts: none replaced
+    found = conv.relevant("Where do I live now?")
+    assert len(found) == 1 and found[0].endswith("I live in Cork.")  # "live" in the concert does not count
+    assert any("Paper Comets" in line for line in conv.relevant("When did I see Paper Comets?"))
     conv.close()
 
 

@@ -133,6 +133,44 @@ def _rule(pattern: str, key) -> Rule:
     return re.compile(pattern, re.I), key
 
 
+# Events: what the user did ("We climbed Triglav at the weekend", "Finally finished Jane Eyre",
+# "I've taken up tennis"), a verb in the past or perfect after "I"/"we", or opening a sentence
+# with no subject. Verbs of talk and thought ("I said", "I thought") state nothing.
+_TALK_VERBS = (r"asked|mentioned|said|told|meant|wondered|guessed|thought|figured|noticed|forgot|forgotten|knew|hoped|"
+               "talked|discussed|chatted|wanted|needed|used|supposed|realised|realized|understood|agreed|liked|loved|enjoyed|hated|preferred|"
+               r"tried\s+to|wished|replied|answered|asked|explained|wrote\s+(?:to\s+)?you|meant|read\s+(?:that|your)")
+_IRREGULAR = ("went|gone|saw|seen|made|had|got|gotten|bought|took|taken|ran|ate|eaten|drank|drunk|met|found|lost|"
+              "left|won|began|begun|came|did|done|gave|given|read|wrote|written|sold|spent|flew|flown|drove|driven|"
+              "rode|ridden|swam|swum|built|caught|fell|fallen|heard|kept|paid|put|sent|sang|sung|sat|slept|spoke|"
+              "spoken|stood|taught|threw|thrown|wore|worn|broke|broken|chose|chosen|held|hit|hurt|lent|cut|dug|drew|"
+              "drawn|fed|fought|grew|grown|hung|hid|hidden|laid|lit|quit|rang|rung|rose|shot|shut|sank|spun|stole|"
+              "struck|tore|torn|woke|picked|bet|brought|sold|won")
+_DID = rf"(?!(?:{_TALK_VERBS})\b)(?:{_IRREGULAR}|[a-z]{{3,}}ed)\b"
+
+
+EVENT = "did "  # an event's key begins so
+# Words of an event that says nothing: "We had a long week", "I had a lovely time".
+_VAGUE = frozenset("""long good bad rough busy great hard tough lovely nice fun quiet crazy chaotic strange weird
+lazy slow wonderful amazing awful terrible day days week weeks night nights morning weekend time evening year month
+afternoon today yesterday lot bit while""".split())
+
+
+def _event(m: re.Match) -> str | None:
+    """An event's key: "did" and all its content words. Events are not news about one thing
+    ("I bought Catan", then "I bought Azul": two games), so only the same words told again
+    share a key."""
+    rest = m.group(0)[m.start(1) - m.start(0):] + m.string[m.end(0):]
+    words = [w for w in WORD.findall(rest.lower()) if w not in STOPWORDS]
+    if not set(words[1:]) - _VAGUE or re.match(r"\S+\s+(?:you|your|yours|it|that|this|these|those|them)\b", rest, re.I):
+        return None  # "We had a long week"; "I tried your code": talk about the conversation
+    return EVENT + " ".join(words)
+
+
+def is_event(key: str) -> bool:
+    """Whether a fact's key is an event's (what the user did, not what they are)."""
+    return key.startswith(EVENT)
+
+
 # Statements about the user (or their world) in the first person, singular or plural; for each
 # clause the first rule that matches and gives a key wins.
 _RULES: list[Rule] = [
@@ -190,6 +228,9 @@ _RULES: list[Rule] = [
           _likes),
     _rule(rf"\b(?:i|we)(?:{_HAVE}\s+got)?\s+{_ADV}(play|teach|speak|drive|own|collect|have|ride|knit|paint|"
           rf"volunteer|run)\s+\w", _generic),
+    _rule(rf"\b(?:i|we)(?:{_HAVE}|'d|\s+had)?\s+{_ADV}({_DID}|was\s+(?:in|at)\b|were\s+(?:in|at)\b)\s*\w",
+          _event),
+    _rule(rf"^(?-i:(?=[A-Z])){_ADV}({_DID})\s+\w", _event),
 ]
 
 # Clauses: at , ; : and dashes, and before a conjunction followed by a subject ("... because we

@@ -34,7 +34,7 @@ from longchat.prompts import PREAMBLE, QUESTION, SENTINEL, chat_ids, render_chat
 from longchat.runtime.generate import CopyGuard, Sampling
 from longchat.runtime.remote import RemoteError
 from longchat.chat import functions as fn
-from longchat.chat.facts import (asked_phrase, asked_words, asks_about_user, asks_or_requests, extract, fact_words,
+from longchat.chat.facts import (asked_phrase, asked_words, asks_about_user, asks_or_requests, extract, fact_words, is_event,
                                  phrase_of)
 from longchat.text.when import Period, absolute, period, without_period
 from longchat.text.words import content_words
@@ -209,9 +209,12 @@ class SessionConversation(Conversation):
             facts = matched + facts
             # the facts that hold the most of the asked words ("I run 50 kilometres a week", not
             # "Declan took over as my manager this week")
-            held = {h.id: len(wanted & fact_words(h.content, keys.get(h.id, ""))) for h in facts}
-            most = max(held.values(), default=0)
-            direct = [h for h in facts if most and held[h.id] == most]
+            # and of those, what the user is (where they live, who their manager is) before what
+            # they did ("Saw Paper Comets live last night" does not say where they live)
+            held = {h.id: (len(wanted & fact_words(h.content, keys.get(h.id, ""))), not is_event(keys.get(h.id, "")))
+                    for h in facts}
+            most = max(held.values(), default=(0, False))
+            direct = [h for h in facts if most[0] and held[h.id] == most]
         if direct and not span and not counting:
             # Facts that hold the asked words are placed alone, the newest first: beside others
             # found by meaning ("My cousin's name is Mateo"), the bundled model answered "What is
@@ -230,8 +233,9 @@ class SessionConversation(Conversation):
             hits = self.store.messages_between(self.sid, *span, limit=n, roles=("user",))[0]
         archived = self._recall("archival", text, limit=n, floor=floor)
         if direct:  # what was said after the newest of them, on the asked words, may update it
-            newest = max(h.created for h in facts)
-            hits = [h for h in hits if h.created > newest and wanted & asked_words(h.content)]
+            newest = max(h.created for h in facts)  # (not a message told as something the user did)
+            did = {f["source"] for f in stored if is_event(f["key"])}
+            hits = [h for h in hits if h.created > newest and wanted & asked_words(h.content) and h.id not in did]
             archived = []
         shown = {_plain(h.content) for h in facts}
         sids = {name: sid for sid, name in self.others}
