@@ -150,3 +150,22 @@ def test_a_request_or_a_summary_does_not_count_as_having_told(tiny_runner, tmp_p
     assert conv.send("What is my best friend's name?", at=NOW) != ABSTAIN
     assert any("sesame" in f["content"] for f in conv.store.facts(conv.sid))
     conv.close()
+
+
+def test_where_the_user_works_does_not_tell_what_they_work_as_nor_an_old_car_an_age(tiny_runner, tmp_path):
+    """An employer answers "Which company do I work for?", not "What do I work as?"; "I sold the
+    old car" tells no one's age (bench/longmem.py, train seeds: both were answered with invented
+    values)."""
+    from longchat.chat.session import ABSTAIN
+
+    conv = SessionConversation(tiny_runner, "work", store=Store(tmp_path / "s.db"))
+    conv.observe("I left my old job and joined Silverpine this week.", "Congratulations!", at=day(3, 2))
+    conv.observe("I sold the old car and bought a Fiat.", "Nice.", at=day(3, 3))
+    assert conv.send("What do I work as?", at=NOW) == ABSTAIN
+    assert conv.send("How old is my daughter?", at=NOW) == ABSTAIN
+    assert conv.send("Which company do I work for now?", at=NOW) != ABSTAIN
+    conv.observe("I work as a librarian.", "Lovely.", at=day(3, 4))
+    assert conv.send("What do I work as?", at=NOW) != ABSTAIN
+    assert [f["key"] for f in conv.store.facts(conv.sid)][-1:] == ["job"]  # beside "work", not replacing it
+    assert {f["key"] for f in conv.store.facts(conv.sid)} >= {"work", "job"}
+    conv.close()

@@ -7,7 +7,7 @@ remembered:
 
     "Please remember that my locker code is 4417."   -> about "locker code"
     "My sister's name is Alma."                       -> about "sister's name"
-    "I work as a pharmacist."                         -> about "work"
+    "I work as a pharmacist."                         -> about "job" ("I work at Kestrel": "work")
     "Actually, my sister is called Maria."            -> replaces the fact about "sister's name"
     "We had a long week because we finally moved to Tampere last Friday."
                                                       -> "We finally moved to Tampere last Friday." ("live")
@@ -118,6 +118,12 @@ def _likes(m: re.Match) -> str | None:
     return f"likes {what}" if what else None
 
 
+def _work(m: re.Match) -> str:
+    """What the user works as ("job") and where ("work") are two facts: a new employer does not
+    replace the occupation."""
+    return "job" if re.search(r"\bas\b|\bretired\b", m.group(0), re.I) else "work"
+
+
 def _generic(m: re.Match) -> str | None:
     rest = m.group(0)[m.start(1) - m.start(0):] + m.string[m.end(0):]
     if re.match(r"have\s+(?:to|no idea|a (?:question|feeling|look|minute|second|moment|go|try|think|chance|"
@@ -202,7 +208,7 @@ _RULES: list[Rule] = [
           rf"|\bi{_HAVE}\s+{_ADV}been\s+working\s+(?:as|at|for)\b"
           rf"|\bi(?:{_HAVE})?\s+{_ADV}(?:started|got|landed|took|began|accepted)\s+(?:a|an|my|the)\s+(?:new\s+)?"
           rf"(?:job|position|role|internship)\s+(?:at|as|with|in)\b"
-          rf"|\bi(?:{_HAVE})?\s+{_ADV}retired\b", "work"),
+          rf"|\bi(?:{_HAVE})?\s+{_ADV}retired\b", _work),
     _rule(rf"\bi(?:'m|\s+am)\s+{_ADV}studying\s+\w|\bi\s+{_ADV}study\s+\w", "study"),
     _rule(rf"\b(?:i'm|i\s+am|we're|we\s+are)\s+{_ADV}learning\s+([\w-]+)|\b(?:my|our)\s+([\w-]+)\s+(?:lessons|classes|course)\b",
           lambda m: f"learn {_norm(m.group(1) or m.group(2))}"),
@@ -369,7 +375,8 @@ ever anything something everything thing things don didn doesn isn wasn aren hav
 _KEY_WORDS = {
     "live": "live home city town country address move moved based", "from": "from originally",
     "grew up": "grew grow up childhood", "born": "born birthplace birth",
-    "work": "work job occupation profession career company employer living", "am a": "job occupation profession",
+    "work": "work company employer workplace office", "job": "work job occupation profession career living",
+    "am a": "job occupation profession",
     "allergy": "allergic allergy allergies", "intolerant": "intolerant intolerance eat food",
     "diet": "eat food diet drink", "age": "old age", "likes": "like love enjoy hate favourite favorite",
     "trip": "trip holiday vacation travel went visit visited", "married": "married wedding husband wife spouse",
@@ -407,9 +414,18 @@ def asks_about_user(text: str) -> bool:
     return bool(_AUX_I.match(text))  # "Did I tell you ...", not "Is my dog allowed on the train?"
 
 
+# Phrases that say what is asked better than their words: "what do I work as" asks for an
+# occupation and "which company do I work for" for an employer; "how old" for an age.
+_ASKED_PHRASES = [(re.compile(r"\bwork(?:s|ed|ing)?\s+as\b", re.I), " occupation "),
+                  (re.compile(r"\bwork(?:s|ed|ing)?\s+(?:for|at)\b", re.I), " employer "),
+                  (re.compile(r"\bhow\s+old\b", re.I), " age ")]
+
+
 def asked_words(text: str) -> set[str]:
     """What a question about the user asks about: its content words (normalised), first-person,
     stop and frame words left out; the frame words when it has nothing else ("What is my name?")."""
+    for phrase, word in _ASKED_PHRASES:
+        text = phrase.sub(word, text)
     words = {_norm(w) for w in re.findall(r"[^\W_]+", text.lower()) if w not in STOPWORDS and len(w) > 1}
     return words - _FRAME or words
 
