@@ -173,6 +173,9 @@ PASSING = [
     ("I've taken up tennis instead, my knees prefer it.", 'did taken up tennis instead', 'tennis'),
     ("Last month I was in Iceland for a friend's wedding.", "did iceland friend's wedding", 'Iceland'),
     ('I got my driving licence this morning!', 'did got driving licence morning', 'licence'),
+    # a name given in the next clause to someone the clause before brought in
+    ('We got a new manager at work, her name is Ruben.', "manager's name", 'Ruben'),
+    ('We adopted a puppy, his name is Rex.', "puppy's name", 'Rex'),
     ('We had a long week because we finally moved to Tampere last Friday.', 'live', 'Tampere'),
     ('My son Eero started school on Monday, he loves it.', 'son eero', 'Eero'),
     ("I'll skip the cake, I'm allergic to walnuts.", 'allergy walnut', 'walnuts'),

@@ -266,6 +266,12 @@ _ABBREVIATION = re.compile(r"\b(?:dr|mr|mrs|ms|prof|st|mt|jr|sr|vs|etc|no|e\.g|i
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
 
 
+# A name given in the next clause to someone the clause before brought in ("We got a new
+# manager at work, her name is Ruben"; "we adopted a puppy, his name is Rex").
+_NAMED_AFTER = re.compile(rf"^(?:her|his|its|their)\s+name(?:'s|\s+is|\s+was)\s+{_NAME}", re.I)
+_NEW_ONE = re.compile(rf"\b(?:a|an|my|our)\s+(?:new\s+|little\s+|baby\s+)?({_RELATIONS}|{_ROLES})\b", re.I)
+
+
 def sentences(text: str) -> list[str]:
     """The sentences of `text` ("My doctor is Dr. Okafor." is one)."""
     out: list[str] = []
@@ -343,10 +349,13 @@ def extract(text: str) -> list[Fact]:
             continue  # a question, a request or a hypothetical, whatever its clauses say
         if sentence.rstrip().endswith("?"):
             parts = parts[:-1]  # "We just moved to Tampere, any tips?": the last clause asks
-        for clause in parts:
-            if _ASKS.match(clause) or _COMMAND.match(clause):
+        for i, clause in enumerate(parts):
+            if _ASKS.match(clause) or _COMMAND.match(clause) or i and _NAMED_AFTER.match(clause):
                 continue
             key = _about(clause)
+            if i + 1 < len(parts) and _NAMED_AFTER.match(parts[i + 1]) and (new := _NEW_ONE.search(clause)):
+                # "We got a new manager at work, her name is Ruben": one fact, who it is
+                key, clause = f"{_norm(new.group(1))}'s name", f"{clause}, {parts[i + 1]}"
             if key is None:
                 continue
             fact = _as_fact(clause)
