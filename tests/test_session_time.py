@@ -169,3 +169,20 @@ def test_where_the_user_works_does_not_tell_what_they_work_as_nor_an_old_car_an_
     assert [f["key"] for f in conv.store.facts(conv.sid)][-1:] == ["job"]  # beside "work", not replacing it
     assert {f["key"] for f in conv.store.facts(conv.sid)} >= {"work", "job"}
     conv.close()
+
+
+def test_a_favourite_must_be_told_whole(tiny_runner, tmp_path):
+    """"What is my favourite food?" after "My favourite colour is turquoise" and "the food was
+    amazing" was answered with an invented dish (bench/longmem.py, seeds 41-50)."""
+    from longchat.chat.facts import asked_phrase
+    from longchat.chat.session import ABSTAIN
+
+    assert asked_phrase("What's my favorite food?") == asked_phrase("What is my favourite food?") == "favourite food"
+    conv = SessionConversation(tiny_runner, "likes", store=Store(tmp_path / "s.db"))
+    conv.observe("My favourite colour is turquoise.", "Lovely.", at=day(3, 2))
+    conv.observe("I just got back from Jordan, the food was amazing.", "Nice!", at=day(3, 3))
+    assert conv.send("What is my favourite food?", at=NOW) == ABSTAIN
+    assert conv.send("What is my favourite colour?", at=NOW) != ABSTAIN
+    conv.observe("Nothing beats goulash, it's my favorite food by far.", "Yum.", at=day(3, 4))
+    assert conv.send("What is my favourite food?", at=NOW) != ABSTAIN
+    conv.close()

@@ -444,9 +444,17 @@ _AGE_WORDS = {"little", "older", "younger", "big", "baby", "eldest", "oldest", "
 _WHOSE = re.compile(r"\bmy\s+([a-z]+(?:\s+[a-z]+)+?)(?:'s\s+name\b|\s+(?:called|named)\b)", re.I)
 
 
+_FAVOURITE = re.compile(r"\bmy\s+(?:very\s+)?(favou?rite\s+[a-z]+)\b", re.I)
+
+
 def asked_phrase(question: str) -> str | None:
     """The several-word relation a question asks the name of ("What is my best friend's name?"
-    -> "best friend"), normalised as `phrase_of` gives it; None for one word or none."""
+    -> "best friend"), or the favourite it asks for ("What is my favourite food?" -> "favourite
+    food": "My favourite colour is teal" does not answer it, nor "the food was amazing"),
+    normalised as `phrase_of` gives it; None for one word or none."""
+    m = _FAVOURITE.search(question.translate(_QUOTES))
+    if m:
+        return phrase_of(m.group(1))
     m = _WHOSE.search(question.translate(_QUOTES))
     if not m:
         return None
@@ -457,8 +465,8 @@ def asked_phrase(question: str) -> str | None:
 
 
 def phrase_of(text: str) -> str:
-    """`text`'s words, normalised and joined by single spaces."""
-    return " ".join(_norm(w) for w in WORD.findall(text.translate(_QUOTES).lower()))
+    """`text`'s words, normalised and joined by single spaces (one spelling of "favourite")."""
+    return " ".join(_norm(w) for w in WORD.findall(text.translate(_QUOTES).lower().replace("favorite", "favourite")))
 
 
 def fact_words(content: str, key: str) -> set[str]:
