@@ -182,8 +182,9 @@ def test_the_session_setting_turns_meaning_on_and_off(tiny_runner, tmp_path, sem
     conv.learn("I work as a pharmacist.", uid)
     for i in range(6):
         conv.store.add_message(conv.sid, "user", f"Tell me about trains, part {i}.")
-    # Not a question about the user: those also get the facts their key stands for ("job" -> work)
-    found = conv.relevant("Which job pays well?")
+    # Not a question about the user (those also get the facts their key stands for), and no word
+    # of the fact or of its key ("job")
+    found = conv.relevant("Do chemists earn much?")
     assert any("pharmacist" in line for line in found) is expected
     conv.close()
 
