@@ -67,7 +67,9 @@ _RELATIONS = ("son|daughter|kid|child|children|boy|girl|baby|husband|wife|partne
               "nephew|friend|best friend|boss|roommate|flatmate|neighbou?r|colleague|co-?worker|dog|cat|puppy|"
               "kitten|pup|horse|pony|parrot|bird|rabbit|bunny|hamster|guinea pig|turtle|tortoise|fish|lizard|snake")
 _ROLES = "manager|boss|mentor|supervisor|team lead|teacher|tutor|coach|doctor|dentist|therapist|landlord|landlady|trainer"
-_RELATION = rf"(?:(?:little|older|younger|big|baby|eldest|oldest|youngest|new|old|twin|first|second)\s+)*({_RELATIONS})s?"
+_AGE_WORDS = {"little", "older", "younger", "big", "baby", "eldest", "oldest", "youngest", "new", "old", "twin",
+              "first", "second"}
+_RELATION = rf"(?:(?:{'|'.join(sorted(_AGE_WORDS))})\s+)*({_RELATIONS})s?"
 _DIETS = r"vegan|vegetarian|veggie|pescatarian|pescetarian|teetotal|gluten-free|dairy-free|keto|kosher|halal|sober"
 
 
@@ -142,15 +144,16 @@ def _rule(pattern: str, key) -> Rule:
 # Events: what the user did ("We climbed Triglav at the weekend", "Finally finished Jane Eyre",
 # "I've taken up tennis"), a verb in the past or perfect after "I"/"we", or opening a sentence
 # with no subject. Verbs of talk and thought ("I said", "I thought") state nothing.
-_TALK_VERBS = (r"asked|mentioned|said|told|meant|wondered|guessed|thought|figured|noticed|forgot|forgotten|knew|hoped|"
-               "talked|discussed|chatted|wanted|needed|used|supposed|realised|realized|understood|agreed|liked|loved|enjoyed|hated|preferred|"
-               r"tried\s+to|wished|replied|answered|asked|explained|wrote\s+(?:to\s+)?you|meant|read\s+(?:that|your)")
+_TALK_VERBS = (r"asked|mentioned|said|told|meant|wondered|guessed|thought|figured|noticed|forgot|forgotten|knew|"
+               r"hoped|talked|discussed|chatted|wanted|needed|used|supposed|realised|realized|understood|agreed|"
+               r"liked|loved|enjoyed|hated|preferred|tried\s+to|wished|replied|answered|explained|"
+               r"wrote\s+(?:to\s+)?you|read\s+(?:that|your)")
 _IRREGULAR = ("went|gone|saw|seen|made|had|got|gotten|bought|took|taken|ran|ate|eaten|drank|drunk|met|found|lost|"
               "left|won|began|begun|came|did|done|gave|given|read|wrote|written|sold|spent|flew|flown|drove|driven|"
               "rode|ridden|swam|swum|built|caught|fell|fallen|heard|kept|paid|put|sent|sang|sung|sat|slept|spoke|"
               "spoken|stood|taught|threw|thrown|wore|worn|broke|broken|chose|chosen|held|hit|hurt|lent|cut|dug|drew|"
               "drawn|fed|fought|grew|grown|hung|hid|hidden|laid|lit|quit|rang|rung|rose|shot|shut|sank|spun|stole|"
-              "struck|tore|torn|woke|picked|bet|brought|sold|won")
+              "struck|tore|torn|woke|picked|bet|brought")
 _DID = rf"(?!(?:{_TALK_VERBS})\b)(?:{_IRREGULAR}|[a-z]{{3,}}ed)\b"
 
 
@@ -439,11 +442,7 @@ def asked_words(text: str) -> set[str]:
     return words - _FRAME or words
 
 
-_AGE_WORDS = {"little", "older", "younger", "big", "baby", "eldest", "oldest", "youngest", "new", "old", "twin",
-              "first", "second"}
 _WHOSE = re.compile(r"\bmy\s+([a-z]+(?:\s+[a-z]+)+?)(?:'s\s+name\b|\s+(?:called|named)\b)", re.I)
-
-
 _FAVOURITE = re.compile(r"\bmy\s+(?:very\s+)?(favou?rite\s+[a-z]+)\b", re.I)
 
 

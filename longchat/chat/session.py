@@ -204,15 +204,16 @@ class SessionConversation(Conversation):
             wanted, have = asked_words(text), {h.id for h in facts}
             stored = self.store.facts(self.sid)
             keys = {f["id"]: f["key"] for f in stored}
+            count = {f["id"]: len(wanted & fact_words(f["content"], f["key"])) for f in stored}
             matched = [Hit(f["id"], f["content"], f["created"], "fact") for f in stored
-                       if f["id"] not in have and f["id"] not in own and wanted & fact_words(f["content"], f["key"])]
+                       if f["id"] not in have and f["id"] not in own and count[f["id"]]]
             facts = matched + facts
             # the facts that hold the most of the asked words ("I run 50 kilometres a week", not
-            # "Declan took over as my manager this week")
-            # and of those, what the user is (where they live, who their manager is) before what
-            # they did ("Saw Paper Comets live last night" does not say where they live)
-            held = {h.id: (len(wanted & fact_words(h.content, keys.get(h.id, ""))), not is_event(keys.get(h.id, "")))
-                    for h in facts}
+            # "Declan took over as my manager this week"), and of those, what the user is (where
+            # they live, who their manager is) before what they did ("Saw Paper Comets live last
+            # night" does not say where they live); another session's facts by their words alone
+            held = {h.id: (count[h.id] if h.id in count else len(wanted & fact_words(h.content, "")),
+                           not is_event(keys.get(h.id, ""))) for h in facts}
             most = max(held.values(), default=(0, False))
             direct = [h for h in facts if most[0] and held[h.id] == most]
         if direct and not span and not counting:
