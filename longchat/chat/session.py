@@ -501,8 +501,9 @@ class SessionConversation(Conversation):
         except (KeyboardInterrupt, RemoteError):  # what was said before Ctrl-C, or before the engine went away
             self._keep_reply(self.runner.engine.last_text, prompt, interrupted=True)
             raise
-        if answers and not grounded(reply, [h.content for h in answers], user_text):
-            reply = quote(best_answers(answers, user_text))
+        best = best_answers(answers, user_text)
+        if best and not grounded(reply, best[0].content, user_text):
+            reply = quote(best)
             self.note("the reply used none of the memories that answer the question: replied with them instead")
         if answers and on_text:
             on_text(reply)
@@ -681,14 +682,13 @@ def unsupported(reply: str, facts: list[str]) -> bool:
     return False
 
 
-def grounded(reply: str, memories: list[str], question: str) -> bool:
-    """Whether `reply` to `question` holds a word of the memories placed to answer it that the
-    question does not hold ("cappuccino" of "I've switched my usual coffee to a cappuccino" for
-    "What is my usual coffee order?"). The bundled model, with the one right memory placed,
-    recited its instructions, apologised or named another value in 8 of 20 update questions
+def grounded(reply: str, memory: str, question: str) -> bool:
+    """Whether `reply` to `question` holds a word of the memory that answers it that the question
+    does not hold ("cappuccino" of "I've switched my usual coffee to a cappuccino" for "What is my
+    usual coffee order?"). The bundled model, with the one right memory placed, recited its
+    instructions, apologised or named another value in 8 of 20 update questions
     (docs/sessions.md, "Sixth session")."""
-    answer = set().union(*(asked_words(m) for m in memories)) - asked_words(question)
-    return bool(answer & asked_words(reply))
+    return bool((asked_words(memory) - asked_words(question)) & asked_words(reply))
 
 
 def best_answers(memories: list[Hit], question: str) -> list[Hit]:
@@ -699,7 +699,7 @@ def best_answers(memories: list[Hit], question: str) -> list[Hit]:
 
     def holds(text: str) -> int:
         said = asked_words(text)
-        return sum(any(w == x or (min(len(w), len(x)) > 3 and (w.startswith(x) or x.startswith(w))) for x in said)
+        return sum(any(w == x or (min(len(w), len(x)) > 2 and (w.startswith(x) or x.startswith(w))) for x in said)
                    for w in wanted)
 
     held = {id(h): holds(h.content) for h in memories}
