@@ -51,6 +51,15 @@ _MY = re.compile(
     r"\b(?:my|our)\s+((?:[a-z'-]+\s+){0,3}?[a-z'-]+?)(?:'s\s+([a-z-]+(?:\s+[a-z-]+)?))?\s+"
     r"(?:is|are|was|were|'s|has been|have been)\s+(called\s+|named\s+)?\S", re.I)
 
+# How many of something the user's world has ("After the reorganisation my team has 4 people"),
+# kept apart from what it is ("My team at work is 5 people"; "my car has a dent" is no car).
+_MY_HAS = re.compile(r"\b(?:my|our)\s+([a-z'-]+)\s+(?:now\s+)?(?:has|have)\s+(?:only\s+|just\s+|about\s+)?"
+                     r"(?:\d+|two|three|four|five|six|seven|eight|nine|ten|twelve|twenty)\s+\w", re.I)
+# A value someone changed ("The landlord raised my rent to 660 euros a month"; "I cut my running
+# back to 40 kilometres a week"): it replaces what was said of it before.
+_CHANGED = re.compile(r"\b(?:raised|increased|cut|lowered|reduced|dropped|upped|bumped|put\s+up)\s+(?:my|our)\s+"
+                      r"([a-z'-]+)\s+(?:back\s+|down\s+|up\s+)?to\s+\d", re.I)
+
 # Pieces of the rules. ADV: words that may sit between the subject and the verb.
 _ADV_WORDS = (r"just|finally|recently|now|also|still|currently|actually|really|already|officially|both|all|happily|"
               r"eventually|then|basically|originally|mostly|usually|only|honestly|totally|absolutely|truly|kind of|kinda")
@@ -211,7 +220,7 @@ _RULES: list[Rule] = [
           rf"|\bi{_HAVE}\s+{_ADV}been\s+working\s+(?:as|at|for)\b"
           rf"|\bi(?:{_HAVE})?\s+{_ADV}(?:started|got|landed|took|began|accepted)\s+(?:a|an|my|the)\s+(?:new\s+)?"
           rf"(?:job|position|role|internship)\s+(?:at|as|with|in)\b"
-          rf"|\bi(?:{_HAVE})?\s+{_ADV}retired\b", _work),
+          rf"|\bi(?:{_HAVE})?\s+{_ADV}retired\b|\b(?:my|that's|that\s+is|it's)\s+life\s+as\s+(?:a|an)\s+\w", _work),
     _rule(rf"\bi(?:'m|\s+am)\s+{_ADV}studying\s+\w|\bi\s+{_ADV}study\s+\w", "study"),
     _rule(rf"\b(?:i'm|i\s+am|we're|we\s+are)\s+{_ADV}learning\s+([\w-]+)|\b(?:my|our)\s+([\w-]+)\s+(?:lessons|classes|course)\b",
           lambda m: f"learn {_norm(m.group(1) or m.group(2))}"),
@@ -272,6 +281,11 @@ _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": 
 # A name given in the next clause to someone the clause before brought in ("We got a new
 # manager at work, her name is Ruben"; "we adopted a puppy, his name is Rex").
 _NAMED_AFTER = re.compile(rf"^(?:her|his|its|their)\s+name(?:'s|\s+is|\s+was)\s+{_NAME}", re.I)
+# ... or their age ("We had a party for my daughter on Saturday, she turned 15")
+_AGED_AFTER = re.compile(r"^(?:she|he|they)\s+(?:just\s+|finally\s+)?(?:turned|turns|is\s+now|'s\s+now)\s+\d{1,3}\b", re.I)
+# A clause that opens by pointing back at a place or person the clause before named ("which
+# reminds me of Utrecht, where I was born"): the fact is the two together.
+_POINTS_BACK = re.compile(r"^(?:where|who|whom)\b", re.I)
 _NEW_ONE = re.compile(rf"\b(?:a|an|my|our)\s+(?:new\s+|little\s+|baby\s+)?({_RELATIONS}|{_ROLES})\b", re.I)
 
 
@@ -307,6 +321,9 @@ def clauses(sentence: str) -> list[str]:
 
 def _about(text: str) -> str | None:
     """The key of a statement about the user in `text`, or None when it is not one."""
+    m = _MY_HAS.search(text) or _CHANGED.search(text)
+    if m:
+        return f"{_norm(m.group(1))} has" if m.re is _MY_HAS else _norm(m.group(1))
     m = _MY.search(text)
     if m and m.group(1).lower() not in _TALK:
         owner, part = m.group(1).lower(), (m.group(2) or "").lower()
@@ -353,12 +370,17 @@ def extract(text: str) -> list[Fact]:
         if sentence.rstrip().endswith("?"):
             parts = parts[:-1]  # "We just moved to Tampere, any tips?": the last clause asks
         for i, clause in enumerate(parts):
-            if _ASKS.match(clause) or _COMMAND.match(clause) or i and _NAMED_AFTER.match(clause):
+            after = parts[i + 1] if i + 1 < len(parts) else ""
+            if _ASKS.match(clause) or _COMMAND.match(clause) or i and (_NAMED_AFTER.match(clause) or
+                                                                       _AGED_AFTER.match(clause)):
                 continue
             key = _about(clause)
-            if i + 1 < len(parts) and _NAMED_AFTER.match(parts[i + 1]) and (new := _NEW_ONE.search(clause)):
+            if (_NAMED_AFTER.match(after) or _AGED_AFTER.match(after)) and (new := _NEW_ONE.search(clause)):
                 # "We got a new manager at work, her name is Ruben": one fact, who it is
-                key, clause = f"{_norm(new.group(1))}'s name", f"{clause}, {parts[i + 1]}"
+                what = "name" if _NAMED_AFTER.match(after) else "age"
+                key, clause = f"{_norm(new.group(1))}'s {what}", f"{clause}, {after}"
+            elif key and i and _POINTS_BACK.match(clause):
+                clause = f"{parts[i - 1]}, {clause}"
             if key is None:
                 continue
             fact = _as_fact(clause)

@@ -502,7 +502,7 @@ class SessionConversation(Conversation):
             self._keep_reply(self.runner.engine.last_text, prompt, interrupted=True)
             raise
         best = best_answers(answers, user_text)
-        if best and not grounded(reply, best[0].content, user_text):
+        if best and not grounded(reply, best[0].content, user_text, self.system or INSTRUCTIONS):
             reply = quote(best)
             self.note("the reply used none of the memories that answer the question: replied with them instead")
         if answers and on_text:
@@ -682,13 +682,14 @@ def unsupported(reply: str, facts: list[str]) -> bool:
     return False
 
 
-def grounded(reply: str, memory: str, question: str) -> bool:
-    """Whether `reply` to `question` holds a word of the memory that answers it that the question
-    does not hold ("cappuccino" of "I've switched my usual coffee to a cappuccino" for "What is my
-    usual coffee order?"). The bundled model, with the one right memory placed, recited its
-    instructions, apologised or named another value in 8 of 20 update questions
-    (docs/sessions.md, "Sixth session")."""
-    return bool((asked_words(memory) - asked_words(question)) & asked_words(reply))
+def grounded(reply: str, memory: str, question: str, instructions: str = "") -> bool:
+    """Whether `reply` to `question` holds a word of the memory that answers it that neither the
+    question nor the instructions hold ("cappuccino" of "I've switched my usual coffee to a
+    cappuccino" for "What is my usual coffee order?"; not "life" of a recited "... a fact about
+    their life"). The bundled model, with the one right memory placed, recited its instructions,
+    apologised or named another value in 8 of 20 update questions (docs/sessions.md, "Sixth
+    session")."""
+    return bool((asked_words(memory) - asked_words(question) - asked_words(instructions)) & asked_words(reply))
 
 
 def best_answers(memories: list[Hit], question: str) -> list[Hit]:
