@@ -166,6 +166,13 @@ HELD_OUT_NEGATIVE = [
 # Facts said in passing (issue 43), the set chat/facts.py's clause rules were tuned on:
 # (what the user said, the key, a word of the fact that must be in the captured text).
 PASSING = [
+    # said of someone the clause before brought in, or pointing back at a place; changed values
+    ('We had a party for my daughter on Saturday, she turned 15.', "daughter's age", 'turned 15'),
+    ('It snowed today, which reminds me of Utrecht, where I was born.', 'born', 'Utrecht, where I was born'),
+    ("Long shift today, that's life as a librarian I guess.", 'job', 'librarian'),
+    ('After the reorganisation my team has 4 people.', 'team has', '4 people'),
+    ('The landlord raised my rent to 660 euros a month.', 'rent', '660'),
+    ('I cut my running back to 40 kilometres a week.', 'running', '40 kilometres'),
     # events: what the user did, with or without "I" (issue 43: counting and "when did I")
     ('We climbed Triglav at the weekend, my legs are sore.', 'did climbed triglav weekend', 'Triglav'),
     ('Finally finished Jane Eyre last night.', 'did finished jane eyre last night', 'Jane Eyre'),
@@ -216,6 +223,7 @@ PASSING = [
 ]
 # Not facts: questions, hypotheticals and plans, commands, other people, talk.
 NOT_FACTS = [
+    'My car has a dent.',
     'We had a long week.',
     'I tried your code and it failed.',
     'We talked about this before.',
@@ -391,9 +399,9 @@ def test_the_real_model_abstains_on_what_it_was_never_told_and_answers_what_it_w
     assert sum(abstained) >= 4 and streamed.count(ABSTAIN) == sum(abstained)
     replies = [conv.send(q, at=T0 + 31 * DAY) for q, _ in TOLD]
     assert ABSTAIN not in replies
-    # 3 of 5: read without the window, the bundled model sometimes echoes the system message
-    # ("You're a helpful assistant ...") instead of answering; docs/sessions.md has the benchmark.
-    assert sum(word in reply.lower() for (_, word), reply in zip(TOLD, replies)) >= 3, replies
+    # Read without the window, the bundled model sometimes echoes the system message ("You're a
+    # helpful assistant ..."); such a reply is replaced by the memory that answers (`grounded`).
+    assert all(word in reply.lower() for (_, word), reply in zip(TOLD, replies)), replies
     assert conv.send("What is the capital of France?") != ABSTAIN  # not about the user: the model answers
     kept = [m.content for m in conv.store.messages(conv.sid) if m.role == "assistant"]
     assert kept.count(ABSTAIN) == sum(abstained)  # stored as the replies, left out of the window

@@ -186,3 +186,33 @@ def test_a_favourite_must_be_told_whole(tiny_runner, tmp_path):
     conv.observe("Nothing beats goulash, it's my favorite food by far.", "Yum.", at=day(3, 4))
     assert conv.send("What is my favourite food?", at=NOW) != ABSTAIN
     conv.close()
+
+
+def test_a_reply_that_uses_none_of_the_answering_memories_is_replaced_by_them(tiny_runner, tmp_path):
+    """With the one right memory placed, the bundled model recited its instructions or named
+    another value ("You use a Samsung Galaxy S22" after "My new phone is a Motorola"; bench
+    train seeds). A reply that says nothing the answering memory says is replaced by that
+    memory, quoted with its date, and only the checked reply is streamed. The tiny model here
+    has random weights, so its reply never holds "cappuccino"."""
+    from longchat.chat.session import grounded
+
+    conv = SessionConversation(tiny_runner, "coffee", store=Store(tmp_path / "s.db"))
+    conv.observe("My usual coffee is a flat white.", "Nice.", at=day(3, 2))
+    conv.observe("I've switched my usual coffee to a cappuccino.", "Noted.", at=day(3, 9))
+    notes: list[str] = []
+    conv.note = notes.append
+    streamed: list[str] = []
+    reply = conv.send("What is my usual coffee order?", on_text=streamed.append, at=NOW)
+    assert reply == ('You told me on 2026-03-09: "I\'ve switched my usual coffee to a cappuccino." '
+                     'Before that, on 2026-03-02: "My usual coffee is a flat white."'), reply
+    assert streamed == [reply] and any("replied with them instead" in n for n in notes)
+    assert conv.store.messages(conv.sid)[-1].content == reply
+    conv.close()
+    # what counts as saying what the memory says: its number for "how many/much/old", its name
+    party = "We had a party for my daughter on Saturday, she turned 7."
+    assert not grounded("The party was on Saturday.", party, "How old is my daughter?")
+    assert grounded("She is 7.", party, "How old is my daughter?")
+    assert grounded("Your cat is Waffles.", "My cat Waffles knocked a glass off the table.", "What is my cat's name?")
+    assert not grounded("You're a helpful assistant talking with one user, about their life.",
+                        "That's life as a nurse I guess.", "What do I work as?",
+                        "You are a helpful assistant talking with one user ... about their life.")
