@@ -89,6 +89,7 @@ class SessionConversation(Conversation):
         self.alerted = False
         self.users_words: dict[str, str] = {}  # a placed memory's line -> the user's own words in it
         self.answers: dict[str, Hit] = {}  # a placed line that answers a question about the user directly
+        self.changed: set[int] = set()  # of those, the fact that says a value changed since
         self.placed: list[str] = []  # the user's words placed before the last message
         self.notes: list[str] = []  # the memories placed before the last message, as the model saw them
         self._tools: list[dict] | None = None
@@ -176,6 +177,7 @@ class SessionConversation(Conversation):
         The assistant's own replies are left out: a small model's confabulation, found again by
         its shared words, would otherwise be copied into the answer (what the user said wins)."""
         n = self.settings.relevant
+        self.changed = set()
         if not n or self.paging == "truncate":
             return []
         started = time.perf_counter()
@@ -213,16 +215,24 @@ class SessionConversation(Conversation):
             # "Declan took over as my manager this week"), and of those, what the user is (where
             # they live, who their manager is) before what they did ("Saw Paper Comets live last
             # night" does not say where they live); another session's facts by their words alone
-            held = {h.id: (count[h.id] if h.id in count else len(wanted & fact_words(h.content, "")),
-                           not is_event(keys.get(h.id, ""))) for h in facts}
+            held = {id(h): (count[h.id] if h.id in count else len(wanted & fact_words(h.content, "")),
+                        not is_event(keys.get(h.id, ""))) for h in facts}
             most = max(held.values(), default=(0, False))
-            direct = [h for h in facts if most[0] and held[h.id] == most]
+            direct = [h for h in facts if most[0] and held[id(h)] == most]
+            pool = facts
         if direct and not span and not counting:
             # Facts that hold the asked words are placed alone, the newest first: beside others
             # found by meaning ("My cousin's name is Mateo"), the bundled model answered "What is
             # my son's name?" with the cousin's (docs/sessions.md). A question about a period or a
             # count keeps everything found: its answer spans facts and messages.
             facts = sorted(direct, key=lambda h: -h.created)
+            # A change said later, as something the user did or in fewer of the asked words ("I
+            # sold the old car and bought a Fiat" after "My car is a Kia"; "These days my usual
+            # order is a cortado instead"), holding more than half as many of them: placed first.
+            changes = [h for h in pool if h not in direct and held[id(h)][0] * 2 > most[0] and
+                       (h.created > facts[0].created) and _CHANGE.search(h.content)]
+            facts = sorted(changes, key=lambda h: -h.created)[:1] + facts
+            self.changed = {h.id for h in facts[:1] if changes}
         else:
             direct = []
         facts = facts[:n]
@@ -235,7 +245,7 @@ class SessionConversation(Conversation):
             hits = self.store.messages_between(self.sid, *span, limit=n, roles=("user",))[0]
         archived = self._recall("archival", text, limit=n, floor=floor)
         if direct:  # what was said after the newest of them, on the asked words, may update it
-            newest = max(h.created for h in facts)  # (not a message told as something the user did)
+            newest = max(h.created for h in facts if h.id not in self.changed)  # (not a message told as something the user did)
             did = {f["source"] for f in stored if is_event(f["key"])}
             hits = [h for h in hits if h.created > newest and wanted & asked_words(h.content) and h.id not in did]
             archived = []
@@ -501,7 +511,7 @@ class SessionConversation(Conversation):
         except (KeyboardInterrupt, RemoteError):  # what was said before Ctrl-C, or before the engine went away
             self._keep_reply(self.runner.engine.last_text, prompt, interrupted=True)
             raise
-        best = best_answers(answers, user_text)
+        best = best_answers(answers, user_text, self.changed)
         if best and not grounded(reply, told(best[0].content), user_text, self.system or INSTRUCTIONS):
             reply = quote(best)
             self.note("the reply used none of the memories that answer the question: replied with them instead")
@@ -682,6 +692,10 @@ def unsupported(reply: str, facts: list[str]) -> bool:
     return False
 
 
+# How people say that something changed ("I sold the old car and bought a Fiat", "These days my
+# usual order is a cortado instead", "I put the other book down and started Persuasion").
+_CHANGE = re.compile(r"\b(?:instead|switched|changed|new|these\s+days|nowadays|no\s+longer|any\s*more|started|"
+                     r"taken\s+up|took\s+up|picked\s+up|bought|replaced|moved)\b", re.I)
 _DATE_WORDS = frozenset("""monday tuesday wednesday thursday friday saturday sunday january february march april may june
 july august september october november december""".split())
 _QUANTITY = re.compile(r"\bhow\s+(?:old|many|much|long|often|far)\b", re.I)
@@ -714,10 +728,11 @@ def told(text: str) -> str:
     return " ".join(x for x in sentences(text) if not asks_or_requests(x)) or text
 
 
-def best_answers(memories: list[Hit], question: str) -> list[Hit]:
-    """Of the memories placed to answer a question about the user, those that hold the most of
-    its asked words, newest first (at most two: the newest value and the one before it). A word
-    holds an asked word it begins with, or that begins it ("planted" holds "plant")."""
+def best_answers(memories: list[Hit], question: str, changed: set[int] = frozenset()) -> list[Hit]:
+    """Of the memories placed to answer a question about the user, a later change (`changed`),
+    then those that hold the most of its asked words, newest first; at most two: the newest
+    value and the one before it. A word holds an asked word it begins with, or that begins it
+    ("planted" holds "plant")."""
     wanted = asked_words(question)
 
     def holds(text: str) -> int:
@@ -725,9 +740,11 @@ def best_answers(memories: list[Hit], question: str) -> list[Hit]:
         return sum(any(w == x or (min(len(w), len(x)) > 2 and (w.startswith(x) or x.startswith(w))) for x in said)
                    for w in wanted)
 
-    held = {id(h): holds(told(h.content)) for h in memories}
+    first = [h for h in memories if h.id in changed and h.role == "fact"]
+    rest = [h for h in memories if h not in first]
+    held = {id(h): holds(told(h.content)) for h in rest}
     most = max(held.values(), default=0)
-    return sorted((h for h in memories if held[id(h)] == most), key=lambda h: -h.created)[:2]
+    return (first + sorted((h for h in rest if held[id(h)] == most), key=lambda h: -h.created))[:2]
 
 
 def quote(memories: list[Hit]) -> str:
