@@ -216,3 +216,26 @@ def test_a_reply_that_uses_none_of_the_answering_memories_is_replaced_by_them(ti
     assert not grounded("You're a helpful assistant talking with one user, about their life.",
                         "That's life as a nurse I guess.", "What do I work as?",
                         "You are a helpful assistant talking with one user ... about their life.")
+
+
+def test_a_later_change_said_as_an_event_answers_before_the_older_value(tiny_runner, tmp_path):
+    """"I sold the old car and bought a Fiat" after "My car is a Kia": the change is something
+    the user did, and holds no more of the asked words than the older fact, yet it is the answer
+    to "What car do I drive now?". A later line that holds fewer than half of the asked words
+    ("We got a new manager at work" for "How many people are on my team at work?") does not
+    answer before it."""
+    conv = SessionConversation(tiny_runner, "car", store=Store(tmp_path / "s.db"))
+    conv.observe("My car is a Kia.", "Nice.", at=day(3, 2))
+    conv.observe("My team at work is 5 people now.", "Cosy.", at=day(3, 3))
+    conv.observe("I sold the old car and bought a Fiat.", "Congratulations!", at=day(3, 9))
+    conv.observe("We got a new manager at work, her name is Ruben.", "Good luck.", at=day(3, 10))
+    conv.now = NOW
+    placed = conv.relevant("What car do I drive now?")
+    assert "Fiat" in placed[0] and "Kia" in placed[1], placed
+    reply = conv.send("What car do I drive now?", at=NOW)  # random weights: the memories answer
+    assert reply.startswith('You told me on 2026-03-09: "I sold the old car and bought a Fiat."'), reply
+    placed = conv.relevant("How many people are on my team at work?")
+    assert "5 people" in placed[0], placed  # (the later line is placed after it, as a possible update)
+    reply = conv.send("How many people are on my team at work?", at=NOW)
+    assert reply == 'You told me on 2026-03-03: "My team at work is 5 people now."', reply
+    conv.close()
