@@ -239,3 +239,28 @@ def test_a_later_change_said_as_an_event_answers_before_the_older_value(tiny_run
     reply = conv.send("How many people are on my team at work?", at=NOW)
     assert reply == 'You told me on 2026-03-03: "My team at work is 5 people now."', reply
     conv.close()
+
+
+def test_how_many_is_answered_with_the_memories_that_say_so_counted(tiny_runner, tmp_path):
+    """The bundled model says 1 or 13 where three concerts were placed (bench/longmem.py,
+    multi-session): a reply that does not give the count of the memories that name the thing
+    asked about is replaced by them, counted and dated."""
+    from longchat.chat.session import counted
+    from longchat.chat.store import Hit
+
+    conv = SessionConversation(tiny_runner, "gigs", store=Store(tmp_path / "s.db"))
+    conv.observe("I went to a Velvet Owls concert on Saturday.", "Fun!", at=day(3, 2))
+    conv.observe("I bought a new fern plant for the living room.", "Nice.", at=day(3, 3))
+    conv.observe("I went to a Quiet Engines concert on Saturday.", "Great.", at=day(3, 9))
+    conv.observe("Tell me one short fact about concerts.", "They are loud.", at=day(3, 10))
+    reply = conv.send("How many concerts have I told you I went to?", at=NOW)
+    assert reply.startswith("You told me about 2: on 2026-03-02") and "Quiet Engines" in reply, reply
+    conv.close()
+    said = [Hit(1, "I finished reading Walden on the train home.", 1.0, "fact"),
+            Hit(2, "I saw Northern Lights at the cinema last night.", 2.0, "fact"),
+            Hit(3, "Saw Paper Comets live last night.", 3.0, "fact"),
+            Hit(4, "We went to the cinema to see Iron Tide.", 4.0, "fact"),
+            Hit(5, "I bought a new orchid plant for the living room.", 5.0, "fact")]
+    assert [h.id for h in counted("How many books have I told you I finished?", said)] == [1]
+    assert [h.id for h in counted("How many films have I told you I saw at the cinema?", said)] == [2, 4]
+    assert [h.id for h in counted("How many houseplants did I buy?", said)] == [5]

@@ -90,6 +90,7 @@ class SessionConversation(Conversation):
         self.users_words: dict[str, str] = {}  # a placed memory's line -> the user's own words in it
         self.answers: dict[str, Hit] = {}  # a placed line that answers a question about the user directly
         self.changed: set[int] = set()  # of those, the fact that says a value changed since
+        self.counting = False  # whether the last message asks how many times the user told something
         self.placed: list[str] = []  # the user's words placed before the last message
         self.notes: list[str] = []  # the memories placed before the last message, as the model saw them
         self._tools: list[dict] | None = None
@@ -177,7 +178,7 @@ class SessionConversation(Conversation):
         The assistant's own replies are left out: a small model's confabulation, found again by
         its shared words, would otherwise be copied into the answer (what the user said wins)."""
         n = self.settings.relevant
-        self.changed = set()
+        self.changed, self.counting = set(), False
         if not n or self.paging == "truncate":
             return []
         started = time.perf_counter()
@@ -200,6 +201,7 @@ class SessionConversation(Conversation):
             re.search(r"\b(?:have|had|did)\s+i\b|\bi(?:'ve| have)\b|\btold you\b", text, re.I)
         if counting:
             n *= 3  # counting needs every instance placed, not the best three (they span sessions)
+            self.counting = True
         facts = [h for h in self._recall("fact", text, limit=n + len(own), floor=floor)
                  if h.id not in own]
         direct = []
@@ -258,7 +260,7 @@ class SessionConversation(Conversation):
                  for h in facts]
         self.users_words = {line: h.content for line, h in zip(lines, facts)}
         # the placed lines that answer a question about the user directly, with when each was said
-        self.answers = {line: h for line, h in zip(lines, facts)} if direct else {}
+        self.answers = {line: h for line, h in zip(lines, facts)} if direct or self.counting else {}
         for h in hits:
             if h.role == "user" and only_questions(h.content):
                 continue  # an earlier question holds no answer, only the words that matched
@@ -267,7 +269,7 @@ class SessionConversation(Conversation):
                 lines.append(f"{who} ({_stamp(h)}): {clip(absolute(h.content, h.created), 240, one_line=True)}")
                 if h.role == "user":
                     self.users_words[lines[-1]] = h.content
-                    if direct:
+                    if direct or self.counting:
                         self.answers[lines[-1]] = h
         lines += [f"{MARKERS[3]} ({_stamp(h)}): {clip(h.content, 240, one_line=True)}" for h in archived
                   if _plain(h.content) not in shown]
@@ -511,8 +513,13 @@ class SessionConversation(Conversation):
         except (KeyboardInterrupt, RemoteError):  # what was said before Ctrl-C, or before the engine went away
             self._keep_reply(self.runner.engine.last_text, prompt, interrupted=True)
             raise
-        best = best_answers(answers, user_text, self.changed)
-        if best and not grounded(reply, told(best[0].content), user_text, self.system or INSTRUCTIONS):
+        if self.counting:  # "How many concerts have I told you I went to?": the memories that say so, counted
+            found = counted(user_text, answers)
+            if found and not says_number(reply, len(found)):
+                reply = f"You told me about {len(found)}: " + "; ".join(quoted(h) for h in found) + "."
+                self.note(f"the reply did not give the {len(found)} memories that say so: replied with them instead")
+        elif (best := best_answers(answers, user_text, self.changed)) and \
+                not grounded(reply, told(best[0].content), user_text, self.system or INSTRUCTIONS):
             reply = quote(best)
             self.note("the reply used none of the memories that answer the question: replied with them instead")
         if answers and on_text:
@@ -747,10 +754,57 @@ def best_answers(memories: list[Hit], question: str, changed: set[int] = frozens
     return (first + sorted((h for h in rest if held[id(h)] == most), key=lambda h: -h.created))[:2]
 
 
+def quoted(h: Hit) -> str:
+    return f'on {_stamp(h)}: "{clip(absolute(told(h.content), h.created), 240, one_line=True)}"'
+
+
 def quote(memories: list[Hit]) -> str:
     """The memories themselves as the reply, newest first: 'You told me on 2026-03-14: "..."'."""
-    said = [f'on {_stamp(h)}: "{clip(absolute(told(h.content), h.created), 240, one_line=True)}"' for h in memories]
+    said = [quoted(h) for h in memories]
     return "You told me " + said[0] + "".join(f" Before that, {x}" for x in said[1:])
+
+
+_HOW_MANY = re.compile(r"^\s*how\s+many\s+(?:[\w'-]+\s+)*?([\w'-]+)\s+(?:have|had|did|do)\s+(?:i|we)\s+"
+                       r"(?:(?:told|tell)\s+you\s+(?:that\s+)?(?:i|we)\s+)?(.*?)[?.!\s]*$", re.I)
+_NUMBERS = "zero one two three four five six seven eight nine ten eleven twelve".split()
+
+
+def counted(question: str, memories: list[Hit]) -> list[Hit]:
+    """The memories that count toward "How many <things> have I told you I <did>?", oldest
+    first: those that name the thing ("concert"; "plant" for houseplants), else those that hold
+    the last word of what was done that any of them holds ("finished" for "How many books have I
+    told you I finished?", "cinema" for "... I saw at the cinema?"). Empty for another question,
+    or when none holds either."""
+    m = _HOW_MANY.match(question)
+    if not m:
+        return []
+    said = sorted((h for h in memories if not only_questions(h.content)), key=lambda h: h.created)
+    found = [h for h in said if _holds(_singular(m.group(1)), h.content)]
+    if not found:
+        # the last word of what was done that any memory holds: "cinema" of "saw at the cinema"
+        done = [w for w in content_words(m.group(2)) if len(w) > 2]
+        found = next((held for w in reversed(done) if (held := [h for h in said if _holds(_singular(w), h.content)])), [])
+    return found
+
+
+def says_number(reply: str, n: int) -> bool:
+    words = set(re.findall(r"\w+", reply.lower()))
+    return str(n) in words or n < len(_NUMBERS) and _NUMBERS[n] in words
+
+
+def _singular(word: str) -> str:
+    word = word.lower()
+    return word[:-3] + "y" if word.endswith("ies") and len(word) > 4 else \
+        word[:-1] if word.endswith("s") and not word.endswith("ss") and len(word) > 3 else word
+
+
+def _holds(word: str, text: str) -> bool:
+    """Whether `text` holds `word`, or a word it begins or ends with ("houseplant": "plant"), or
+    one that begins with it ("bake": "baked")."""
+    for x in (_singular(w) for w in re.findall(r"[^\W\d_]+", text)):
+        if x == word or len(x) >= 4 and (word.startswith(x) or word.endswith(x)) or len(word) >= 4 and x.startswith(word):
+            return True
+    return False
 
 
 def _was(fact: dict | None) -> str:
