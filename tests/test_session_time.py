@@ -207,6 +207,7 @@ def test_a_reply_that_uses_none_of_the_answering_memories_is_replaced_by_them(ti
                      'Before that, on 2026-03-02: "My usual coffee is a flat white."'), reply
     assert streamed == [reply] and any("replied with them instead" in n for n in notes)
     assert conv.store.messages(conv.sid)[-1].content == reply
+    assert "quoted" in conv.recall_info()["reply"] and "the reply quoted them" in conv.memory_report()
     conv.close()
     # what counts as saying what the memory says: its number for "how many/much/old", its name
     party = "We had a party for my daughter on Saturday, she turned 7."

@@ -91,6 +91,7 @@ class SessionConversation(Conversation):
         self.answers: dict[str, Hit] = {}  # a placed line that answers a question about the user directly
         self.changed: set[int] = set()  # of those, the fact that says a value changed since
         self.counting = False  # whether the last message asks how many times the user told something
+        self.quoted = False  # whether the last reply is the memories themselves, not the model's words
         self.placed: list[str] = []  # the user's words placed before the last message
         self.notes: list[str] = []  # the memories placed before the last message, as the model saw them
         self._tools: list[dict] | None = None
@@ -508,6 +509,7 @@ class SessionConversation(Conversation):
             return self._abstain(on_text)
         self.runner.engine.last_text = ""
         answers = [h for x in self.notes if (h := self.answers.get(x))]
+        self.quoted = False
         try:  # a reply to be checked against them is shown once checked
             reply = self._generate(prompt, None if answers else on_text)
         except (KeyboardInterrupt, RemoteError):  # what was said before Ctrl-C, or before the engine went away
@@ -517,10 +519,11 @@ class SessionConversation(Conversation):
             found = counted(user_text, answers)
             if found and not says_number(reply, len(found)):
                 reply = f"You told me about {len(found)}: " + "; ".join(quoted(h) for h in found) + "."
+                self.quoted = True
                 self.note(f"the reply did not give the {len(found)} memories that say so: replied with them instead")
         elif (best := best_answers(answers, user_text, self.changed)) and \
                 not grounded(reply, told(best[0].content), user_text, self.system or INSTRUCTIONS):
-            reply = quote(best)
+            reply, self.quoted = quote(best), True
             self.note("the reply used none of the memories that answer the question: replied with them instead")
         if answers and on_text:
             on_text(reply)
@@ -660,6 +663,8 @@ class SessionConversation(Conversation):
             out["period"] = str(self.period)
         if self.others:
             out["memory_from"] = [name for _, name in self.others]
+        if self.quoted:
+            out["reply"] = "the memories that answer, quoted (the model's reply used none of them)"
         return {**out, "memories": list(self.notes)}
 
     def memory_report(self) -> str:
@@ -678,7 +683,8 @@ class SessionConversation(Conversation):
                     info = self.recall_info()
                     lines.append(f"    recall took {info['recall_ms']:.0f} ms" +
                                  (f"; period {info['period']}" if "period" in info else "") +
-                                 (f"; also from {', '.join(info['memory_from'])}" if self.others else ""))
+                                 (f"; also from {', '.join(info['memory_from'])}" if self.others else "") +
+                                 ("; the reply quoted them" if self.quoted else ""))
                     lines += [f"    - {x}" for x in self.notes]
         lines.append(f"recall storage: {total:,} messages, {in_window:,} in the window")
         lines.append("core memory: " + ", ".join(f"{k} {len(v)}/{lim}" for k, (v, lim) in core.items()))
