@@ -518,7 +518,7 @@ class SessionConversation(Conversation):
         if self.counting:  # "How many concerts have I told you I went to?": the memories that say so, counted
             found = counted(user_text, answers)
             if found and not says_number(reply, len(found)):
-                reply = f"You told me about {len(found)}: " + "; ".join(quoted(h) for h in found) + "."
+                reply = f"You told me about {len(found)}: " + "; ".join(quoted(h) for h in found)
                 self.quoted = True
                 self.note(f"the reply did not give the {len(found)} memories that say so: replied with them instead")
         elif (best := best_answers(answers, user_text, self.changed)) and \
