@@ -493,6 +493,8 @@ def phrase_of(text: str) -> str:
 def fact_words(content: str, key: str) -> set[str]:
     """The words a question may share with a fact: its own, its key's and what its key stands for."""
     parts = [_norm(w) for w in key.split()]
+    # a key's head is before its place: "team at work" is about a team, not an employer
+    parts = parts[:next((i for i, w in enumerate(parts) if i and w in {"at", "in", "on", "for", "of", "from"}), None)]
     # what the key, its first word or its last stands for ("nut allergy", "polish lessons")
     extra = _KEY_WORDS.get(key) or next((_KEY_WORDS[w] for w in (parts[:1] + parts[-1:]) if w in _KEY_WORDS), "")
     return asked_words(f"{content} {key} {extra}")
