@@ -222,19 +222,18 @@ class SessionConversation(Conversation):
                         not is_event(keys.get(h.id, ""))) for h in facts}
             most = max(held.values(), default=(0, False))
             direct = [h for h in facts if most[0] and held[id(h)] == most]
-            pool = facts
         if direct and not span and not counting:
             # Facts that hold the asked words are placed alone, the newest first: beside others
             # found by meaning ("My cousin's name is Mateo"), the bundled model answered "What is
             # my son's name?" with the cousin's (docs/sessions.md). A question about a period or a
             # count keeps everything found: its answer spans facts and messages.
-            facts = sorted(direct, key=lambda h: -h.created)
             # A change said later, as something the user did or in fewer of the asked words ("I
             # sold the old car and bought a Fiat" after "My car is a Kia"; "These days my usual
             # order is a cortado instead"), holding more than half as many of them: placed first.
-            changes = [h for h in pool if h not in direct and held[id(h)][0] * 2 > most[0] and
-                       (h.created > facts[0].created) and _CHANGE.search(h.content)]
-            facts = sorted(changes, key=lambda h: -h.created)[:1] + facts
+            newest = max(h.created for h in direct)
+            changes = [h for h in facts if h not in direct and held[id(h)][0] * 2 > most[0] and
+                       h.created > newest and _CHANGE.search(h.content)]
+            facts = sorted(changes, key=lambda h: -h.created)[:1] + sorted(direct, key=lambda h: -h.created)
             self.changed = {h.id for h in facts[:1] if changes}
         else:
             direct = []
